@@ -1,0 +1,25 @@
+"""mliap_torch: differentiable machine-learned interatomic potentials in PyTorch, exported to LAMMPS."""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy imports keep `import mliap_torch` fast and free of optional heavy dependencies.
+    if name == "Calculator":
+        from .calculator import Calculator
+        return Calculator
+    if name == "Potential":
+        from .models.potential import Potential
+        return Potential
+    if name in ("load", "save"):
+        from .models import io
+        return getattr(io, name)
+    if name == "read_snap":
+        from .export.snap_files import read_snap
+        return read_snap
+    raise AttributeError(f"module 'mliap_torch' has no attribute {name!r}")

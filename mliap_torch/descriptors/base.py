@@ -1,0 +1,53 @@
+"""The interface every descriptor implements: per-atom features from a pair list."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Descriptor(nn.Module):
+    """Per-atom descriptors from the pair-list representation shared with LAMMPS' ML-IAP.
+
+    Subclasses set ``elements`` (element symbols, index = species index) and implement
+    :meth:`forward`, :attr:`num_descriptors`, :attr:`cutoff` and :meth:`settings`.
+    Pairs beyond their element-pair cutoff must contribute exactly zero (LAMMPS passes pairs up to
+    the neighbor-list radius plus skin).
+    """
+
+    type_name: str = ""
+    elements: list[str]
+
+    @property
+    def num_descriptors(self) -> int:
+        """K, the number of descriptors per atom."""
+        raise NotImplementedError
+
+    @property
+    def cutoff(self) -> float:
+        """The largest element-pair cutoff, Å: the radius a neighbor list must cover."""
+        raise NotImplementedError
+
+    def pair_cutoffs(self) -> torch.Tensor:
+        """(nelements, nelements) cutoff of each element pair, Å."""
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-like settings from which ``type(self)(**settings)`` rebuilds this descriptor."""
+        raise NotImplementedError
+
+    def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                num_atoms: int) -> torch.Tensor:
+        """Descriptors of every atom.
+
+        Args:
+            rij: (npairs, 3) ``x[j] - x[i]`` (with periodic image), Å.
+            pair_i, pair_j: (npairs,) central and neighbor atom indices, in ``[0, num_atoms)``.
+            species: (num_atoms,) element index of each atom.
+            num_atoms: number of atoms (rows of the output).
+
+        Returns:
+            (num_atoms, K) descriptors.
+        """
+        raise NotImplementedError

@@ -1,0 +1,111 @@
+"""Find and start the LAMMPS built by ``scripts/build_lammps.sh`` (from Python or as ``lmp``)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+REQUIRED_PACKAGES = ("ML-SNAP", "ML-IAP", "PYTHON", "PLUGIN", "MANYBODY")
+BUILD_HINT = "build it with `bash scripts/build_lammps.sh` (or run the test command, which builds it)"
+
+
+def lmp_executable() -> Path | None:
+    """The ``lmp`` binary: ``$LAMMPS_LMP``, else the one next to this Python, else on ``PATH``."""
+    if os.environ.get("LAMMPS_LMP"):
+        return Path(os.environ["LAMMPS_LMP"])
+    local = Path(sys.prefix) / "bin" / "lmp"
+    if local.exists():
+        return local
+    found = shutil.which("lmp")
+    return Path(found) if found else None
+
+
+def lammps_status() -> tuple[bool, str]:
+    """(True, description) when LAMMPS with ML-IAP Python support can be started, else (False, reason)."""
+    try:
+        import lammps  # noqa: F401
+    except ImportError as exc:
+        return False, f"the lammps Python module is not installed ({exc}); {BUILD_HINT}"
+    try:
+        lmp = start()
+    except Exception as exc:  # a broken library or missing packages
+        return False, f"LAMMPS could not be started: {exc}; {BUILD_HINT}"
+    try:
+        missing = [p for p in REQUIRED_PACKAGES if not lmp.has_package(p)]
+        version = lmp.version()
+    finally:
+        lmp.close()
+    if missing:
+        return False, f"LAMMPS lacks package(s) {missing}; {BUILD_HINT}"
+    exe = lmp_executable()
+    if exe is None or not exe.exists():
+        return False, f"no lmp executable found; {BUILD_HINT}"
+    return True, f"LAMMPS {version} ({exe})"
+
+
+def start(args: Sequence[str] = (), screen: bool = False):
+    """A ``lammps.lammps`` instance (quiet unless ``screen``); extra command-line ``args`` appended."""
+    import lammps
+
+    cmdargs = ["-nocite", "-log", "none"]
+    if not screen:
+        cmdargs += ["-screen", "none"]
+    return lammps.lammps(cmdargs=cmdargs + list(args))
+
+
+def lmp_environment(extra_pythonpath: Sequence[str | Path] = ()) -> dict[str, str]:
+    """Environment for ``lmp`` runs whose embedded Python must see this environment's packages.
+
+    The embedded interpreter derives its ``sys.prefix`` from the first ``python`` on ``PATH``, so
+    this environment's ``bin/`` goes first; ``extra_pythonpath`` makes model classes importable.
+    """
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    paths = [str(p) for p in extra_pythonpath] + [str(Path(__file__).resolve().parent.parent)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_lmp(input_file: str | Path, cwd: str | Path | None = None, args: Sequence[str] = (),
+            extra_pythonpath: Sequence[str | Path] = (), timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``lmp -in input_file`` and return the finished process (stdout holds the log).
+
+    Raises:
+        FileNotFoundError: no ``lmp`` executable.
+        RuntimeError: LAMMPS exited with an error (the tail of its output is in the message).
+    """
+    exe = lmp_executable()
+    if exe is None:
+        raise FileNotFoundError(f"no lmp executable; {BUILD_HINT}")
+    proc = subprocess.run([str(exe), "-nocite", "-log", "none", "-in", str(input_file), *args], cwd=cwd,
+                          env=lmp_environment(extra_pythonpath), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise RuntimeError(f"lmp -in {input_file} failed with exit code {proc.returncode}:\n{tail}")
+    return proc
+
+
+def thermo_table(log_text: str) -> list[dict[str, float]]:
+    """Rows of every thermo block (``Step ...`` header to ``Loop time``) in a LAMMPS log, as dicts."""
+    rows: list[dict[str, float]] = []
+    header: list[str] | None = None
+    for line in log_text.splitlines():
+        words = line.split()
+        if words[:1] == ["Step"]:
+            header = words
+            continue
+        if header is not None:
+            if line.startswith("Loop time") or len(words) != len(header):
+                header = None
+                continue
+            try:
+                rows.append({h: float(w) for h, w in zip(header, words)})
+            except ValueError:
+                header = None
+    return rows

@@ -1,0 +1,73 @@
+"""Saving and loading potentials as plain settings + weights (never pickled code)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .heads import head_from_settings
+from .potential import Potential
+
+FORMAT = "mliap_torch.potential"
+FORMAT_VERSION = 1
+
+DESCRIPTOR_TYPES = {
+    "bispectrum": "mliap_torch.descriptors.bispectrum:Bispectrum",
+    "ace": "mliap_torch.descriptors.ace:ACE",
+}
+REFERENCE_TYPES = {
+    "zbl": "mliap_torch.models.zbl:ZBL",
+}
+
+
+def _resolve(table: dict[str, str], kind: str, what: str) -> type:
+    if kind not in table:
+        raise ValueError(f"unknown {what} type {kind!r}; known: {sorted(table)}")
+    module, name = table[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _build(table: dict[str, str], settings: dict[str, Any], what: str) -> nn.Module:
+    s = dict(settings)
+    cls = _resolve(table, s.pop("type"), what)
+    return cls(**s)
+
+
+def potential_from_settings(settings: dict[str, Any]) -> Potential:
+    """Rebuild an (untrained) :class:`Potential` from :meth:`Potential.settings`."""
+    descriptor = _build(DESCRIPTOR_TYPES, settings["descriptor"], "descriptor")
+    head = head_from_settings(settings["head"])
+    reference = None if settings.get("reference") is None else _build(REFERENCE_TYPES, settings["reference"],
+                                                                       "reference potential")
+    return Potential(descriptor, head, reference)
+
+
+def save(potential: Potential, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``potential`` to ``path`` (``.pt``): settings and tensors only, loadable with ``weights_only``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in potential.state_dict().items()}
+    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "settings": potential.settings(),
+                "state_dict": state, "metadata": metadata or {}}, path)
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> Potential:
+    """Load a potential written by :func:`save`. Executes no code from the file (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a mliap_torch model file (or is not safe to load): {exc}") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a mliap_torch model file (format tag missing)")
+    if blob.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer mliap_torch (format {blob['version']})")
+    potential = potential_from_settings(blob["settings"])
+    potential.load_state_dict(blob["state_dict"])
+    return potential.to(map_location)

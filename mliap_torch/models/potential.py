@@ -1,0 +1,111 @@
+"""Potential = descriptor + per-element head (+ optional reference pair potential such as ZBL)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.batch import AtomsBatch
+from ..descriptors.base import Descriptor
+
+
+def forces_and_virial_from_pair_gradient(dE_drij: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor,
+                                         pair_j: torch.Tensor, num_atoms: int, pair_config: torch.Tensor,
+                                         num_configs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Atomic forces and per-configuration virial from ``fij = ∂E/∂r_ij`` (LAMMPS ML-IAP's ``fij``).
+
+    Since ``r_ij = x_j - x_i``: ``F_i = Σ_{pairs (i,·)} fij - Σ_{pairs (·,i)} fij``.
+    The strain derivative is ``∂E/∂ε_ab = Σ_p r_a f_b`` (the negative of LAMMPS' virial).
+
+    Returns:
+        forces: (num_atoms, 3) eV/Å; dE_dstrain: (num_configs, 3, 3) eV.
+    """
+    forces = torch.zeros((num_atoms, 3), dtype=dE_drij.dtype, device=dE_drij.device)
+    forces = forces.index_add(0, pair_i, dE_drij).index_add(0, pair_j, -dE_drij)
+    outer = rij[:, :, None] * dE_drij[:, None, :]
+    dE_dstrain = torch.zeros((num_configs, 3, 3), dtype=dE_drij.dtype, device=dE_drij.device)
+    dE_dstrain = dE_dstrain.index_add(0, pair_config, outer)
+    return forces, dE_dstrain
+
+
+def voigt(tensor: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) → (..., 6) in the order ``xx yy zz yz xz xy`` (symmetrised)."""
+    t = 0.5 * (tensor + tensor.transpose(-1, -2))
+    return torch.stack([t[..., 0, 0], t[..., 1, 1], t[..., 2, 2], t[..., 1, 2], t[..., 0, 2], t[..., 0, 1]], dim=-1)
+
+
+class Potential(nn.Module):
+    """An interatomic potential on the pair-list representation.
+
+    ``E_i = head(descriptor(rij, ...), species)_i + reference_i``; total energies are sums over
+    each configuration's atoms, forces ``-∂E/∂x`` and stress ``(1/V) ∂E/∂ε`` come from one
+    gradient with respect to the pair vectors.
+    """
+
+    def __init__(self, descriptor: Descriptor, head: nn.Module, reference: nn.Module | None = None):
+        super().__init__()
+        self.descriptor = descriptor
+        self.head = head
+        self.reference = reference
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.descriptor.elements)
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbor-list radius, Å: the largest descriptor or reference cutoff."""
+        ref = float(self.reference.cutoff) if self.reference is not None else 0.0
+        return max(float(self.descriptor.cutoff), ref)
+
+    def settings(self) -> dict[str, Any]:
+        """Plain-data description from which :func:`mliap_torch.models.io.potential_from_settings` rebuilds it."""
+        return {
+            "descriptor": {"type": self.descriptor.type_name, **self.descriptor.settings()},
+            "head": self.head.settings(),
+            "reference": None if self.reference is None else {"type": self.reference.type_name,
+                                                              **self.reference.settings()},
+        }
+
+    def atomic_energies(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
+                        species: torch.Tensor, num_atoms: int) -> torch.Tensor:
+        """Per-atom energies (num_atoms,) eV from pair vectors ``rij`` (npairs, 3) Å."""
+        B = self.descriptor(rij, pair_i, pair_j, species, num_atoms)
+        energies = self.head(B, species)
+        if self.reference is not None:
+            energies = energies + self.reference(rij, pair_i, pair_j, species, num_atoms)
+        return energies
+
+    def forward(self, batch: AtomsBatch, forces: bool = True, stress: bool = True,
+                create_graph: bool = False) -> dict[str, torch.Tensor]:
+        """Energies, forces and stress of every configuration in ``batch``.
+
+        Returns a dict with ``energy`` (nconfigs,) eV, ``atomic_energies`` (natoms,) eV and, when
+        asked, ``forces`` (natoms, 3) eV/Å and ``stress`` (nconfigs, 6) eV/Å³ (ASE convention:
+        tension positive, Voigt ``xx yy zz yz xz xy``; zero for cells without volume).
+        Pass ``create_graph=True`` to train on forces or stress (double backward).
+        """
+        need_grad = forces or stress
+        rij = batch.rij()
+        if need_grad and not rij.requires_grad:
+            rij = rij.detach().requires_grad_(True)
+        with torch.enable_grad() if need_grad else torch.no_grad():
+            atomic = self.atomic_energies(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+            energy = torch.zeros(batch.num_configs, dtype=atomic.dtype, device=atomic.device)
+            energy = energy.index_add(0, batch.atom_config, atomic)
+            out = {"energy": energy, "atomic_energies": atomic}
+            if not need_grad:
+                return out
+            (dE_drij,) = torch.autograd.grad(energy.sum(), rij, create_graph=create_graph, allow_unused=True)
+            if dE_drij is None:
+                dE_drij = torch.zeros_like(rij)
+        f, dE_dstrain = forces_and_virial_from_pair_gradient(dE_drij, rij, batch.pair_i, batch.pair_j,
+                                                             batch.total_atoms, batch.pair_config, batch.num_configs)
+        if forces:
+            out["forces"] = f
+        if stress:
+            volume = batch.volume()
+            inv = torch.where(volume > 0, 1.0 / volume.clamp_min(1e-300), torch.zeros_like(volume))
+            out["stress"] = voigt(dE_dstrain) * inv[:, None]
+        return out
