@@ -1,0 +1,144 @@
+"""Export any :class:`Potential` to LAMMPS' ML-IAP unified Python interface.
+
+LAMMPS loads the written ``*.pkl`` with ``pair_style mliap unified model.pkl 0`` and
+``pair_coeff * * <elements>``. Each MD step it hands :meth:`MLIAPUnifiedTorch.compute_forces` the
+pair list (``rij = x[j] - x[i]``, ``pair_i``, ``pair_j``, ``elems``) and expects per-atom energies,
+the total energy and ``fij = ∂E/∂r_ij`` back — the representation mliap_torch is built on, so this
+adapter only wraps LAMMPS' arrays as tensors and calls the same descriptor and head as training.
+
+The ``.pkl`` holds plain settings and weights (numpy arrays), rebuilt into a Potential when LAMMPS
+unpickles it, but it is still a pickle: only load such files from a trusted source.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.io import potential_from_settings
+from ..models.potential import Potential
+
+try:
+    from lammps.mliap.mliap_unified_abc import MLIAPUnified
+except ImportError:  # LAMMPS' Python module is optional for everything but running in LAMMPS
+    class MLIAPUnified:  # type: ignore[no-redef]
+        """Stand-in with the attributes LAMMPS reads, used when the lammps module is not installed."""
+
+        def __init__(self, interface=None, element_types=None, ndescriptors=None, nparams=None, rcutfac=None):
+            self.interface = interface
+            self.element_types = element_types
+            self.ndescriptors = ndescriptors
+            self.nparams = nparams
+            self.rcutfac = rcutfac
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class MLIAPUnifiedTorch(MLIAPUnified):
+    """A mliap_torch potential as an ML-IAP unified model.
+
+    Args:
+        potential: the model; its settings and weights are copied (later changes are not seen).
+        dtype: ``"float64"`` (default) or ``"float32"`` evaluation inside LAMMPS.
+        device: torch device inside LAMMPS; ``None`` reads ``$MLIAP_TORCH_DEVICE`` at load time
+            (default ``cpu``), so one file runs on CPU or GPU machines.
+
+    LAMMPS is given ``rcutfac = cutoff / 2`` (its element radii are 1 here), so it passes every pair
+    within the potential's largest cutoff; per-element-pair cutoffs are applied by the descriptor.
+    """
+
+    def __init__(self, potential: Potential, dtype: str = "float64", device: str | None = None):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        super().__init__(None, list(potential.elements), 1, 1, 0.5 * float(potential.cutoff))
+        self.settings = potential.settings()
+        self.state = {k: v.detach().cpu().numpy().copy() for k, v in potential.state_dict().items()}
+        self.dtype = dtype
+        self.device = device
+        self._potential: Potential | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["interface"] = None
+        state["_potential"] = None
+        return state
+
+    @property
+    def potential(self) -> Potential:
+        """The rebuilt Potential on the load-time device and dtype."""
+        if self._potential is None:
+            device = self.device or os.environ.get("MLIAP_TORCH_DEVICE", "cpu")
+            potential = potential_from_settings(self.settings)
+            potential.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.state.items()})
+            self._potential = potential.to(device=device, dtype=DTYPES[self.dtype]).eval()
+        return self._potential
+
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        device = next(iter(self.potential.parameters()), torch.empty(0)).device
+        return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+
+    def evaluate(self, rij: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray, elems: np.ndarray,
+                 iatoms: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """Per-atom energies of the listed atoms (nlistatoms,) eV, total energy eV, fij (npairs, 3) eV/Å.
+
+        Args:
+            rij: (npairs, 3) Å. pair_i, pair_j: (npairs,) atom indices (j may be a ghost).
+            elems: (ntotal,) element index of every local and ghost atom.
+            iatoms: (nlistatoms,) indices of the atoms whose energies LAMMPS wants.
+        """
+        dtype = DTYPES[self.dtype]
+        model = self.potential
+        r = self._tensor(rij, dtype).requires_grad_(True)
+        species = self._tensor(elems, torch.int64)
+        listed = self._tensor(iatoms, torch.int64)
+        with torch.enable_grad():
+            atomic = model.atomic_energies(r, self._tensor(pair_i, torch.int64), self._tensor(pair_j, torch.int64),
+                                           species, int(species.shape[0]))
+            eatoms = atomic[listed]
+            energy = eatoms.sum()
+            if r.shape[0] > 0:
+                (fij,) = torch.autograd.grad(energy, r, allow_unused=True)
+                fij = torch.zeros_like(r) if fij is None else fij
+            else:
+                fij = torch.zeros_like(r)
+        eatoms_np = eatoms.detach().to("cpu", torch.float64).numpy()
+        fij_np = np.ascontiguousarray(fij.detach().to("cpu", torch.float64).numpy())
+        return eatoms_np, float(eatoms_np.sum()), fij_np
+
+    def compute_forces(self, data) -> None:
+        """LAMMPS callback: set ``data.eatoms``, ``data.energy`` and add ``fij`` to the forces."""
+        npairs = int(data.npairs)
+        nlist = int(data.nlistatoms)
+        elems = np.asarray(data.elems)
+        iatoms = np.asarray(data.iatoms)[:nlist] if data.iatoms is not None else np.arange(nlist)
+        if npairs > 0:
+            rij, pair_i, pair_j = np.asarray(data.rij), np.asarray(data.pair_i), np.asarray(data.pair_j)
+        else:
+            rij, pair_i, pair_j = np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        eatoms, energy, fij = self.evaluate(rij, pair_i, pair_j, elems, iatoms)
+        data.eatoms = np.ascontiguousarray(eatoms)
+        data.energy = energy
+        if npairs > 0:
+            data.update_pair_forces(fij)
+
+    def compute_descriptors(self, data) -> None:
+        """Unused by ``pair_style mliap unified`` (energies and forces come from :meth:`compute_forces`)."""
+
+    def compute_gradients(self, data) -> None:
+        """Unused by ``pair_style mliap unified``."""
+
+
+def write_mliap_unified(potential: Potential, path: str | Path, dtype: str = "float64",
+                        device: str | None = None) -> Path:
+    """Write ``potential`` as an ML-IAP unified ``.pkl`` for ``pair_style mliap unified <path> 0``."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth"):
+        raise ValueError(f"{path}: use a .pkl name; LAMMPS would torch.load a .pt/.pth file, which fails")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(MLIAPUnifiedTorch(potential, dtype=dtype, device=device), fh)
+    return path
