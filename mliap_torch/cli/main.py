@@ -1,0 +1,40 @@
+"""The ``mliap_torch`` console script: ``mliap_torch <command> [arguments]``."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+USAGE = """usage: mliap_torch <command> [arguments]
+
+commands:
+  train    train a potential; arguments are Hydra overrides, e.g.
+           mliap_torch train model=snap_quadratic data=mlearn data.element=Ni trainer.max_epochs=200
+           (mliap_torch train --help lists the config groups)
+"""
+
+
+def _train(argv: list[str]) -> None:
+    from .train import main as train_main
+
+    train_main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a subcommand."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"mliap_torch: unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}\n\n{USAGE}",
+              file=sys.stderr)
+        sys.exit(2)
+    COMMANDS[command](rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Typed schema of the training configuration and its validation into one-paragraph errors.
+
+Hydra composes plain YAML from ``configs/``; :func:`validate` checks the result against these
+dataclasses (unknown keys, wrong types, missing values, missing files) and raises
+:class:`ConfigError` with a message naming the offending key, so that the command line reports a
+single clear paragraph instead of a traceback.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
+HEAD_TYPES = ("linear", "quadratic", "mlp")
+FIT_METHODS = ("exact", "gradient")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "cosine", "none")
+DTYPES = ("float64", "float32")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot run; the message is meant for the user as is."""
+
+
+@dataclass
+class DataConfig:
+    format: str = "builtin"
+    path: Optional[str] = None
+    element: Optional[str] = None
+    max_configs: Optional[int] = None
+    test_fraction: Optional[float] = 0.2
+    val_fraction: float = 0.1
+    batch_size: int = 8
+    num_workers: int = 0
+    group_weights: Optional[Any] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class BispectrumConfig:
+    type: str = "bispectrum"
+    elements: Optional[list] = None
+    twojmax: int = 6
+    rcutfac: float = 4.1
+    radelem: Any = 0.5
+    wj: Any = 1.0
+    rfac0: float = 0.99363
+    rmin0: float = 0.0
+    switchflag: bool = True
+    bzeroflag: bool = True
+    bnormflag: bool = False
+    wselfallflag: bool = False
+    chemflag: bool = False
+    switchinnerflag: bool = False
+    sinner: Optional[Any] = None
+    dinner: Optional[Any] = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    energy: float = 1.0
+    forces: float = 1.0
+    stress: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "plateau"
+    factor: float = 0.5
+    patience: int = 10
+    min_lr: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "snap_linear"
+    head: str = "linear"
+    hidden: list = field(default_factory=list)
+    activation: str = "silu"
+    fit: str = "exact"
+    refine: bool = False
+    solver: dict = field(default_factory=dict)
+    reference: Optional[dict] = None
+    use_config_weights: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    max_epochs: int = 100
+    max_time: Optional[str] = None
+    gradient_clip_val: Optional[float] = None
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    fast_dev_run: Any = False
+    limit_train_batches: Optional[Any] = None
+    limit_val_batches: Optional[Any] = None
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    early_stopping_patience: Optional[int] = 30
+    checkpoint: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """The validated configuration; ``descriptor`` stays a plain dict (its keys depend on its type)."""
+
+    data: DataConfig
+    descriptor: dict
+    model: ModelConfig
+    trainer: TrainerConfig
+    seed: int = 42
+    dtype: str = "float64"
+    ckpt_path: Optional[str] = None
+    plots: bool = True
+    experiment: Optional[Any] = None
+
+
+def _typed(section: str, schema: type, node: Any) -> Any:
+    """Merge ``node`` onto the dataclass ``schema``; unknown keys and wrong types become ConfigError."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"Configuration error in '{section}': expected a mapping of settings, got {node!r}.")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            keys = ", ".join(f"'{section}.{k}'" for k in missing)
+            raise ConfigError(f"Configuration error: {keys} must be given (it is '???' in the config); set it on "
+                              f"the command line, e.g. {section}.{missing[0]}=...")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+        reason = str(exc).splitlines()[0].rstrip(".")
+        hint = ""
+        if "not in" in reason:
+            hint = f" Valid keys of '{section}': {', '.join(f.name for f in fields(schema))}."
+        raise ConfigError(f"Configuration error in '{section}.{key}': {reason}.{hint}") from None
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"Configuration error: '{key}' is {value!r}; choose one of {', '.join(allowed)}.")
+
+
+def _check_descriptor(desc: Any) -> dict:
+    if not isinstance(desc, DictConfig) or "type" not in desc:
+        raise ConfigError("Configuration error in 'descriptor': it needs a 'type' (bispectrum or ace); pick one "
+                          "with descriptor=bispectrum or descriptor=ace.")
+    kind = desc["type"]
+    if kind == "bispectrum":
+        from dataclasses import asdict
+        return asdict(_typed("descriptor", BispectrumConfig, desc))
+    if kind == "ace":
+        values = OmegaConf.to_container(desc, resolve=True)
+        from ..models.io import DESCRIPTOR_TYPES, _resolve
+        try:
+            cls = _resolve(DESCRIPTOR_TYPES, "ace", "descriptor")
+        except ImportError:
+            return values
+        params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(values) - params - {"type", "elements", "options"})
+        if unknown:
+            raise ConfigError(f"Configuration error in 'descriptor': {unknown} are not parameters of "
+                              f"{cls.__name__}; valid: {', '.join(sorted(params))}.")
+        return values
+    raise ConfigError(f"Configuration error: 'descriptor.type' is {kind!r}; choose bispectrum or ace.")
+
+
+def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
+    """Check a composed configuration and return it typed; raise :class:`ConfigError` otherwise.
+
+    Relative data paths are resolved against Hydra's original working directory when Hydra runs
+    (``hydra.utils.to_absolute_path``), else against the current directory.
+    """
+    top = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(cfg.keys()) - top - {"hydra"})
+    if unknown:
+        raise ConfigError(f"Configuration error: unknown top-level key(s) {unknown}; valid keys: "
+                          f"{', '.join(sorted(top))}.")
+    for section in ("data", "descriptor", "model", "trainer"):
+        if section not in cfg:
+            raise ConfigError(f"Configuration error: the '{section}' group is missing; choose one, e.g. "
+                              f"{section}=<option> (options are the files in configs/{section}/).")
+    data = _typed("data", DataConfig, cfg.data)
+    model = _typed("model", ModelConfig, cfg.model)
+    trainer = _typed("trainer", TrainerConfig, cfg.trainer)
+    descriptor = _check_descriptor(cfg.descriptor)
+    try:
+        scalars = {k: cfg[k] for k in ("seed", "dtype", "ckpt_path", "plots") if k in cfg}
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"Configuration error: {str(exc).splitlines()[0]}.") from None
+    out = _typed("(top level)", _TopScalars, OmegaConf.create(scalars))
+    _choice("data.format", data.format, DATA_FORMATS)
+    _choice("model.head", model.head, HEAD_TYPES)
+    _choice("model.fit", model.fit, FIT_METHODS)
+    _choice("model.optimizer.name", model.optimizer.name, OPTIMIZERS)
+    _choice("model.scheduler.name", model.scheduler.name, SCHEDULERS)
+    _choice("dtype", out.dtype, DTYPES)
+    if model.head == "mlp" and model.fit == "exact":
+        raise ConfigError("Configuration error: 'model.fit' is 'exact' but an mlp head has no least-squares "
+                          "solution; use model.fit=gradient.")
+    if model.head == "mlp" and not model.hidden:
+        raise ConfigError("Configuration error: 'model.hidden' is empty; an mlp head needs hidden layer widths, "
+                          "e.g. model.hidden=[64,64].")
+    for name, value in (("data.val_fraction", data.val_fraction), ("data.test_fraction", data.test_fraction)):
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ConfigError(f"Configuration error: '{name}' is {value}; it must be in [0, 1).")
+    if data.batch_size < 1:
+        raise ConfigError(f"Configuration error: 'data.batch_size' is {data.batch_size}; it must be at least 1.")
+    if check_paths:
+        data.path = _existing_path("data.path", data.path, required=data.format != "builtin")
+        if data.format == "mlearn":
+            if not data.element:
+                raise ConfigError("Configuration error: 'data.element' must name the mlearn element, e.g. "
+                                  "data.element=Ni.")
+            for name in ("training.json", "test.json"):
+                _existing_path("data.path", str(Path(data.path) / data.element / name), required=True)
+        if isinstance(data.group_weights, str):
+            data.group_weights = _existing_path("data.group_weights", data.group_weights, required=True)
+        out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
+    return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
+                       dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots,
+                       experiment=cfg.get("experiment"))
+
+
+@dataclass
+class _TopScalars:
+    seed: int = 42
+    dtype: str = "float64"
+    ckpt_path: Optional[str] = None
+    plots: bool = True
+
+
+def absolute_path(path: str) -> Path:
+    """``path`` made absolute against the directory the command was started from."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+
+    if HydraConfig.initialized():
+        return Path(to_absolute_path(path))
+    return Path(path).expanduser().resolve()
+
+
+def _existing_path(key: str, path: Optional[str], *, required: bool) -> Optional[str]:
+    if path is None:
+        if required:
+            raise ConfigError(f"Configuration error: '{key}' must be given (a file or folder).")
+        return None
+    resolved = absolute_path(str(path))
+    if not resolved.exists():
+        raise ConfigError(f"Configuration error: '{key}' is {path!r}, but {resolved} does not exist (relative "
+                          f"paths are taken from the directory the command was started in).")
+    return str(resolved)

@@ -1,0 +1,54 @@
+"""``python train.py [overrides]`` / ``mliap_torch train [overrides]``: Hydra entry point of training.
+
+Configs live in ``configs/`` at the repository root (``$MLIAP_TORCH_CONFIGS`` overrides that).
+The run folder is Hydra's output directory. Configuration errors print one paragraph and exit
+with status 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mliap_torch.cli.schema import ConfigError, validate
+
+CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Validate ``cfg``, train, and return the test energy MAE (eV/atom) for sweepers."""
+    from mliap_torch.training.run import run
+
+    try:
+        typed = validate(cfg)
+    except ConfigError as exc:
+        print(f"\n{exc}\n", file=sys.stderr)
+        sys.exit(2)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    result = run(typed, run_dir, resolved_config=resolved)
+    if result is None:
+        return None
+    return result.metrics.get("test", {}).get("all", {}).get("energy_mae")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run :func:`hydra_main` with ``argv`` as the command-line overrides (default: ``sys.argv[1:]``).
+
+    ``sys.argv[0]`` becomes this file, so that Lightning's DDP launcher, which restarts
+    ``sys.argv``, starts this entry point again in its worker processes.
+    """
+    if argv is not None:
+        sys.argv = [__file__, *argv]
+    else:
+        sys.argv[0] = __file__
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Train a potential: ``python train.py [group=option ...] [key=value ...]`` (configs in ``configs/``)."""
+from mliap_torch.cli.train import main
+
+if __name__ == "__main__":
+    main()
