@@ -1,0 +1,315 @@
+"""Atomic cluster expansion (ACE) descriptors: PACE's B-basis as a torch module on the pair list.
+
+For central atom i of element e and neighbours j (element μ_j, distance r_ij < r_c(e, μ_j)):
+
+    A1_{μ n}(i)   = Σ_{j: μ_j = μ} g_{n-1}(r_ij)                              (rank-1 atomic base)
+    A_{μ n l m}(i) = Σ_{j: μ_j = μ} R_{nl}(r_ij) Y_lm(r̂_ij),  R_nl = Σ_k c_{nlk}^{e μ} g_k
+    B_f(i)        = Σ_{m} C^{ls, LS}_{m} Π_t A_{μ_t n_t l_t m_t}(i)               (rank ≥ 2)
+
+with PACE's radial bases g_k (:mod:`.ace_radial`), radial coefficients ``crad`` c_{nlk} per element
+pair, spherical harmonics normalised as in PACE (∫|Y_lm|² dΩ = 4π, so Y_00 = 1) and PACE's
+generalised Clebsch–Gordan coupling (:mod:`.ace_basis`). The values equal pyace's
+B-basis projections (``ACEBEvaluator``) for the same basis.
+
+Output columns: the functions of each central element are listed in order (rank-1 first, as in
+pyace's projections); column k of an atom of element e is function k of e, and atoms of elements
+with fewer functions get zeros in the remaining columns (K = the largest per-element count).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .ace_basis import BFunction, coupling_tables, generate_functions
+from .ace_radial import RadialBasis
+from .base import Descriptor
+from .spherical_harmonics import real_spherical_harmonics
+
+# PACE normalises the spherical harmonics to 4π on the unit sphere (Y_00 = 1).
+PACE_YLM_SCALE = math.sqrt(4.0 * math.pi)
+
+PairValue = float | Sequence[Sequence[float]]
+
+
+def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
+    """A scalar or (nelements, nelements) nested list → (nelements, nelements) nested list."""
+    if isinstance(value, (list, tuple)):
+        rows = [list(r) for r in value]
+        if len(rows) != nelements or any(len(r) != nelements for r in rows):
+            raise ValueError(f"ACE: {name} must be a scalar or a {nelements}x{nelements} nested list "
+                             f"(one value per element pair), got {value!r}")
+        return rows
+    return [[value] * nelements for _ in range(nelements)]
+
+
+class ACE(Descriptor):
+    """PACE B-basis descriptors (any body order) with PACE's radial bases.
+
+    Args:
+        elements: element symbols; the species index of an atom is its position here.
+        nradmax_by_orders: per rank (body order - 1), the largest radial index n; rank 1 uses the
+            radial basis g_k directly (n ≤ nradmax_by_orders[0]).
+        lmax_by_orders: per rank, the largest l (the rank-1 entry is ignored; l = 0 there).
+        radial_basis: ``"ChebExpCos"``, ``"ChebPow"``, ``"ChebLinear"`` or ``"SBessel"``, or a
+            (nelements, nelements) nested list of names.
+        radial_parameters: λ of ``ChebExpCos``/``ChebPow`` (scalar or per element pair).
+        rcut: outer cutoff, Å (scalar or per element pair ``[e_i][e_j]``).
+        dcut: width of the ``ChebExpCos`` cutoff switch, Å.
+        r_in, delta_in: inner cutoff and its width, Å (PACE's ``inner_cutoff_type: distance``);
+            ``r_in = 0`` disables it.
+        nradbase, nradmax, lmax: sizes of the radial basis, of the radial functions R_nl and the
+            largest l; default to what the functions need.
+        functions: explicit B functions instead of the generated ones: a list of dicts with keys
+            ``elements`` (central element first, then one per factor), ``ns``, ``ls`` and ``LS``
+            (PACE's ``BBasisFunctionSpecification``), listed per central element in column order.
+        trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
+
+    ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
+    initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict.
+    """
+
+    type_name = "ace"
+
+    def __init__(self, elements: Sequence[str], nradmax_by_orders: Sequence[int] = (),
+                 lmax_by_orders: Sequence[int] = (), radial_basis: str | Sequence[Sequence[str]] = "ChebExpCos",
+                 radial_parameters: PairValue = 5.25, rcut: PairValue = 5.0, dcut: PairValue = 0.01,
+                 r_in: PairValue = 0.0, delta_in: PairValue = 0.0, nradbase: int | None = None,
+                 nradmax: int | None = None, lmax: int | None = None,
+                 functions: Sequence[dict[str, Any]] | None = None, trainable_radial: bool = False):
+        super().__init__()
+        self.elements = [str(e) for e in elements]
+        if len(set(self.elements)) != len(self.elements) or not self.elements:
+            raise ValueError(f"ACE: elements must be a non-empty list of distinct symbols, got {list(elements)}")
+        nel = len(self.elements)
+        self.nradmax_by_orders = [int(n) for n in nradmax_by_orders]
+        self.lmax_by_orders = [int(n) for n in lmax_by_orders]
+        self.explicit_functions = None if functions is None else [_plain_function(f) for f in functions]
+        if self.explicit_functions is None:
+            if not self.nradmax_by_orders:
+                raise ValueError("ACE: give nradmax_by_orders/lmax_by_orders or an explicit functions list")
+            per_element = [generate_functions(nel, e, self.nradmax_by_orders, self.lmax_by_orders)
+                           for e in range(nel)]
+        else:
+            per_element = self._functions_from_spec(self.explicit_functions)
+        self.functions: list[list[BFunction]] = per_element
+
+        rank1_n = [f.ns[0] for fs in per_element for f in fs if f.rank == 1]
+        high = [f for fs in per_element for f in fs if f.rank > 1]
+        self.nradbase = int(nradbase) if nradbase is not None else max(rank1_n + [max(self.nradmax_by_orders[:1] + [1])])
+        self.nradmax = int(nradmax) if nradmax is not None else max([n for f in high for n in f.ns] + [1])
+        self.lmax = int(lmax) if lmax is not None else max([l for f in high for l in f.ls] + [0])
+        if rank1_n and max(rank1_n) > self.nradbase:
+            raise ValueError(f"ACE: rank-1 functions use n up to {max(rank1_n)} > nradbase={self.nradbase}")
+        if high and (max(n for f in high for n in f.ns) > self.nradmax or max(l for f in high for l in f.ls) > self.lmax):
+            raise ValueError(f"ACE: functions exceed nradmax={self.nradmax} or lmax={self.lmax}")
+
+        self.radial_basis = _pair_table(radial_basis, nel, "radial_basis")
+        self.pair_settings = {name: _pair_table(value, nel, name) for name, value in
+                              (("radial_parameters", radial_parameters), ("rcut", rcut), ("dcut", dcut),
+                               ("r_in", r_in), ("delta_in", delta_in))}
+        t = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.pair_settings.items()}
+        self.radial = RadialBasis(self.nradbase, self.radial_basis, t["radial_parameters"], t["rcut"], t["dcut"],
+                                  t["r_in"], t["delta_in"])
+
+        crad = torch.zeros(nel, nel, self.nradmax, self.lmax + 1, self.nradbase, dtype=torch.float64)
+        for n in range(min(self.nradmax, self.nradbase)):
+            crad[:, :, n, :, n] = 1.0
+        self.trainable_radial = bool(trainable_radial)
+        if self.trainable_radial:
+            self.crad = nn.Parameter(crad)
+        else:
+            self.register_buffer("crad", crad)
+
+        nlm = (self.lmax + 1) ** 2
+        l_of_lm = torch.tensor([l for l in range(self.lmax + 1) for _ in range(2 * l + 1)], dtype=torch.int64)
+        self.register_buffer("l_of_lm", l_of_lm)
+        self._num_descriptors = max(len(fs) for fs in per_element)
+        self._tables: list[tuple[int, int]] = []  # (element, rank) with buffers table_{e}_{rank}_*
+        for e, fs in enumerate(per_element):
+            rank1 = [(c, f.mus[0] * self.nradbase + f.ns[0] - 1) for c, f in enumerate(fs) if f.rank == 1]
+            self.register_buffer(f"rank1_{e}_column", torch.tensor([c for c, _ in rank1], dtype=torch.int64))
+            self.register_buffer(f"rank1_{e}_index", torch.tensor([i for _, i in rank1], dtype=torch.int64))
+            for rank, table in coupling_tables(fs, self.nradmax, self.lmax).items():
+                self.register_buffer(f"table_{e}_{rank}_index", torch.as_tensor(table.index))
+                self.register_buffer(f"table_{e}_{rank}_coefficient", torch.as_tensor(table.coefficient))
+                self.register_buffer(f"table_{e}_{rank}_column", torch.as_tensor(table.column))
+                self._tables.append((e, rank))
+        self._a_width = nel * self.nradmax * nlm
+
+    def _functions_from_spec(self, specs: list[dict[str, Any]]) -> list[list[BFunction]]:
+        index = {e: k for k, e in enumerate(self.elements)}
+        per_element: list[list[BFunction]] = [[] for _ in self.elements]
+        for spec in specs:
+            unknown = [e for e in spec["elements"] if e not in index]
+            if unknown:
+                raise ValueError(f"ACE: function {spec} uses element(s) {unknown} not in {self.elements}")
+            mus = tuple(index[e] for e in spec["elements"][1:])
+            if not (len(mus) == len(spec["ns"]) == len(spec["ls"])):
+                raise ValueError(f"ACE: function {spec}: elements (after the central one), ns and ls differ in length")
+            per_element[index[spec["elements"][0]]].append(
+                BFunction(mus, tuple(spec["ns"]), tuple(spec["ls"]), tuple(spec.get("LS", ()))))
+        if any(not fs for fs in per_element):
+            missing = [e for e, fs in zip(self.elements, per_element) if not fs]
+            raise ValueError(f"ACE: no functions for central element(s) {missing}")
+        return per_element
+
+    @property
+    def num_descriptors(self) -> int:
+        return self._num_descriptors
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.radial.rcut.max())
+
+    def pair_cutoffs(self) -> torch.Tensor:
+        return self.radial.rcut.clone()
+
+    def function_specifications(self) -> list[dict[str, Any]]:
+        """All B functions as PACE-style dicts (``elements`` with the central one first, ``ns``, ``ls``, ``LS``)."""
+        return [{"elements": [self.elements[e]] + [self.elements[m] for m in f.mus], "ns": list(f.ns),
+                 "ls": list(f.ls), "LS": list(f.LS)} for e, fs in enumerate(self.functions) for f in fs]
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "elements": list(self.elements), "nradmax_by_orders": list(self.nradmax_by_orders),
+            "lmax_by_orders": list(self.lmax_by_orders), "radial_basis": self.radial_basis,
+            **self.pair_settings, "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
+            "trainable_radial": self.trainable_radial,
+        }
+        if self.explicit_functions is not None:
+            out["functions"] = self.explicit_functions
+        return out
+
+    @torch.no_grad()
+    def set_radial_coefficients(self, crad: torch.Tensor) -> None:
+        """Set ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase), indexed [e_i, e_j, n-1, l, k]."""
+        crad = torch.as_tensor(crad, dtype=self.crad.dtype, device=self.crad.device)
+        if crad.shape != self.crad.shape:
+            raise ValueError(f"ACE: crad has shape {tuple(crad.shape)}, expected {tuple(self.crad.shape)}")
+        self.crad.copy_(crad)
+
+    def atomic_base(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                    num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Atomic bases: A1 (num_atoms, nelements·nradbase) and real A (num_atoms, nelements·nradmax·(lmax+1)²).
+
+        Column of ``A1[μ, n-1]`` is ``μ·nradbase + n-1``; of ``A[μ, n-1, l, m]`` it is
+        ``(μ·nradmax + n-1)·(lmax+1)² + l² + l + m`` (real harmonics, see :mod:`.spherical_harmonics`).
+        """
+        nel = len(self.elements)
+        r = torch.linalg.vector_norm(rij, dim=1)
+        si, sj = species[pair_i], species[pair_j]
+        g = self.radial(r, si, sj)
+        target = pair_i * nel + sj
+        A1 = torch.zeros((num_atoms * nel, self.nradbase), dtype=rij.dtype, device=rij.device)
+        A1 = A1.index_add(0, target, g).reshape(num_atoms, -1)
+        if not self._tables:
+            return A1, rij.new_zeros((num_atoms, self._a_width))
+        nlm = (self.lmax + 1) ** 2
+        width = self.nradmax * (self.lmax + 1)
+        crad = self.crad.to(rij.dtype).reshape(nel * nel, width, self.nradbase)
+        if nel == 1:
+            R = g @ crad[0].T
+        else:
+            R_all = torch.einsum("pk,twk->ptw", g, crad)
+            R = torch.gather(R_all, 1, (si * nel + sj)[:, None, None].expand(-1, 1, width)).squeeze(1)
+        R = R.reshape(-1, self.nradmax, self.lmax + 1)[:, :, self.l_of_lm]
+        unit = rij / torch.where(r > 0, r, torch.ones_like(r))[:, None]
+        Y = real_spherical_harmonics(unit, self.lmax) * PACE_YLM_SCALE
+        values = (R * Y[:, None, :]).reshape(-1, self.nradmax * nlm)
+        A = torch.zeros((num_atoms * nel, self.nradmax * nlm), dtype=rij.dtype, device=rij.device)
+        A = A.index_add(0, target, values).reshape(num_atoms, -1)
+        return A1, A
+
+    def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                num_atoms: int) -> torch.Tensor:
+        A1, A = self.atomic_base(rij, pair_i, pair_j, species, num_atoms)
+        nel = len(self.elements)
+        out = torch.zeros((num_atoms, self._num_descriptors), dtype=rij.dtype, device=rij.device)
+        for e in range(nel):
+            rows = None if nel == 1 else torch.nonzero(species == e).squeeze(1)
+            A1e, Ae = (A1, A) if rows is None else (A1[rows], A[rows])
+            Be = torch.zeros((A1e.shape[0], self._num_descriptors), dtype=rij.dtype, device=rij.device)
+            Be = Be.index_add(1, getattr(self, f"rank1_{e}_column"), A1e[:, getattr(self, f"rank1_{e}_index")])
+            for e_t, rank in self._tables:
+                if e_t != e:
+                    continue
+                index = getattr(self, f"table_{e}_{rank}_index")
+                product = Ae[:, index[:, 0]]
+                for t in range(1, rank):
+                    product = product * Ae[:, index[:, t]]
+                coefficient = getattr(self, f"table_{e}_{rank}_coefficient").to(rij.dtype)
+                Be = Be.index_add(1, getattr(self, f"table_{e}_{rank}_column"), product * coefficient)
+            out = Be if rows is None else out.index_copy(0, rows, Be)
+        return out
+
+    @classmethod
+    def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> "ACE":
+        """The descriptor of a pyace/PACE B-basis: a ``.yaml`` potential path, ``BBasisConfiguration``
+        or ``ACEBBasisSet`` (needs ``pyace``). Columns follow pyace's projections; ``crad`` is copied."""
+        bbasis = _pyace_bbasis(basis)
+        rf = bbasis.radial_functions
+        elements = list(bbasis.elements_name)
+        nel = len(elements)
+        distance = str(rf.inner_cutoff_type) == "distance"
+        if str(rf.inner_cutoff_type) not in ("distance", "density"):
+            raise ValueError(f"ACE.from_pyace: inner_cutoff_type {rf.inner_cutoff_type!r} is not supported "
+                             "(only 'distance' and 'density')")
+
+        def table(x: Any) -> list[list[float]]:
+            return [[float(v) for v in row] for row in x]
+
+        functions = []
+        for e in range(nel):
+            for f in list(bbasis.basis_rank1[e]) + list(bbasis.basis[e]):
+                functions.append({"elements": [elements[e]] + [elements[m] for m in f.mus], "ns": list(f.ns),
+                                  "ls": list(f.ls), "LS": list(f.LS)})
+        zeros = [[0.0] * nel for _ in range(nel)]
+        ace = cls(elements, radial_basis=[[str(v) for v in row] for row in rf.radbasenameij],
+                  radial_parameters=table(rf.lamb), rcut=table(rf.cut), dcut=table(rf.dcut),
+                  r_in=table(rf.cut_in) if distance else zeros, delta_in=table(rf.dcut_in) if distance else zeros,
+                  nradbase=int(bbasis.nradbase), nradmax=int(bbasis.nradmax), lmax=int(bbasis.lmax),
+                  functions=functions, trainable_radial=trainable_radial)
+        crad = np.array(rf.crad, dtype=np.float64).reshape(tuple(ace.crad.shape))
+        ace.set_radial_coefficients(torch.as_tensor(crad))
+        return ace
+
+
+def pyace_linear_coefficients(basis: Any, descriptor: ACE) -> torch.Tensor:
+    """(nelements, 1 + K) ``[0, c_1 … c_K]`` linear coefficients of a pyace basis (first density), in
+    the column order of ``descriptor`` (built by :meth:`ACE.from_pyace` from the same basis)."""
+    bbasis = _pyace_bbasis(basis)
+    out = torch.zeros(len(descriptor.elements), 1 + descriptor.num_descriptors, dtype=torch.float64)
+    for e in range(len(descriptor.elements)):
+        fs = list(bbasis.basis_rank1[e]) + list(bbasis.basis[e])
+        out[e, 1:1 + len(fs)] = torch.tensor([float(f.coeffs[0]) for f in fs], dtype=torch.float64)
+    return out
+
+
+def _pyace_bbasis(basis: Any) -> Any:
+    try:
+        from pyace import ACEBBasisSet, BBasisConfiguration
+    except ImportError as exc:  # pragma: no cover - pyace is an optional dependency
+        raise ImportError("ACE.from_pyace needs the 'pyace' package (python-ace)") from exc
+    if isinstance(basis, (str, Path)):
+        path = Path(basis)
+        if not path.is_file():
+            raise FileNotFoundError(f"no PACE basis file at {path}")
+        return ACEBBasisSet(str(path))
+    if isinstance(basis, BBasisConfiguration):
+        return ACEBBasisSet(basis)
+    if isinstance(basis, ACEBBasisSet):
+        return basis
+    raise TypeError(f"expected a .yaml path, BBasisConfiguration or ACEBBasisSet, got {type(basis).__name__}")
+
+
+def _plain_function(spec: dict[str, Any]) -> dict[str, Any]:
+    missing = [k for k in ("elements", "ns", "ls") if k not in spec]
+    if missing:
+        raise ValueError(f"ACE: function specification {spec!r} lacks {missing}")
+    return {"elements": [str(e) for e in spec["elements"]], "ns": [int(n) for n in spec["ns"]],
+            "ls": [int(l) for l in spec["ls"]], "LS": [int(L) for L in spec.get("LS", [])]}

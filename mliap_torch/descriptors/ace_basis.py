@@ -1,0 +1,254 @@
+"""ACE B-basis specification and its coupling tables (PACE's generalised Clebsch–Gordan coupling).
+
+A B-basis function of rank r is identified, as in PACE's ``BBasisFunctionSpecification``, by the
+central element and r neighbour elements ``mus``, radial indices ``ns`` (1-based), angular momenta
+``ls`` and intermediate couplings ``LS``:
+
+    B = Σ_{m_1..m_r} C^{ls,LS}_{m_1..m_r} Π_t A_{mu_t n_t l_t m_t}          (rank ≥ 2)
+    B = A1_{mu_1 n_1} = Σ_j g_{n_1-1}(r_ij)                                  (rank 1)
+
+``C`` is the product of Clebsch–Gordan coefficients along PACE's coupling tree
+(``generate_coupling_tree`` in ``ace_couplings.cpp``): pairs (0,1), (2,3), … couple to the
+intermediate ``LS`` in order, the intermediates couple pairwise, and the last node couples to
+L = 0. This module carries ``C`` over to real spherical harmonics and merges the monomials that
+are equal because factors commute, giving for each rank a table of (A-indices, coefficient,
+function) rows that the descriptor evaluates with gathers and one ``index_add``.
+
+:func:`generate_functions` builds a complete set of linearly independent functions from a
+compact specification (``nradmax_by_orders``, ``lmax_by_orders``): for every multiset of
+(element, n, l) it enumerates all orderings and couplings and keeps the first linearly
+independent ones (the span equals that of pyace's precomputed white-list basis).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from .spherical_harmonics import complex_from_real, lm_index
+
+COEFFICIENT_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class BFunction:
+    """One B-basis function: neighbour species ``mus``, 1-based radial ``ns``, ``ls`` and ``LS``.
+
+    The central element is implicit (functions are listed per central element).
+    """
+
+    mus: tuple[int, ...]
+    ns: tuple[int, ...]
+    ls: tuple[int, ...]
+    LS: tuple[int, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return len(self.mus)
+
+
+def clebsch_gordan(j1: int, m1: int, j2: int, m2: int, J: int, M: int) -> float:
+    """Clebsch–Gordan coefficient ⟨j1 m1 j2 m2 | J M⟩ (integer momenta, Condon–Shortley convention)."""
+    if m1 + m2 != M or not (abs(j1 - j2) <= J <= j1 + j2) or abs(m1) > j1 or abs(m2) > j2 or abs(M) > J:
+        return 0.0
+    f = math.factorial
+    pref = Fraction((2 * J + 1) * f(J + j1 - j2) * f(J - j1 + j2) * f(j1 + j2 - J), f(j1 + j2 + J + 1))
+    pref *= f(J + M) * f(J - M) * f(j1 - m1) * f(j1 + m1) * f(j2 - m2) * f(j2 + m2)
+    total = Fraction(0)
+    for k in range(0, j1 + j2 - J + 1):
+        d = [k, j1 + j2 - J - k, j1 - m1 - k, j2 + m2 - k, J - j2 + m1 + k, J - j1 - m2 + k]
+        if min(d) < 0:
+            continue
+        total += Fraction((-1) ** k, math.prod(f(x) for x in d))
+    return float(math.copysign(math.sqrt(pref * total * total), total))
+
+
+@lru_cache(maxsize=None)
+def coupling_tree(rank: int) -> tuple[tuple[int, int, int], ...]:
+    """PACE's coupling tree of a rank: (child, child, parent) nodes; node ``2·rank-2`` is the root (L=0).
+
+    Leaves are 0 … rank-1, intermediates rank … 2·rank-3 (the order of ``LS``).
+    """
+    if rank < 2:
+        return ()
+    leaves = list(range(rank))
+    free = list(range(rank, 2 * rank - 2))
+    root = 2 * rank - 2
+    nodes = []
+    pending = []
+    parent = root
+    for _ in range(rank // 2):
+        a, b = leaves.pop(0), leaves.pop(0)
+        parent = free.pop(0) if free else root
+        nodes.append((a, b, parent))
+        pending.append(parent)
+    while len(pending) > 1 and parent != root:
+        a, b = pending.pop(0), pending.pop(0)
+        parent = free.pop(0) if free else root
+        nodes.append((a, b, parent))
+        pending.append(parent)
+    if parent != root:
+        nodes.append((pending.pop(0), leaves.pop(0), root))
+    return tuple(nodes)
+
+
+def valid_LS(ls: Sequence[int]) -> list[tuple[int, ...]]:
+    """All intermediate couplings ``LS`` allowed by the triangle rules of the coupling tree of ``ls``."""
+    rank = len(ls)
+    tree = coupling_tree(rank)
+    out = []
+
+    def assign(k: int, values: dict[int, int]) -> None:
+        if k == len(tree):
+            out.append(tuple(values[i] for i in range(rank, 2 * rank - 2)))
+            return
+        a, b, p = tree[k]
+        la, lb = values[a], values[b]
+        if p == 2 * rank - 2:
+            if la == lb:
+                assign(k + 1, values)
+            return
+        for L in range(abs(la - lb), la + lb + 1):
+            assign(k + 1, {**values, p: L})
+
+    assign(0, {i: l for i, l in enumerate(ls)})
+    return out
+
+
+@lru_cache(maxsize=None)
+def generalized_cg(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
+    """Dense complex-basis coupling tensor C[m_1+l_1, …, m_r+l_r] of PACE's B function (L = 0)."""
+    rank = len(ls)
+    tree = coupling_tree(rank)
+    lsLS = list(ls) + list(LS) + [0]
+    C = np.zeros([2 * l + 1 for l in ls])
+    for ms in itertools.product(*[range(-l, l + 1) for l in ls]):
+        if sum(ms) != 0:
+            continue
+        mM = list(ms) + [0] * (rank - 1)
+        value = 1.0
+        for a, b, p in tree:
+            mM[p] = mM[a] + mM[b]
+            if abs(mM[p]) > lsLS[p]:
+                value = 0.0
+                break
+            value *= clebsch_gordan(lsLS[a], mM[a], lsLS[b], mM[b], lsLS[p], mM[p])
+            if value == 0.0:
+                break
+        C[tuple(m + l for m, l in zip(ms, ls))] = value
+    return C
+
+
+@lru_cache(maxsize=None)
+def real_coupling(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
+    """Coupling tensor for real harmonics: ``B = Σ C_real[m'...] Π A^real_{l_t m'_t}`` (real-valued)."""
+    C = generalized_cg(ls, LS).astype(complex)
+    for axis, l in enumerate(ls):
+        C = np.moveaxis(np.tensordot(C, complex_from_real(l), axes=([axis], [0])), -1, axis)
+    return np.ascontiguousarray(C.real)
+
+
+def monomials(func: BFunction, nradmax: int, lmax: int) -> dict[tuple[int, ...], float]:
+    """Function ``func`` as a polynomial in the flattened real A: {sorted A indices: coefficient}.
+
+    The flat index of ``A[mu, n, l, m]`` is ``(mu·nradmax + n-1)·(lmax+1)² + l² + l + m``.
+    """
+    C = real_coupling(tuple(func.ls), tuple(func.LS))
+    nlm = (lmax + 1) ** 2
+    bases = [(mu * nradmax + n - 1) * nlm for mu, n in zip(func.mus, func.ns)]
+    terms: dict[tuple[int, ...], float] = {}
+    for pos in zip(*np.nonzero(np.abs(C) > COEFFICIENT_TOLERANCE)):
+        key = tuple(sorted(b + lm_index(l, int(p) - l) for b, l, p in zip(bases, func.ls, pos)))
+        terms[key] = terms.get(key, 0.0) + float(C[pos])
+    return {k: v for k, v in terms.items() if abs(v) > COEFFICIENT_TOLERANCE}
+
+
+@dataclass
+class CouplingTable:
+    """Rows of one rank: ``B[:, column[t]] += coefficient[t] · Π_k A[:, index[t, k]]``."""
+
+    index: np.ndarray  # (T, rank) int64
+    coefficient: np.ndarray  # (T,) float64
+    column: np.ndarray  # (T,) int64
+
+
+def coupling_tables(functions: Sequence[BFunction], nradmax: int, lmax: int) -> dict[int, CouplingTable]:
+    """Coupling tables of ``functions`` (rank ≥ 2) by rank; columns are positions in ``functions``."""
+    rows: dict[int, list[tuple[tuple[int, ...], float, int]]] = {}
+    for col, func in enumerate(functions):
+        if func.rank < 2:
+            continue
+        for key, c in monomials(func, nradmax, lmax).items():
+            rows.setdefault(func.rank, []).append((key, c, col))
+    tables = {}
+    for rank, r in sorted(rows.items()):
+        tables[rank] = CouplingTable(np.array([k for k, _, _ in r], dtype=np.int64).reshape(-1, rank),
+                                     np.array([c for _, c, _ in r], dtype=np.float64),
+                                     np.array([col for _, _, col in r], dtype=np.int64))
+    return tables
+
+
+def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence[int],
+                       lmax_by_orders: Sequence[int]) -> list[BFunction]:
+    """A complete, linearly independent B-basis for one central element.
+
+    Rank 1: ``(mu, n)`` for every neighbour element and n ≤ nradmax_by_orders[0]. Rank r ≥ 2: for
+    every multiset of (mu, n ≤ nradmax_by_orders[r-1], l ≤ lmax_by_orders[r-1]) with even Σl, all
+    orderings and intermediate couplings are enumerated (canonical ordering first) and those whose
+    polynomial in A is linearly independent of the ones kept are kept. ``central`` does not change
+    the set (all neighbour-element combinations are included) but is part of the signature so the
+    generator can later restrict per central element.
+    """
+    del central
+    if len(nradmax_by_orders) != len(lmax_by_orders):
+        raise ValueError(f"nradmax_by_orders {list(nradmax_by_orders)} and lmax_by_orders "
+                         f"{list(lmax_by_orders)} must have the same length (one entry per rank)")
+    funcs: list[BFunction] = []
+    if nradmax_by_orders:
+        funcs += [BFunction((mu,), (n,), (0,)) for mu in range(nelements) for n in range(1, nradmax_by_orders[0] + 1)]
+    nradmax = max(list(nradmax_by_orders[1:]) + [1])
+    lmax = max(list(lmax_by_orders[1:]) + [0])
+    for rank in range(2, len(nradmax_by_orders) + 1):
+        triples = [(mu, n, l) for mu in range(nelements) for n in range(1, nradmax_by_orders[rank - 1] + 1)
+                   for l in range(lmax_by_orders[rank - 1] + 1)]
+        for multiset in itertools.combinations_with_replacement(triples, rank):
+            if sum(t[2] for t in multiset) % 2:
+                continue
+            funcs += _independent_functions(multiset, nradmax, lmax)
+    return funcs
+
+
+def _independent_functions(multiset: tuple[tuple[int, int, int], ...], nradmax: int, lmax: int) -> list[BFunction]:
+    kept: list[BFunction] = []
+    basis: list[np.ndarray] = []
+    keys: dict[tuple[int, ...], int] = {}
+    for order in dict.fromkeys(itertools.permutations(multiset)):
+        ls = tuple(t[2] for t in order)
+        for LS in valid_LS(ls):
+            func = BFunction(tuple(t[0] for t in order), tuple(t[1] for t in order), ls, LS)
+            poly = monomials(func, nradmax, lmax)
+            if not poly:
+                continue
+            for k in poly:
+                keys.setdefault(k, len(keys))
+            vec = np.zeros(len(keys))
+            for k, v in poly.items():
+                vec[keys[k]] = v
+            residual = vec.copy()
+            for q in basis:
+                q = np.pad(q, (0, len(vec) - len(q)))
+                residual -= (q @ residual) * q
+            norm = np.linalg.norm(residual)
+            if norm > 1e-8 * np.linalg.norm(vec):
+                # re-orthogonalise once for stability
+                for q in basis:
+                    q = np.pad(q, (0, len(vec) - len(q)))
+                    residual -= (q @ residual) * q
+                basis.append(residual / np.linalg.norm(residual))
+                kept.append(func)
+    return kept
