@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,24 @@ def _build(table: dict[str, str], settings: dict[str, Any], what: str) -> nn.Mod
     return cls(**s)
 
 
+@contextmanager
+def float64_default():
+    """Build modules with float64 as torch's default dtype (index and coupling tables stay exact)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def potential_from_settings(settings: dict[str, Any]) -> Potential:
-    """Rebuild an (untrained) :class:`Potential` from :meth:`Potential.settings`."""
+    """Rebuild an (untrained) float64 :class:`Potential` from :meth:`Potential.settings`."""
+    with float64_default():
+        return _potential_from_settings(settings)
+
+
+def _potential_from_settings(settings: dict[str, Any]) -> Potential:
     descriptor = _build(DESCRIPTOR_TYPES, settings["descriptor"], "descriptor")
     head = head_from_settings(settings["head"])
     reference = None if settings.get("reference") is None else _build(REFERENCE_TYPES, settings["reference"],

@@ -1,0 +1,100 @@
+"""Write every LAMMPS route of a potential into a folder, with the pair commands that load it.
+
+Routes:
+- ``unified``: ``pair_style mliap unified <name>.mliap_unified.pkl 0`` — every model.
+- ``snap``: ``pair_style snap`` with ``<name>.snapcoeff``/``<name>.snapparam`` — bispectrum models
+  with a linear or quadratic head.
+- ``mliap``: ``pair_style mliap model linear|quadratic <name>.mliap.model descriptor sna
+  <name>.mliap.descriptor`` — the same models.
+A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
+(written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..models.heads import LinearHead, QuadraticHead
+from ..models.potential import Potential
+from .mliap_unified import write_mliap_unified
+
+
+@dataclass
+class LammpsRoute:
+    """One way to run a potential in LAMMPS: its files and the commands that load them."""
+
+    name: str
+    files: list[Path]
+    pair_commands: list[str]
+    include_file: Path
+
+
+@dataclass
+class ExportResult:
+    """All routes written for one potential (``routes[name]``)."""
+
+    folder: Path
+    routes: dict[str, LammpsRoute] = field(default_factory=dict)
+
+
+def native_snap_supported(potential: Potential) -> bool:
+    """True when the potential can be written as ``pair_style snap`` / ``mliap model`` files."""
+    return potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
+
+
+def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> list[str]:
+    """``pair_style``/``pair_coeff`` lines for ``style`` alone, or overlaid on the ZBL reference."""
+    ref = potential.reference
+    if ref is None:
+        return [f"pair_style {style}", *(f"pair_coeff {c}" for c in style_coeff)]
+    s = ref.settings()
+    lines = [f"pair_style hybrid/overlay zbl {s['inner']!r} {s['outer']!r} {style}"]
+    z = s["z"]
+    n = len(potential.elements)
+    for a in range(n):
+        for b in range(a, n):
+            lines.append(f"pair_coeff {a + 1} {b + 1} zbl {z[a]!r} {z[b]!r}")
+    keyword = style.split()[0]
+    lines += [f"pair_coeff {c.replace('* * ', f'* * {keyword} ', 1)}" for c in style_coeff]
+    return lines
+
+
+def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
+                  routes: tuple[str, ...] = ("unified", "snap", "mliap")) -> ExportResult:
+    """Write ``potential`` for LAMMPS into ``folder``; routes a model does not support are skipped.
+
+    Paths inside the pair commands are relative to ``folder`` (run LAMMPS there).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    elements = " ".join(potential.elements)
+    result = ExportResult(folder)
+    for route in routes:
+        if route == "unified":
+            pkl = write_mliap_unified(potential, folder / f"{name}.mliap_unified.pkl")
+            files = [pkl]
+            lines = [f"pair_style mliap unified {pkl.name} 0", f"pair_coeff * * {elements}"]
+        elif route == "snap":
+            if not native_snap_supported(potential):
+                continue
+            from .snap_files import write_snap
+
+            coeff, param = write_snap(potential, folder / name)
+            files = [Path(coeff), Path(param)]
+            lines = _zbl_overlay(potential, "snap", [f"* * {Path(coeff).name} {Path(param).name} {elements}"])
+        elif route == "mliap":
+            if not native_snap_supported(potential):
+                continue
+            from .snap_files import write_mliap
+
+            model, descriptor = write_mliap(potential, folder / name)
+            kind = "quadratic" if isinstance(potential.head, QuadraticHead) else "linear"
+            lines = _zbl_overlay(potential, f"mliap model {kind} {Path(model).name} descriptor sna {Path(descriptor).name}",
+                                 [f"* * {elements}"])
+            files = [Path(model), Path(descriptor)]
+        else:
+            raise ValueError(f"unknown LAMMPS route {route!r}; choose from unified, snap, mliap")
+        include = folder / f"{name}.{route}.pair.lammps"
+        include.write_text("\n".join(lines) + "\n")
+        result.routes[route] = LammpsRoute(route, files, lines, include)
+    return result
