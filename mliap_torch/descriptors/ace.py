@@ -36,10 +36,14 @@ PACE_YLM_SCALE = math.sqrt(4.0 * math.pi)
 PairValue = float | Sequence[Sequence[float]]
 
 
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
 def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
     """A scalar or (nelements, nelements) nested list → (nelements, nelements) nested list."""
-    if isinstance(value, (list, tuple)):
-        rows = [list(r) for r in value]
+    if _is_sequence(value):
+        rows = [list(r) if _is_sequence(r) else [r] for r in value]
         if len(rows) != nelements or any(len(r) != nelements for r in rows):
             raise ValueError(f"ACE: {name} must be a scalar or a {nelements}x{nelements} nested list "
                              f"(one value per element pair), got {value!r}")
