@@ -1,0 +1,159 @@
+"""The run folder's results: predictions, metrics files, plots, loss curves and the printed error table."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from ..data.configuration import Configuration
+from ..data.dataset import ConfigurationDataset
+from ..fitting.metrics import ALL, MetricAccumulator, MetricsTable
+from ..models import io
+from ..models.potential import Potential
+
+
+def write_config(resolved: dict[str, Any], path: Path) -> None:
+    """The resolved configuration as YAML (``hydra`` section left out)."""
+    path.write_text(yaml.safe_dump({k: v for k, v in resolved.items() if k != "hydra"}, sort_keys=False))
+
+
+def loss_curves(metrics_csv: Path, out: Path) -> Path | None:
+    """Plot ``train/loss`` and ``val/loss`` per epoch from Lightning's CSV log (log scale); None without data."""
+    if not metrics_csv.is_file():
+        return None
+    curves: dict[str, dict[int, float]] = {}
+    with metrics_csv.open() as fh:
+        for row in csv.DictReader(fh):
+            for key in ("train/loss", "val/loss"):
+                if row.get(key) not in (None, "") and row.get("epoch") not in (None, ""):
+                    curves.setdefault(key, {})[int(float(row["epoch"]))] = float(row[key])
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, values in curves.items():
+        epochs = sorted(values)
+        ax.semilogy(epochs, [values[e] for e in epochs], label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def error_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown table of energy (meV/atom), force (eV/Å) and stress (GPa) MAE/RMSE, train and test."""
+    lines = ["| set | configs | E MAE (meV/atom) | E RMSE (meV/atom) | F MAE (eV/Å) | F RMSE (eV/Å) "
+             "| S MAE (GPa) | S RMSE (GPa) |", "|---|---|---|---|---|---|---|---|"]
+    for name in ("train", "test"):
+        m = metrics.get(name, {}).get("all")
+        if not m:
+            continue
+
+        def cell(key: str, scale: float, fmt: str) -> str:
+            value = m.get(key)
+            return "–" if value is None or not np.isfinite(value) else format(value * scale, fmt)
+
+        lines.append(f"| {name} | {m.get('num_configs', 0)} | {cell('energy_mae', 1e3, '.3f')} | "
+                     f"{cell('energy_rmse', 1e3, '.3f')} | {cell('force_mae', 1, '.4f')} | "
+                     f"{cell('force_rmse', 1, '.4f')} | {cell('stress_mae', EV_A3_TO_GPA, '.4f')} | "
+                     f"{cell('stress_rmse', EV_A3_TO_GPA, '.4f')} |")
+    return "\n".join(lines)
+
+
+EV_A3_TO_GPA = 160.21766208
+
+
+@dataclass
+class Predictions:
+    """Labels and predictions of one set: energies per atom (eV/atom), force and stress components."""
+
+    energy_ref: np.ndarray
+    energy_pred: np.ndarray
+    forces_ref: np.ndarray
+    forces_pred: np.ndarray
+    stress_ref: np.ndarray
+    stress_pred: np.ndarray
+
+
+def predict(potential: Potential, configs: Sequence[Configuration], group_names: Sequence[str],
+            metrics: MetricAccumulator, test: bool, batch_size: int = 16) -> Predictions:
+    """Evaluate ``potential`` on ``configs`` batch by batch, adding every row to ``metrics``."""
+    dataset = ConfigurationDataset(configs, potential.elements, potential.cutoff, group_names=group_names)
+    dtype = next(potential.parameters()).dtype
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
+    for batch in dataset.loader(batch_size=batch_size, dtype=dtype):
+        out = potential(batch, forces=True, stress=True)
+        out = {k: v.detach() for k, v in out.items()}
+        metrics.add_predictions(out["energy"], batch.energy, batch.num_atoms, batch.group,
+                                test=torch.full((batch.num_configs,), test), energy_mask=batch.energy_mask,
+                                energy_weight=batch.energy_weight, forces_pred=out["forces"], forces_ref=batch.forces,
+                                atom_config=batch.atom_config, forces_mask=batch.forces_mask,
+                                force_weight=batch.force_weight, stress_pred=out["stress"], stress_ref=batch.stress,
+                                stress_mask=batch.stress_mask, stress_weight=batch.stress_weight)
+        n = batch.num_atoms.to(dtype)
+        em, fm, sm = batch.energy_mask, batch.forces_mask, batch.stress_mask
+        parts["energy_ref"].append((batch.energy / n)[em].numpy())
+        parts["energy_pred"].append((out["energy"] / n)[em].numpy())
+        parts["forces_ref"].append(batch.forces[fm].reshape(-1).numpy())
+        parts["forces_pred"].append(out["forces"][fm].reshape(-1).numpy())
+        parts["stress_ref"].append(batch.stress[sm].reshape(-1).numpy())
+        parts["stress_pred"].append(out["stress"][sm].reshape(-1).numpy())
+    return Predictions(**{k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()})
+
+
+def summary(table: MetricsTable) -> dict[str, dict[str, dict[str, float]]]:
+    """``{train|test: {group|"all": {energy_mae, energy_rmse, force_mae, ..., num_configs}}}`` (unweighted)."""
+    names = {"Energy": "energy", "Force": "force", "Stress": "stress"}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for row in table.rows:
+        if row["weighting"] != "Unweighted":
+            continue
+        split = "train" if row["split"] == "Training" else "test"
+        group = "all" if row["group"] == ALL else row["group"]
+        entry = out.setdefault(split, {}).setdefault(group, {})
+        q = names[row["quantity"]]
+        entry[f"{q}_mae"], entry[f"{q}_rmse"] = row["mae"], row["rmse"]
+        if q == "energy":
+            entry["num_configs"] = row["ncount"]
+    return out
+
+
+def evaluate_and_report(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
+                        run_dir: Path, group_names: Sequence[str], batch_size: int = 16, plots: bool = True,
+                        timings: dict[str, float] | None = None, echo: bool = True) -> dict[str, Any]:
+    """Errors on train and test, written to ``run_dir``, the model saved, and the error table printed.
+
+    Files: ``model.pt`` (:func:`mliap_torch.save`), ``metrics.md`` and ``metrics.json`` (FitSNAP-style
+    rows per group, weighted and unweighted, plus a summary), ``parity_<set>.png``, ``loss_curves.png``.
+    Returns the summary (see :func:`summary`) with ``timings``.
+    """
+    run_dir = Path(run_dir)
+    potential = potential.eval()
+    accumulator = MetricAccumulator(group_names)
+    sets = {"train": predict(potential, train, group_names, accumulator, False, batch_size)}
+    if len(test):
+        sets["test"] = predict(potential, test, group_names, accumulator, True, batch_size)
+    table = accumulator.table()
+    result = {**summary(table), "timings": dict(timings or {})}
+    io.save(potential, run_dir / "model.pt", metadata={"metrics": result})
+    (run_dir / "metrics.md").write_text(f"# Errors\n\n{error_table(result)}\n\n## Per group (FitSNAP style)\n\n"
+                                        f"{table.to_markdown()}")
+    (run_dir / "metrics.json").write_text(json.dumps({"summary": result, "table": table.to_dict()}, indent=1))
+    if plots:
+        loss_curves(run_dir / "logs" / "metrics.csv", run_dir / "loss_curves.png")
+    if echo:
+        print(f"\nErrors of {run_dir} (energy meV/atom, force eV/Å, stress GPa):\n{error_table(result)}\n")
+    return result

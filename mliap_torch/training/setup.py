@@ -1,0 +1,144 @@
+"""Building a potential from configuration settings and initialising its head from training data."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.configuration import Configuration
+from ..data.dataset import ConfigurationDataset, collate_processed
+from ..models.heads import LinearHead, MLPHead, QuadraticHead
+from ..models.io import DESCRIPTOR_TYPES, REFERENCE_TYPES, _resolve
+from ..models.potential import Potential
+
+
+def data_elements(configs: Sequence[Configuration]) -> list[str]:
+    """Sorted element symbols present in ``configs``."""
+    return sorted({str(s) for c in configs for s in c.symbols})
+
+
+def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)] * len(elements)
+    values = [float(v) for v in value]
+    if len(values) != len(elements):
+        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
+    return values
+
+
+def build_descriptor(settings: dict[str, Any], elements: Sequence[str]) -> torch.nn.Module:
+    """A descriptor from the ``descriptor`` config section (``type`` plus keyword arguments).
+
+    Bispectrum ``radelem`` and ``wj`` may be one number for all elements; ``options`` holds extra
+    keyword arguments passed through unchanged.
+    """
+    s = {k: v for k, v in settings.items() if k not in ("type", "elements", "options") and v is not None}
+    s.update(settings.get("options") or {})
+    if settings["type"] == "bispectrum":
+        s["radelem"] = _per_element(s["radelem"], elements, "radelem")
+        s["wj"] = _per_element(s["wj"], elements, "wj")
+    cls = _resolve(DESCRIPTOR_TYPES, settings["type"], "descriptor")
+    return cls(elements=list(elements), **s)
+
+
+def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) -> torch.nn.Module | None:
+    """The reference pair potential (e.g. ZBL) from ``model.reference`` or None."""
+    if not settings:
+        return None
+    s = dict(settings)
+    cls = _resolve(REFERENCE_TYPES, s.pop("type"), "reference potential")
+    params = inspect.signature(cls.__init__).parameters
+    if "elements" in params and "elements" not in s:
+        s["elements"] = list(elements)
+    if "z" in params and "z" not in s:
+        from ase.data import atomic_numbers
+        s["z"] = [float(atomic_numbers[e]) for e in elements]
+    return cls(**s)
+
+
+def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[str], hidden: Sequence[int] = (),
+                    activation: str = "silu", reference: dict[str, Any] | None = None) -> Potential:
+    """Descriptor + ``head`` (linear, quadratic, mlp) + optional reference, in float64."""
+    desc = build_descriptor(descriptor, elements)
+    nel, K = len(elements), desc.num_descriptors
+    if head == "linear":
+        h = LinearHead(nel, K)
+    elif head == "quadratic":
+        h = QuadraticHead(nel, K)
+    else:
+        h = MLPHead(nel, K, hidden=hidden, activation=activation)
+    return Potential(desc, h, build_reference(reference, elements)).to(torch.float64)
+
+
+def _loader(potential: Potential, configs: Sequence[Configuration], batch_size: int) -> DataLoader:
+    dataset = ConfigurationDataset(configs, potential.elements, potential.cutoff)
+    dtype = next(potential.parameters()).dtype
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                      collate_fn=lambda items: collate_processed(items, dtype=dtype))
+
+
+@torch.no_grad()
+def descriptor_statistics(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K,) mean and (K,) standard deviation of the descriptors of all atoms in ``configs``."""
+    total = sq = None
+    count = 0
+    for batch in _loader(potential, configs, batch_size):
+        B = potential.descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        total = B.sum(0) if total is None else total + B.sum(0)
+        sq = (B ** 2).sum(0) if sq is None else sq + (B ** 2).sum(0)
+        count += B.shape[0]
+    mean = total / count
+    return mean, (sq / count - mean ** 2).clamp_min(0).sqrt()
+
+
+@torch.no_grad()
+def reference_energies(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> np.ndarray:
+    """(nconfigs,) energies of the reference potential alone (zeros without one), eV."""
+    if potential.reference is None:
+        return np.zeros(len(configs))
+    out = []
+    for batch in _loader(potential, configs, batch_size):
+        atomic = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        energy = atomic.new_zeros(batch.num_configs).index_add(0, batch.atom_config, atomic)
+        out.append(energy.cpu().numpy())
+    return np.concatenate(out)
+
+
+def element_energy_offsets(configs: Sequence[Configuration], elements: Sequence[str],
+                           reference: np.ndarray | None = None) -> np.ndarray:
+    """(nelements,) per-element energies e minimising Σ_c (E_c - E_ref,c - Σ_e n_ce e_e)², eV.
+
+    Solved with ``numpy.linalg.lstsq`` (minimum-norm when element counts are collinear, e.g. a
+    single element gives the mean energy per atom).
+    """
+    labelled = [k for k, c in enumerate(configs) if c.energy is not None]
+    if not labelled:
+        return np.zeros(len(elements))
+    index = {e: i for i, e in enumerate(elements)}
+    counts = np.zeros((len(labelled), len(elements)))
+    for row, k in enumerate(labelled):
+        symbols, n = np.unique(configs[k].symbols, return_counts=True)
+        counts[row, [index[str(s)] for s in symbols]] = n
+    target = np.array([configs[k].energy for k in labelled])
+    if reference is not None:
+        target = target - reference[labelled]
+    return np.linalg.lstsq(counts, target, rcond=None)[0]
+
+
+def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
+    """Descriptor scaling from ``configs`` and per-element energy offsets by least squares."""
+    head = potential.head
+    assert isinstance(head, MLPHead)
+    mean, std = descriptor_statistics(potential, configs, batch_size)
+    head.set_scaling(mean, std)
+    ref = reference_energies(potential, configs, batch_size)
+    offsets = element_energy_offsets(configs, potential.elements, ref)
+    with torch.no_grad():
+        head.offset.copy_(torch.as_tensor(offsets, dtype=head.offset.dtype))
+        for net in head.networks:
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.bias.zero_()
