@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 from ase.data import chemical_symbols
-from ase.units import GPa, Bohr, Hartree, Rydberg, kcal, kJ, mol
+from ase.units import Bohr, Hartree, Rydberg, kcal, kJ, mol
 
 KNOWN_ELEMENTS = frozenset(chemical_symbols[1:])
 
-BAR = 1e-4 * GPa
-"""One bar in eV/Å³."""
+ELEMENTARY_CHARGE = 1.602176634e-19
+"""Exact SI value (C); 1 eV/Å³ = 1.602176634e11 Pa."""
+BAR = 1e5 / (ELEMENTARY_CHARGE * 1e30)
+"""One bar in eV/Å³ (exact SI; ``ase.units`` uses CODATA 2014, 8e-9 relative away)."""
 
 LENGTH_UNITS = {"angstrom": 1.0, "bohr": Bohr, "nm": 10.0, "nanometer": 10.0}
 """Length styles → Å."""
@@ -23,7 +25,7 @@ ENERGY_UNITS = {"electronvolt": 1.0, "ev": 1.0, "hartree": Hartree, "rydberg": R
 FORCE_UNITS = {"electronvoltperangstrom": 1.0, "ev/angstrom": 1.0, "hartreeperbohr": Hartree / Bohr,
                "rydbergperbohr": Rydberg / Bohr, "kcal/mol/angstrom": kcal / mol}
 """Force styles → eV/Å."""
-PRESSURE_UNITS = {"bar": BAR, "kbar": 1e3 * BAR, "gpa": GPa, "atm": 1.01325 * BAR, "pa": 1e-9 * GPa,
+PRESSURE_UNITS = {"bar": BAR, "kbar": 1e3 * BAR, "gpa": 1e4 * BAR, "atm": 1.01325 * BAR, "pa": 1e-5 * BAR,
                   "electronvoltperangstrom3": 1.0, "ev/angstrom^3": 1.0}
 """Pressure styles → eV/Å³ (magnitude only; the sign convention is the reader's business)."""
 

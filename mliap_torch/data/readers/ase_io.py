@@ -87,6 +87,17 @@ def _configuration(atoms, source: Path, index: int, energy_key: str | None, forc
                          stress=stress, group=name, source=str(source), index=index, info=extra, **weights)
 
 
+def _read_db(path: Path, index: str | int | slice) -> list:
+    """Rows of an ASE database as Atoms with their key-value pairs in ``info``."""
+    from ase.db import connect
+    from ase.io.formats import string2index
+
+    with connect(path) as db:
+        frames = [row.toatoms(add_additional_information=True) for row in db.select()]
+    selected = string2index(index) if isinstance(index, str) else index
+    return frames[selected] if isinstance(selected, slice) else [frames[selected]]
+
+
 def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str | None = None,
              forces_key: str | None = None, stress_key: str | None = None, group: str | None = None,
              *, format: str | None = None, on_error: str = "raise") -> list[Configuration]:
@@ -117,7 +128,10 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str |
     if path.is_file() and path.stat().st_size == 0:
         raise located(path, None, None, "file is empty")
     try:
-        frames = ase.io.read(path, index=index, format=format)
+        if format in (None, "db") and path.suffix == ".db":
+            frames = _read_db(path, index)
+        else:
+            frames = ase.io.read(path, index=index, format=format)
     except Exception as exc:  # ASE raises many types for unreadable files
         raise located(path, None, None, f"ASE could not read it ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frames, list):
