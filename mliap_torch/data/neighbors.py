@@ -13,7 +13,7 @@ def neighbor_pairs(positions: np.ndarray | torch.Tensor, cell: np.ndarray | torc
     Args:
         positions: (natoms, 3) Å.
         cell: (3, 3) cell vectors as rows, Å. Ignored along non-periodic directions.
-        pbc: (3,) periodic flags.
+        pbc: (3,) periodic flags, or one flag for all directions.
         cutoff: neighbor cutoff, Å. Pairs with distance < cutoff are listed; a cutoff larger than
             the cell is handled (several periodic images of the same atom appear).
 
@@ -25,7 +25,8 @@ def neighbor_pairs(positions: np.ndarray | torch.Tensor, cell: np.ndarray | torc
                           dtype=torch.float64).detach().cpu().contiguous()
     box = torch.as_tensor(np.asarray(cell) if not torch.is_tensor(cell) else cell,
                           dtype=torch.float64).detach().cpu().reshape(3, 3).contiguous()
-    periodic = torch.as_tensor(np.asarray(pbc) if not torch.is_tensor(pbc) else pbc, dtype=torch.bool).reshape(3)
+    flags = pbc.detach().cpu().numpy() if torch.is_tensor(pbc) else pbc
+    periodic = torch.as_tensor(np.broadcast_to(np.asarray(flags, dtype=bool), (3,)).copy())
     if len(pos) == 0:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty, torch.zeros((0, 3), dtype=torch.int64)
