@@ -45,7 +45,8 @@ class MLIAPUnifiedTorch(MLIAPUnified):
         potential: the model; its settings and weights are copied (later changes are not seen).
         dtype: ``"float64"`` (default) or ``"float32"`` evaluation inside LAMMPS.
         device: torch device inside LAMMPS; ``None`` reads ``$MLIAP_TORCH_DEVICE`` at load time
-            (default ``cpu``), so one file runs on CPU or GPU machines.
+            (default ``cpu``), so one file runs on CPU or GPU machines. ``$MLIAP_TORCH_NUM_THREADS``,
+            when set, fixes torch's CPU thread count inside LAMMPS.
 
     LAMMPS is given ``rcutfac = cutoff / 2`` (its element radii are 1 here), so it passes every pair
     within the potential's largest cutoff; per-element-pair cutoffs are applied by the descriptor.
@@ -72,6 +73,8 @@ class MLIAPUnifiedTorch(MLIAPUnified):
         """The rebuilt Potential on the load-time device and dtype."""
         if self._potential is None:
             device = self.device or os.environ.get("MLIAP_TORCH_DEVICE", "cpu")
+            if os.environ.get("MLIAP_TORCH_NUM_THREADS"):
+                torch.set_num_threads(int(os.environ["MLIAP_TORCH_NUM_THREADS"]))
             potential = potential_from_settings(self.settings)
             potential.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.state.items()})
             self._potential = potential.to(device=device, dtype=DTYPES[self.dtype]).eval()

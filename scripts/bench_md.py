@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""LAMMPS MD cost per atom-step of exported models: ML-IAP unified against native ``pair_style snap``.
+
+The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ kernel) and through
+``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS every step);
+a quadratic and a neural head on the same descriptor run through the unified route too. All in one
+run, same structure, same thread count; the table reports µs per atom-step and the ratio to native.
+
+    python scripts/bench_md.py                       # FitSNAP's Ta potential from ../shared/data
+    python scripts/bench_md.py --snapcoeff X.snapcoeff --snapparam X.snapparam --threads 2
+    MLIAP_TORCH_DEVICE=cuda python scripts/bench_md.py   # unified route on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from ase.build import bulk
+
+from mliap_torch.export.lammps_export import export_lammps
+from mliap_torch.export.md_input import run_md, write_md_input
+from mliap_torch.export.snap_files import read_snap
+from mliap_torch.models.heads import MLPHead, QuadraticHead
+from mliap_torch.models.potential import Potential
+
+ROOT = Path(__file__).resolve().parent.parent
+TA = ROOT.parent / "shared" / "data" / "fitsnap" / "Ta_Linear_JCP2014" / "reference"
+
+
+def variants(linear: Potential) -> dict[str, Potential]:
+    """The linear potential plus a quadratic and an MLP head on the same descriptor (small random terms)."""
+    torch.manual_seed(0)
+    n, K = len(linear.elements), linear.descriptor.num_descriptors
+    quadratic = QuadraticHead(n, K)
+    coeffs = torch.zeros(n, 1 + quadratic.num_features, dtype=torch.float64)
+    coeffs[:, : 1 + K] = linear.head.coefficients().detach()
+    coeffs[:, 1 + K:] = 1e-6 * torch.randn(n, quadratic.num_features - K, dtype=torch.float64)
+    quadratic.set_coefficients(coeffs)
+    mlp = MLPHead(n, K, hidden=(64, 64))
+    return {"linear": linear, "quadratic": Potential(linear.descriptor, quadratic, linear.reference),
+            "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--snapcoeff", type=Path, default=TA / "Ta_pot.snapcoeff")
+    parser.add_argument("--snapparam", type=Path, default=TA / "Ta_pot.snapparam")
+    parser.add_argument("--atoms", type=int, default=2000, help="approximate number of atoms")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    for f in (args.snapcoeff, args.snapparam):
+        if not f.is_file():
+            parser.error(f"{f} not found (pass --snapcoeff/--snapparam of a SNAP potential)")
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ["MLIAP_TORCH_NUM_THREADS"] = str(args.threads)
+    linear = read_snap(args.snapcoeff, args.snapparam)
+    element = linear.elements[0]
+    cell = bulk(element, cubic=True)
+    reps = max(1, round((args.atoms / len(cell)) ** (1 / 3)))
+    structure = cell.repeat((reps, reps, reps))
+    structure.rattle(0.02, seed=1)
+    device = os.environ.get("MLIAP_TORCH_DEVICE", "cpu")
+    print(f"{element}: {len(structure)} atoms, {args.steps} NVE steps, {args.threads} thread(s), "
+          f"2Jmax {linear.descriptor.settings()['twojmax']}, torch device {device}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, potential in variants(linear).items():
+            routes = ("snap", "unified") if label == "linear" else ("unified",)
+            folder = Path(tmp) / label.split()[0]
+            result = export_lammps(potential, folder, routes=routes)
+            for route in routes:
+                write_md_input(folder, result.routes[route].include_file, structure, potential.elements,
+                               temperature=300, steps=args.steps, thermo_every=args.steps, name=f"in.{route}")
+                report = run_md(folder, f"in.{route}")
+                rows.append((label, route, report.seconds_per_atom_step * 1e6))
+    native = rows[0][2]
+    print(f"\n| head | LAMMPS route | µs/atom-step | ratio to native snap |\n|---|---|---|---|")
+    for label, route, us in rows:
+        name = "pair_style snap" if route == "snap" else "mliap unified (torch)"
+        print(f"| {label} | {name} | {us:.1f} | {us / native:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
