@@ -84,9 +84,10 @@ class AtomsBatch:
 def species_indices(config: Configuration, elements: Sequence[str]) -> np.ndarray:
     """(natoms,) index of each atom's element in ``elements``; a clear error for unknown elements."""
     lookup = {e: k for k, e in enumerate(elements)}
-    unknown = sorted(set(config.symbols) - set(lookup))
+    unknown = sorted(str(s) for s in set(config.symbols) - set(lookup))
     if unknown:
-        raise ValueError(f"{config.where}: element(s) {unknown} are not among the model's elements {list(elements)}")
+        raise ValueError(f"{config.where} field 'symbols': element(s) {unknown} are not among the model's "
+                         f"elements {list(elements)}")
     return np.array([lookup[s] for s in config.symbols], dtype=np.int64)
 
 
