@@ -73,9 +73,9 @@ def apply_energy_shift(configs: Sequence[Configuration], shifts: Mapping[str, fl
             out.append(c)
             continue
         symbols, counts = np.unique(c.symbols, return_counts=True)
-        missing = [s for s in symbols if s not in shifts]
+        missing = [str(s) for s in symbols if s not in shifts]
         if missing:
-            raise ValueError(f"{c.where}: field 'symbols': no energy shift for element(s) {missing} "
+            raise ValueError(f"{c.where} field 'symbols': no energy shift for element(s) {missing} "
                              f"(shifts given for {sorted(shifts)})")
         delta = float(sum(float(shifts[s]) * n for s, n in zip(symbols, counts)))
         out.append(dataclasses.replace(c, energy=c.energy + delta))
@@ -158,7 +158,7 @@ def make_split(configs: Sequence[Configuration], specs: Sequence[GroupSpec], *, 
         if c.group in members:
             members[c.group].append(k)
         elif unknown_groups == "error":
-            raise ValueError(f"{c.where}: field 'group': group {c.group!r} has no entry in the group table "
+            raise ValueError(f"{c.where} field 'group': group {c.group!r} has no entry in the group table "
                              f"({sorted(by_name)})")
     rng = random.Random(seed) if random_sampling else None
     n = len(configs)
@@ -193,7 +193,7 @@ def assign_group_weights(configs: Sequence[Configuration], specs: Sequence[Group
     out = []
     for c in configs:
         if c.group not in by_name:
-            raise ValueError(f"{c.where}: field 'group': group {c.group!r} has no entry in the group table")
+            raise ValueError(f"{c.where} field 'group': group {c.group!r} has no entry in the group table")
         s = by_name[c.group]
         out.append(dataclasses.replace(c, energy_weight=s.eweight, force_weight=s.fweight, stress_weight=s.vweight))
     return out
