@@ -47,7 +47,7 @@ class ConfigurationDataset(Dataset):
         lookup = {g: k for k, g in enumerate(self.group_names)}
         for c in configs:
             if c.group not in lookup:
-                raise ValueError(f"{c.where}: field 'group': group {c.group!r} is not among {self.group_names}")
+                raise ValueError(f"{c.where} field 'group': group {c.group!r} is not among {self.group_names}")
         show = len(configs) > PROGRESS_THRESHOLD if progress is None else progress
         iterator = enumerate(configs)
         if show:
