@@ -12,7 +12,7 @@ Groups (configurations; every cell has at most 32 atoms; all cells are fully per
 ``surface``        40   (100), (110) and (111) slabs, 12 Å vacuum along z (periodic cell with a vacuum
                         gap, so stress is defined: it is the EMT stress of that cell), rattle 0.05 Å
 ``md``             80   Langevin NVT snapshots (Cu and Cu–Ni, 300/600/900/1200 K, 10 snapshots each,
-                        every 10 steps of 5 fs after 20 steps of equilibration)
+                        every 5 steps of 5 fs after 10 steps from Maxwell–Boltzmann velocities)
 ================  ====  =============================================================================
 
 Labels: EMT energy (eV), forces (eV/Å) and stress (ASE convention). Every configuration is generated
@@ -129,18 +129,18 @@ def _surface(rng: np.random.Generator) -> list[Atoms]:
 
 def _md(rng: np.random.Generator) -> list[Atoms]:
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     out = []
     for alloy in (False, True):
         for temperature in (300, 600, 900, 1200):
             atoms = _alloy_cell(rng, 0.5) if alloy else _cu_cell()
             atoms.calc = EMT()
-            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+            kt = units.kB * temperature
+            atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(atoms.get_masses() * kt)[:, None])
             dyn = Langevin(atoms, 5 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False, rng=rng)
-            dyn.run(20)
+            dyn.run(10)
             for _ in range(10):
-                dyn.run(10)
+                dyn.run(5)
                 snapshot = atoms.copy()
                 snapshot.calc = None
                 out.append(snapshot)
@@ -159,7 +159,8 @@ def generate_builtin(seed: int = 20240611) -> list[Configuration]:
     configs: list[Configuration] = []
     for k, (group, make) in enumerate(GROUPS.items()):
         rng = np.random.default_rng([seed, k])
-        configs.extend(_labelled(atoms, group, len(configs) + j) for j, atoms in enumerate(make(rng)))
+        start = len(configs)
+        configs.extend(_labelled(atoms, group, start + j) for j, atoms in enumerate(make(rng)))
     return configs
 
 
