@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ace_basis import BFunction, coupling_tables, generate_functions
+from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
 from .ace_radial import RadialBasis
 from .base import Descriptor
 from .spherical_harmonics import real_spherical_harmonics
@@ -38,6 +38,12 @@ PairValue = float | Sequence[Sequence[float]]
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _compact(table: list[list[Any]]) -> Any:
+    """A per-pair table as plain data: the scalar when all pairs share it, else the nested list."""
+    values = {v for row in table for v in row}
+    return next(iter(values)) if len(values) == 1 else [list(row) for row in table]
 
 
 def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
@@ -133,16 +139,21 @@ class ACE(Descriptor):
         l_of_lm = torch.tensor([l for l in range(self.lmax + 1) for _ in range(2 * l + 1)], dtype=torch.int64)
         self.register_buffer("l_of_lm", l_of_lm)
         self._num_descriptors = max(len(fs) for fs in per_element)
-        self._tables: list[tuple[int, int]] = []  # (element, rank) with buffers table_{e}_{rank}_*
+        self._ranks: list[list[int]] = []  # per element: ranks ≥ 2 present
         for e, fs in enumerate(per_element):
             rank1 = [(c, f.mus[0] * self.nradbase + f.ns[0] - 1) for c, f in enumerate(fs) if f.rank == 1]
             self.register_buffer(f"rank1_{e}_column", torch.tensor([c for c, _ in rank1], dtype=torch.int64))
             self.register_buffer(f"rank1_{e}_index", torch.tensor([i for _, i in rank1], dtype=torch.int64))
-            for rank, table in coupling_tables(fs, self.nradmax, self.lmax).items():
-                self.register_buffer(f"table_{e}_{rank}_index", torch.as_tensor(table.index))
-                self.register_buffer(f"table_{e}_{rank}_coefficient", torch.as_tensor(table.coefficient))
+            tables = coupling_tables(fs, self.nradmax, self.lmax)
+            tree = product_tree(tables)
+            for k in tree.parent:
+                self.register_buffer(f"tree_{e}_{k}_parent", torch.as_tensor(tree.parent[k]))
+                self.register_buffer(f"tree_{e}_{k}_factor", torch.as_tensor(tree.factor[k]))
+            for rank, table in tables.items():
+                self.register_buffer(f"table_{e}_{rank}_node", torch.as_tensor(tree.node[rank]))
+                self.register_buffer(f"table_{e}_{rank}_coefficient", torch.as_tensor(table.coefficient)[:, None])
                 self.register_buffer(f"table_{e}_{rank}_column", torch.as_tensor(table.column))
-                self._tables.append((e, rank))
+            self._ranks.append(sorted(tables))
         self._a_width = nel * self.nradmax * nlm
 
     def _functions_from_spec(self, specs: list[dict[str, Any]]) -> list[list[BFunction]]:
@@ -181,8 +192,8 @@ class ACE(Descriptor):
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "elements": list(self.elements), "nradmax_by_orders": list(self.nradmax_by_orders),
-            "lmax_by_orders": list(self.lmax_by_orders), "radial_basis": self.radial_basis,
-            **self.pair_settings, "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
+            "lmax_by_orders": list(self.lmax_by_orders), "radial_basis": _compact(self.radial_basis),
+            **{k: _compact(v) for k, v in self.pair_settings.items()}, "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
             "trainable_radial": self.trainable_radial,
         }
         if self.explicit_functions is not None:
@@ -209,9 +220,8 @@ class ACE(Descriptor):
         si, sj = species[pair_i], species[pair_j]
         g = self.radial(r, si, sj)
         target = pair_i * nel + sj
-        A1 = torch.zeros((num_atoms * nel, self.nradbase), dtype=rij.dtype, device=rij.device)
-        A1 = A1.index_add(0, target, g).reshape(num_atoms, -1)
-        if not self._tables:
+        A1 = _scatter_rows(g, target, num_atoms * nel).reshape(num_atoms, -1)
+        if not any(self._ranks):
             return A1, rij.new_zeros((num_atoms, self._a_width))
         nlm = (self.lmax + 1) ** 2
         width = self.nradmax * (self.lmax + 1)
@@ -225,31 +235,31 @@ class ACE(Descriptor):
         unit = rij / torch.where(r > 0, r, torch.ones_like(r))[:, None]
         Y = real_spherical_harmonics(unit, self.lmax) * PACE_YLM_SCALE
         values = (R * Y[:, None, :]).reshape(-1, self.nradmax * nlm)
-        A = torch.zeros((num_atoms * nel, self.nradmax * nlm), dtype=rij.dtype, device=rij.device)
-        A = A.index_add(0, target, values).reshape(num_atoms, -1)
+        A = _scatter_rows(values, target, num_atoms * nel).reshape(num_atoms, -1)
         return A1, A
 
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
         A1, A = self.atomic_base(rij, pair_i, pair_j, species, num_atoms)
         nel = len(self.elements)
-        out = torch.zeros((num_atoms, self._num_descriptors), dtype=rij.dtype, device=rij.device)
+        # descriptor-major layout: gathers and scatters act on contiguous rows of (columns, atoms)
+        A1t, At = A1.T.contiguous(), A.T.contiguous()
+        out = torch.zeros((self._num_descriptors, num_atoms), dtype=rij.dtype, device=rij.device)
         for e in range(nel):
             rows = None if nel == 1 else torch.nonzero(species == e).squeeze(1)
-            A1e, Ae = (A1, A) if rows is None else (A1[rows], A[rows])
-            Be = torch.zeros((A1e.shape[0], self._num_descriptors), dtype=rij.dtype, device=rij.device)
-            Be = Be.index_add(1, getattr(self, f"rank1_{e}_column"), A1e[:, getattr(self, f"rank1_{e}_index")])
-            for e_t, rank in self._tables:
-                if e_t != e:
-                    continue
-                index = getattr(self, f"table_{e}_{rank}_index")
-                product = Ae[:, index[:, 0]]
-                for t in range(1, rank):
-                    product = product * Ae[:, index[:, t]]
-                coefficient = getattr(self, f"table_{e}_{rank}_coefficient").to(rij.dtype)
-                Be = Be.index_add(1, getattr(self, f"table_{e}_{rank}_column"), product * coefficient)
-            out = Be if rows is None else out.index_copy(0, rows, Be)
-        return out
+            A1e, Ae = (A1t, At) if rows is None else (A1t[:, rows], At[:, rows])
+            Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=rij.dtype, device=rij.device)
+            Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), A1e.index_select(0, getattr(self, f"rank1_{e}_index")))
+            level = Ae
+            for k in range(2, max(self._ranks[e], default=1) + 1):
+                level = (level.index_select(0, getattr(self, f"tree_{e}_{k}_parent")) *
+                         Ae.index_select(0, getattr(self, f"tree_{e}_{k}_factor")))
+                if k in self._ranks[e]:
+                    terms = level.index_select(0, getattr(self, f"table_{e}_{k}_node"))
+                    coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(rij.dtype)
+                    Be = Be.index_add(0, getattr(self, f"table_{e}_{k}_column"), terms * coefficient)
+            out = Be if rows is None else out.index_copy(1, rows, Be)
+        return out.T
 
     @classmethod
     def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> "ACE":
@@ -281,6 +291,16 @@ class ACE(Descriptor):
         crad = np.array(rf.crad, dtype=np.float64).reshape(tuple(ace.crad.shape))
         ace.set_radial_coefficients(torch.as_tensor(crad))
         return ace
+
+
+def _scatter_rows(values: torch.Tensor, target: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """(num_rows, W) sums of the rows of ``values`` (n, W) into rows ``target`` (n,).
+
+    ``index_put`` with accumulation: on CPU the row-wise 2-D ``index_add`` launches one kernel per
+    source row, which is several times slower for the ~10⁵ pairs of a neighbour list.
+    """
+    out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
+    return out.index_put((target,), values, accumulate=True)
 
 
 def pyace_linear_coefficients(basis: Any, descriptor: ACE) -> torch.Tensor:

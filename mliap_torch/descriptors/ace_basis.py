@@ -193,6 +193,37 @@ def coupling_tables(functions: Sequence[BFunction], nradmax: int, lmax: int) -> 
     return tables
 
 
+@dataclass
+class ProductTree:
+    """Shared-prefix evaluation of the monomials of all ranks (PACE's recursive idea, on tables).
+
+    Level k (k ≥ 2) holds the distinct sorted k-prefixes of all monomials of rank ≥ k, each the
+    product of a level k-1 node (``parent``; level 1 is A itself) and one A entry (``factor``).
+    ``node[rank]`` points the rows of ``tables[rank]`` at their level-``rank`` node.
+    """
+
+    parent: dict[int, np.ndarray]
+    factor: dict[int, np.ndarray]
+    node: dict[int, np.ndarray]
+
+
+def product_tree(tables: dict[int, CouplingTable]) -> ProductTree:
+    """The :class:`ProductTree` of the monomials in ``tables``."""
+    max_rank = max(tables, default=1)
+    level_nodes: dict[int, dict[tuple[int, ...], int]] = {}
+    for k in range(2, max_rank + 1):
+        prefixes = sorted({tuple(row[:k]) for r, t in tables.items() if r >= k for row in t.index.tolist()})
+        level_nodes[k] = {p: i for i, p in enumerate(prefixes)}
+    parent, factor, node = {}, {}, {}
+    for k in range(2, max_rank + 1):
+        prefixes = list(level_nodes[k])
+        parent[k] = np.array([p[0] if k == 2 else level_nodes[k - 1][p[:-1]] for p in prefixes], dtype=np.int64)
+        factor[k] = np.array([p[-1] for p in prefixes], dtype=np.int64)
+    for r, t in tables.items():
+        node[r] = np.array([level_nodes[r][tuple(row)] for row in t.index.tolist()], dtype=np.int64)
+    return ProductTree(parent, factor, node)
+
+
 def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence[int],
                        lmax_by_orders: Sequence[int]) -> list[BFunction]:
     """A complete, linearly independent B-basis for one central element.
