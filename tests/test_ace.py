@@ -184,6 +184,16 @@ def test_multi_element_columns_and_bad_input() -> None:
               rcut=[[4.0, 3.5], [3.5, 3.0]])
     assert ace.pair_cutoffs().tolist() == [[4.0, 3.5], [3.5, 3.0]]
     assert ace.num_descriptors == 6 + 6  # rank 1: 2 elements × 3 n; rank 2: 3 element pairs × l ∈ {0, 1}
+    empty = torch.zeros(0, dtype=torch.int64)
+    B = ace(torch.zeros((0, 3), dtype=torch.float64), empty, empty, torch.tensor([1, 1, 1]), 3)
+    assert B.shape == (3, 12) and torch.all(B == 0)  # no pairs, and no atom of element 0
+    # a Ni–Ni dimer at 2.9 Å (inside r_c(Ni, Ni) = 3.0): rank-1 Ni columns are g_k, Al columns zero
+    rij = torch.tensor([[2.9, 0.0, 0.0], [-2.9, 0.0, 0.0]], dtype=torch.float64)
+    B = ace(rij, torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([1, 1]), 2)
+    g = ace.radial(torch.tensor([2.9], dtype=torch.float64), torch.tensor([1]), torch.tensor([1]))[0]
+    columns = {tuple(f.mus) + tuple(f.ns): c for c, f in enumerate(ace.functions[1]) if f.rank == 1}
+    assert torch.allclose(B[0, [columns[(1, n)] for n in (1, 2, 3)]], g, rtol=1e-15)
+    assert torch.all(B[0, [columns[(0, n)] for n in (1, 2, 3)]] == 0)
     with pytest.raises(ValueError, match="rcut must be a scalar or a 2x2"):
         ACE(["Al", "Ni"], nradmax_by_orders=[2], lmax_by_orders=[0], rcut=[4.0, 3.0])
     with pytest.raises(ValueError, match="unknown radial basis"):

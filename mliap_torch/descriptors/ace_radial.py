@@ -43,7 +43,9 @@ def cheb_exp_cos(r: torch.Tensor, lam: torch.Tensor, rcut: torch.Tensor, dcut: t
     g = torch.cat([torch.ones_like(T[:, :1]), 0.5 - 0.5 * T[:, 1:]], dim=1)
     envelope = 0.5 * (1 + torch.cos(math.pi * r / rcut))
     inner = rcut - dcut
-    switch = torch.where(r > inner, 0.5 * (1 + torch.cos(math.pi * (r - inner) / dcut)), torch.ones_like(r))
+    in_switch = (r > inner) & (dcut > 0)
+    x = torch.where(in_switch, (r - inner) / torch.where(dcut > 0, dcut, torch.ones_like(dcut)), torch.zeros_like(r))
+    switch = torch.where(in_switch, 0.5 * (1 + torch.cos(math.pi * x)), torch.ones_like(r))
     return g * (envelope * switch)[:, None]
 
 
@@ -118,16 +120,18 @@ class RadialBasis(nn.Module):
 
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         """(npairs, nradbase) g_k at distances ``r`` (npairs,) Å; exactly zero outside (r_in - δ, r_c)."""
-        rcut = self.rcut[species_i, species_j]
-        inside = (r < rcut) & (r > self.r_in[species_i, species_j] - self.delta_in[species_i, species_j])
+        def pair(table: torch.Tensor) -> torch.Tensor:
+            return table[species_i, species_j].to(r.dtype)
+
+        rcut, dcut, lam, r_in, delta_in = (pair(t) for t in (self.rcut, self.dcut, self.lam, self.r_in, self.delta_in))
+        inside = (r < rcut) & (r > r_in - delta_in)
         r_safe = torch.where(inside, r, 0.5 * rcut)
-        lam = self.lam[species_i, species_j]
         n = self.nradbase
         g = torch.zeros((r.shape[0], n), dtype=r.dtype, device=r.device)
         kind = self.kind_index[species_i, species_j]
         for k, name in enumerate(self.kind_names):
             if name == "ChebExpCos":
-                values = cheb_exp_cos(r_safe, lam, rcut, self.dcut[species_i, species_j], n)
+                values = cheb_exp_cos(r_safe, lam, rcut, dcut, n)
             elif name == "ChebPow":
                 values = cheb_pow(r_safe, lam, rcut, n)
             elif name == "ChebLinear":
@@ -135,5 +139,5 @@ class RadialBasis(nn.Module):
             else:
                 values = simplified_bessel(r_safe, rcut, n)
             g = torch.where((kind == k)[:, None], values, g) if len(self.kind_names) > 1 else values
-        switch = inner_switch(r_safe, self.r_in[species_i, species_j], self.delta_in[species_i, species_j])
+        switch = inner_switch(r_safe, r_in, delta_in)
         return torch.where(inside[:, None], g * switch[:, None], torch.zeros_like(g))
