@@ -1,0 +1,298 @@
+"""Design-matrix rows of a linear-in-coefficients potential (FitSNAP's A, b, w), chunk by chunk.
+
+For a potential whose energy is ``E = Σ_i β_{s_i} · f(B_i)`` (``f`` = the head's
+:meth:`features`: B for a linear head, ``[B, quadratic_features(B)]`` for a quadratic one), every
+label is linear in the per-element coefficients ``[β0_e, β_e]`` (``.snapcoeff`` order). For a batch
+of configurations the rows are
+
+- energy (one per configuration): ``[n_e/N, Σ_{i∈e} f(B_i)/N]`` per element e, target
+  ``(E − E_ref)/N`` (eV/atom);
+- forces (3 per atom, atom-major x, y, z): ``−Σ_{i∈e} ∂f(B_i)/∂x_j``, target ``F − F_ref`` (eV/Å);
+- stress (6 per configuration, Voigt ``xx yy zz yz xz xy``): ``s/V · Σ_p r_p ⊗ ∂f(B_{i(p)})/∂r_p``
+  (symmetrised), target ``s·(σ − σ_ref)``, with ``s = stress_scale`` (1: ASE eV/Å³, tension
+  positive; :data:`FITSNAP_STRESS_SCALE`: FitSNAP's bar, compression positive; see
+  ``stress_target_scale`` for FitSNAP's exact targets);
+
+with the reference potential (ZBL) subtracted from the targets. The constant columns ``n_e/N``
+(zero in force and stress rows) are present when ``bias`` is on; FitSNAP's layout has them exactly
+when the descriptor's ``bzeroflag`` is off (``bias=None`` follows that rule) and fits β0 = 0 otherwise.
+Rows of missing labels are left out; each row carries its weight (the configuration's
+``energy_weight``/``force_weight``/``stress_weight``), kind, configuration and group index.
+
+Derivatives come from autograd, never finite differences: K batched vector–Jacobian products give
+the per-pair descriptor Jacobian ``∂B_{i(p)}/∂r_p`` (ML-IAP descriptors of atom i depend only on the
+pairs whose central atom is i), then batched Jacobian–vector products of the head's features
+(``torch.func.jvp``) give ``∂f/∂r_p``, scattered to atoms and cells with ``index_add``.
+
+Within one chunk the rows are ordered: all energy rows, then all force rows, then all stress rows.
+FitSNAP's 2021 reference layout (all energy rows of the data set, then all force rows, then all
+stress rows) is the stable sort of the concatenated chunks by :attr:`DesignRows.kind`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterator, Sequence
+
+import torch
+
+from ..data.batch import AtomsBatch, collate, process_configuration
+from ..data.configuration import Configuration
+from ..models.potential import Potential, forces_and_virial_from_pair_gradient, voigt
+
+FITSNAP_STRESS_SCALE = -1.6021765e6
+"""ASE stress (eV/Å³, tension positive) → FitSNAP/LAMMPS pressure (bar, compression positive); the
+factor is LAMMPS' ``nktv2p`` for metal units, which FitSNAP also uses for its stress rows."""
+
+ENERGY, FORCE, STRESS = 0, 1, 2
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+@dataclass
+class DesignRows:
+    """Rows of the linear system ``A x ≈ b`` with weights ``w`` (FitSNAP: ``w·A x ≈ w·b``).
+
+    Attributes:
+        A: (m, ncols).  b: (m,).  w: (m,).
+        kind: (m,) 0 energy (per atom), 1 force component, 2 stress component.
+        config: (m,) configuration index (position in the list given to the builder).
+        group: (m,) group index.  test: (m,) bool, rows of test configurations.
+    """
+
+    A: torch.Tensor
+    b: torch.Tensor
+    w: torch.Tensor
+    kind: torch.Tensor
+    config: torch.Tensor
+    group: torch.Tensor
+    test: torch.Tensor
+
+    @staticmethod
+    def cat(parts: Sequence["DesignRows"]) -> "DesignRows":
+        return DesignRows(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(DesignRows)})
+
+    def select(self, mask: torch.Tensor) -> "DesignRows":
+        return DesignRows(**{f.name: getattr(self, f.name)[mask] for f in fields(DesignRows)})
+
+    def fitsnap_order(self) -> "DesignRows":
+        """Rows stably sorted by kind: FitSNAP's reference layout (energies, forces, stresses)."""
+        order = torch.sort(self.kind, stable=True).indices
+        return self.select(order)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.b.shape[0])
+
+
+def fitsnap_stress_target_scale() -> float:
+    """Factor taking the readers' ASE stress (eV/Å³, tension positive) back to FitSNAP's file bar."""
+    from ..data.readers._common import BAR
+
+    return -1.0 / BAR
+
+
+def descriptor_and_pair_jacobian(descriptor, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
+                                 species: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Descriptors B (natoms, K) and the per-pair Jacobian dB (npairs, 3, K) = ``∂B_{pair_i[p]}/∂r_p``.
+
+    A descriptor may provide a fast analytic version as a method
+    ``pair_jacobian(rij, pair_i, pair_j, species, num_atoms) -> (B, dB)`` (LAMMPS computes the same
+    quantity in ``compute snap``); otherwise K vector–Jacobian products of ``Σ_i B_i`` are used.
+    """
+    if hasattr(descriptor, "pair_jacobian"):
+        B, dB = descriptor.pair_jacobian(rij, pair_i, pair_j, species, num_atoms)
+        return B.detach(), dB.detach()
+    rij = rij.detach().requires_grad_(True)
+    with torch.enable_grad():
+        B = descriptor(rij, pair_i, pair_j, species, num_atoms)
+        dB = _pair_descriptor_jacobian(B, rij)
+    return B.detach(), dB
+
+
+def _pair_descriptor_jacobian(B: torch.Tensor, rij: torch.Tensor) -> torch.Tensor:
+    """(npairs, 3, K) ``∂B_{i(p)}/∂r_p`` by K batched vector–Jacobian products of ``Σ_i B_i``."""
+    K = B.shape[1]
+    total = B.sum(0)
+    eye = torch.eye(K, dtype=B.dtype, device=B.device)
+    try:
+        (g,) = torch.autograd.grad(total, rij, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
+    except RuntimeError:
+        g = torch.stack([torch.autograd.grad(total[k], rij, retain_graph=True)[0] for k in range(K)])
+    return g.permute(1, 2, 0)
+
+
+class DesignMatrixBuilder:
+    """Builds :class:`DesignRows` for batches of configurations with a given potential.
+
+    Args:
+        potential: descriptor + linear-in-coefficients head (``features()``, ``set_coefficients``)
+            + optional reference potential, whose energy, forces and stress are subtracted.
+        bias: constant per-element columns; ``None`` = FitSNAP's rule (``not descriptor.bzeroflag``,
+            on for descriptors without that flag).
+        energy, forces, stress: which rows to build.
+        stress_scale: factor applied to stress rows and reference stresses (see the module docstring).
+        stress_target_scale: factor applied to the labelled stresses (default ``stress_scale``).
+            FitSNAP takes its truth in the file's own bar but rows and reference stress through
+            LAMMPS' ``nktv2p``; the readers' bar is CODATA's, 7.5e-8 relative away, so reproducing
+            FitSNAP's targets exactly needs ``-1/bar`` here (:func:`fitsnap_stress_target_scale`).
+        pair_block_bytes: memory budget of one block of per-pair feature derivatives.
+    """
+
+    def __init__(self, potential: Potential, *, bias: bool | None = None, energy: bool = True, forces: bool = True,
+                 stress: bool = True, stress_scale: float = 1.0, stress_target_scale: float | None = None,
+                 pair_block_bytes: int = 64 * 2 ** 20):
+        head = potential.head
+        if not (hasattr(head, "features") and hasattr(head, "set_coefficients")):
+            raise TypeError(f"{type(head).__name__} is not linear in its coefficients (needs features() and "
+                            "set_coefficients()); exact fits need a linear or quadratic head")
+        self.potential = potential
+        self.bias = (not bool(getattr(potential.descriptor, "bzeroflag", False))) if bias is None else bool(bias)
+        self.energy, self.forces, self.stress = energy, forces, stress
+        self.stress_scale = float(stress_scale)
+        self.stress_target_scale = self.stress_scale if stress_target_scale is None else float(stress_target_scale)
+        self.pair_block_bytes = int(pair_block_bytes)
+        self.num_elements = len(potential.elements)
+        self.num_features = int(head.num_features)
+
+    @property
+    def block_width(self) -> int:
+        """Columns per element: the constant (when ``bias``) and the head's features."""
+        return self.num_features + int(self.bias)
+
+    @property
+    def num_columns(self) -> int:
+        return self.num_elements * self.block_width
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """(nelements, 1 + num_features) ``.snapcoeff``-ordered coefficients from a solution x (num_columns,)."""
+        blocks = x.reshape(self.num_elements, self.block_width)
+        if not self.bias:
+            blocks = torch.cat([blocks.new_zeros(self.num_elements, 1), blocks], dim=1)
+        return blocks
+
+    def batches(self, configurations: Sequence[Configuration], chunk_atoms: int = 2000,
+                group_index: dict[str, int] | None = None, offset: int = 0,
+                dtype: torch.dtype = torch.float64) -> Iterator[AtomsBatch]:
+        """Neighbor-listed batches of about ``chunk_atoms`` atoms (whole configurations, in order).
+
+        ``config_id`` of each batch entry is its position in ``configurations`` plus ``offset``.
+        """
+        elements, cutoff = self.potential.elements, self.potential.cutoff
+        group_index = group_index or {}
+        items, atoms = [], 0
+        for k, config in enumerate(configurations):
+            items.append(process_configuration(config, elements, cutoff, group_index.get(config.group, 0), offset + k))
+            atoms += config.num_atoms
+            if atoms >= chunk_atoms:
+                yield collate(items, dtype)
+                items, atoms = [], 0
+        if items:
+            yield collate(items, dtype)
+
+    def rows(self, batch: AtomsBatch, test: torch.Tensor | None = None) -> DesignRows:
+        """Rows of one batch; ``test`` (nconfigs,) marks test configurations (default none)."""
+        pot = self.potential
+        nconf, natoms, nel, M = batch.num_configs, batch.total_atoms, self.num_elements, self.num_features
+        need_grad = self.forces or self.stress
+        rij = batch.rij().detach()
+        species, pair_i, ac = batch.species, batch.pair_i, batch.atom_config
+        if need_grad:
+            B, dB = descriptor_and_pair_jacobian(pot.descriptor, rij, pair_i, batch.pair_j, species, natoms)
+        else:
+            with torch.no_grad():
+                B, dB = pot.descriptor(rij, pair_i, batch.pair_j, species, natoms), None
+        feats = pot.head.features(B)
+        natoms_f = batch.num_atoms.to(B.dtype)
+        test = torch.zeros(nconf, dtype=torch.bool, device=B.device) if test is None else test.to(B.device)
+        e_ref, f_ref, s_ref = self._reference(batch, rij)
+
+        parts_A, parts = [], []
+
+        def add(A_rows, b, w, kind, config):
+            parts_A.append(A_rows)
+            parts.append((b, w, torch.full_like(config, kind), config))
+
+        if self.energy:
+            energy = torch.zeros(nconf * nel, M, dtype=B.dtype, device=B.device)
+            energy.index_add_(0, ac * nel + species, feats)
+            energy = energy.reshape(nconf, nel, M) / natoms_f[:, None, None]
+            if self.bias:
+                counts = torch.zeros(nconf * nel, dtype=B.dtype, device=B.device)
+                counts.index_add_(0, ac * nel + species, torch.ones_like(B[:, 0]))
+                energy = torch.cat([(counts.reshape(nconf, nel) / natoms_f[:, None])[:, :, None], energy], dim=2)
+            m = batch.energy_mask
+            cfg = torch.arange(nconf, device=B.device)[m]
+            add(energy.reshape(nconf, -1)[m], ((batch.energy - e_ref) / natoms_f)[m], batch.energy_weight[m],
+                ENERGY, cfg)
+        if need_grad:
+            force_rows, virial = self._gradient_rows(batch, rij, B, dB)
+        if self.forces:
+            m = batch.forces_mask.repeat_interleave(3)
+            A_f = self._pad_bias(force_rows.reshape(natoms * 3, nel, M))
+            add(A_f.reshape(natoms * 3, -1)[m], (batch.forces - f_ref).reshape(-1)[m],
+                batch.force_weight[ac].repeat_interleave(3)[m], FORCE, ac.repeat_interleave(3)[m])
+        if self.stress:
+            volume = batch.volume()
+            m = batch.stress_mask & (volume > 0)
+            scale = self.stress_scale / volume.clamp_min(1e-300)
+            A_s = self._pad_bias(virial * scale[:, None, None, None]).reshape(nconf, 6, -1)[m].reshape(-1, self.num_columns)
+            b_s = (self.stress_target_scale * batch.stress - self.stress_scale * s_ref)[m].reshape(-1)
+            add(A_s, b_s, batch.stress_weight[m].repeat_interleave(6), STRESS,
+                torch.arange(nconf, device=B.device)[m].repeat_interleave(6))
+        A = torch.cat(parts_A) if parts_A else B.new_zeros(0, self.num_columns)
+        b, w, kind, cfg = (torch.cat([p[k] for p in parts]) for k in range(4))
+        return DesignRows(A=A, b=b, w=w.to(B.dtype), kind=kind, config=batch.config_id[cfg], group=batch.group[cfg],
+                          test=test[cfg])
+
+    def _pad_bias(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Prepend the (zero) constant column to each element block of force/stress rows when ``bias``."""
+        if not self.bias:
+            return blocks
+        return torch.cat([blocks.new_zeros(*blocks.shape[:-1], 1), blocks], dim=-1)
+
+    def _gradient_rows(self, batch: AtomsBatch, rij: torch.Tensor, B: torch.Tensor,
+                       dB: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Force rows (natoms, 3, nel, M) and strain derivatives (nconfigs, 6, nel, M) of the features."""
+        nconf, natoms, nel, M = batch.num_configs, batch.total_atoms, self.num_elements, self.num_features
+        pair_i, pair_j, species = batch.pair_i, batch.pair_j, batch.species
+        pair_config = batch.atom_config[pair_i]
+        forces = B.new_zeros(natoms * nel, 3, M)
+        virial = B.new_zeros(nconf * nel, 6, M)
+        head = self.potential.head
+        step = max(1, self.pair_block_bytes // (3 * M * B.element_size() * 3))
+        va, vb = torch.tensor(_VOIGT, device=B.device).T
+        for start in range(0, pair_i.shape[0], step):
+            sl = slice(start, start + step)
+            pi, pj = pair_i[sl], pair_j[sl]
+            Bp = B[pi]
+            dBp = dB[sl]
+            tangents = dBp.permute(1, 0, 2).reshape(-1, B.shape[1])
+            _, T = torch.func.jvp(head.features, (Bp.repeat(3, 1),), (tangents,))
+            T = T.reshape(3, -1, M).permute(1, 0, 2)  # (P, 3, M): ∂f(B_i(p))/∂r_p
+            elem = species[pi]
+            forces.index_add_(0, pi * nel + elem, T)
+            forces.index_add_(0, pj * nel + elem, -T)
+            r = rij[sl]
+            sym = 0.5 * (r[:, va, None] * T[:, vb, :] + r[:, vb, None] * T[:, va, :])
+            virial.index_add_(0, pair_config[sl] * nel + elem, sym)
+        forces = forces.reshape(natoms, nel, 3, M).permute(0, 2, 1, 3)
+        virial = virial.reshape(nconf, nel, 6, M).permute(0, 2, 1, 3)
+        return forces, virial
+
+    def _reference(self, batch: AtomsBatch, rij: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reference-potential energies (nconfigs,), forces (natoms, 3) and ASE stress (nconfigs, 6)."""
+        ref = self.potential.reference
+        nconf, natoms = batch.num_configs, batch.total_atoms
+        zeros = (rij.new_zeros(nconf), rij.new_zeros(natoms, 3), rij.new_zeros(nconf, 6))
+        if ref is None:
+            return zeros
+        rij = rij.detach().requires_grad_(True)
+        with torch.enable_grad():
+            atomic = ref(rij, batch.pair_i, batch.pair_j, batch.species, natoms)
+            (g,) = torch.autograd.grad(atomic.sum(), rij, allow_unused=True)
+        g = torch.zeros_like(rij) if g is None else g
+        energy = rij.new_zeros(nconf).index_add_(0, batch.atom_config, atomic.detach())
+        forces, dE_dstrain = forces_and_virial_from_pair_gradient(g, rij.detach(), batch.pair_i, batch.pair_j, natoms,
+                                                                  batch.atom_config[batch.pair_i], nconf)
+        volume = batch.volume()
+        inv = torch.where(volume > 0, 1.0 / volume.clamp_min(1e-300), torch.zeros_like(volume))
+        return energy, forces, voigt(dE_dstrain) * inv[:, None]

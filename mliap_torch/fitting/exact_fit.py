@@ -1,0 +1,328 @@
+"""Exact weighted least-squares fits of linear and quadratic SNAP-type potentials (FitSNAP's fit).
+
+:func:`fit_exact` streams the configurations in chunks through :class:`DesignMatrixBuilder`, folds
+the weighted training rows into a running QR factor (:class:`StreamingQR`; with
+``distributed=True`` each ``torch.distributed`` rank folds its own shard and the factors are
+combined by TSQR), solves, sets the head's coefficients, and evaluates FitSNAP-style metrics on
+training and test rows. :func:`fitsnap_setup` builds everything a FitSNAP ``.in`` file describes
+(bispectrum settings, linear/quadratic head, ZBL reference, data, group weights and splits).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data.configuration import Configuration
+from ..models.heads import LinearHead, QuadraticHead
+from ..models.potential import Potential
+from ..models.zbl import ZBL
+from .design import FITSNAP_STRESS_SCALE, DesignMatrixBuilder, DesignRows, fitsnap_stress_target_scale
+from .metrics import MetricAccumulator, MetricsTable
+from .solvers import LstsqSolution, StreamingQR, distributed_r_factor, solve_r_factor
+
+
+@dataclass
+class RowPredictions:
+    """Per-row predictions of a fit (m rows, all chunks; see :class:`DesignRows` for the fields)."""
+
+    pred: torch.Tensor
+    truth: torch.Tensor
+    weight: torch.Tensor
+    kind: torch.Tensor
+    group: torch.Tensor
+    test: torch.Tensor
+    config: torch.Tensor
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit_exact`.
+
+    Attributes:
+        coefficients: (nelements, 1 + num_features) ``.snapcoeff``-ordered coefficients (set on the head).
+        solution: solver diagnostics (rank, condition number, singular values, residual).
+        metrics: FitSNAP-style metrics table (train and test rows, weighted and unweighted).
+        timings: seconds spent in ``design`` (neighbor lists, descriptors, rows), ``solve``,
+            ``metrics`` and ``total``.
+        predictions: per-row predictions and truths (for parity plots).
+        rows: all design rows when ``keep_rows`` (else None).
+        group_names: names of the group indices.
+    """
+
+    coefficients: torch.Tensor
+    solution: LstsqSolution
+    metrics: MetricsTable
+    timings: dict[str, float]
+    predictions: RowPredictions
+    group_names: list[str]
+    rows: DesignRows | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _shard(n: int, distributed: bool) -> tuple[int, int]:
+    """[start, stop) of this rank's contiguous share of n configurations."""
+    import torch.distributed as dist
+
+    if not (distributed and dist.is_available() and dist.is_initialized()):
+        return 0, n
+    rank, world = dist.get_rank(), dist.get_world_size()
+    per = math.ceil(n / world)
+    return min(rank * per, n), min((rank + 1) * per, n)
+
+
+def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
+              test: Sequence[bool] | torch.Tensor | None = None, solver: str = "qr", rcond: float | None = None,
+              alpha: float = 0.0, chunk_atoms: int = 2000, stress_scale: float = 1.0,
+              stress_target_scale: float | None = None, bias: bool | None = None,
+              energy: bool = True, forces: bool = True, stress: bool = True, group_names: Sequence[str] | None = None,
+              keep_rows: bool = True, distributed: bool = False, stress_unit: str | None = None,
+              progress: bool = False) -> FitResult:
+    """Fit the head coefficients of ``potential`` to ``configurations`` by weighted least squares.
+
+    Args:
+        potential: descriptor + linear or quadratic head (+ reference potential, subtracted).
+        configurations: the data; each carries its ``energy_weight``/``force_weight``/``stress_weight``
+            (FitSNAP's group weights, e.g. from :func:`mliap_torch.data.groups.make_split`).
+        test: (nconfigs,) True for test configurations (not fitted, reported separately).
+        solver: ``"qr"`` (default), ``"svd"`` (with cutoff ``rcond``) or ``"ridge"`` (``alpha``).
+        chunk_atoms: atoms per chunk of configurations (memory: one chunk of rows plus the factor).
+        stress_scale: stress unit of rows and targets (1: eV/Å³ tension positive; FitSNAP:
+            :data:`~mliap_torch.fitting.design.FITSNAP_STRESS_SCALE`, bar compression positive).
+        stress_target_scale: factor of the labelled stresses (default ``stress_scale``; see
+            :class:`~mliap_torch.fitting.design.DesignMatrixBuilder`).
+        bias: constant per-element columns (None: FitSNAP's rule, off with ``bzeroflag``).
+        energy, forces, stress: which labels to fit.
+        group_names: group order of the metrics (default: groups in order of first appearance).
+        keep_rows: keep all design rows (metrics without a second descriptor pass); with False,
+            memory stays bounded by one chunk and the metrics pass recomputes the rows.
+        distributed: shard configurations over ``torch.distributed`` ranks and combine by TSQR; all
+            ranks get the same coefficients and the metrics of all rows.
+        stress_unit: label of the stress unit for the metrics table (default from ``stress_scale``).
+        progress: print one line per chunk.
+
+    Returns:
+        :class:`FitResult`; the head's coefficients are set.
+    """
+    t_start = time.perf_counter()
+    configs = list(configurations)
+    n = len(configs)
+    if n == 0:
+        raise ValueError("fit_exact: no configurations given")
+    test_flags = torch.zeros(n, dtype=torch.bool) if test is None else torch.as_tensor(list(test) if not torch.is_tensor(test) else test, dtype=torch.bool)
+    if test_flags.shape != (n,):
+        raise ValueError(f"fit_exact: test flags have shape {tuple(test_flags.shape)}, expected ({n},)")
+    names = list(group_names) if group_names is not None else list(dict.fromkeys(c.group for c in configs))
+    missing = sorted({c.group for c in configs} - set(names))
+    if missing:
+        raise ValueError(f"fit_exact: group(s) {missing} are not in group_names {names}")
+    gindex = {g: k for k, g in enumerate(names)}
+    builder = DesignMatrixBuilder(potential, bias=bias, energy=energy, forces=forces, stress=stress,
+                                  stress_scale=stress_scale, stress_target_scale=stress_target_scale)
+    dtype = next(iter(potential.head.parameters())).dtype
+    device = next(iter(potential.head.parameters())).device
+    start, stop = _shard(n, distributed)
+    shard = configs[start:stop]
+
+    def chunks():
+        for batch in builder.batches(shard, chunk_atoms, gindex, offset=start, dtype=dtype):
+            batch = batch.to(device)
+            yield builder.rows(batch, test_flags.to(device)[batch.config_id])
+
+    timings = {"design": 0.0, "solve": 0.0, "metrics": 0.0}
+    acc = StreamingQR(builder.num_columns, dtype=dtype, device=device)
+    kept: list[DesignRows] = []
+    t0 = time.perf_counter()
+    for k, rows in enumerate(chunks()):
+        t1 = time.perf_counter()
+        timings["design"] += t1 - t0
+        train = ~rows.test
+        acc.add(rows.A[train], rows.b[train], rows.w[train])
+        if keep_rows:
+            kept.append(rows)
+        t0 = time.perf_counter()
+        timings["solve"] += t0 - t1
+        if progress:
+            print(f"fit_exact: chunk {k}, {acc.num_rows} training rows folded", flush=True)
+    t1 = time.perf_counter()
+    r = distributed_r_factor(acc.r) if distributed else acc.r
+    num_rows = acc.num_rows
+    if distributed:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            count = torch.tensor([float(num_rows)], dtype=torch.float64, device=r.device)
+            dist.all_reduce(count)
+            num_rows = int(count.item())
+    if num_rows == 0:
+        raise ValueError("fit_exact: no training rows (all configurations are test or unlabelled)")
+    solution = solve_r_factor(r, method=solver, rcond=rcond, alpha=alpha, num_rows=num_rows)
+    coefficients = builder.coefficients(solution.x)
+    potential.head.set_coefficients(coefficients)
+    timings["solve"] += time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    unit = stress_unit or ("bar (compression positive)" if stress_scale == FITSNAP_STRESS_SCALE
+                           else "eV/Å³ (tension positive)" if stress_scale == 1.0 else f"{stress_scale:g}·eV/Å³")
+    metrics = MetricAccumulator(names, {"Energy": "eV/atom", "Force": "eV/Å", "Stress": unit})
+    preds: list[RowPredictions] = []
+    source = kept if keep_rows else chunks()
+    for rows in source:
+        pred = rows.A @ solution.x
+        metrics.add_rows(pred, rows.b, rows.w, rows.kind, rows.group, rows.test)
+        preds.append(RowPredictions(pred.cpu(), rows.b.cpu(), rows.w.cpu(), rows.kind.cpu(), rows.group.cpu(),
+                                    rows.test.cpu(), rows.config.cpu()))
+    if distributed:
+        metrics.all_reduce()
+    predictions = RowPredictions(*(torch.cat([getattr(p, f.name) for p in preds])
+                                   for f in dataclasses.fields(RowPredictions)))
+    timings["metrics"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t_start
+    return FitResult(coefficients=coefficients.detach(), solution=solution, metrics=metrics.table(), timings=timings,
+                     predictions=predictions, group_names=names,
+                     rows=DesignRows.cat(kept) if keep_rows and kept else None, notes=list(solution.notes))
+
+
+def _per_element(value: Any, n: int, name: str, source: str) -> list[float]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if len(values) == 1 and n > 1:
+        values = list(values) * n
+    if len(values) != n:
+        raise ValueError(f"{source}: [BISPECTRUM] {name} has {len(values)} values for {n} elements")
+    return [float(v) for v in values]
+
+
+def zbl_from_fitsnap_reference(reference: dict[str, Any], elements: Sequence[str], source: str = "<input>") -> ZBL | None:
+    """The ZBL term of a FitSNAP ``[REFERENCE]`` section (``pair_style ... zbl inner outer`` + ``pair_coeff``).
+
+    Supports ``hybrid/overlay zero R zbl inner outer`` and plain ``zbl inner outer``; the nuclear
+    charges come from the ``i i zbl Z Z`` (or ``* * zbl Z Z``) pair_coeff lines; mixed pairs
+    must use the elements' own charges. Returns None when there is no ZBL term.
+    """
+    style = str(reference.get("pair_style", ""))
+    m = re.search(r"\bzbl\s+([0-9.eE+-]+)\s+([0-9.eE+-]+)", style)
+    if m is None:
+        return None
+    inner, outer = float(m.group(1)), float(m.group(2))
+    n = len(elements)
+    z: list[float | None] = [None] * n
+    pairs: list[tuple[int, int, float, float]] = []
+    for key, line in reference.items():
+        if not key.startswith("pair_coeff"):
+            continue
+        words = str(line).split()
+        if len(words) < 3 or "zbl" not in words:
+            continue
+        k = words.index("zbl")
+        try:
+            zi, zj = float(words[k + 1]), float(words[k + 2])
+        except (IndexError, ValueError):
+            raise ValueError(f"{source}: [REFERENCE] {key} = {line!r}: expected 'i j zbl Zi Zj'") from None
+        ti = range(n) if words[0] == "*" else [int(words[0]) - 1]
+        tj = range(n) if words[1] == "*" else [int(words[1]) - 1]
+        for a in ti:
+            for b in tj:
+                pairs.append((a, b, zi, zj))
+                if a == b:
+                    z[a] = zi
+    if any(v is None for v in z):
+        raise ValueError(f"{source}: [REFERENCE] has no 'i i zbl Z Z' pair_coeff for element(s) "
+                         f"{[e for e, v in zip(elements, z) if v is None]}")
+    for a, b, zi, zj in pairs:
+        if (zi, zj) != (z[a], z[b]):
+            raise ValueError(f"{source}: [REFERENCE] pair {elements[a]}-{elements[b]} uses Z = {zi}, {zj}, "
+                             f"not the elements' own {z[a]}, {z[b]}")
+    return ZBL(list(elements), [float(v) for v in z], inner, outer)
+
+
+@dataclass
+class FitSNAPSetup:
+    """Everything a FitSNAP ``.in`` file describes, in mliap_torch objects.
+
+    Attributes:
+        potential: Bispectrum + linear/quadratic head + ZBL reference.
+        configurations: the data (ESHIFT applied, group weights set), FitSNAP's group order.
+        test: (nconfigs,) test flags from the group table sizes.
+        group_names: groups in table order.
+        solver: ``"svd"`` for FitSNAP's SVD solver, else ``"qr"``.
+        rcond: FitSNAP's SVD cutoff (1e-13).
+        stress_scale: :data:`FITSNAP_STRESS_SCALE` (rows and weights in bar; labelled stresses are
+            taken back to the file's bar exactly, as FitSNAP reads them).
+        settings: the parsed input.
+    """
+
+    potential: Potential
+    configurations: list[Configuration]
+    test: list[bool]
+    group_names: list[str]
+    solver: str
+    rcond: float | None
+    stress_scale: float
+    settings: dict[str, Any]
+
+    def fit(self, **kwargs: Any) -> FitResult:
+        """:func:`fit_exact` with this setup's data, splits, groups, solver and stress units."""
+        options = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "stress_scale": self.stress_scale,
+                   "stress_target_scale": fitsnap_stress_target_scale(), "group_names": self.group_names}
+        options.update(kwargs)
+        return fit_exact(self.potential, self.configurations, **options)
+
+
+def fitsnap_potential(settings: dict[str, Any], source: str = "<input>") -> Potential:
+    """Potential of a parsed FitSNAP input (``[BISPECTRUM]`` + ``[REFERENCE]``)."""
+    from ..descriptors.bispectrum import Bispectrum
+
+    if "BISPECTRUM" not in settings:
+        raise ValueError(f"{source}: no [BISPECTRUM] section (only SNAP inputs are supported)")
+    bs = settings["BISPECTRUM"]
+    elements = list(bs["type"])
+    n = len(elements)
+    twojmax = bs["twojmax"]
+    twojmax = max(twojmax) if isinstance(twojmax, (list, tuple)) else twojmax
+    descriptor = Bispectrum(elements, int(twojmax), float(bs["rcutfac"]), _per_element(bs["radelem"], n, "radelem", source),
+                            _per_element(bs.get("wj", 1.0), n, "wj", source), rfac0=float(bs.get("rfac0", 0.99363)),
+                            rmin0=float(bs.get("rmin0", 0.0)), switchflag=bool(bs.get("switchflag", 1)),
+                            bzeroflag=bool(bs.get("bzeroflag", 1)), bnormflag=bool(bs.get("bnormflag", 0)),
+                            wselfallflag=bool(bs.get("wselfallflag", 0)), chemflag=bool(bs.get("chemflag", 0)))
+    head_cls = QuadraticHead if bool(bs.get("quadraticflag", 0)) else LinearHead
+    head = head_cls(n, descriptor.num_descriptors)
+    reference = zbl_from_fitsnap_reference(settings.get("REFERENCE", {}), elements, source)
+    return Potential(descriptor, head, reference)
+
+
+def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sorted") -> FitSNAPSetup:
+    """Read a FitSNAP ``.in`` file and its data into a :class:`FitSNAPSetup`.
+
+    Args:
+        input_file: the ``.in`` file; ``[PATH] dataPath`` is resolved against its folder.
+        data_order: file order within groups (see :func:`mliap_torch.data.readers.read_fitsnap_json`).
+    """
+    from ..data.groups import apply_energy_shift, make_split
+    from ..data.readers.fitsnap_input import read_fitsnap_input
+    from ..data.readers.fitsnap_json import read_fitsnap_json
+
+    input_file = Path(input_file)
+    settings = read_fitsnap_input(input_file)
+    potential = fitsnap_potential(settings, str(input_file))
+    groups = settings.get("GROUPS", {})
+    specs = groups.get("groups", [])
+    if not specs:
+        raise ValueError(f"{input_file}: [GROUPS] lists no groups")
+    names = [s.name for s in specs]
+    data_path = settings.get("PATH", {}).get("data_path", input_file.parent / "JSON")
+    configs = read_fitsnap_json(data_path, groups=names, order=data_order)
+    if settings.get("ESHIFT"):
+        configs = apply_energy_shift(configs, settings["ESHIFT"])
+    split = make_split(configs, specs, random_sampling=bool(groups.get("random_sampling", 0)),
+                       seed=int(groups.get("random_seed", 0)), smartweights=bool(groups.get("smartweights", 0)))
+    train, test = split.apply(configs)
+    solver = str(settings.get("SOLVER", {}).get("solver", "SVD")).lower()
+    return FitSNAPSetup(potential=potential, configurations=train + test, test=[False] * len(train) + [True] * len(test),
+                        group_names=names, solver="svd" if solver == "svd" else "qr",
+                        rcond=1e-13 if solver == "svd" else None, stress_scale=FITSNAP_STRESS_SCALE, settings=settings)
