@@ -293,3 +293,10 @@ def test_read_dataset_rejects_unknown_format_and_missing_path(tmp_path: Path) ->
         read_dataset(tmp_path, format="cif-folder")
     with pytest.raises(FileNotFoundError, match="nothing.json"):
         read_dataset(tmp_path / "nothing.json", format="mlearn")
+
+
+def test_fitsnap_non_json_entries_are_reported(tmp_path: Path) -> None:
+    _write_fitsnap(tmp_path, "good.json", _fitsnap_doc())
+    (tmp_path / "GroupA" / "notes.txt").write_text("not data")
+    with pytest.warns(DroppedConfigurationWarning, match=r"notes.txt .*not a .json file"):
+        assert len(read_fitsnap_json(tmp_path)) == 1

@@ -7,6 +7,9 @@ A cache entry is one file ``<cache dir>/<key>.h5``. The key is a SHA-256 of
 * the settings that change the processed data: elements, cutoff, reader name and reader options;
 * the cache layout version.
 
+Pair indices are stored as int32 (per configuration, so far below 2³¹) and cell shifts as int16, and
+read back as int64.
+
 A second load with the same key reads the HDF5 file and never calls the reader. Descriptor arrays
 computed later can be stored in the same file under ``descriptors/<name>/<settings hash>``
 (:func:`store_descriptors`, :func:`load_descriptors`).
@@ -29,7 +32,7 @@ from .batch import ProcessedConfiguration
 from .configuration import Configuration
 from .dataset import ConfigurationDataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped whenever the file layout or the processing changes."""
 
 
@@ -131,9 +134,12 @@ def save_dataset(dataset: ConfigurationDataset, path: str | Path, attrs: Mapping
             f["group_index"] = np.array([it.group_index for it in items], dtype=np.int64)
             f["config_id"] = np.array([it.config_id for it in items], dtype=np.int64)
             f["num_pairs"] = np.array([len(it.pair_i) for it in items], dtype=np.int64)
-            f["pair_i"] = cat([it.pair_i for it in items], (0,), np.int64)
-            f["pair_j"] = cat([it.pair_j for it in items], (0,), np.int64)
-            f["shifts"] = cat([it.shifts for it in items], (0, 3), np.int64)
+            f["pair_i"] = cat([it.pair_i for it in items], (0,), np.int32)
+            f["pair_j"] = cat([it.pair_j for it in items], (0,), np.int32)
+            shifts = cat([it.shifts for it in items], (0, 3), np.int64)
+            if shifts.size and np.abs(shifts).max() > np.iinfo(np.int16).max:
+                raise ValueError(f"{path}: cell shifts beyond int16 (a cell far thinner than the cutoff)")
+            f["shifts"] = shifts.astype(np.int16)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -155,7 +161,7 @@ def load_dataset_file(path: str | Path) -> ConfigurationDataset:
     pair_split = np.cumsum(data["num_pairs"])[:-1]
     per_atom = {k: np.split(data[k], atom_split) for k in ("positions", "species", "forces")}
     symbols = np.split(np.array(_decode(data["symbols"]), dtype=str), atom_split)
-    per_pair = {k: np.split(data[k], pair_split) for k in ("pair_i", "pair_j", "shifts")}
+    per_pair = {k: np.split(data[k].astype(np.int64), pair_split) for k in ("pair_i", "pair_j", "shifts")}
     groups, sources = _decode(data["group"]), _decode(data["source"])
     indices, infos = _decode(data["index"]), _decode(data["info"])
     items = []

@@ -139,7 +139,8 @@ def _group_folders(root: Path, groups: Sequence[str] | None) -> list[tuple[str, 
 
 def fitsnap_files(path: str | Path, groups: Sequence[str] | None = None,
                   order: str | Sequence[str] = "sorted") -> list[tuple[str, Path]]:
-    """``(group, file)`` pairs in read order (see the module docstring for ``order``)."""
+    """``(group, path)`` of every entry of the group folders, in read order (module docstring for ``order``);
+    entries that are not ``.json`` files are included (the reader reports and skips them)."""
     root = Path(path)
     if root.is_file():
         return [(root.parent.name, root)]
@@ -156,7 +157,7 @@ def fitsnap_files(path: str | Path, groups: Sequence[str] | None = None,
     out = []
     for group, folder in _group_folders(root, groups):
         names = os.listdir(folder) if order == "listdir" else sorted(os.listdir(folder))
-        out.extend((group, folder / n) for n in names if n.endswith(".json") and (folder / n).is_file())
+        out.extend((group, folder / n) for n in names)
     return out
 
 
@@ -185,6 +186,9 @@ def read_fitsnap_json(path: str | Path, *, groups: Sequence[str] | None = None,
         files = tqdm(files, desc=f"reading {Path(path).name}", unit="file")
     configs: list[Configuration] = []
     for group, file in files:
+        if file.suffix != ".json" or not file.is_file():
+            report.drop(file, "*", "not a .json file, ignored")
+            continue
         try:
             configs.extend(read_fitsnap_file(file, group))
         except DataError as exc:
