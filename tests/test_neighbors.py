@@ -109,3 +109,11 @@ def test_slab_with_zero_non_periodic_cell_vector() -> None:
     cell = np.array([[4.0, 0.0, 0.0], [1.0, 4.5, 0.0], [0.0, 0.0, 0.0]])
     positions = rng.uniform(0, 1, (8, 3)) * [4.0, 4.0, 6.0]
     assert _check(positions, cell, (True, True, False), 3.0) > 0
+
+
+def test_positions_outside_the_cell() -> None:
+    rng = np.random.default_rng(11)
+    cell = _random_cell(rng, 5.0)
+    positions = rng.uniform(-1.5, 2.5, (10, 3)) @ cell
+    assert _check(positions, cell, True, 3.2) > 0
+    _check(positions, cell, (True, False, True), 3.2)
