@@ -156,3 +156,21 @@ def test_load_dataset_uses_default_cache_folder(emt_file: Path, tmp_path: Path,
     again = load_dataset(emt_file, ["Cu", "Ni"], 4.0)
     assert again.cache_path == dataset.cache_path
     _same_dataset(dataset, again)
+
+
+def test_extxyz_round_trip_molecule_and_slab(tmp_path: Path) -> None:
+    molecule = Configuration(positions=[[0, 0, 0], [0.74, 0, 0]], cell=np.zeros((3, 3)), pbc=False,
+                             symbols=["H", "H"], energy=-31.7, forces=[[0.1, 0, 0], [-0.1, 0, 0]], group="mol",
+                             energy_weight=2.5, info={"note": "a b=c", "charge": 0, "flag": True})
+    slab = Configuration(positions=np.random.default_rng(0).normal(size=(4, 3)), cell=np.diag([3.0, 3.0, 20.0]),
+                         pbc=[True, True, False], symbols=["Cu"] * 4, stress=np.arange(6) * 1e-3 / 3,
+                         force_weight=0.125)
+    write_extxyz([molecule, slab], tmp_path / "m.extxyz")
+    back = read_ase(tmp_path / "m.extxyz")
+    for a, b in zip([molecule, slab], back):
+        for name in ("positions", "cell", "pbc", "symbols"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert (a.energy, a.group, a.energy_weight, a.force_weight, a.info) == (
+            b.energy, b.group, b.energy_weight, b.force_weight, b.info)
+    np.testing.assert_array_equal(back[1].stress, slab.stress)
+    assert back[0].stress is None and back[1].forces is None and back[1].energy is None
