@@ -112,3 +112,17 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     assert two["rows"] == one.solution.num_rows
     assert two["ncount"] == one.metrics.value("*ALL", "Unweighted", "Training", "Force", "ncount")
     assert two["rmse"] == pytest.approx(one.metrics.value("*ALL", "Weighted", "Training", "Force", "rmse"), rel=1e-10)
+
+
+def test_parity_plot_png(tmp_path):
+    import matplotlib.image
+
+    from mliap_torch.fitting.plots import fit_parity_plot
+
+    configs = _data(n=4)
+    result = fit_exact(_fresh(), configs, test=[False, False, False, True], group_names=GROUPS)
+    path = fit_parity_plot(result, tmp_path / "plots" / "parity.png", title="synthetic")
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[1] > image.shape[0] > 200
+    energy = result.predictions.kind == 0
+    assert int(energy.sum()) == 4 and int(result.predictions.test[energy].sum()) == 1
