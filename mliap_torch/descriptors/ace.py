@@ -140,15 +140,17 @@ class ACE(Descriptor):
         self.register_buffer("l_of_lm", l_of_lm)
         self._num_descriptors = max(len(fs) for fs in per_element)
         self._ranks: list[list[int]] = []  # per element: ranks ≥ 2 present
+        self._levels: list[list[int]] = []  # per element: product-tree levels present
         for e, fs in enumerate(per_element):
             rank1 = [(c, f.mus[0] * self.nradbase + f.ns[0] - 1) for c, f in enumerate(fs) if f.rank == 1]
             self.register_buffer(f"rank1_{e}_column", torch.tensor([c for c, _ in rank1], dtype=torch.int64))
             self.register_buffer(f"rank1_{e}_index", torch.tensor([i for _, i in rank1], dtype=torch.int64))
             tables = coupling_tables(fs, self.nradmax, self.lmax)
             tree = product_tree(tables)
-            for k in tree.parent:
-                self.register_buffer(f"tree_{e}_{k}_parent", torch.as_tensor(tree.parent[k]))
-                self.register_buffer(f"tree_{e}_{k}_factor", torch.as_tensor(tree.factor[k]))
+            for k in tree.left:
+                self.register_buffer(f"tree_{e}_{k}_left", torch.as_tensor(tree.left[k]))
+                self.register_buffer(f"tree_{e}_{k}_right", torch.as_tensor(tree.right[k]))
+            self._levels.append(sorted(tree.left))
             for rank, table in tables.items():
                 self.register_buffer(f"table_{e}_{rank}_node", torch.as_tensor(tree.node[rank]))
                 self.register_buffer(f"table_{e}_{rank}_coefficient", torch.as_tensor(table.coefficient)[:, None])
@@ -250,12 +252,12 @@ class ACE(Descriptor):
             A1e, Ae = (A1t, At) if rows is None else (A1t[:, rows], At[:, rows])
             Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=rij.dtype, device=rij.device)
             Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), A1e.index_select(0, getattr(self, f"rank1_{e}_index")))
-            level = Ae
-            for k in range(2, max(self._ranks[e], default=1) + 1):
-                level = (level.index_select(0, getattr(self, f"tree_{e}_{k}_parent")) *
-                         Ae.index_select(0, getattr(self, f"tree_{e}_{k}_factor")))
+            level = {1: Ae}
+            for k in self._levels[e]:
+                level[k] = (level[k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_left")) *
+                            level[k - k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_right")))
                 if k in self._ranks[e]:
-                    terms = level.index_select(0, getattr(self, f"table_{e}_{k}_node"))
+                    terms = level[k].index_select(0, getattr(self, f"table_{e}_{k}_node"))
                     coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(rij.dtype)
                     Be = Be.index_add(0, getattr(self, f"table_{e}_{k}_column"), terms * coefficient)
             out = Be if rows is None else out.index_copy(1, rows, Be)

@@ -195,33 +195,43 @@ def coupling_tables(functions: Sequence[BFunction], nradmax: int, lmax: int) -> 
 
 @dataclass
 class ProductTree:
-    """Shared-prefix evaluation of the monomials of all ranks (PACE's recursive idea, on tables).
+    """Shared evaluation of the monomials of all ranks (PACE's recursive idea, on gather tables).
 
-    Level k (k ≥ 2) holds the distinct sorted k-prefixes of all monomials of rank ≥ k, each the
-    product of a level k-1 node (``parent``; level 1 is A itself) and one A entry (``factor``).
-    ``node[rank]`` points the rows of ``tables[rank]`` at their level-``rank`` node.
+    Level k (k ≥ 2) holds distinct sorted k-tuples of A indices, each the product of a level-⌊k/2⌋
+    node (``left``) and a level-⌈k/2⌉ node (``right``); level 1 is A itself. Balanced splits
+    share the pair products between ranks 2–6 (rank 4 = pair × pair) and need fewer products than
+    growing one factor at a time. ``node[rank]`` points the rows of ``tables[rank]`` at their
+    level-``rank`` node.
     """
 
-    parent: dict[int, np.ndarray]
-    factor: dict[int, np.ndarray]
+    left: dict[int, np.ndarray]
+    right: dict[int, np.ndarray]
     node: dict[int, np.ndarray]
 
 
 def product_tree(tables: dict[int, CouplingTable]) -> ProductTree:
     """The :class:`ProductTree` of the monomials in ``tables``."""
     max_rank = max(tables, default=1)
-    level_nodes: dict[int, dict[tuple[int, ...], int]] = {}
-    for k in range(2, max_rank + 1):
-        prefixes = sorted({tuple(row[:k]) for r, t in tables.items() if r >= k for row in t.index.tolist()})
-        level_nodes[k] = {p: i for i, p in enumerate(prefixes)}
-    parent, factor, node = {}, {}, {}
-    for k in range(2, max_rank + 1):
-        prefixes = list(level_nodes[k])
-        parent[k] = np.array([p[0] if k == 2 else level_nodes[k - 1][p[:-1]] for p in prefixes], dtype=np.int64)
-        factor[k] = np.array([p[-1] for p in prefixes], dtype=np.int64)
+    needed: dict[int, set[tuple[int, ...]]] = {k: set() for k in range(1, max_rank + 1)}
     for r, t in tables.items():
-        node[r] = np.array([level_nodes[r][tuple(row)] for row in t.index.tolist()], dtype=np.int64)
-    return ProductTree(parent, factor, node)
+        needed[r].update(tuple(row) for row in t.index.tolist())
+    for k in range(max_rank, 1, -1):
+        h = k // 2
+        for tup in needed[k]:
+            needed[h].add(tup[:h])
+            needed[k - h].add(tup[h:])
+    position = {k: {tup: i for i, tup in enumerate(sorted(needed[k]))} for k in range(2, max_rank + 1)}
+    position[1] = {(i,): i for tup in needed[1] for i in tup}
+    left, right, node = {}, {}, {}
+    for k in range(2, max_rank + 1):
+        if not position[k]:
+            continue
+        h = k // 2
+        left[k] = np.array([position[h][tup[:h]] for tup in position[k]], dtype=np.int64)
+        right[k] = np.array([position[k - h][tup[h:]] for tup in position[k]], dtype=np.int64)
+    for r, t in tables.items():
+        node[r] = np.array([position[r][tuple(row)] for row in t.index.tolist()], dtype=np.int64)
+    return ProductTree(left, right, node)
 
 
 def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence[int],
