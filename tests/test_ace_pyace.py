@@ -211,3 +211,12 @@ def test_compact_specification_matches_pyace_on_shared_functions() -> None:
                 assert B[i, col] == pytest.approx(ref[i][k], rel=1e-8, abs=1e-10 * np.abs(ref[i]).max())
                 shared += 1
     assert shared > 0.5 * sum(len(p) for p in ref)
+
+
+def test_from_pyace_rejects_ctilde_files(tmp_path) -> None:
+    path = tmp_path / "potential.yace"
+    path.write_text("elements: [Al]\n")
+    with pytest.raises(ValueError, match="potential.yace.*no B functions"):
+        ACE.from_pyace(path)
+    with pytest.raises(FileNotFoundError, match="no PACE basis file"):
+        ACE.from_pyace(tmp_path / "missing.yaml")

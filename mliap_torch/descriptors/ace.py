@@ -325,6 +325,9 @@ def _pyace_bbasis(basis: Any) -> Any:
         path = Path(basis)
         if not path.is_file():
             raise FileNotFoundError(f"no PACE basis file at {path}")
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            raise ValueError(f"{path}: ACE.from_pyace reads PACE B-basis potentials (.yaml); {path.suffix} files "
+                             "(C-tilde .yace/.ace) hold no B functions")
         return ACEBBasisSet(str(path))
     if isinstance(basis, BBasisConfiguration):
         return ACEBBasisSet(basis)
