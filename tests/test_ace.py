@@ -13,7 +13,7 @@ from sympy.physics.quantum.cg import CG
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.ace import ACE
-from mliap_torch.descriptors.ace_basis import clebsch_gordan, coupling_tree
+from mliap_torch.descriptors.ace_basis import clebsch_gordan, coupling_tree, generalized_cg
 from mliap_torch.descriptors.spherical_harmonics import complex_from_real, real_spherical_harmonics
 from mliap_torch.models.heads import LinearHead
 from mliap_torch.models.io import load, save
@@ -200,3 +200,25 @@ def test_multi_element_columns_and_bad_input() -> None:
         ACE(["Al"], nradmax_by_orders=[2], lmax_by_orders=[0], radial_basis="Gaussian")
     with pytest.raises(ValueError, match="not in"):
         ACE(["Al"], functions=[{"elements": ["Al", "Cu"], "ns": [1], "ls": [0]}])
+
+
+def test_explicit_coupling_equals_generalised_cg() -> None:
+    """Functions given by complex-harmonic ``ms_combs``/``ctildes`` (C-tilde form) equal the same
+    functions given by ``LS`` when the ctildes are the generalised Clebsch–Gordan coefficients."""
+    ace = small_ace("ChebExpCos")
+    explicit = []
+    for spec in ace.function_specifications():
+        if len(spec["ls"]) > 1:
+            C = generalized_cg(tuple(spec["ls"]), tuple(spec["LS"]))
+            nz = np.argwhere(C != 0)
+            spec = {**spec, "LS": [], "ms_combs": (nz - np.array(spec["ls"])).tolist(),
+                    "ctildes": C[tuple(nz.T)].tolist()}
+        explicit.append(spec)
+    other = ACE(ace.elements, functions=explicit, radial_parameters=2.0, rcut=4.2, dcut=0.4)
+    other.load_state_dict(ace.state_dict())
+    _, args = args_of(ace, rattled_fcc())
+    B = ace(*args)
+    assert torch.allclose(other(*args), B, rtol=1e-12, atol=1e-12 * B.abs().max().item())
+    with pytest.raises(ValueError, match="ms_combs must be one m per l"):
+        ACE(["Al"], functions=[{"elements": ["Al", "Al", "Al"], "ns": [1, 1], "ls": [1, 1],
+                                "ms_combs": [[1, -1, 0]], "ctildes": [1.0]}])

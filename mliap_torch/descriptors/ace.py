@@ -76,7 +76,9 @@ class ACE(Descriptor):
             largest l; default to what the functions need.
         functions: explicit B functions instead of the generated ones: a list of dicts with keys
             ``elements`` (central element first, then one per factor), ``ns``, ``ls`` and ``LS``
-            (PACE's ``BBasisFunctionSpecification``), listed per central element in column order.
+            (PACE's ``BBasisFunctionSpecification``), listed per central element in column order;
+            optional ``ms_combs`` (one m per factor) and ``ctildes`` give an explicit complex-harmonic
+            coupling ``B = Re Σ c Π A_{l m}`` instead of ``LS`` (C-tilde files, see :mod:`.ace_files`).
         trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
 
     ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
@@ -168,8 +170,11 @@ class ACE(Descriptor):
             mus = tuple(index[e] for e in spec["elements"][1:])
             if not (len(mus) == len(spec["ns"]) == len(spec["ls"])):
                 raise ValueError(f"ACE: function {spec}: elements (after the central one), ns and ls differ in length")
+            coupling = None
+            if "ms_combs" in spec:
+                coupling = tuple((tuple(ms), c) for ms, c in zip(spec["ms_combs"], spec["ctildes"]))
             per_element[index[spec["elements"][0]]].append(
-                BFunction(mus, tuple(spec["ns"]), tuple(spec["ls"]), tuple(spec.get("LS", ()))))
+                BFunction(mus, tuple(spec["ns"]), tuple(spec["ls"]), tuple(spec.get("LS", ())), coupling))
         if any(not fs for fs in per_element):
             missing = [e for e, fs in zip(self.elements, per_element) if not fs]
             raise ValueError(f"ACE: no functions for central element(s) {missing}")
@@ -187,9 +192,18 @@ class ACE(Descriptor):
         return self.radial.rcut.clone()
 
     def function_specifications(self) -> list[dict[str, Any]]:
-        """All B functions as PACE-style dicts (``elements`` with the central one first, ``ns``, ``ls``, ``LS``)."""
-        return [{"elements": [self.elements[e]] + [self.elements[m] for m in f.mus], "ns": list(f.ns),
-                 "ls": list(f.ls), "LS": list(f.LS)} for e, fs in enumerate(self.functions) for f in fs]
+        """All B functions as PACE-style dicts (``elements`` with the central one first, ``ns``, ``ls``,
+        ``LS``, and ``ms_combs``/``ctildes`` for functions with an explicit coupling)."""
+        out = []
+        for e, fs in enumerate(self.functions):
+            for f in fs:
+                spec = {"elements": [self.elements[e]] + [self.elements[m] for m in f.mus], "ns": list(f.ns),
+                        "ls": list(f.ls), "LS": list(f.LS)}
+                if f.coupling is not None:
+                    spec["ms_combs"] = [list(ms) for ms, _ in f.coupling]
+                    spec["ctildes"] = [c for _, c in f.coupling]
+                out.append(spec)
+        return out
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -340,5 +354,13 @@ def _plain_function(spec: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in ("elements", "ns", "ls") if k not in spec]
     if missing:
         raise ValueError(f"ACE: function specification {spec!r} lacks {missing}")
-    return {"elements": [str(e) for e in spec["elements"]], "ns": [int(n) for n in spec["ns"]],
-            "ls": [int(l) for l in spec["ls"]], "LS": [int(L) for L in spec.get("LS", [])]}
+    out = {"elements": [str(e) for e in spec["elements"]], "ns": [int(n) for n in spec["ns"]],
+           "ls": [int(l) for l in spec["ls"]], "LS": [int(L) for L in spec.get("LS", [])]}
+    if "ms_combs" in spec or "ctildes" in spec:
+        ms_combs = [[int(m) for m in ms] for ms in spec.get("ms_combs", [])]
+        ctildes = [float(c) for c in spec.get("ctildes", [])]
+        if len(ms_combs) != len(ctildes) or any(len(ms) != len(out["ls"]) for ms in ms_combs):
+            raise ValueError(f"ACE: function specification {spec!r}: ms_combs must be one m per l for each of "
+                             "the ctildes")
+        out["ms_combs"], out["ctildes"] = ms_combs, ctildes
+    return out

@@ -46,6 +46,9 @@ class BFunction:
     ns: tuple[int, ...]
     ls: tuple[int, ...]
     LS: tuple[int, ...] = ()
+    #: explicit complex-harmonic coupling ((m_1 … m_r), c) instead of PACE's generalised CG of
+    #: ``LS``: ``B = Re Σ c Π_t A_{l_t m_t}`` (C-tilde ``ms_combs``/``ctildes``, e.g. FitSNAP's ``.yace``)
+    coupling: tuple[tuple[tuple[int, ...], float], ...] | None = None
 
     @property
     def rank(self) -> int:
@@ -147,7 +150,22 @@ def generalized_cg(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
 @lru_cache(maxsize=None)
 def real_coupling(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
     """Coupling tensor for real harmonics: ``B = Σ C_real[m'...] Π A^real_{l_t m'_t}`` (real-valued)."""
-    C = generalized_cg(ls, LS).astype(complex)
+    return _to_real_harmonics(generalized_cg(ls, LS), ls)
+
+
+@lru_cache(maxsize=None)
+def explicit_real_coupling(ls: tuple[int, ...], coupling: tuple[tuple[tuple[int, ...], float], ...]) -> np.ndarray:
+    """Real-harmonic coupling tensor of ``B = Re Σ_(ms, c) c Π_t A_{l_t m_t}`` (complex harmonics)."""
+    C = np.zeros([2 * l + 1 for l in ls])
+    for ms, c in coupling:
+        if len(ms) != len(ls) or any(abs(m) > l for m, l in zip(ms, ls)):
+            raise ValueError(f"coupling entry m = {ms} does not fit ls = {ls}")
+        C[tuple(m + l for m, l in zip(ms, ls))] += c
+    return _to_real_harmonics(C, ls)
+
+
+def _to_real_harmonics(C: np.ndarray, ls: tuple[int, ...]) -> np.ndarray:
+    C = C.astype(complex)
     for axis, l in enumerate(ls):
         C = np.moveaxis(np.tensordot(C, complex_from_real(l), axes=([axis], [0])), -1, axis)
     return np.ascontiguousarray(C.real)
@@ -158,7 +176,10 @@ def monomials(func: BFunction, nradmax: int, lmax: int) -> dict[tuple[int, ...],
 
     The flat index of ``A[mu, n, l, m]`` is ``(mu·nradmax + n-1)·(lmax+1)² + l² + l + m``.
     """
-    C = real_coupling(tuple(func.ls), tuple(func.LS))
+    if func.coupling is None:
+        C = real_coupling(tuple(func.ls), tuple(func.LS))
+    else:
+        C = explicit_real_coupling(tuple(func.ls), func.coupling)
     nlm = (lmax + 1) ** 2
     bases = [(mu * nradmax + n - 1) * nlm for mu, n in zip(func.mus, func.ns)]
     terms: dict[tuple[int, ...], float] = {}
