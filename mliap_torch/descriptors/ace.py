@@ -82,7 +82,9 @@ class ACE(Descriptor):
         trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
 
     ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
-    initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict.
+    initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict. As in pyace, ``nradbase``
+    defaults to ``nradmax_by_orders[0]``, so with the delta initialisation R_nl vanishes for
+    n > nradbase until ``crad`` is set or trained (pass a larger ``nradbase`` to avoid that).
     """
 
     type_name = "ace"
@@ -209,7 +211,8 @@ class ACE(Descriptor):
         out: dict[str, Any] = {
             "elements": list(self.elements), "nradmax_by_orders": list(self.nradmax_by_orders),
             "lmax_by_orders": list(self.lmax_by_orders), "radial_basis": _compact(self.radial_basis),
-            **{k: _compact(v) for k, v in self.pair_settings.items()}, "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
+            **{k: _compact(v) for k, v in self.pair_settings.items()},
+            "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
             "trainable_radial": self.trainable_radial,
         }
         if self.explicit_functions is not None:

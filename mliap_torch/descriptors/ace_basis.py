@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .spherical_harmonics import complex_from_real, lm_index
+from .spherical_harmonics import complex_from_real
 
 COEFFICIENT_TOLERANCE = 1e-12
 
@@ -55,6 +55,7 @@ class BFunction:
         return len(self.mus)
 
 
+@lru_cache(maxsize=None)
 def clebsch_gordan(j1: int, m1: int, j2: int, m2: int, J: int, M: int) -> float:
     """Clebsch–Gordan coefficient ⟨j1 m1 j2 m2 | J M⟩ (integer momenta, Condon–Shortley convention)."""
     if m1 + m2 != M or not (abs(j1 - j2) <= J <= j1 + j2) or abs(m1) > j1 or abs(m2) > j2 or abs(M) > J:
@@ -171,8 +172,9 @@ def _to_real_harmonics(C: np.ndarray, ls: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(C.real)
 
 
-def monomials(func: BFunction, nradmax: int, lmax: int) -> dict[tuple[int, ...], float]:
-    """Function ``func`` as a polynomial in the flattened real A: {sorted A indices: coefficient}.
+def monomial_arrays(func: BFunction, nradmax: int, lmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """Function ``func`` as a polynomial in the flattened real A: (U, rank) sorted A indices of each
+    distinct monomial and their (U,) coefficients.
 
     The flat index of ``A[mu, n, l, m]`` is ``(mu·nradmax + n-1)·(lmax+1)² + l² + l + m``.
     """
@@ -181,12 +183,31 @@ def monomials(func: BFunction, nradmax: int, lmax: int) -> dict[tuple[int, ...],
     else:
         C = explicit_real_coupling(tuple(func.ls), func.coupling)
     nlm = (lmax + 1) ** 2
-    bases = [(mu * nradmax + n - 1) * nlm for mu, n in zip(func.mus, func.ns)]
-    terms: dict[tuple[int, ...], float] = {}
-    for pos in zip(*np.nonzero(np.abs(C) > COEFFICIENT_TOLERANCE)):
-        key = tuple(sorted(b + lm_index(l, int(p) - l) for b, l, p in zip(bases, func.ls, pos)))
-        terms[key] = terms.get(key, 0.0) + float(C[pos])
-    return {k: v for k, v in terms.items() if abs(v) > COEFFICIENT_TOLERANCE}
+    ls = np.array(func.ls, dtype=np.int64)
+    bases = np.array([(mu * nradmax + n - 1) * nlm for mu, n in zip(func.mus, func.ns)], dtype=np.int64)
+    pos = np.argwhere(np.abs(C) > COEFFICIENT_TOLERANCE)  # entries m + l
+    if len(pos) == 0:
+        return np.zeros((0, func.rank), dtype=np.int64), np.zeros(0)
+    index = np.sort(bases + ls * ls + pos, axis=1)  # l² + l + m = l² + (m + l)
+    _, first, inverse = np.unique(_row_codes(index), return_index=True, return_inverse=True)
+    coefficient = np.zeros(len(first))
+    np.add.at(coefficient, inverse.reshape(-1), C[tuple(pos.T)])
+    keep = np.abs(coefficient) > COEFFICIENT_TOLERANCE
+    return index[first][keep], coefficient[keep]
+
+
+def _row_codes(index: np.ndarray) -> np.ndarray:
+    """One integer per row of a (T, r) non-negative index array, equal exactly for equal rows."""
+    width = int(index.max()) + 1 if index.size else 1
+    if width ** index.shape[1] >= 2 ** 62:
+        return np.unique(index, axis=0, return_inverse=True)[1].reshape(-1)
+    return index @ (width ** np.arange(index.shape[1] - 1, -1, -1, dtype=np.int64))
+
+
+def monomials(func: BFunction, nradmax: int, lmax: int) -> dict[tuple[int, ...], float]:
+    """:func:`monomial_arrays` as ``{sorted A indices: coefficient}``."""
+    keys, coefficient = monomial_arrays(func, nradmax, lmax)
+    return dict(zip(map(tuple, keys.tolist()), coefficient.tolist()))
 
 
 @dataclass
@@ -200,18 +221,14 @@ class CouplingTable:
 
 def coupling_tables(functions: Sequence[BFunction], nradmax: int, lmax: int) -> dict[int, CouplingTable]:
     """Coupling tables of ``functions`` (rank ≥ 2) by rank; columns are positions in ``functions``."""
-    rows: dict[int, list[tuple[tuple[int, ...], float, int]]] = {}
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for col, func in enumerate(functions):
         if func.rank < 2:
             continue
-        for key, c in monomials(func, nradmax, lmax).items():
-            rows.setdefault(func.rank, []).append((key, c, col))
-    tables = {}
-    for rank, r in sorted(rows.items()):
-        tables[rank] = CouplingTable(np.array([k for k, _, _ in r], dtype=np.int64).reshape(-1, rank),
-                                     np.array([c for _, c, _ in r], dtype=np.float64),
-                                     np.array([col for _, _, col in r], dtype=np.int64))
-    return tables
+        keys, coefficient = monomial_arrays(func, nradmax, lmax)
+        parts.setdefault(func.rank, []).append((keys, coefficient, np.full(len(keys), col, dtype=np.int64)))
+    return {rank: CouplingTable(np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps]),
+                                np.concatenate([p[2] for p in ps])) for rank, ps in sorted(parts.items())}
 
 
 @dataclass
@@ -285,32 +302,46 @@ def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence
     return funcs
 
 
+def _canonical_order(order: Sequence[tuple[int, int, int]]) -> bool:
+    """Whether ``order`` is the representative of its class under the symmetries of PACE's coupling
+    tree: swapping the two factors of a leaf pair ((0,1), (2,3), (4,5)) or the pairs (0,1) and
+    (2,3) of ranks ≥ 4 changes a function at most by a sign (Clebsch–Gordan symmetry), so the
+    other orderings add nothing to the span."""
+    r = len(order)
+    pairs = [(k, k + 1) for k in range(0, r - 1, 2) if not (r in (3, 5) and k + 1 == r - 1)]
+    if any(order[a] > order[b] for a, b in pairs):
+        return False
+    return r < 4 or tuple(order[0:2]) <= tuple(order[2:4])
+
+
 def _independent_functions(multiset: tuple[tuple[int, int, int], ...], nradmax: int, lmax: int) -> list[BFunction]:
-    kept: list[BFunction] = []
-    basis: list[np.ndarray] = []
-    keys: dict[tuple[int, ...], int] = {}
+    candidates: list[tuple[BFunction, np.ndarray, np.ndarray]] = []
     for order in dict.fromkeys(itertools.permutations(multiset)):
+        if not _canonical_order(order):
+            continue
         ls = tuple(t[2] for t in order)
         for LS in valid_LS(ls):
             func = BFunction(tuple(t[0] for t in order), tuple(t[1] for t in order), ls, LS)
-            poly = monomials(func, nradmax, lmax)
-            if not poly:
-                continue
-            for k in poly:
-                keys.setdefault(k, len(keys))
-            vec = np.zeros(len(keys))
-            for k, v in poly.items():
-                vec[keys[k]] = v
-            residual = vec.copy()
-            for q in basis:
-                q = np.pad(q, (0, len(vec) - len(q)))
-                residual -= (q @ residual) * q
-            norm = np.linalg.norm(residual)
-            if norm > 1e-8 * np.linalg.norm(vec):
-                # re-orthogonalise once for stability
-                for q in basis:
-                    q = np.pad(q, (0, len(vec) - len(q)))
-                    residual -= (q @ residual) * q
-                basis.append(residual / np.linalg.norm(residual))
-                kept.append(func)
+            keys, coefficient = monomial_arrays(func, nradmax, lmax)
+            if len(keys):
+                candidates.append((func, keys, coefficient))
+    if not candidates:
+        return []
+    _, column = np.unique(_row_codes(np.concatenate([k for _, k, _ in candidates])), return_inverse=True)
+    column = column.reshape(-1)
+    matrix = np.zeros((len(candidates), int(column.max()) + 1))
+    start = 0
+    for row, (_, keys, coefficient) in enumerate(candidates):
+        matrix[row, column[start:start + len(keys)]] = coefficient
+        start += len(keys)
+    # keep, in order, the candidates that are linearly independent of those kept before
+    kept: list[BFunction] = []
+    basis = np.zeros((0, matrix.shape[1]))
+    for (func, _, _), vec in zip(candidates, matrix):
+        residual = vec - basis.T @ (basis @ vec)
+        residual -= basis.T @ (basis @ residual)  # re-orthogonalise once for stability
+        norm = np.linalg.norm(residual)
+        if norm > 1e-8 * np.linalg.norm(vec):
+            basis = np.vstack([basis, residual / norm])
+            kept.append(func)
     return kept
