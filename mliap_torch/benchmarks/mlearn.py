@@ -1,0 +1,315 @@
+"""The mlearn benchmark (Zuo et al. 2020): fit SNAP-type models per element, score them on the test set.
+
+One cell of the table = one element × one model form:
+
+1. design rows of the training set from LAMMPS ``compute snap``
+   (:func:`~mliap_torch.benchmarks.snap_rows.snap_rows`), with the study's descriptor settings;
+2. energy/force/stress weights chosen by k-fold cross-validation *on the training set* over a small
+   grid (:data:`WEIGHT_GRID`); the R factor of every (fold, row kind) is computed once, so each
+   candidate costs one small solve;
+3. the exact weighted least-squares fit with all training rows (R factors combined by TSQR, solved by
+   :func:`mliap_torch.fitting.solvers.solve_r_factor`), set on a torch
+   ``Potential(Bispectrum, LinearHead | QuadraticHead)``;
+4. test energy MAE (meV/atom) and force MAE (eV/Å, per Cartesian component) from that torch
+   potential's own predictions (:func:`evaluate`), independent of the rows;
+5. MD cost per atom-step in LAMMPS through the deployed route (:func:`md_cost`).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase.build import bulk
+
+from ..data.batch import make_batch
+from ..data.configuration import Configuration
+from ..fitting.solvers import combine_r_factors, lstsq_r_factor, solve_r_factor
+from ..models.heads import LinearHead, QuadraticHead
+from ..models.potential import Potential
+from . import mlearn_published as published
+from .snap_rows import SnapRows, snap_rows
+
+EV_PER_A3_IN_GPA = 160.21766208
+"""1 eV/Å³ in GPa (stress weights are per GPa)."""
+
+LINEAR_MODELS = ("snap", "qsnap")
+MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "ACE (linear)", "ace_nn": "ACE+NN"}
+
+#: Candidate (energy, force, stress) row weights: energy rows in eV/atom, force rows in eV/Å,
+#: stress rows in GPa (the weights multiply the rows, FitSNAP's convention).
+WEIGHT_GRID: tuple[tuple[float, float, float], ...] = tuple(
+    (we, 1.0, ws) for we in (30.0, 100.0, 300.0, 1000.0, 3000.0) for ws in (0.0, 0.3, 1.0, 3.0, 10.0))
+
+
+def study_settings(element: str, model: str) -> tuple[float, int]:
+    """(rcut Å, 2Jmax) of the study's SNAP (``model="snap"``) or qSNAP (``"qsnap"``) for ``element``."""
+    if model not in published.SNAP_SETTINGS:
+        raise ValueError(f"no study settings for model {model!r}; known: {sorted(published.SNAP_SETTINGS)}")
+    if element not in published.SNAP_SETTINGS[model]:
+        raise ValueError(f"no study settings for element {element!r}; known: {list(published.ELEMENTS)}")
+    return published.SNAP_SETTINGS[model][element]
+
+
+def make_bispectrum(element: str, rcut: float, twojmax: int):
+    """One-element Bispectrum with the study's conventions: radelem 0.5 (cutoff = ``rcut``), rfac0 0.99363,
+    rmin0 0, bzeroflag 0, switchflag 1, wj 1."""
+    from ..descriptors.bispectrum import Bispectrum
+
+    return Bispectrum([element], twojmax, rcut, [published.RADELEM], [1.0], rfac0=published.RFAC0,
+                      rmin0=published.RMIN0, bzeroflag=False)
+
+
+@dataclass
+class RowSet:
+    """Rows of a list of configurations, stacked by kind (columns: constant, then the head features).
+
+    Attributes:
+        energy, energy_target, energy_config: (nE, n) rows eV/atom, (nE,) targets, (nE,) config index.
+        force, force_target, force_config: (nF, n), (nF,), (nF,) (3 rows per atom).
+        stress, stress_target, stress_config: (nS, n) rows in GPa, (nS,), (nS,) — only configurations
+            with a stress label (6 rows each).
+    """
+
+    energy: np.ndarray
+    energy_target: np.ndarray
+    energy_config: np.ndarray
+    force: np.ndarray
+    force_target: np.ndarray
+    force_config: np.ndarray
+    stress: np.ndarray
+    stress_target: np.ndarray
+    stress_config: np.ndarray
+
+    @classmethod
+    def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> "RowSet":
+        """Stack the rows of ``configs``; a configuration without stress contributes no stress rows."""
+        ncol = rows[0].energy.shape[0]
+        e = np.stack([r.energy for r in rows])
+        et = np.array([c.energy / c.num_atoms for c in configs])
+        for c in configs:
+            if c.energy is None or c.forces is None:
+                raise ValueError(f"{c.where}: the mlearn benchmark needs energy and forces")
+        f = np.concatenate([r.forces for r in rows])
+        ft = np.concatenate([np.asarray(c.forces).reshape(-1) for c in configs])
+        fc = np.concatenate([np.full(3 * c.num_atoms, k) for k, c in enumerate(configs)])
+        with_s = [k for k, c in enumerate(configs) if c.stress is not None]
+        s = (np.concatenate([rows[k].stress for k in with_s]) * EV_PER_A3_IN_GPA if with_s else np.zeros((0, ncol)))
+        st = (np.concatenate([np.asarray(configs[k].stress) for k in with_s]) * EV_PER_A3_IN_GPA if with_s
+              else np.zeros(0))
+        sc = np.repeat(np.array(with_s, dtype=np.int64), 6)
+        return cls(e, et, np.arange(len(configs)), f, ft, fc, s, st, sc)
+
+    def kinds(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``{"energy"|"force"|"stress": (rows, targets, config index)}``."""
+        return {"energy": (self.energy, self.energy_target, self.energy_config),
+                "force": (self.force, self.force_target, self.force_config),
+                "stress": (self.stress, self.stress_target, self.stress_config)}
+
+
+def _factor(A: np.ndarray, b: np.ndarray, chunk_rows: int = 20000) -> torch.Tensor:
+    """(n+1)×(n+1) R factor of ``[A | b]`` (zeros when there are no rows)."""
+    if A.shape[0] == 0:
+        return torch.zeros(A.shape[1] + 1, A.shape[1] + 1, dtype=torch.float64)
+    r, _ = lstsq_r_factor(torch.from_numpy(A), torch.from_numpy(b), chunk_rows=chunk_rows)
+    return r
+
+
+def _mae(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
+    return float(np.abs(A @ x - b).mean()) if A.shape[0] else float("nan")
+
+
+def _gram_solve(grams: Sequence[tuple[torch.Tensor, float]]) -> np.ndarray:
+    """Solve the weighted normal equations Σ w² RᵀR from augmented factors (model selection only)."""
+    g = sum(w * w * (r.T @ r) for r, w in grams)
+    n = g.shape[0] - 1
+    a, b = g[:n, :n], g[:n, n]
+    jitter = 1e-12 * torch.diagonal(a).mean()
+    return torch.linalg.solve(a + jitter * torch.eye(n, dtype=a.dtype), b).numpy()
+
+
+@dataclass
+class WeightSelection:
+    """Outcome of :func:`select_weights`: the chosen (energy, force, stress) weights and the CV table
+    (one row per candidate: weights, CV energy MAE meV/atom, CV force MAE eV/Å, score)."""
+
+    weights: tuple[float, float, float]
+    table: list[tuple[float, float, float, float, float, float]]
+    folds: int
+
+
+def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float, float, float]] = WEIGHT_GRID,
+                   folds: int = 5, seed: int = 0) -> tuple[WeightSelection, dict[str, list[torch.Tensor]]]:
+    """k-fold cross-validation (by configuration) of the row weights on the training rows.
+
+    Score of a candidate: CV energy MAE / best CV energy MAE + CV force MAE / best CV force MAE
+    (both errors count equally, relative to the best achievable on the grid); the lowest wins.
+
+    Returns:
+        the selection and the R factors per kind and fold (reused for the final fit).
+    """
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(num_configs) % max(1, folds)
+    kinds = rowset.kinds()
+    factors: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    for f in range(folds):
+        for kind, (A, b, cfg) in kinds.items():
+            sel = fold_of[cfg] == f
+            factors[kind].append(_factor(A[sel], b[sel]))
+    if folds < 2 or len(grid) == 1:
+        return WeightSelection(tuple(grid[0]), [], folds), factors
+    results = []
+    for we, wf, ws in grid:
+        err_e, err_f = [], []
+        for f in range(folds):
+            grams = [(factors[kind][g], w) for kind, w in (("energy", we), ("force", wf), ("stress", ws))
+                     for g in range(folds) if g != f and w > 0]
+            x = _gram_solve(grams)
+            A, b, cfg = kinds["energy"]
+            sel = fold_of[cfg] == f
+            err_e.append(np.abs(A[sel] @ x - b[sel]))
+            A, b, cfg = kinds["force"]
+            sel = fold_of[cfg] == f
+            err_f.append(np.abs(A[sel] @ x - b[sel]))
+        results.append((we, wf, ws, 1000 * float(np.concatenate(err_e).mean()), float(np.concatenate(err_f).mean())))
+    best_e = min(r[3] for r in results)
+    best_f = min(r[4] for r in results)
+    table = [(*r, r[3] / best_e + r[4] / best_f) for r in results]
+    chosen = min(table, key=lambda r: r[5])
+    return WeightSelection((chosen[0], chosen[1], chosen[2]), table, folds), factors
+
+
+def evaluate(potential: Potential, configs: Sequence[Configuration], chunk_atoms: int = 2000) -> dict[str, np.ndarray]:
+    """Energies per atom (eV/atom) and forces (eV/Å) of ``configs`` from the torch potential.
+
+    Returns ``{"energy": (nconfigs,), "energy_ref": (nconfigs,), "forces": (natoms, 3), "forces_ref": ...}``.
+    """
+    elements = potential.elements
+    out: dict[str, list[np.ndarray]] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": []}
+    start = 0
+    while start < len(configs):
+        stop, atoms = start, 0
+        while stop < len(configs) and (atoms == 0 or atoms + configs[stop].num_atoms <= chunk_atoms):
+            atoms += configs[stop].num_atoms
+            stop += 1
+        chunk = list(configs[start:stop])
+        dtype = next(iter(potential.head.parameters())).dtype
+        batch = make_batch(chunk, elements, potential.cutoff, dtype=dtype)
+        pred = potential(batch, forces=True, stress=False)
+        n = np.array([c.num_atoms for c in chunk])
+        out["energy"].append(pred["energy"].detach().cpu().numpy() / n)
+        out["energy_ref"].append(np.array([c.energy for c in chunk]) / n)
+        out["forces"].append(pred["forces"].detach().cpu().numpy())
+        out["forces_ref"].append(np.concatenate([np.asarray(c.forces) for c in chunk]))
+        start = stop
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def errors(pred: dict[str, np.ndarray]) -> tuple[float, float]:
+    """(energy MAE meV/atom, force MAE eV/Å per component) of :func:`evaluate` output."""
+    return (1000 * float(np.abs(pred["energy"] - pred["energy_ref"]).mean()),
+            float(np.abs(pred["forces"] - pred["forces_ref"]).mean()))
+
+
+@dataclass
+class CellResult:
+    """One cell of the benchmark table (element × model)."""
+
+    element: str
+    model: str
+    energy_mae: float                  # test, meV/atom
+    force_mae: float                   # test, eV/Å
+    train_energy_mae: float            # meV/atom
+    train_force_mae: float             # eV/Å
+    settings: dict = field(default_factory=dict)
+    weights: tuple[float, float, float] | None = None
+    cv_table: list = field(default_factory=list)
+    fit_seconds: float = 0.0
+    num_parameters: int = 0
+    cost_us: float | None = None       # LAMMPS MD µs per atom-step
+    cost_route: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
+                  rcut: float | None = None, twojmax: int | None = None,
+                  grid: Sequence[tuple[float, float, float]] = WEIGHT_GRID, folds: int = 5,
+                  seed: int = 0) -> tuple[CellResult, Potential]:
+    """Fit SNAP (``model="snap"``) or qSNAP (``"qsnap"``) for ``element`` and score it on ``test``.
+
+    ``rcut``/``twojmax`` default to the study's values. Returns the table cell and the fitted potential.
+    """
+    if model not in LINEAR_MODELS:
+        raise ValueError(f"fit_snap_cell fits {LINEAR_MODELS}, not {model!r}")
+    t0 = time.perf_counter()
+    rc0, tj0 = study_settings(element, model)
+    rcut = rc0 if rcut is None else rcut
+    twojmax = tj0 if twojmax is None else twojmax
+    quadratic = model == "qsnap"
+    descriptor = make_bispectrum(element, rcut, twojmax)
+    head = (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors)
+    potential = Potential(descriptor, head)
+    rows = RowSet.build(train, snap_rows(list(train), descriptor, quadratic))
+    selection, factors = select_weights(rows, len(train), grid, folds, seed)
+    we, wf, ws = selection.weights
+    blocks = [w * r for kind, w in (("energy", we), ("force", wf), ("stress", ws)) if w > 0 for r in factors[kind]]
+    solution = solve_r_factor(combine_r_factors(blocks), method="qr",
+                              num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
+    x = solution.x.numpy()
+    head.set_coefficients(torch.from_numpy(x)[None, :])
+    fit_seconds = time.perf_counter() - t0
+    e_mae, f_mae = errors(evaluate(potential, test))
+    cell = CellResult(
+        element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
+        train_energy_mae=1000 * _mae(rows.energy, rows.energy_target, x),
+        train_force_mae=_mae(rows.force, rows.force_target, x),
+        settings={"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
+                  "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic, "solver": solution.method,
+                  "rank": solution.rank, "cond": solution.cond, "train_configs": len(train),
+                  "stress_configs": int(rows.stress.shape[0] // 6)},
+        weights=selection.weights, cv_table=selection.table, fit_seconds=fit_seconds,
+        num_parameters=int(x.shape[0]), notes=list(solution.notes))
+    return cell, potential
+
+
+def bulk_cell(element: str, atoms: int = 1500):
+    """A cubic bulk supercell of ``element`` (ASE's reference lattice) with about ``atoms`` atoms, rattled."""
+    unit = bulk(element, cubic=True)
+    reps = max(1, round((atoms / len(unit)) ** (1 / 3)))
+    structure = unit.repeat((reps, reps, reps))
+    structure.rattle(0.02, seed=1)
+    return structure
+
+
+def deploy_route(potential: Potential) -> str:
+    """The LAMMPS route a user deploys: native ``pair_style snap`` for linear/quadratic bispectrum
+    models, ML-IAP unified otherwise."""
+    from ..export.lammps_export import native_snap_supported
+
+    return "snap" if native_snap_supported(potential) else "unified"
+
+
+def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Path | None = None,
+            route: str | None = None) -> tuple[float, str]:
+    """LAMMPS NVE MD cost (seconds per atom-step) of ``potential`` on ``structure`` through ``route``.
+
+    The thread count follows ``OMP_NUM_THREADS``/``MLIAP_TORCH_NUM_THREADS`` of the environment (the
+    benchmark script sets both to 1). Returns (seconds per atom-step, route).
+    """
+    from ..export.lammps_export import export_lammps
+    from ..export.md_input import run_md, write_md_input
+
+    route = route or deploy_route(potential)
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(folder) if folder is not None else Path(tmp)
+        result = export_lammps(potential, where, routes=(route,))
+        if route not in result.routes:
+            raise ValueError(f"route {route!r} is not available for this potential")
+        write_md_input(where, result.routes[route].include_file, structure, potential.elements, temperature=300,
+                       steps=steps, thermo_every=steps, name=f"in.{route}")
+        report = run_md(where, f"in.{route}")
+    return report.seconds_per_atom_step, route

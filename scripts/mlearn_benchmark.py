@@ -1,0 +1,265 @@
+"""The mlearn benchmark table and accuracy–cost Pareto plot of mliap_torch's model forms.
+
+For every element of Zuo et al.'s mlearn data (J. Phys. Chem. A 124, 731 (2020)) and every model
+form, fit on ``training.json``, score on ``test.json`` (energy MAE meV/atom, force MAE eV/Å), measure
+the LAMMPS MD cost per atom-step through the route a user deploys (CPU, one thread, a ~1500-atom bulk
+cell of the element), and compare with the published GAP, MTP, SNAP and qSNAP errors.
+
+    .venv/bin/python scripts/mlearn_benchmark.py                         # everything
+    .venv/bin/python scripts/mlearn_benchmark.py --elements Ni Mo --models snap qsnap
+    .venv/bin/python scripts/mlearn_benchmark.py --report-only           # table/plot/doc from results.json
+
+Results accumulate in ``--results`` (JSON, one entry per element × model, rewritten after each
+cell), so a long run can be split; the table, the plot and the generated block of ``--doc``
+(between ``<!-- mlearn-table:begin -->`` and ``<!-- mlearn-table:end -->``) are rebuilt from it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
+from mliap_torch.benchmarks.mlearn import (MODEL_LABELS, CellResult, bulk_cell, fit_snap_cell,  # noqa: E402
+                                           md_cost)
+from mliap_torch.data.readers import read_mlearn  # noqa: E402
+from mliap_torch.models.io import load, save  # noqa: E402
+from mliap_torch.models.potential import Potential  # noqa: E402
+
+MODELS = ("snap", "qsnap")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn"
+DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"
+DEFAULT_PLOT = ROOT / "docs" / "mlearn_benchmark" / "pareto.png"
+DEFAULT_DOC = ROOT / "docs" / "mlearn_benchmark.md"
+DEFAULT_MODELS_DIR = ROOT / "outputs" / "mlearn_benchmark"
+BEGIN, END = "<!-- mlearn-table:begin -->", "<!-- mlearn-table:end -->"
+
+
+def load_split(data: Path, element: str, max_configs: int | None = None):
+    """(train, test) configurations of ``element`` (the first ``max_configs`` of each when given)."""
+    folder = data / element
+    for name in ("training.json", "test.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: mlearn file not found (pass --data)")
+    train = read_mlearn(folder / "training.json", element=element)
+    test = read_mlearn(folder / "test.json", element=element)
+    if max_configs:
+        train, test = train[:max_configs], test[:max_configs]
+    return train, test
+
+
+def run_cell(element: str, model: str, train, test, args: argparse.Namespace) -> tuple[CellResult, Potential]:
+    """Fit and score one element × model; the fitted potential is saved to ``--models-dir``."""
+    if model in ("snap", "qsnap"):
+        cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
+                                        folds=args.folds)
+    else:
+        raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
+    save(potential, args.models_dir / f"mlearn_{element.lower()}_{model}.pt", metadata={"element": element, "model": model})
+    return cell, potential
+
+
+def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> None:
+    """Add the LAMMPS MD cost (µs/atom-step, deployed route) to a result entry; on failure a note says why."""
+    notes = [n for n in cell.get("notes", []) if not n.startswith("MD cost not measured")]
+    try:
+        seconds, route = md_cost(potential, bulk_cell(cell["element"], args.md_atoms), steps=args.md_steps)
+        cell["cost_us"], cell["cost_route"] = 1e6 * seconds, route
+    except Exception as exc:  # the table keeps the accuracy; the note says why the cost is missing
+        notes.append(f"MD cost not measured: {type(exc).__name__}: {exc}")
+    cell["notes"] = notes
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_results(path: Path, results: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, sort_keys=True))
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table_markdown(results: dict[str, dict], elements: list[str], models: list[str]) -> str:
+    """Energy, force and cost tables (ours next to the published numbers) as Markdown."""
+    def ours(el: str, model: str, key: str):
+        return results.get(f"{el}/{model}", {}).get(key)
+
+    lines = ["Test energy MAE (meV/atom). Published: GAP, MTP and the study's SNAP/qSNAP (same test sets).", "",
+             "| element | GAP | MTP | SNAP (study) | qSNAP (study) | " + " | ".join(f"{MODEL_LABELS[m]} (ours)" for m in models) + " |",
+             "|---|" + "---:|" * (4 + len(models))]
+    for el in elements:
+        pub = [published.ENERGY_MAE[k][el] for k in ("GAP", "MTP", "SNAP", "qSNAP")]
+        lines.append(f"| {el} | " + " | ".join(f"{v:.2f}" for v in pub) + " | "
+                     + " | ".join(_fmt(ours(el, m, "energy_mae"), 2) for m in models) + " |")
+    lines += ["", "Test force MAE (eV/Å, per component). GAP/MTP: the range the paper gives for both.", "",
+              "| element | GAP/MTP | SNAP (study) | qSNAP (study) | " + " | ".join(f"{MODEL_LABELS[m]} (ours)" for m in models) + " |",
+              "|---|" + "---:|" * (3 + len(models))]
+    for el in elements:
+        lo, hi = published.FORCE_MAE_RANGE[el]
+        rng = f"{lo:.2f}" if lo == hi else f"{lo:.2f}–{hi:.2f}"
+        lines.append(f"| {el} | {rng} | {published.FORCE_MAE['SNAP'][el]:.3f} | {published.FORCE_MAE['qSNAP'][el]:.3f} | "
+                     + " | ".join(_fmt(ours(el, m, "force_mae"), 3) for m in models) + " |")
+    lines += ["", "LAMMPS MD cost (µs per atom-step, CPU, 1 thread, NVE on a ~1500-atom bulk cell) and route.", "",
+              "| element | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---|" + "---:|" * len(models)]
+    for el in elements:
+        cells = []
+        for m in models:
+            us, route = ours(el, m, "cost_us"), ours(el, m, "cost_route")
+            cells.append("—" if us is None else f"{us:.1f} ({route})")
+        lines.append(f"| {el} | " + " | ".join(cells) + " |")
+    lines += ["", "Fit details: descriptor settings, cross-validated row weights (energy eV/atom : force eV/Å : "
+              "stress GPa), parameters, train MAE, fit time.", "",
+              "| element | model | rcut (Å) | 2Jmax | weights E:F:S | parameters | train E MAE | train F MAE | fit (s) | notes |",
+              "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for el in elements:
+        for m in models:
+            r = results.get(f"{el}/{m}")
+            if not r:
+                continue
+            s = r.get("settings", {})
+            w = r.get("weights")
+            wtxt = "—" if not w else ":".join(f"{v:g}" for v in w)
+            lines.append(f"| {el} | {MODEL_LABELS[m]} | {s.get('rcut', '—')} | {s.get('twojmax', '—')} | {wtxt} | "
+                         f"{r.get('num_parameters', '—')} | {_fmt(r.get('train_energy_mae'), 2)} | "
+                         f"{_fmt(r.get('train_force_mae'), 3)} | {r.get('fit_seconds', 0):.0f} | "
+                         f"{'; '.join(r.get('notes', [])) or ''} |")
+    return "\n".join(lines)
+
+
+def pareto_plot(results: dict[str, dict], elements: list[str], models: list[str], path: Path) -> Path:
+    """Two log-log panels (energy MAE, force MAE vs cost per atom-step): one marker per model form,
+    one colour per element; hollow markers: the study's SNAP/qSNAP errors at the cost of our fit of
+    the same form and settings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {"snap": "o", "qsnap": "s", "snap_nn": "^", "ace": "D", "ace_nn": "v"}
+    colours = dict(zip(published.ELEMENTS, plt.get_cmap("tab10").colors))
+    study = {"snap": "SNAP", "qsnap": "qSNAP"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, pub, ylabel in ((axes[0], "energy_mae", published.ENERGY_MAE, "test energy MAE (meV/atom)"),
+                                 (axes[1], "force_mae", published.FORCE_MAE, "test force MAE (eV/Å)")):
+        for el in elements:
+            for m in models:
+                r = results.get(f"{el}/{m}")
+                if not r or r.get("cost_us") is None:
+                    continue
+                ax.scatter(r["cost_us"], r[key], marker=markers[m], color=colours[el], s=45, zorder=3)
+                if m in study:
+                    ax.scatter(r["cost_us"], pub[study[m]][el], marker=markers[m], facecolors="none",
+                               edgecolors=colours[el], s=45, zorder=2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("LAMMPS cost (µs / atom-step, 1 CPU thread)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    handles = [plt.Line2D([], [], marker=markers[m], color="gray", linestyle="", label=MODEL_LABELS[m]) for m in models]
+    handles += [plt.Line2D([], [], marker="o", color="gray", markerfacecolor="none", linestyle="",
+                           label="study's SNAP/qSNAP (hollow)")]
+    handles += [plt.Line2D([], [], marker="o", color=colours[el], linestyle="", label=el) for el in elements]
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle("mliap_torch on the mlearn benchmark: accuracy vs LAMMPS cost")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def update_doc(doc: Path, block: str) -> None:
+    """Replace the generated block of ``doc`` (or append it when the markers are absent)."""
+    text = doc.read_text() if doc.is_file() else "# mlearn benchmark\n\n"
+    generated = f"{BEGIN}\n{block}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + generated + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + generated + "\n"
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with <element>/training.json, test.json")
+    parser.add_argument("--elements", nargs="+", default=list(published.ELEMENTS), choices=published.ELEMENTS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
+    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC)
+    parser.add_argument("--max-configs", type=int, default=None, help="first N train and test configurations (tests)")
+    parser.add_argument("--twojmax", type=int, default=None, help="override the study's 2Jmax (tests)")
+    parser.add_argument("--rcut", type=float, default=None, help="override the study's cutoff (tests)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
+    parser.add_argument("--md-atoms", type=int, default=1500)
+    parser.add_argument("--md-steps", type=int, default=100)
+    parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only time the models saved in --models-dir (entries already in --results)")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="fitted potentials (.pt)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild table/plot/doc from --results")
+    parser.add_argument("--no-doc", action="store_true", help="do not touch --doc")
+    args = parser.parse_args(argv)
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    results = load_results(args.results)
+    t_start = time.perf_counter()
+    if not args.report_only:
+        print(f"mlearn benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+              f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}", flush=True)
+        for el in args.elements:
+            train, test = (None, None) if args.cost_only else load_split(args.data, el, args.max_configs)
+            for model in args.models:
+                key = f"{el}/{model}"
+                if args.cost_only:
+                    if key not in results:
+                        print(f"{key}: no result to time (fit it first)", flush=True)
+                        continue
+                    entry = results[key]
+                    potential = load(args.models_dir / f"mlearn_{el.lower()}_{model}.pt")
+                else:
+                    cell, potential = run_cell(el, model, train, test, args)
+                    entry = json.loads(json.dumps(dataclasses.asdict(cell)))
+                if not args.no_cost:
+                    measure_cost(entry, potential, args)
+                results[key] = entry
+                save_results(args.results, results)
+                cost = "—" if entry.get("cost_us") is None else f"{entry['cost_us']:.1f} µs/atom-step ({entry['cost_route']})"
+                print(f"{el} {MODEL_LABELS[model]}: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.4f} "
+                      f"eV/Å; fit {entry['fit_seconds']:.0f} s; cost {cost}; weights {entry['weights']}; "
+                      f"elapsed {time.perf_counter() - t_start:.0f} s", flush=True)
+    elements = [el for el in published.ELEMENTS if any(k.startswith(f"{el}/") for k in results)]
+    models = [m for m in MODELS if any(k.endswith(f"/{m}") for k in results)]
+    block = table_markdown(results, elements, models)
+    print(block)
+    if models:
+        pareto_plot(results, elements, models, args.plot)
+    if not args.no_doc:
+        try:
+            plot_ref = os.path.relpath(args.plot, args.doc.parent)
+        except ValueError:
+            plot_ref = str(args.plot)
+        update_doc(args.doc, block + f"\n\n![accuracy vs cost]({plot_ref})")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The mlearn benchmark script's core on a tiny subset: Mo, a few configurations, 2Jmax 4.
+
+Checks the table against independent recomputations: the reported test MAEs against the saved
+model's per-configuration ASE-calculator predictions, the fitted coefficients against numpy's
+least squares of the weighted rows, and the rows themselves (LAMMPS ``compute snap``) against the
+torch potential's energies, forces and stresses.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mliap_torch.benchmarks.mlearn import RowSet, make_bispectrum, select_weights
+from mliap_torch.benchmarks.snap_rows import snap_rows
+from mliap_torch.calculator import Calculator
+from mliap_torch.data.batch import make_batch
+from mliap_torch.data.readers import read_mlearn
+from mliap_torch.models.heads import QuadraticHead
+from mliap_torch.models.io import load
+from mliap_torch.models.potential import Potential
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.lammps, pytest.mark.shared_data]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("mlearn_benchmark", ROOT / "scripts" / "mlearn_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from conftest import SHARED_DATA as shared_data
+
+    if not shared_data.is_dir():
+        pytest.skip(f"shared data folder {shared_data} is absent")
+    tmp = tmp_path_factory.mktemp("mlearn")
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap", "qsnap",
+            "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost",
+            "--results", str(tmp / "results.json"), "--plot", str(tmp / "pareto.png"),
+            "--doc", str(tmp / "doc.md"), "--models-dir", str(tmp / "models")]
+    results = _script().main(args)
+    return tmp, results
+
+
+def test_reported_mae_equals_recomputation(run, shared_data):
+    tmp, results = run
+    stored = json.loads((tmp / "results.json").read_text())
+    test = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:10]
+    for model in ("snap", "qsnap"):
+        entry = stored[f"Mo/{model}"]
+        assert entry == results[f"Mo/{model}"]
+        potential = load(tmp / "models" / f"mlearn_mo_{model}.pt")
+        e_err, f_err = [], []
+        for config in test:
+            atoms = config.to_ase()
+            atoms.calc = Calculator(potential)
+            e_err.append(abs(atoms.get_potential_energy() - config.energy) / config.num_atoms)
+            f_err.append(np.abs(atoms.get_forces() - config.forces).reshape(-1))
+        assert entry["energy_mae"] == pytest.approx(1000 * np.mean(e_err), rel=1e-9)
+        assert entry["force_mae"] == pytest.approx(np.mean(np.concatenate(f_err)), rel=1e-9)
+        assert entry["settings"]["twojmax"] == 4 and entry["settings"]["rcut"] == (4.6 if model == "snap" else 5.2)
+        # the generated table shows these numbers
+        doc = (tmp / "doc.md").read_text()
+        assert f"{entry['energy_mae']:.2f}" in doc and f"{entry['force_mae']:.3f}" in doc
+
+
+def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
+    tmp, results = run
+    train = read_mlearn(shared_data / "mlearn" / "Mo" / "training.json", element="Mo")[:10]
+    entry = results["Mo/qsnap"]
+    potential = load(tmp / "models" / "mlearn_mo_qsnap.pt")
+    rows = RowSet.build(train, snap_rows(train, potential.descriptor, quadratic=True))
+    we, wf, ws = entry["weights"]
+    A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
+    b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
+    x, *_ = np.linalg.lstsq(A, b, rcond=None)
+    ours = potential.head.coefficients().detach().numpy()[0]
+    # 2Jmax 4, quadratic: 15 + 105 + 1 columns from 10 configurations -> full column rank
+    assert np.linalg.matrix_rank(A) == A.shape[1]
+    np.testing.assert_allclose(A @ ours, A @ x, rtol=0, atol=1e-8 * np.abs(A @ x).max())
+    assert entry["train_energy_mae"] == pytest.approx(1000 * np.abs(rows.energy @ ours - rows.energy_target).mean(),
+                                                      rel=1e-9)
+    # the CV choice is the best-scoring candidate of its table
+    scores = [r[5] for r in entry["cv_table"]]
+    best = entry["cv_table"][int(np.argmin(scores))]
+    assert tuple(best[:3]) == tuple(entry["weights"])
+
+
+def test_snap_rows_match_torch_potential(shared_data):
+    configs = read_mlearn(shared_data / "mlearn" / "Si" / "test.json", element="Si")[:3]   # triclinic cells
+    descriptor = make_bispectrum("Si", 4.8, 4)
+    head = QuadraticHead(1, descriptor.num_descriptors)
+    torch.manual_seed(0)
+    coeffs = torch.randn(1, 1 + head.num_features)
+    head.set_coefficients(coeffs)
+    potential = Potential(descriptor, head)
+    rows = snap_rows(configs, descriptor, quadratic=True)
+    out = potential(make_batch(configs, ["Si"], descriptor.cutoff), forces=True, stress=True)
+    c = coeffs[0].numpy()
+    n = np.array([cfg.num_atoms for cfg in configs])
+    np.testing.assert_allclose([r.energy @ c for r in rows], out["energy"].detach().numpy() / n, rtol=1e-10)
+    np.testing.assert_allclose(np.concatenate([r.forces @ c for r in rows]),
+                               out["forces"].detach().numpy().reshape(-1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.stack([r.stress @ c for r in rows]), out["stress"].detach().numpy(),
+                               rtol=1e-9, atol=1e-11)
+
+
+def test_missing_stress_rows_are_left_out(shared_data):
+    configs = read_mlearn(shared_data / "mlearn" / "Cu" / "training.json", element="Cu")[:2]
+    assert all(c.stress is None for c in configs)     # Cu training has no stresses
+    descriptor = make_bispectrum("Cu", 4.1, 2)
+    rows = RowSet.build(configs, snap_rows(configs, descriptor, quadratic=False))
+    assert rows.stress.shape == (0, 1 + descriptor.num_descriptors)
+    assert rows.force.shape[0] == 3 * sum(c.num_atoms for c in configs)
+    selection, _ = select_weights(rows, len(configs), grid=[(100.0, 1.0, 1.0)], folds=1)
+    assert selection.weights == (100.0, 1.0, 1.0)
