@@ -102,14 +102,13 @@ class ACE(Descriptor):
         nel = len(self.elements)
         self.nradmax_by_orders = [int(n) for n in nradmax_by_orders]
         self.lmax_by_orders = [int(n) for n in lmax_by_orders]
-        self.explicit_functions = None if functions is None else [_plain_function(f) for f in functions]
-        if self.explicit_functions is None:
+        if functions is None:
             if not self.nradmax_by_orders:
                 raise ValueError("ACE: give nradmax_by_orders/lmax_by_orders or an explicit functions list")
             per_element = [generate_functions(nel, e, self.nradmax_by_orders, self.lmax_by_orders)
                            for e in range(nel)]
         else:
-            per_element = self._functions_from_spec(self.explicit_functions)
+            per_element = self._functions_from_spec([_plain_function(f) for f in functions])
         self.functions: list[list[BFunction]] = per_element
 
         rank1_n = [f.ns[0] for fs in per_element for f in fs if f.rank == 1]
@@ -214,9 +213,9 @@ class ACE(Descriptor):
             **{k: _compact(v) for k, v in self.pair_settings.items()},
             "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
             "trainable_radial": self.trainable_radial,
+            # the explicit list makes the rebuild independent of the basis generator's version
+            "functions": self.function_specifications(),
         }
-        if self.explicit_functions is not None:
-            out["functions"] = self.explicit_functions
         return out
 
     @torch.no_grad()
