@@ -105,14 +105,14 @@ def ta_linear():
 
 
 def test_ta_linear_rows_of_small_configurations(ta_linear):
-    """Rows of the smallest configuration of every group with ≤ 30-atom cells equal FitSNAP's.
+    """Rows of the smallest configuration of every group with ≤ 24-atom cells equal FitSNAP's.
 
-    A fast subset (8 groups, 98 atoms: elastic, volume, GSF and surface cells) of the full check.
+    A fast subset (7 groups, 68 atoms: elastic, volume, GSF-110 and surface cells) of the full check.
     """
     data, setup = ta_linear
     smallest = {}
     for k, c in enumerate(setup.configurations):
-        if c.num_atoms <= 30 and (c.group not in smallest or c.num_atoms < setup.configurations[smallest[c.group]].num_atoms):
+        if c.num_atoms <= 24 and (c.group not in smallest or c.num_atoms < setup.configurations[smallest[c.group]].num_atoms):
             smallest[c.group] = k
     builder = DesignMatrixBuilder(setup.potential, stress_scale=setup.stress_scale,
                                   stress_target_scale=fitsnap_stress_target_scale())
@@ -120,7 +120,7 @@ def test_ta_linear_rows_of_small_configurations(ta_linear):
     batches = builder.batches([setup.configurations[k] for k in picked], chunk_atoms=10 ** 6)
     rows = DesignRows.cat([builder.rows(b) for b in batches])
     rows.config = torch.tensor(picked)[rows.config]
-    assert len(picked) == 8
+    assert len(picked) == 7
     assert_rows_match(rows, setup, data / "reference")
 
 

@@ -296,12 +296,14 @@ def fitsnap_potential(settings: dict[str, Any], source: str = "<input>") -> Pote
     return Potential(descriptor, head, reference)
 
 
-def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sorted") -> FitSNAPSetup:
+def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sorted",
+                  data_path: str | Path | None = None) -> FitSNAPSetup:
     """Read a FitSNAP ``.in`` file and its data into a :class:`FitSNAPSetup`.
 
     Args:
         input_file: the ``.in`` file; ``[PATH] dataPath`` is resolved against its folder.
         data_order: file order within groups (see :func:`mliap_torch.data.readers.read_fitsnap_json`).
+        data_path: the folder of group folders, overriding ``[PATH] dataPath`` (e.g. an unpacked archive).
     """
     from ..data.groups import apply_energy_shift, make_split
     from ..data.readers.fitsnap_input import read_fitsnap_input
@@ -315,7 +317,8 @@ def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sor
     if not specs:
         raise ValueError(f"{input_file}: [GROUPS] lists no groups")
     names = [s.name for s in specs]
-    data_path = settings.get("PATH", {}).get("data_path", input_file.parent / "JSON")
+    if data_path is None:
+        data_path = settings.get("PATH", {}).get("data_path", input_file.parent / "JSON")
     configs = read_fitsnap_json(data_path, groups=names, order=data_order)
     if settings.get("ESHIFT"):
         configs = apply_energy_shift(configs, settings["ESHIFT"])
