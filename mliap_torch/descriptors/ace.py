@@ -63,8 +63,10 @@ class ACE(Descriptor):
     Args:
         elements: element symbols; the species index of an atom is its position here.
         nradmax_by_orders: per rank (body order - 1), the largest radial index n; rank 1 uses the
-            radial basis g_k directly (n ≤ nradmax_by_orders[0]).
+            radial basis g_k directly (n ≤ nradmax_by_orders[0]). Default: a body-order-5 basis
+            ``(15, 3, 2, 1)`` (68 functions for one element).
         lmax_by_orders: per rank, the largest l (the rank-1 entry is ignored; l = 0 there).
+            Default ``(0, 3, 2, 1)``. Both are ignored when ``functions`` is given.
         radial_basis: ``"ChebExpCos"``, ``"ChebPow"``, ``"ChebLinear"`` or ``"SBessel"``, or a
             (nelements, nelements) nested list of names.
         radial_parameters: λ of ``ChebExpCos``/``ChebPow`` (scalar or per element pair).
@@ -89,8 +91,8 @@ class ACE(Descriptor):
 
     type_name = "ace"
 
-    def __init__(self, elements: Sequence[str], nradmax_by_orders: Sequence[int] = (),
-                 lmax_by_orders: Sequence[int] = (), radial_basis: str | Sequence[Sequence[str]] = "ChebExpCos",
+    def __init__(self, elements: Sequence[str], nradmax_by_orders: Sequence[int] = (15, 3, 2, 1),
+                 lmax_by_orders: Sequence[int] = (0, 3, 2, 1), radial_basis: str | Sequence[Sequence[str]] = "ChebExpCos",
                  radial_parameters: PairValue = 5.25, rcut: PairValue = 5.0, dcut: PairValue = 0.01,
                  r_in: PairValue = 0.0, delta_in: PairValue = 0.0, nradbase: int | None = None,
                  nradmax: int | None = None, lmax: int | None = None,
@@ -104,7 +106,8 @@ class ACE(Descriptor):
         self.lmax_by_orders = [int(n) for n in lmax_by_orders]
         if functions is None:
             if not self.nradmax_by_orders:
-                raise ValueError("ACE: give nradmax_by_orders/lmax_by_orders or an explicit functions list")
+                raise ValueError("ACE: nradmax_by_orders/lmax_by_orders are empty; give at least one rank "
+                                 "or an explicit functions list")
             per_element = [generate_functions(nel, e, self.nradmax_by_orders, self.lmax_by_orders)
                            for e in range(nel)]
         else:
