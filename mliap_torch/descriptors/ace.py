@@ -116,7 +116,8 @@ class ACE(Descriptor):
 
         rank1_n = [f.ns[0] for fs in per_element for f in fs if f.rank == 1]
         high = [f for fs in per_element for f in fs if f.rank > 1]
-        self.nradbase = int(nradbase) if nradbase is not None else max(rank1_n + [max(self.nradmax_by_orders[:1] + [1])])
+        spec_nradbase = self.nradmax_by_orders[:1] if functions is None else []
+        self.nradbase = int(nradbase) if nradbase is not None else max(rank1_n + spec_nradbase + [1])
         self.nradmax = int(nradmax) if nradmax is not None else max([n for f in high for n in f.ns] + [1])
         self.lmax = int(lmax) if lmax is not None else max([l for f in high for l in f.ls] + [0])
         if rank1_n and max(rank1_n) > self.nradbase:
