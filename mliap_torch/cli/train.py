@@ -22,13 +22,13 @@ CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", Path(__file__).resolve()
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
     """Validate ``cfg``, train, and return the test energy MAE (eV/atom) for sweepers."""
-    from mliap_torch.training.run import run
-
     try:
         typed = validate(cfg)
     except ConfigError as exc:
-        print(f"\n{exc}\n", file=sys.stderr)
+        print(exc, file=sys.stderr)
         sys.exit(2)
+    from mliap_torch.training.run import run
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     result = run(typed, run_dir, resolved_config=resolved)

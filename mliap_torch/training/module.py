@@ -123,10 +123,10 @@ class PotentialModule(L.LightningModule):
                 continue
             q = short[row["quantity"]]
             if row["group"] == ALL:
-                self.log(f"{stage}/{q}_mae", row["mae"], prog_bar=q != "s", sync_dist=False)
-                self.log(f"{stage}/{q}_rmse", row["rmse"], sync_dist=False)
+                self.log(f"{stage}/{q}_mae", row["mae"], prog_bar=q != "s", sync_dist=True)
+                self.log(f"{stage}/{q}_rmse", row["rmse"], sync_dist=True)
             elif several:
-                self.log(f"{stage}_groups/{row['group']}_{q}_mae", row["mae"], sync_dist=False)
+                self.log(f"{stage}_groups/{row['group']}_{q}_mae", row["mae"], sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -14,6 +14,7 @@ import yaml
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset
 from ..fitting.metrics import ALL, MetricAccumulator, MetricsTable
+from ..fitting.plots import parity_plot
 from ..models import io
 from ..models.potential import Potential
 
@@ -114,6 +115,20 @@ def predict(potential: Potential, configs: Sequence[Configuration], group_names:
     return Predictions(**{k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()})
 
 
+def write_parity_plot(sets: dict[str, Predictions], path: Path, title: str = "") -> Path:
+    """Energy per atom, force and stress parity panels, train and test marked apart."""
+    quantities = {"Energy": "energy", "Force": "forces", "Stress": "stress"}
+    truth, pred, test = {}, {}, {}
+    for q, key in quantities.items():
+        parts = [(getattr(p, f"{key}_ref"), getattr(p, f"{key}_pred"), name == "test") for name, p in sets.items()]
+        if sum(len(t) for t, _, _ in parts) == 0:
+            continue
+        truth[q] = np.concatenate([t for t, _, _ in parts])
+        pred[q] = np.concatenate([v for _, v, _ in parts])
+        test[q] = np.concatenate([np.full(len(t), flag) for t, _, flag in parts])
+    return parity_plot(truth, pred, path, test, {"Energy": "eV/atom", "Force": "eV/Å", "Stress": "eV/Å³"}, title)
+
+
 def summary(table: MetricsTable) -> dict[str, dict[str, dict[str, float]]]:
     """``{train|test: {group|"all": {energy_mae, energy_rmse, force_mae, ..., num_configs}}}`` (unweighted)."""
     names = {"Energy": "energy", "Force": "force", "Stress": "stress"}
@@ -137,7 +152,7 @@ def evaluate_and_report(potential: Potential, train: Sequence[Configuration], te
     """Errors on train and test, written to ``run_dir``, the model saved, and the error table printed.
 
     Files: ``model.pt`` (:func:`mliap_torch.save`), ``metrics.md`` and ``metrics.json`` (FitSNAP-style
-    rows per group, weighted and unweighted, plus a summary), ``parity_<set>.png``, ``loss_curves.png``.
+    rows per group, weighted and unweighted, plus a summary), ``parity.png``, ``loss_curves.png``.
     Returns the summary (see :func:`summary`) with ``timings``.
     """
     run_dir = Path(run_dir)
@@ -153,6 +168,7 @@ def evaluate_and_report(potential: Potential, train: Sequence[Configuration], te
                                         f"{table.to_markdown()}")
     (run_dir / "metrics.json").write_text(json.dumps({"summary": result, "table": table.to_dict()}, indent=1))
     if plots:
+        write_parity_plot(sets, run_dir / "parity.png", title=run_dir.name)
         loss_curves(run_dir / "logs" / "metrics.csv", run_dir / "loss_curves.png")
     if echo:
         print(f"\nErrors of {run_dir} (energy meV/atom, force eV/Å, stress GPa):\n{error_table(result)}\n")

@@ -1,0 +1,166 @@
+"""Lightning training end to end on tiny subsets of the built-in data (2Jmax 2): DDP on two CPU processes,
+resume from last.ckpt, fast_dev_run smoke tests, and the run folder checked against an independent
+re-evaluation of the saved model."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import mliap_torch
+from mliap_torch.cli.schema import validate
+from mliap_torch.data.batch import make_batch
+from mliap_torch.data.builtin import builtin_dataset
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.data.groups import Split
+from mliap_torch.training.data import load_split_data
+from mliap_torch.training.module import PotentialModule, loss_terms
+from mliap_torch.training.run import run
+from mliap_torch.training.setup import build_potential, descriptor_statistics, element_energy_offsets, initialize_mlp
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["descriptor.twojmax=2", "data.max_configs=16", "data.batch_size=4", "trainer.enable_progress_bar=false",
+        "plots=false"]
+
+
+def config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return validate(compose("train", overrides=TINY + overrides))
+
+
+def epoch_losses(run_dir: Path, key: str = "train/loss") -> list[float]:
+    with open(run_dir / "logs" / "metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get(key)]
+    return [float(r[key]) for r in sorted(rows, key=lambda r: int(r["epoch"]))]
+
+
+def test_ddp_cpu_two_processes_train_and_checkpoint_loads(tmp_path):
+    """`trainer=ddp_cpu` through the command line: two gloo processes, loss decreases, checkpoint = model.pt."""
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, str(ROOT / "train.py"), "model=snap_nn", "trainer=ddp_cpu", "trainer.max_epochs=4",
+           "model.optimizer.lr=0.01", *TINY, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| test |" in proc.stdout  # the error table is printed at the end
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # the second rank ran
+    losses = epoch_losses(run_dir)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+    # Each process sees half of the training configurations per epoch (DistributedSampler).
+    data = load_split_data(config([]).data, seed=42)
+    per_rank = -(-len(data.fit) // 2)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4 * -(-per_rank // 4)
+
+    module = PotentialModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", map_location="cpu")
+    saved = mliap_torch.load(run_dir / "model.pt")
+    batch = make_batch(data.test, saved.elements, saved.cutoff)
+    a, b = module.potential(batch), saved(batch)
+    torch.testing.assert_close(a["energy"], b["energy"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(a["forces"], b["forces"], rtol=0, atol=1e-12)
+
+
+def test_resume_from_last_checkpoint_reaches_the_same_step_count(tmp_path):
+    common = ["model=snap_nn", "trainer.early_stopping_patience=null"]
+    full = run(config(common + ["trainer.max_epochs=3"]), tmp_path / "full")
+    run(config(common + ["trainer.max_epochs=1"]), tmp_path / "part")
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = run(config(common + ["trainer.max_epochs=3", f"ckpt_path={last}"]), tmp_path / "resumed")
+
+    def state(path: Path) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    a, b = state(tmp_path / "full" / "checkpoints" / "last.ckpt"), state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] > state(last)["global_step"] > 0
+    assert a["epoch"] == b["epoch"]
+    assert len(epoch_losses(tmp_path / "resumed")) == 2  # epochs 1 and 2 only: the first came from the checkpoint
+    assert full.metrics["test"]["all"]["energy_mae"] < 1.0 and resumed.metrics["test"]["all"]["energy_mae"] < 1.0
+
+
+@pytest.mark.parametrize("overrides", [["model=snap_nn"], ["model=snap_quadratic", "model.refine=true"],
+                                       ["model=snap_linear", "model.refine=true", "model.scheduler.name=cosine"]])
+def test_fast_dev_run(overrides, tmp_path):
+    result = run(config(overrides + ["trainer.fast_dev_run=true"]), tmp_path)
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "metrics.json").is_file()
+    for split in ("train", "test"):
+        assert np.isfinite(result.metrics[split]["all"]["energy_mae"])
+        assert np.isfinite(result.metrics[split]["all"]["force_mae"])
+
+
+def test_default_exact_fit_run_folder_matches_an_independent_evaluation(tmp_path):
+    """Linear SNAP by least squares: the saved model, the split record and the metrics agree."""
+    result = run(config(["plots=true", "data.max_configs=32"]), tmp_path, resolved_config={"note": "test"})
+    for name in ("config.yaml", "split.json", "model.pt", "metrics.md", "metrics.json", "parity.png"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "checkpoints").exists()  # no gradient training by default
+
+    model = mliap_torch.load(tmp_path / "model.pt")
+    split = Split.from_json(tmp_path / "split.json")
+    configs = builtin_dataset()
+    data = load_split_data(config(["data.max_configs=32"]).data, seed=42)
+    by_key = {f"{c.source}#{c.index}": c for c in configs}
+    test = [by_key[split.keys[k]] for k in split.test]
+    assert [c.positions.tolist() for c in test] == [c.positions.tolist() for c in data.test]
+    batch = make_batch(test, model.elements, model.cutoff)
+    out = model(batch)
+    e_mae = np.mean(np.abs(((out["energy"] - batch.energy) / batch.num_atoms).detach().numpy()))
+    f_mae = np.mean(np.abs((out["forces"] - batch.forces).detach().numpy()))
+    reported = json.loads((tmp_path / "metrics.json").read_text())["summary"]["test"]["all"]
+    assert reported["energy_mae"] == pytest.approx(e_mae, rel=1e-9)
+    assert reported["force_mae"] == pytest.approx(f_mae, rel=1e-9)
+    assert result.metrics["test"]["all"]["energy_mae"] == pytest.approx(e_mae, rel=1e-9)
+    # Even 2Jmax 2 on 25 configurations beats predicting the mean energy per atom.
+    spread = np.mean(np.abs(batch.energy / batch.num_atoms - (batch.energy / batch.num_atoms).mean()).numpy())
+    assert e_mae < spread
+
+
+def test_loss_terms_match_a_direct_computation():
+    configs = builtin_dataset()[:3]
+    configs[1].energy_weight, configs[2].force_weight, configs[0].stress_weight = 4.0, 0.5, 2.0
+    configs[2] = Configuration(configs[2].positions, configs[2].cell, configs[2].pbc, configs[2].symbols,
+                               energy=configs[2].energy, forces=configs[2].forces, stress=None,
+                               force_weight=0.5)
+    batch = make_batch(configs, ["Cu", "Ni"], 3.0)
+    rng = np.random.default_rng(0)
+    pred = {"energy": batch.energy + torch.as_tensor(rng.normal(size=3)),
+            "forces": batch.forces + torch.as_tensor(rng.normal(size=batch.forces.shape)),
+            "stress": batch.stress + torch.as_tensor(rng.normal(size=(3, 6)))}
+    terms = loss_terms(pred, batch)
+    n = np.array([c.num_atoms for c in configs])
+    de = (pred["energy"] - batch.energy).numpy() / n
+    assert terms["energy"].item() == pytest.approx(np.mean(np.array([1.0, 4.0, 1.0]) * de ** 2))
+    df = ((pred["forces"] - batch.forces).numpy() ** 2).mean(1)
+    w = np.repeat([1.0, 1.0, 0.5], n)
+    assert terms["forces"].item() == pytest.approx(np.mean(w * df))
+    ds = ((pred["stress"] - batch.stress).numpy() ** 2).mean(1)
+    assert terms["stress"].item() == pytest.approx((2.0 * ds[0] + ds[1]) / 2)  # third has no stress
+
+
+def test_mlp_initialisation_scaling_and_energy_offsets():
+    configs = builtin_dataset()[::25]
+    elements = ["Cu", "Ni"]
+    truth = np.array([-3.5, -4.25])
+    counts = np.array([[np.sum(c.symbols == e) for e in elements] for c in configs])
+    exact = [Configuration(c.positions, c.cell, c.pbc, c.symbols, energy=float(k @ truth)) for c, k in zip(configs, counts)]
+    assert counts[:, 1].any()  # the subset holds alloys, so both offsets are determined
+    np.testing.assert_allclose(element_energy_offsets(exact, elements), truth, atol=1e-10)
+
+    settings = {"type": "bispectrum", "twojmax": 2, "rcutfac": 4.1, "radelem": 0.5, "wj": 1.0}
+    pot = build_potential(settings, "mlp", elements, hidden=[8])
+    mean, std = descriptor_statistics(pot, configs, batch_size=3)
+    batch = make_batch(configs, elements, pot.cutoff)
+    B = pot.descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    torch.testing.assert_close(mean, B.mean(0))
+    torch.testing.assert_close(std, B.std(0, unbiased=False))
+    initialize_mlp(pot, exact, batch_size=3)
+    torch.testing.assert_close(pot.head.offset, torch.as_tensor(truth), atol=1e-10, rtol=0)
+    torch.testing.assert_close(pot.head.shift, mean)
