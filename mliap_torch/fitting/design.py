@@ -104,19 +104,26 @@ def descriptor_and_pair_jacobian(descriptor, rij: torch.Tensor, pair_i: torch.Te
     rij = rij.detach().requires_grad_(True)
     with torch.enable_grad():
         B = descriptor(rij, pair_i, pair_j, species, num_atoms)
-        dB = _pair_descriptor_jacobian(B, rij)
+        dB = _pair_descriptor_jacobian(B, rij, type(descriptor))
     return B.detach(), dB
 
 
-def _pair_descriptor_jacobian(B: torch.Tensor, rij: torch.Tensor) -> torch.Tensor:
-    """(npairs, 3, K) ``∂B_{i(p)}/∂r_p`` by K batched vector–Jacobian products of ``Σ_i B_i``."""
+_NOT_VMAPPABLE: set[type] = set()
+"""Descriptor classes whose backward cannot run under ``vmap`` (their VJPs are then done one by one)."""
+
+
+def _pair_descriptor_jacobian(B: torch.Tensor, rij: torch.Tensor, kind: type) -> torch.Tensor:
+    """(npairs, 3, K) ``∂B_{i(p)}/∂r_p`` by K (vmap-batched when possible) vector–Jacobian products of ``Σ_i B_i``."""
     K = B.shape[1]
     total = B.sum(0)
-    eye = torch.eye(K, dtype=B.dtype, device=B.device)
-    try:
-        (g,) = torch.autograd.grad(total, rij, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
-    except RuntimeError:
-        g = torch.stack([torch.autograd.grad(total[k], rij, retain_graph=True)[0] for k in range(K)])
+    if kind not in _NOT_VMAPPABLE:
+        eye = torch.eye(K, dtype=B.dtype, device=B.device)
+        try:
+            (g,) = torch.autograd.grad(total, rij, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
+            return g.permute(1, 2, 0)
+        except RuntimeError:
+            _NOT_VMAPPABLE.add(kind)
+    g = torch.stack([torch.autograd.grad(total[k], rij, retain_graph=True)[0] for k in range(K)])
     return g.permute(1, 2, 0)
 
 
