@@ -15,6 +15,7 @@ lattices are ~1e-11 and their ZBL parts differ in the last bits).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,11 @@ from mliap_torch.fitting.exact_fit import FitSNAPSetup, fitsnap_setup
 from mliap_torch.fitting.metrics import read_fitsnap_metrics
 
 pytestmark = pytest.mark.shared_data
+
+full_fits = pytest.mark.skipif(
+    os.environ.get("MLIAP_TORCH_FULL_FITS", "") != "1",
+    reason="whole-data-set Ta fits take 15+ min with the current Bispectrum Jacobian (K backward passes); "
+           "set MLIAP_TORCH_FULL_FITS=1 to run them")
 
 
 def read_snapcoeff(path: Path) -> np.ndarray:
@@ -125,6 +131,7 @@ def test_ta_linear_rows_of_small_configurations(ta_linear):
 
 
 @pytest.mark.slow
+@full_fits
 def test_ta_linear_fit_matches_fitsnap(ta_linear):
     """Whole data set: every design row, target and weight; SVD coefficients; metrics to 3 significant figures."""
     data, setup = ta_linear
@@ -150,6 +157,7 @@ def check_metrics(result, path: Path, rel: float) -> None:
 
 
 @pytest.mark.slow
+@full_fits
 def test_ta_quadratic_fit_matches_fitsnap():
     data = SHARED_DATA / "fitsnap" / "Ta_Quadratic_JCP2018"
     if not data.is_dir():
