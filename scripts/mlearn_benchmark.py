@@ -34,12 +34,12 @@ import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
 from mliap_torch.benchmarks.mlearn import (MODEL_LABELS, CellResult, bulk_cell, fit_snap_cell,  # noqa: E402
-                                           md_cost)
+                                           deploy_route, fit_snap_nn_cell, md_cost)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
 
-MODELS = ("snap", "qsnap")
+MODELS = ("snap", "qsnap", "snap_nn")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn"
 DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"
 DEFAULT_PLOT = ROOT / "docs" / "mlearn_benchmark" / "pareto.png"
@@ -66,6 +66,9 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace) ->
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
                                         folds=args.folds)
+    elif model == "snap_nn":
+        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=args.rcut,
+                                           hidden=args.nn_hidden, minutes=args.nn_minutes)
     else:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
     save(potential, args.models_dir / f"mlearn_{element.lower()}_{model}.pt", metadata={"element": element, "model": model})
@@ -76,7 +79,9 @@ def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> 
     """Add the LAMMPS MD cost (µs/atom-step, deployed route) to a result entry; on failure a note says why."""
     notes = [n for n in cell.get("notes", []) if not n.startswith("MD cost not measured")]
     try:
-        seconds, route = md_cost(potential, bulk_cell(cell["element"], args.md_atoms), steps=args.md_steps)
+        route = deploy_route(potential)
+        steps = args.md_steps if route == "snap" else args.md_steps_unified
+        seconds, route = md_cost(potential, bulk_cell(cell["element"], args.md_atoms), steps=steps, route=route)
         cell["cost_us"], cell["cost_route"] = 1e6 * seconds, route
     except Exception as exc:  # the table keeps the accuracy; the note says why the cost is missing
         notes.append(f"MD cost not measured: {type(exc).__name__}: {exc}")
@@ -125,9 +130,9 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
             cells.append("—" if us is None else f"{us:.1f} ({route})")
         lines.append(f"| {el} | " + " | ".join(cells) + " |")
     lines += ["", "Fit details: descriptor settings, cross-validated row weights (energy eV/atom : force eV/Å : "
-              "stress GPa), parameters, train MAE, fit time.", "",
-              "| element | model | rcut (Å) | 2Jmax | weights E:F:S | parameters | train E MAE | train F MAE | fit (s) | notes |",
-              "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+              "stress GPa) and relative ridge, parameters, train MAE (meV/atom, eV/Å), fit time.", "",
+              "| element | model | rcut (Å) | 2Jmax | weights E:F:S | ridge | parameters | train E MAE | train F MAE | fit (s) | notes |",
+              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for el in elements:
         for m in models:
             r = results.get(f"{el}/{m}")
@@ -136,7 +141,9 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
             s = r.get("settings", {})
             w = r.get("weights")
             wtxt = "—" if not w else ":".join(f"{v:g}" for v in w)
+            ridge = s.get("ridge_relative")
             lines.append(f"| {el} | {MODEL_LABELS[m]} | {s.get('rcut', '—')} | {s.get('twojmax', '—')} | {wtxt} | "
+                         f"{'—' if ridge is None else f'{ridge:g}'} | "
                          f"{r.get('num_parameters', '—')} | {_fmt(r.get('train_energy_mae'), 2)} | "
                          f"{_fmt(r.get('train_force_mae'), 3)} | {r.get('fit_seconds', 0):.0f} | "
                          f"{'; '.join(r.get('notes', [])) or ''} |")
@@ -209,8 +216,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--twojmax", type=int, default=None, help="override the study's 2Jmax (tests)")
     parser.add_argument("--rcut", type=float, default=None, help="override the study's cutoff (tests)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
+    parser.add_argument("--nn-minutes", type=float, default=3.0, help="training wall time per NN model")
+    parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")
     parser.add_argument("--md-atoms", type=int, default=1500)
-    parser.add_argument("--md-steps", type=int, default=100)
+    parser.add_argument("--md-steps", type=int, default=100, help="MD steps of native routes")
+    parser.add_argument("--md-steps-unified", type=int, default=10, help="MD steps of the ML-IAP unified route")
     parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
     parser.add_argument("--cost-only", action="store_true",
                         help="only time the models saved in --models-dir (entries already in --results)")

@@ -81,7 +81,10 @@ def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
     we, wf, ws = entry["weights"]
     A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
     b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
-    x, *_ = np.linalg.lstsq(A, b, rcond=None)
+    alpha = entry["settings"]["ridge_alpha"]         # 0 or the ridge parameter of the chosen candidate
+    n = A.shape[1]
+    x, *_ = np.linalg.lstsq(np.concatenate([A, np.sqrt(alpha) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
+                            rcond=None)
     ours = potential.head.coefficients().detach().numpy()[0]
     # 2Jmax 4, quadratic: 15 + 105 + 1 columns from 10 configurations -> full column rank
     assert np.linalg.matrix_rank(A) == A.shape[1]
@@ -89,9 +92,9 @@ def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
     assert entry["train_energy_mae"] == pytest.approx(1000 * np.abs(rows.energy @ ours - rows.energy_target).mean(),
                                                       rel=1e-9)
     # the CV choice is the best-scoring candidate of its table
-    scores = [r[5] for r in entry["cv_table"]]
+    scores = [r[6] for r in entry["cv_table"]]
     best = entry["cv_table"][int(np.argmin(scores))]
-    assert tuple(best[:3]) == tuple(entry["weights"])
+    assert tuple(best[:3]) == tuple(entry["weights"]) and best[3] == entry["settings"]["ridge_relative"]
 
 
 def test_snap_rows_match_torch_potential(shared_data):
@@ -120,5 +123,5 @@ def test_missing_stress_rows_are_left_out(shared_data):
     rows = RowSet.build(configs, snap_rows(configs, descriptor, quadratic=False))
     assert rows.stress.shape == (0, 1 + descriptor.num_descriptors)
     assert rows.force.shape[0] == 3 * sum(c.num_atoms for c in configs)
-    selection, _ = select_weights(rows, len(configs), grid=[(100.0, 1.0, 1.0)], folds=1)
+    selection, _ = select_weights(rows, len(configs), grid=[(100.0, 1.0, 1.0, 0.0)], folds=1)
     assert selection.weights == (100.0, 1.0, 1.0)

