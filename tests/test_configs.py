@@ -96,6 +96,8 @@ def test_cheap_parts_instantiate(tmp_path):
         assert pot.head.type_name == cfg.model.head
         x = torch.zeros(3, 5, dtype=torch.float64)
         assert pot.head(x, torch.tensor([0, 1, 0])).shape == (3,)
+    ace = build_descriptor(validate(composed(["model=ace_linear"])).descriptor, ["Cu", "Ni"])
+    assert ace.type_name == "ace" and ace.num_descriptors > 0 and ace.cutoff == pytest.approx(4.5)
     trainer = build_trainer(validate(composed([])).trainer, tmp_path)
     assert trainer.max_epochs == 100 and trainer.num_devices == 1
 

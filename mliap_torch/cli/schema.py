@@ -172,6 +172,7 @@ def _check_descriptor(desc: Any) -> dict:
         return asdict(_typed("descriptor", BispectrumConfig, desc))
     if kind == "ace":
         values = OmegaConf.to_container(desc, resolve=True)
+        values.setdefault("options", {})
         from ..models.io import DESCRIPTOR_TYPES, _resolve
         try:
             cls = _resolve(DESCRIPTOR_TYPES, "ace", "descriptor")

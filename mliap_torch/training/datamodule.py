@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.batch import AtomsBatch
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 
@@ -52,6 +53,9 @@ class AtomsDataModule(L.LightningDataModule):
         return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, collate_fn=partial(collate_processed, dtype=self.dtype),
                           persistent_workers=self.num_workers > 0)
+
+    def transfer_batch_to_device(self, batch: AtomsBatch, device: torch.device, dataloader_idx: int) -> AtomsBatch:
+        return batch.to(device)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -75,9 +75,6 @@ class PotentialModule(L.LightningModule):
         return self.potential(batch, forces=self.loss_weights["forces"] > 0 or not self.training,
                               stress=self.loss_weights["stress"] > 0 or not self.training, create_graph=create_graph)
 
-    def transfer_batch_to_device(self, batch: AtomsBatch, device: torch.device, dataloader_idx: int) -> AtomsBatch:
-        return batch.to(device)
-
     def _loss(self, pred: dict[str, torch.Tensor], batch: AtomsBatch, stage: str) -> torch.Tensor:
         terms = loss_terms(pred, batch, self.use_config_weights)
         loss = sum(self.loss_weights[k] * v for k, v in terms.items() if self.loss_weights[k] > 0)

@@ -31,7 +31,10 @@ class RunResult:
 
 
 def _is_global_zero() -> bool:
-    """Rank 0 of a (possibly not yet started) distributed run, from the launcher's environment."""
+    """Rank 0 of a (possibly not yet started) distributed run, from the launcher's environment
+    (SLURM's ``SLURM_PROCID`` when ``srun`` started the processes, else Lightning's ``LOCAL_RANK``/``NODE_RANK``)."""
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", 1)) > 1:
+        return int(os.environ["SLURM_PROCID"]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 

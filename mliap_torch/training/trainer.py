@@ -28,8 +28,12 @@ def build_trainer(settings: Any, run_dir: str | Path, has_validation: bool = Tru
     kwargs.update(s.get("extra") or {})
     callbacks: list[L.Callback] = [LearningRateMonitor(logging_interval="epoch")]
     if s.get("checkpoint", True):
+        # Two callbacks: Lightning's save_last only refreshes last.ckpt when a top-k checkpoint is saved.
         callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                                         mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False))
+                                         mode="min", save_top_k=1, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                         save_top_k=1, enable_version_counter=False))
     if s.get("early_stopping_patience") is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(s["early_stopping_patience"])))
     loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tensorboard", version="")]
