@@ -99,7 +99,7 @@ def test_cheap_parts_instantiate(tmp_path):
     ace = build_descriptor(validate(composed(["model=ace_linear"])).descriptor, ["Cu", "Ni"])
     assert ace.type_name == "ace" and ace.num_descriptors > 0 and ace.cutoff == pytest.approx(4.5)
     trainer = build_trainer(validate(composed([])).trainer, tmp_path)
-    assert trainer.max_epochs == 100 and trainer.num_devices == 1
+    assert trainer.max_epochs == 30 and trainer.num_devices == 1
 
 
 @pytest.mark.parametrize("overrides, fragment", [
@@ -128,3 +128,16 @@ def test_command_line_reports_a_config_error_as_one_paragraph(tmp_path):
     err = proc.stderr.strip()
     assert "Traceback" not in err and err.startswith("Configuration error in 'trainer.max_epochs'")
     assert len(err.splitlines()) == 1
+
+
+def test_console_script_dispatches_train_and_reports_config_errors(tmp_path, monkeypatch, capsys):
+    from mliap_torch.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["mliap_torch"])
+    with pytest.raises(SystemExit) as info:
+        main(["train", "data.batch_size=0", f"hydra.run.dir={tmp_path}"])
+    assert info.value.code == 2
+    assert "'data.batch_size' is 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["fit"])
+    assert info.value.code == 2 and "unknown command 'fit'" in capsys.readouterr().err

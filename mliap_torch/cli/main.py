@@ -10,6 +10,7 @@ commands:
   train    train a potential; arguments are Hydra overrides, e.g.
            mliap_torch train model=snap_quadratic data=mlearn data.element=Ni trainer.max_epochs=200
            (mliap_torch train --help lists the config groups)
+  export   write a trained model for LAMMPS (mliap_torch export --help)
 """
 
 
@@ -19,7 +20,13 @@ def _train(argv: list[str]) -> None:
     train_main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train}
+def _export(argv: list[str]) -> None:
+    from .export import main as export_main
+
+    sys.exit(export_main(argv))
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,8 +68,10 @@ def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = 
     if cfg.ckpt_path is None:
         if m.fit == "exact":
             from ..fitting.exact_fit import fit_exact
-            solver = {"bias": True, **m.solver}  # per-element constants, also with bzeroflag (FitSNAP omits them)
-            fit = fit_exact(potential, data.train, group_names=data.group_names, keep_rows=False, **solver)
+            # Per-element constants also with bzeroflag (FitSNAP omits them); rows kept so that the
+            # fit's own metrics need no second descriptor pass.
+            solver = {"bias": True, "keep_rows": True, **m.solver}
+            fit = fit_exact(potential, data.train, group_names=data.group_names, **solver)
             timings["exact_fit_design_s"] = fit.timings.get("design", float("nan"))
             timings["exact_fit_solve_s"] = fit.timings.get("solve", float("nan"))
         elif m.head == "mlp":
