@@ -125,3 +125,55 @@ def test_missing_stress_rows_are_left_out(shared_data):
     assert rows.force.shape[0] == 3 * sum(c.num_atoms for c in configs)
     selection, _ = select_weights(rows, len(configs), grid=[(100.0, 1.0, 1.0, 0.0)], folds=1)
     assert selection.weights == (100.0, 1.0, 1.0)
+
+
+def test_experiment_configs_record_the_benchmark_choices(shared_data):
+    """Every generated configs/experiment/mlearn_<el>_<model>.yaml composes, validates and carries the
+    descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
+    from hydra import compose, initialize_config_dir
+
+    from mliap_torch.benchmarks.mlearn import EV_PER_A3_IN_GPA, study_settings
+    from mliap_torch.cli.schema import validate
+
+    script = _script()
+    results = json.loads((ROOT / "docs" / "mlearn_benchmark" / "results.json").read_text())
+    paths = sorted(p for p in (ROOT / "configs" / "experiment").glob("mlearn_*.yaml") if script.CONFIG_MARK in p.read_text())
+    assert paths, "no generated mlearn experiment configs"
+    for path in paths:
+        _, el, model = path.stem.split("_", 2)
+        entry = results[f"{el.capitalize()}/{model}"]
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = validate(compose("train", overrides=[f"experiment={path.stem}"]))
+        assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
+        descriptor = dict(cfg.descriptor)
+        assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
+        assert (descriptor["rcutfac"], descriptor["twojmax"]) == study_settings(entry["element"],
+                                                                                "qsnap" if model == "qsnap" else "snap")
+        assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
+            (0.5, 0.99363, 0.0, False)
+        if model in ("snap", "qsnap"):
+            we, wf, ws = entry["weights"]
+            for group in ("AIMD-NVT", "Elastic", "Surface", "Vacancy"):
+                assert list(cfg.data.group_weights[group]) == pytest.approx([we, wf, ws * EV_PER_A3_IN_GPA], rel=1e-12)
+            assert cfg.model.solver.get("alpha", 0.0) == pytest.approx(entry["settings"]["ridge_alpha"], rel=1e-12)
+        else:
+            assert list(cfg.model.hidden) == entry["settings"]["hidden"]
+            assert cfg.model.loss.energy == entry["settings"]["energy_weight"]
+
+
+def test_native_snap_route_reproduces_torch(run, shared_data, tmp_path, monkeypatch):
+    """The fitted qSNAP run through LAMMPS ``pair_style snap`` (the cost route) gives the torch energies and forces."""
+    from mliap_torch.benchmarks.mlearn import _write_native_snap, deploy_route
+    from mliap_torch.lammps_eval import evaluate_in_lammps
+
+    tmp, _ = run
+    potential = load(tmp / "models" / "mlearn_mo_qsnap.pt")
+    assert deploy_route(potential) == "snap"
+    include = _write_native_snap(potential, tmp_path)
+    configs = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:2]
+    monkeypatch.chdir(tmp_path)
+    lammps = evaluate_in_lammps(configs, ["Mo"], include.read_text().splitlines())
+    out = potential(make_batch(configs, ["Mo"], potential.cutoff), forces=True, stress=False)
+    np.testing.assert_allclose([r["energy"] for r in lammps], out["energy"].detach().numpy(), rtol=1e-11)
+    np.testing.assert_allclose(np.concatenate([r["forces"] for r in lammps]), out["forces"].detach().numpy(),
+                               rtol=1e-9, atol=1e-10)
