@@ -86,7 +86,7 @@ def test_resume_from_last_checkpoint_reaches_the_same_step_count(tmp_path):
     assert full.metrics["test"]["all"]["energy_mae"] < 1.0 and resumed.metrics["test"]["all"]["energy_mae"] < 1.0
 
 
-@pytest.mark.parametrize("overrides", [["model=snap_nn"], ["model=snap_quadratic", "model.refine=true"],
+@pytest.mark.parametrize("overrides", [["model=snap_nn", "dtype=float32"], ["model=snap_quadratic", "model.refine=true"],
                                        ["model=snap_linear", "model.refine=true", "model.scheduler.name=cosine"]])
 def test_fast_dev_run(overrides, tmp_path):
     result = run(config(overrides + ["trainer.fast_dev_run=true"]), tmp_path)
