@@ -8,7 +8,7 @@ Two modes:
   through the descriptor). Any head.
 - :func:`train_bilevel` (linear and quadratic heads): at every step the head is the exact weighted
   ridge least-squares solution on a training subset for the current descriptor parameters θ,
-  ``β(θ) = (AᵀW²A + λI)⁻¹ AᵀW²b``, and θ follows the gradient of the validation loss
+  ``β(θ) = (AᵀW²A + λI)⁻¹ AᵀW²b`` (by QR of the stacked weighted rows), and θ follows the gradient of the validation loss
   ``L(θ) = Σ_val q_r (A_r(θ)·β(θ) − b_r)²``. The gradient of the solve is the adjoint (implicit)
   one: with ``v = (AᵀW²A + λI)⁻¹ ∂L/∂β`` and ``ρ = Aβ − b`` (all held fixed),
 
@@ -181,17 +181,23 @@ def _loss_weights(rows: Sequence[DesignRows]) -> list[torch.Tensor]:
 
 
 def _solve(rows: Sequence[DesignRows], ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(β, N) with N = Σ AᵀW²A + ridge·I (Cholesky solve)."""
+    """(β, R): ridge least squares ``min Σ w²(Aβ − b)² + ridge·|β|²`` by QR of the stacked weighted rows
+    ``[W A; √ridge I]`` (R is the triangular factor, ``RᵀR = AᵀW²A + ridge·I``)."""
     ncol = rows[0].A.shape[1]
-    N = torch.zeros((ncol, ncol), dtype=rows[0].A.dtype, device=rows[0].A.device)
-    c = torch.zeros(ncol, dtype=N.dtype, device=N.device)
-    for r in rows:
-        Aw = r.A * (r.w ** 2)[:, None]
-        N += Aw.T @ r.A
-        c += Aw.T @ r.b
-    N += ridge * torch.eye(ncol, dtype=N.dtype, device=N.device)
-    L = torch.linalg.cholesky(N)
-    return torch.cholesky_solve(c[:, None], L)[:, 0], N
+    A = torch.cat([r.A * r.w[:, None] for r in rows])
+    b = torch.cat([r.b * r.w for r in rows])
+    if ridge > 0:
+        A = torch.cat([A, ridge ** 0.5 * torch.eye(ncol, dtype=A.dtype, device=A.device)])
+        b = torch.cat([b, b.new_zeros(ncol)])
+    Q, R = torch.linalg.qr(A)
+    beta = torch.linalg.solve_triangular(R, (Q.T @ b)[:, None], upper=True)[:, 0]
+    return beta, R
+
+
+def _normal_solve(R: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(RᵀR)⁻¹ g by two triangular solves."""
+    y = torch.linalg.solve_triangular(R.T, g[:, None], upper=False)
+    return torch.linalg.solve_triangular(R, y, upper=True)[:, 0]
 
 
 def _maes(rows: Sequence[DesignRows], beta: torch.Tensor) -> tuple[float, float]:
@@ -255,12 +261,12 @@ def bilevel_gradient(potential: Potential, train: Sequence[AtomsBatch], val: Seq
     with _HyperFrozen(potential):
         rows_t = _rows(builder, train, weights)
         rows_v = _rows(builder, val, weights)
-    beta, N = _solve(rows_t, ridge)
+    beta, R = _solve(rows_t, ridge)
     q = _loss_weights(rows_v)
     res_v = [r.A @ beta - r.b for r in rows_v]
     loss = float(sum((qv * rv ** 2).sum() for qv, rv in zip(q, res_v)))
     g = sum(r.A.T @ (2 * qv * rv) for r, qv, rv in zip(rows_v, q, res_v))
-    v = torch.linalg.solve(N, g)
+    v = _normal_solve(R, g)
     for batch, r, qv, rv in zip(val, rows_v, q, res_v):
         ((e, f),) = _pseudo_rows(potential, builder, batch, [beta])
         ae, af = _scatter_row_values(r, 2 * qv * rv, batch)

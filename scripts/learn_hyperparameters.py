@@ -1,0 +1,239 @@
+"""Learn SNAP's wj, radelem and rfac0 on an mlearn element (bilevel: exact linear head, gradient on the
+validation loss), refit exactly on all training data and compare test errors with the study's settings.
+
+    python scripts/learn_hyperparameters.py run --element Mo      # writes docs/differentiable_descriptors/Mo.json
+    python scripts/learn_hyperparameters.py report                # docs/differentiable_descriptors.md + PNG
+
+Protocol (the test set is used only for the final numbers):
+1. training.json is split (seeded) into a fit subset and a validation subset (disjoint);
+2. the energy row weight is chosen on the validation subset for the STUDY's descriptor (grid, forces weight 1);
+3. bilevel descent of (wj, radelem, rfac0) from the study's values (radelem just inside its bound, so
+   the cutoff never exceeds the study's), exact ridge solve on the fit subset at every step;
+4. both descriptors (study, learned) get the same exact fit on ALL training configurations (same weights,
+   same ridge) and are scored on test.json with the torch potential's own predictions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
+from mliap_torch.benchmarks.mlearn import errors, evaluate, make_bispectrum, study_settings  # noqa: E402
+from mliap_torch.data.readers.mlearn import read_mlearn  # noqa: E402
+from mliap_torch.descriptors.trainable import TrainableBispectrum, frozen_copy  # noqa: E402
+from mliap_torch.fitting.design import DesignMatrixBuilder  # noqa: E402
+from mliap_torch.models.heads import LinearHead  # noqa: E402
+from mliap_torch.models.potential import Potential  # noqa: E402
+from mliap_torch.training.hyper import (_rows, _solve, _maes, bilevel_objective, make_batches,  # noqa: E402
+                                        result_table, train_bilevel)
+
+DATA = ROOT.parent / "shared" / "data" / "mlearn"
+OUT = ROOT / "docs" / "differentiable_descriptors"
+ENERGY_WEIGHTS = (30.0, 100.0, 300.0, 1000.0)
+
+
+def fit_rows(potential: Potential, batches, weights, ridge) -> None:
+    """Exact weighted ridge fit of the head on ``batches`` (energy + force rows)."""
+    builder = DesignMatrixBuilder(potential, stress=False)
+    beta, _ = _solve(_rows(builder, batches, weights), ridge)
+    potential.head.set_coefficients(builder.coefficients(beta))
+
+
+def linear(descriptor) -> Potential:
+    return Potential(descriptor, LinearHead(1, descriptor.num_descriptors))
+
+
+def run(element: str, steps: int, fit_configs: int, val_configs: int, lr: float, ridge: float, seed: int) -> None:
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    t_start = time.perf_counter()
+    train_all = read_mlearn(DATA / element / "training.json")
+    test = read_mlearn(DATA / element / "test.json")
+    rcut, twojmax = study_settings(element, "snap")
+    order = np.random.default_rng(seed).permutation(len(train_all))
+    fit_set = [train_all[k] for k in order[:fit_configs]]
+    val_set = [train_all[k] for k in order[fit_configs:fit_configs + val_configs]]
+
+    study = linear(make_bispectrum(element, rcut, twojmax))
+    fit_b, val_b = make_batches(study, fit_set), make_batches(study, val_set)
+    # 2. energy weight for the study's descriptor, chosen on the validation subset
+    builder = DesignMatrixBuilder(study, stress=False)
+    rows_f = _rows(builder, fit_b, (1.0, 1.0))
+    rows_v = _rows(builder, val_b, (1.0, 1.0))
+    choice = {}
+    for we in ENERGY_WEIGHTS:
+        for r in rows_f + rows_v:
+            r.w = torch.where(r.kind == 0, we, 1.0).to(r.A.dtype)
+        beta, _ = _solve(rows_f, ridge)
+        choice[we] = _maes(rows_v, beta)
+    # relative validation errors, energy and force counted equally
+    e0 = min(v[0] for v in choice.values())
+    f0 = min(v[1] for v in choice.values())
+    we = min(choice, key=lambda w: choice[w][0] / e0 + choice[w][1] / f0)
+    weights = (we, 1.0)
+    print(f"{element}: rcut {rcut}, 2Jmax {twojmax}; energy weight {we} (validation MAE by weight: {choice})",
+          flush=True)
+
+    # 3. bilevel descent from the study's values
+    desc = TrainableBispectrum([element], twojmax, rcut, [0.98 * published.RADELEM], [1.0], rfac0=published.RFAC0,
+                               rmin0=published.RMIN0, bzeroflag=False, trainable=["wj", "radelem", "rfac0"],
+                               max_cutoff=rcut)
+    pot = linear(desc)
+    study_val = bilevel_objective(study, fit_b, val_b, weights=weights, ridge=ridge)
+
+    def log(rec):
+        print(f"step {rec.step:3d}  L_val {rec.loss:.5g}  E {rec.energy_mae:.3f} meV/atom  F {rec.force_mae:.4f} eV/Å  "
+              f"{ {k: [round(x, 5) for x in v] for k, v in rec.hyperparameters.items()} }  {rec.seconds:.0f}s",
+              flush=True)
+
+    hist = train_bilevel(pot, fit_b, val_b, steps, lr=lr, weights=weights, ridge=ridge, callback=log)
+    learned = {k: [float(x) for x in v.detach().reshape(-1)] for k, v in desc.hyperparameters().items()}
+    print(f"learned: {learned}", flush=True)
+
+    # 4. exact refit on all training data, test errors
+    results = {}
+    for name, potential in (("study", study), ("learned", frozen_copy(pot))):
+        batches = make_batches(potential, train_all)
+        fit_rows(potential, batches, weights, ridge)
+        test_e, test_f = errors(evaluate(potential, test))
+        train_e, train_f = errors(evaluate(potential, train_all))
+        results[name] = {"test_energy_mae": test_e, "test_force_mae": test_f, "train_energy_mae": train_e,
+                         "train_force_mae": train_f, "settings": potential.descriptor.settings()}
+        print(f"{name}: test E {test_e:.3f} meV/atom, F {test_f:.4f} eV/Å; train E {train_e:.3f}, F {train_f:.4f}",
+              flush=True)
+        if name == "learned":
+            from mliap_torch.models.io import save
+            save(potential, OUT / f"{element}_learned_snap.pt", metadata={"element": element})
+    OUT.mkdir(parents=True, exist_ok=True)
+    blob = {"element": element, "rcut": rcut, "twojmax": twojmax, "weights": weights, "ridge": ridge,
+            "fit_configs": fit_configs, "val_configs": val_configs, "seed": seed, "lr": lr, "steps": steps,
+            "energy_weight_choice": {str(k): v for k, v in choice.items()}, "study_validation_loss": study_val,
+            "history": result_table(hist), "learned": learned, "results": results,
+            "published": {"energy_mae": published.ENERGY_MAE["SNAP"][element],
+                          "force_mae": published.FORCE_MAE["SNAP"][element]},
+            "seconds": time.perf_counter() - t_start}
+    (OUT / f"{element}.json").write_text(json.dumps(blob, indent=1))
+    print(f"done in {blob['seconds']:.0f}s", flush=True)
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blobs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    fig, axes = plt.subplots(len(blobs), 2, figsize=(10, 3.2 * len(blobs)), squeeze=False)
+    for row, b in zip(axes, blobs):
+        steps = [h["step"] for h in b["history"]]
+        ax = row[0]
+        ax.plot(steps, [h["energy_mae"] for h in b["history"]], "C0-", label="validation energy MAE (meV/atom)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("meV/atom", color="C0")
+        ax2 = ax.twinx()
+        ax2.plot(steps, [h["force_mae"] for h in b["history"]], "C1-", label="validation force MAE (eV/Å)")
+        ax2.set_ylabel("eV/Å", color="C1")
+        ax.set_title(f"{b['element']}: validation error (exact head at every step)")
+        ax = row[1]
+        for k, name in enumerate(("wj", "radelem", "rfac0")):
+            ax.plot(steps, [h["hyperparameters"][name][0] / b["history"][0]["hyperparameters"][name][0]
+                            for h in b["history"]], f"C{k}-", label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("value / start value")
+        ax.legend()
+        ax.set_title(f"{b['element']}: hyperparameters")
+    fig.tight_layout()
+    png = ROOT / "docs" / "differentiable_descriptors.png"
+    fig.savefig(png, dpi=110)
+
+    lines = ["# Differentiable descriptors: learned SNAP hyperparameters", "",
+             "Generated by `scripts/learn_hyperparameters.py` (run per element, then `report`).", "",
+             "Descriptor hyperparameters become constrained trainable parameters "
+             "(`mliap_torch.descriptors.trainable`: `TrainableBispectrum(..., trainable=[\"wj\", \"radelem\", \"rfac0\"])`, "
+             "`TrainableACE(..., trainable=[\"crad\", \"rcut\"])`): `wj = softplus(θ)`, `rfac0 = sigmoid(θ)`, "
+             "`radelem = lo + (hi − lo)·sigmoid(θ)` with `hi = max_cutoff/(2·rcutfac)` so every pair cutoff stays "
+             "inside the neighbor-list radius fixed at construction. `settings()` returns the current values, so "
+             "`mliap_torch.load` and every LAMMPS export write the learned values.", "",
+             "Training modes (`mliap_torch.training.hyper`): `train_joint` (Adam on head and descriptor, "
+             "E+F+S loss, double backward) and `train_bilevel` (linear/quadratic heads: the head is the exact "
+             "weighted ridge solution on a fit subset at every step; the descriptor parameters follow the gradient "
+             "of the validation loss through the solve, computed by the adjoint of the normal equations — "
+             "checked against finite differences of the full bilevel objective in `tests/test_hyper.py`).", "",
+             "## Protocol", "",
+             "Per element: `training.json` split (seeded) into a fit subset and a disjoint validation subset; "
+             "energy row weight chosen on the validation subset for the study's descriptor (force rows weight 1); "
+             "bilevel Adam on (wj, radelem, rfac0) starting from the study's values (radelem 0.98×0.5, just inside "
+             "its upper bound: the learned cutoff can only shrink, `max_cutoff` = the study's cutoff; same 2Jmax); "
+             "then BOTH descriptors get the same exact fit on all training configurations (energy + force rows, same "
+             "weights and ridge) and are scored on `test.json` (torch predictions; MAE of energy per atom and of "
+             "force components). The test set is used for nothing else.", "",
+             "## Results", "",
+             "| element | rcut, 2Jmax | descriptor | wj | radelem (cutoff Å) | rfac0 | test E MAE meV/atom | "
+             "test F MAE eV/Å | train E | train F |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for b in blobs:
+        for name in ("study", "learned"):
+            r = b["results"][name]
+            s = r["settings"]
+            lines.append(f"| {b['element']} | {b['rcut']}, {b['twojmax']} | {name} | {s['wj'][0]:.4f} | "
+                         f"{s['radelem'][0]:.4f} ({2 * s['rcutfac'] * s['radelem'][0]:.3f}) | {s['rfac0']:.4f} | "
+                         f"{r['test_energy_mae']:.3f} | {r['test_force_mae']:.4f} | {r['train_energy_mae']:.3f} | "
+                         f"{r['train_force_mae']:.4f} |")
+        lines.append(f"| {b['element']} | {b['rcut']}, {b['twojmax']} | published SNAP (study) | 1 | 0.5 | 0.99363 | "
+                     f"{b['published']['energy_mae']} | {b['published']['force_mae']} | | |")
+    lines += ["", "Run settings:", ""]
+    for b in blobs:
+        h0, h1 = b["history"][0], min(b["history"], key=lambda h: h["loss"])
+        lines.append(f"- {b['element']}: {b['fit_configs']} fit + {b['val_configs']} validation configurations, "
+                     f"{b['steps']} Adam steps (lr {b['lr']}), energy weight {b['weights'][0]}, ridge {b['ridge']}; "
+                     f"validation loss: study settings {b['study_validation_loss']:.5g}, start {h0['loss']:.5g}, "
+                     f"best {h1['loss']:.5g} (step {h1['step']}); validation MAE start {h0['energy_mae']:.3f} meV/atom / "
+                     f"{h0['force_mae']:.4f} eV/Å → best {h1['energy_mae']:.3f} / {h1['force_mae']:.4f}; "
+                     f"{b['seconds']:.0f} s on one CPU thread (shared machine).")
+    lines += ["", "![path](differentiable_descriptors.png)", "",
+              "Per-step values (hyperparameters, validation loss and MAE): `docs/differentiable_descriptors/<El>.json`; "
+              "the learned models: `docs/differentiable_descriptors/<El>_learned_snap.pt` (`mliap_torch.load`).", "",
+              "## Path", ""]
+    for b in blobs:
+        lines.append(f"{b['element']}:")
+        lines.append("")
+        lines.append("| step | wj | radelem | rfac0 | val loss | val E MAE | val F MAE |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for h in b["history"]:
+            hp = h["hyperparameters"]
+            lines.append(f"| {h['step']} | {hp['wj'][0]:.4f} | {hp['radelem'][0]:.4f} | {hp['rfac0'][0]:.4f} | "
+                         f"{h['loss']:.5g} | {h['energy_mae']:.3f} | {h['force_mae']:.4f} |")
+        lines.append("")
+    (ROOT / "docs" / "differentiable_descriptors.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--element", required=True)
+    r.add_argument("--steps", type=int, default=30)
+    r.add_argument("--fit-configs", type=int, default=60)
+    r.add_argument("--val-configs", type=int, default=40)
+    r.add_argument("--lr", type=float, default=0.1)
+    r.add_argument("--ridge", type=float, default=1e-8)
+    r.add_argument("--seed", type=int, default=0)
+    sub.add_parser("report")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        run(args.element, args.steps, args.fit_configs, args.val_configs, args.lr, args.ridge, args.seed)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
