@@ -100,3 +100,22 @@ def label(configs: Sequence[Configuration], model: Potential, noise: float = 0.0
                                  stress=s, group=c.group, source=c.source, index=c.index,
                                  energy_weight=weights[0] * scale, force_weight=weights[1], stress_weight=weights[2] / scale))
     return out
+
+
+class RadialBasisWithJacobian(RadialBasis):
+    """:class:`RadialBasis` with an analytic per-pair Jacobian (the ``pair_jacobian`` hook of the design rows)."""
+
+    def pair_jacobian(self, rij, pair_i, pair_j, species, num_atoms):
+        r = torch.linalg.vector_norm(rij, dim=-1)
+        inside = r < self.rcut
+        rs = torch.where(inside, r, torch.full_like(r, self.rcut))
+        fc = torch.where(inside, 0.5 * (torch.cos(math.pi * rs / self.rcut) + 1.0), torch.zeros_like(r))
+        dfc = torch.where(inside, -0.5 * math.pi / self.rcut * torch.sin(math.pi * rs / self.rcut), torch.zeros_like(r))
+        x = (rs[:, None] - self.centres) / 0.6
+        g = torch.exp(-x ** 2)
+        w = self.wj[species[pair_j]][:, None]
+        basis = g * fc[:, None] * w
+        dbasis_dr = (g * (-2.0 * x / 0.6) * fc[:, None] + g * dfc[:, None]) * w
+        unit = rij / rs[:, None]
+        B = torch.zeros(num_atoms, self.num, dtype=rij.dtype).index_add(0, pair_i, basis)
+        return B, unit[:, :, None] * dbasis_dr[:, None, :]

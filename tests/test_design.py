@@ -95,3 +95,16 @@ def test_nonlinear_head_is_rejected():
     model = potential()
     with pytest.raises(TypeError, match="not linear"):
         DesignMatrixBuilder(Potential(model.descriptor, MLPHead(2, 4)))
+
+
+def test_descriptor_pair_jacobian_hook_gives_the_autograd_rows():
+    from fit_helpers import RadialBasisWithJacobian
+
+    model = potential(quadratic=True)
+    configs = label(structures(2, seed=8), model)
+    batch = make_batch(configs, model.elements, model.cutoff)
+    autograd_rows = DesignMatrixBuilder(model).rows(batch)
+    hooked = Potential(RadialBasisWithJacobian(model.elements), model.head, model.reference)
+    hook_rows = DesignMatrixBuilder(hooked).rows(batch)
+    torch.testing.assert_close(hook_rows.A, autograd_rows.A, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hook_rows.b, autograd_rows.b, rtol=1e-12, atol=1e-12)
