@@ -126,3 +126,19 @@ def test_parity_plot_png(tmp_path):
     assert image.ndim == 3 and image.shape[1] > image.shape[0] > 200
     energy = result.predictions.kind == 0
     assert int(energy.sum()) == 4 and int(result.predictions.test[energy].sum()) == 1
+
+
+def test_split_argument_uses_the_split_sets_and_weights():
+    from mliap_torch.data.groups import GroupSpec, make_split
+
+    configs = _data(n=9)
+    specs = [GroupSpec(g, training_size=2, testing_size=1, eweight=5.0 + k, fweight=1.0, vweight=0.5)
+             for k, g in enumerate(GROUPS)]
+    split = make_split(configs, specs)
+    by_split = fit_exact(_fresh(), configs, split=split, group_names=GROUPS)
+    train, test = split.apply(configs)
+    explicit = fit_exact(_fresh(), train + test, test=[False] * len(train) + [True] * len(test), group_names=GROUPS)
+    torch.testing.assert_close(by_split.coefficients, explicit.coefficients, rtol=1e-12, atol=1e-12)
+    assert by_split.metrics.value("*ALL", "Unweighted", "Testing", "Energy", "ncount") == 3
+    with pytest.raises(ValueError, match="not both"):
+        fit_exact(_fresh(), configs, split=split, test=[False] * 9)

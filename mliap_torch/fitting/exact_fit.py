@@ -78,7 +78,8 @@ def _shard(n: int, distributed: bool) -> tuple[int, int]:
 
 
 def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
-              test: Sequence[bool] | torch.Tensor | None = None, solver: str = "qr", rcond: float | None = None,
+              test: Sequence[bool] | torch.Tensor | None = None, split=None, solver: str = "qr",
+              rcond: float | None = None,
               alpha: float = 0.0, chunk_atoms: int = 2000, stress_scale: float = 1.0,
               stress_target_scale: float | None = None, bias: bool | None = None,
               energy: bool = True, forces: bool = True, stress: bool = True, group_names: Sequence[str] | None = None,
@@ -91,6 +92,8 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
         configurations: the data; each carries its ``energy_weight``/``force_weight``/``stress_weight``
             (FitSNAP's group weights, e.g. from :func:`mliap_torch.data.groups.make_split`).
         test: (nconfigs,) True for test configurations (not fitted, reported separately).
+        split: a :class:`mliap_torch.data.groups.Split` of ``configurations`` instead of ``test``: its
+            train and test sets, with the split's weights, are used (in that order).
         solver: ``"qr"`` (default), ``"svd"`` (with cutoff ``rcond``) or ``"ridge"`` (``alpha``).
         chunk_atoms: atoms per chunk of configurations (memory: one chunk of rows plus the factor).
         stress_scale: stress unit of rows and targets (1: eV/Å³ tension positive; FitSNAP:
@@ -112,6 +115,11 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
     """
     t_start = time.perf_counter()
     configs = list(configurations)
+    if split is not None:
+        if test is not None:
+            raise ValueError("fit_exact: give either test flags or a split, not both")
+        train_set, test_set = split.apply(configs)
+        configs, test = train_set + test_set, [False] * len(train_set) + [True] * len(test_set)
     n = len(configs)
     if n == 0:
         raise ValueError("fit_exact: no configurations given")
