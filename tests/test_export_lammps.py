@@ -32,7 +32,7 @@ def assert_matches(lammps_results, potential, configs, rtol):
     for k, res in enumerate(lammps_results):
         atoms = (batch.atom_config == k).numpy()
         scale_e = abs(float(out["energy"][k].detach()))
-        assert res["energy"] == pytest.approx(float(out["energy"][k]), rel=rtol, abs=rtol * scale_e)
+        assert res["energy"] == pytest.approx(float(out["energy"][k].detach()), rel=rtol, abs=rtol * scale_e)
         np.testing.assert_allclose(res["atomic_energies"], out["atomic_energies"].detach().numpy()[atoms],
                                    rtol=rtol, atol=rtol * scale_e / atoms.sum())
         f_torch = out["forces"].detach().numpy()[atoms]
