@@ -82,6 +82,8 @@ class ACE(Descriptor):
             optional ``ms_combs`` (one m per factor) and ``ctildes`` give an explicit complex-harmonic
             coupling ``B = Re Σ c Π A_{l m}`` instead of ``LS`` (C-tilde files, see :mod:`.ace_files`).
         trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
+        trainable: (keyword, optional) hyperparameters to learn, among ``"crad"`` and ``"rcut"``; when
+            given, the object is a :class:`~.trainable.TrainableACE` (also takes ``max_cutoff``, ``rcut_min``).
 
     ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
     initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict. As in pyace, ``nradbase``
@@ -90,6 +92,13 @@ class ACE(Descriptor):
     """
 
     type_name = "ace"
+
+    def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
+        if trainable and cls is ACE:
+            from .trainable import TrainableACE
+
+            return super().__new__(TrainableACE)
+        return super().__new__(cls)
 
     def __init__(self, elements: Sequence[str], nradmax_by_orders: Sequence[int] = (15, 3, 2, 1),
                  lmax_by_orders: Sequence[int] = (0, 3, 2, 1), radial_basis: str | Sequence[Sequence[str]] = "ChebExpCos",
