@@ -142,3 +142,15 @@ def test_settings_carry_learned_values_and_load_rebuilds_them(tmp_path):
     h = {k: v.detach() for k, v in desc.hyperparameters().items()}
     assert s["wj"] == [float(v) for v in h["wj"]] and s["rfac0"] == float(h["rfac0"])
     assert ace.settings()["rcut"] == [[float(v) for v in row] for row in ace.current_rcut().detach()]
+
+
+def test_trainable_keyword_selects_the_trainable_class_also_from_config_settings():
+    from mliap_torch.descriptors.ace import ACE
+    from mliap_torch.training.setup import build_descriptor
+
+    ace = ACE(ELEMENTS, nradmax_by_orders=[3, 2], lmax_by_orders=[0, 1], rcut=4.0, trainable=["rcut"], max_cutoff=4.4)
+    assert isinstance(ace, TrainableACE) and [n for n, _ in ace.named_parameters()] == ["rcut_raw"]
+    assert type(ACE(ELEMENTS, nradmax_by_orders=[3, 2], lmax_by_orders=[0, 1], rcut=4.0)) is ACE
+    built = build_descriptor({"type": "ace", "nradmax_by_orders": [3, 2], "lmax_by_orders": [0, 1], "rcut": 4.0,
+                              "options": {"trainable": ["crad", "rcut"], "max_cutoff": 4.4}}, ELEMENTS)
+    assert isinstance(built, TrainableACE) and built.trainable == ["crad", "rcut"] and built.cutoff == 4.4
