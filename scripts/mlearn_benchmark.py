@@ -33,13 +33,14 @@ os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import (EV_PER_A3_IN_GPA, MODEL_LABELS, CellResult, bulk_cell, fit_snap_cell,  # noqa: E402
-                                           deploy_route, fit_snap_nn_cell, md_cost)
+from mliap_torch.benchmarks.mlearn import (EV_PER_A3_IN_GPA, MODEL_LABELS, CellResult, ace_data,  # noqa: E402
+                                           bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
+                                           fit_snap_nn_cell, md_cost)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
 
-MODELS = ("snap", "qsnap", "snap_nn")
+MODELS = ("snap", "qsnap", "snap_nn", "ace", "ace_nn")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn"
 DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"
 DEFAULT_PLOT = ROOT / "docs" / "mlearn_benchmark" / "pareto.png"
@@ -61,14 +62,41 @@ def load_split(data: Path, element: str, max_configs: int | None = None):
     return train, test
 
 
-def run_cell(element: str, model: str, train, test, args: argparse.Namespace) -> tuple[CellResult, Potential]:
-    """Fit and score one element × model; the fitted potential is saved to ``--models-dir``."""
+_ACE_CACHE: dict = {}
+"""ACE descriptor, rows and Jacobians of the current element's training set (shared by ace and ace_nn)."""
+
+
+def nn_energy_weight(train, linear: dict | None, default: float = 1000.0) -> float:
+    """Energy weight λ of the network loss ``λ·mean((ΔE/N)²) + mean(ΔF²)`` equivalent to the row weights
+    cross-validated for the element's linear SNAP (energy row weight w_E, force rows 1):
+    ``λ = w_E² · n_E / n_F`` with n_E configurations and n_F force components; ``default`` without it."""
+    if not linear or not linear.get("weights"):
+        return default
+    we = linear["weights"][0]
+    return we * we * len(train) / (3 * sum(c.num_atoms for c in train))
+
+
+def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
+             linear: dict | None = None) -> tuple[CellResult, Potential]:
+    """Fit and score one element × model; the fitted potential is saved to ``--models-dir``.
+    ``linear``: the element's SNAP result (its weights set the network's energy weight)."""
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
                                         folds=args.folds)
     elif model == "snap_nn":
         cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=args.rcut,
-                                           hidden=args.nn_hidden, minutes=args.nn_minutes)
+                                           hidden=args.nn_hidden, minutes=args.nn_minutes,
+                                           energy_weight=nn_energy_weight(train, linear))
+    elif model in ("ace", "ace_nn"):
+        if element not in _ACE_CACHE:
+            _ACE_CACHE.clear()
+            _ACE_CACHE[element] = ace_data(element, train)
+        data = _ACE_CACHE[element]
+        if model == "ace":
+            cell, potential = fit_ace_cell(element, train, test, data, folds=args.folds)
+        else:
+            cell, potential = fit_ace_nn_cell(element, train, test, data, hidden=args.nn_hidden,
+                                              minutes=args.nn_minutes, energy_weight=nn_energy_weight(train, linear))
     else:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
     save(potential, args.models_dir / f"mlearn_{element.lower()}_{model}.pt", metadata={"element": element, "model": model})
@@ -202,22 +230,24 @@ GROUPS = ("AIMD-NVT", "Elastic", "Surface", "Vacancy")
 
 def experiment_config(entry: dict) -> str:
     """The Hydra experiment (``configs/experiment/mlearn_<el>_<model>.yaml``) of one benchmark cell:
-    the descriptor settings and the row weights/ridge (exact fits) or network and loss (SNAP+NN)."""
+    the descriptor settings and the row weights/ridge (exact fits) or network, loss and epochs (NN heads)."""
     el, model, s = entry["element"], entry["model"], entry["settings"]
     name = f"mlearn_{el.lower()}_{model}"
     label = MODEL_LABELS[model]
     study = {"snap": "SNAP", "qsnap": "qSNAP"}.get(model)
     pub = (f" Study's {study}: {published.ENERGY_MAE[study][el]} meV/atom, {published.FORCE_MAE[study][el]} eV/Å."
            if study else "")
+    ace = model in ("ace", "ace_nn")
+    base = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
+            "ace_nn": "ace_nn"}[model]
+    what = (f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å" if ace else
+            f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)")
     lines = ["# @package _global_",
-             f"# {label} for {el} on the mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)): 2Jmax "
-             f"{s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings).",
+             f"# {label} for {el} on the mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)): {what}.",
              f"# scripts/mlearn_benchmark.py: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.3f} eV/Å.{pub}",
              f"# python train.py experiment={name}", CONFIG_MARK,
-             "defaults:", "  - override /data: mlearn",
-             f"  - override /model: {'snap_linear' if model == 'snap' else 'snap_quadratic' if model == 'qsnap' else 'snap_nn'}",
-             "", "data:", f"  element: {el}"]
-    if model in ("snap", "qsnap"):
+             "defaults:", "  - override /data: mlearn", f"  - override /model: {base}", "", "data:", f"  element: {el}"]
+    if model in ("snap", "qsnap", "ace"):
         we, wf, ws = entry["weights"]
         ws_ev = ws * EV_PER_A3_IN_GPA
         lines += ["  val_fraction: 0.0",
@@ -227,9 +257,14 @@ def experiment_config(entry: dict) -> str:
         lines += [f"    {g}: [{we!r}, {wf!r}, {ws_ev!r}]" for g in GROUPS]
     else:
         lines += ["  val_fraction: 0.1", f"  batch_size: {s['batch_configs']}"]
-    lines += ["descriptor:", f"  twojmax: {s['twojmax']}", f"  rcutfac: {s['rcut']}", f"  radelem: {s['radelem']}",
-              f"  rfac0: {s['rfac0']}", f"  rmin0: {s['rmin0']}", "  bzeroflag: false", "model:", f"  name: {name}"]
-    if model in ("snap", "qsnap"):
+    if ace:
+        lines += ["descriptor:"] + [f"  {k}: {v!r}" if not isinstance(v, list) else f"  {k}: {v}"
+                                    for k, v in s["basis"].items()] + [f"  rcut: {s['rcut']!r}"]
+    else:
+        lines += ["descriptor:", f"  twojmax: {s['twojmax']}", f"  rcutfac: {s['rcut']}", f"  radelem: {s['radelem']}",
+                  f"  rfac0: {s['rfac0']}", f"  rmin0: {s['rmin0']}", "  bzeroflag: false"]
+    lines += ["model:", f"  name: {name}"]
+    if model in ("snap", "qsnap", "ace"):
         alpha = s.get("ridge_alpha", 0.0)
         lines.append("  solver: {solver: qr}" if not alpha else f"  solver: {{solver: ridge, alpha: {alpha!r}}}")
     else:
@@ -309,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                     entry = results[key]
                     potential = load(args.models_dir / f"mlearn_{el.lower()}_{model}.pt")
                 else:
-                    cell, potential = run_cell(el, model, train, test, args)
+                    cell, potential = run_cell(el, model, train, test, args, results.get(f"{el}/snap"))
                     entry = json.loads(json.dumps(dataclasses.asdict(cell)))
                 if not args.no_cost:
                     measure_cost(entry, potential, args)

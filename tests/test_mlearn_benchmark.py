@@ -146,12 +146,16 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             cfg = validate(compose("train", overrides=[f"experiment={path.stem}"]))
         assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
         descriptor = dict(cfg.descriptor)
-        assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
-        assert (descriptor["rcutfac"], descriptor["twojmax"]) == study_settings(entry["element"],
-                                                                                "qsnap" if model == "qsnap" else "snap")
-        assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
-            (0.5, 0.99363, 0.0, False)
-        if model in ("snap", "qsnap"):
+        if model.startswith("ace"):
+            assert descriptor["rcut"] == entry["settings"]["rcut"] == study_settings(entry["element"], "snap")[0]
+            assert {k: descriptor[k] for k in entry["settings"]["basis"]} == entry["settings"]["basis"]
+        else:
+            assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
+            assert (descriptor["rcutfac"], descriptor["twojmax"]) == study_settings(entry["element"],
+                                                                                    "qsnap" if model == "qsnap" else "snap")
+            assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
+                (0.5, 0.99363, 0.0, False)
+        if model in ("snap", "qsnap", "ace"):
             we, wf, ws = entry["weights"]
             for group in ("AIMD-NVT", "Elastic", "Surface", "Vacancy"):
                 assert list(cfg.data.group_weights[group]) == pytest.approx([we, wf, ws * EV_PER_A3_IN_GPA], rel=1e-12)

@@ -248,6 +248,49 @@ class CellResult:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ExactFit:
+    """Coefficients (1 + F,) of a cross-validated exact fit, with the selection and solver diagnostics."""
+
+    x: np.ndarray
+    selection: WeightSelection
+    solution: object
+    alpha: float
+
+
+def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | None,
+              grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
+              seed: int = 0) -> ExactFit:
+    """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows
+    (fold factors combined by TSQR, QR or ridge solve)."""
+    selection, factors = select_weights(rows, num_configs, grid, folds, seed, reference)
+    we, wf, ws = selection.weights
+    blocks = [w * r for kind, w in (("energy", we), ("force", wf), ("stress", ws)) if w > 0 for r in factors[kind]]
+    r = combine_r_factors(blocks)
+    n = r.shape[0] - 1
+    alpha = selection.ridge * float((r[:n, :n] ** 2).sum()) / n     # ridge relative to the mean diagonal of RᵀR
+    solution = solve_r_factor(r, method="ridge" if alpha > 0 else "qr", alpha=alpha,
+                              num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
+    return ExactFit(solution.x.numpy(), selection, solution, alpha)
+
+
+def _exact_cell(element: str, model: str, potential: Potential, rows: RowSet, fit: ExactFit,
+                test: Sequence[Configuration], settings: dict, t0: float) -> CellResult:
+    """Set the fitted coefficients, score on ``test`` with the torch potential, and build the table cell."""
+    x = fit.x
+    potential.head.set_coefficients(torch.from_numpy(x)[None, :])
+    fit_seconds = time.perf_counter() - t0
+    e_mae, f_mae = errors(evaluate(potential, test))
+    settings = {**settings, "solver": fit.solution.method, "ridge_relative": fit.selection.ridge,
+                "ridge_alpha": fit.alpha, "rank": fit.solution.rank, "cond": fit.solution.cond,
+                "train_configs": int(rows.energy.shape[0]), "stress_configs": int(rows.stress.shape[0] // 6)}
+    return CellResult(element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
+                      train_energy_mae=1000 * _mae(rows.energy, rows.energy_target, x),
+                      train_force_mae=_mae(rows.force, rows.force_target, x), settings=settings,
+                      weights=fit.selection.weights, cv_table=fit.selection.table, fit_seconds=fit_seconds,
+                      num_parameters=int(x.shape[0]), notes=list(fit.solution.notes))
+
+
 def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
                   rcut: float | None = None, twojmax: int | None = None,
                   grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
@@ -267,36 +310,43 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     twojmax = tj0 if twojmax is None else twojmax
     quadratic = model == "qsnap"
     descriptor = make_bispectrum(element, rcut, twojmax)
-    head = (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors)
-    potential = Potential(descriptor, head)
+    potential = Potential(descriptor, (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors))
     rows = RowSet.build(train, snap_rows(list(train), descriptor, quadratic))
     label = MODEL_LABELS[model]
     reference = ((published.ENERGY_MAE[label][element], published.FORCE_MAE[label][element])
                  if target_published else None)
-    selection, factors = select_weights(rows, len(train), grid, folds, seed, reference)
-    we, wf, ws = selection.weights
-    blocks = [w * r for kind, w in (("energy", we), ("force", wf), ("stress", ws)) if w > 0 for r in factors[kind]]
-    r = combine_r_factors(blocks)
-    n = r.shape[0] - 1
-    alpha = selection.ridge * float((r[:n, :n] ** 2).sum()) / n     # ridge relative to the mean diagonal of RᵀR
-    solution = solve_r_factor(r, method="ridge" if alpha > 0 else "qr", alpha=alpha,
-                              num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
-    x = solution.x.numpy()
-    head.set_coefficients(torch.from_numpy(x)[None, :])
+    fit = exact_fit(rows, len(train), reference, grid, folds, seed)
+    settings = {"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
+                "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic,
+                "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F"}
+    return _exact_cell(element, model, potential, rows, fit, test, settings, t0), potential
+
+
+def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration], jacobians, test, *,
+             hidden: Sequence[int], minutes: float, energy_weight: float, val_fraction: float, seed: int,
+             settings: dict, t0: float) -> tuple[CellResult, Potential]:
+    """Train an MLP head on precomputed descriptors/Jacobians (float32), score the torch potential on ``test``."""
+    from .nn_fit import JacobianSet, predict, train_mlp_head
+
+    data = JacobianSet.build(train, jacobians, dtype=torch.float32)
+    n = len(train)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    nval = max(1, int(round(val_fraction * n)))
+    head, info = train_mlp_head(data.subset(perm[nval:]), data.subset(perm[:nval]), hidden=hidden,
+                                energy_weight=energy_weight, minutes=minutes, seed=seed)
+    potential = Potential(descriptor, head)
     fit_seconds = time.perf_counter() - t0
+    e_train, f_train = predict(head.to(torch.float32), data)
+    head.to(torch.float64)
     e_mae, f_mae = errors(evaluate(potential, test))
-    cell = CellResult(
-        element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
-        train_energy_mae=1000 * _mae(rows.energy, rows.energy_target, x),
-        train_force_mae=_mae(rows.force, rows.force_target, x),
-        settings={"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
-                  "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic, "solver": solution.method,
-                  "ridge_relative": selection.ridge, "ridge_alpha": alpha,
-                  "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F",
-                  "rank": solution.rank, "cond": solution.cond, "train_configs": len(train),
-                  "stress_configs": int(rows.stress.shape[0] // 6)},
-        weights=selection.weights, cv_table=selection.table, fit_seconds=fit_seconds,
-        num_parameters=int(x.shape[0]), notes=list(solution.notes))
+    settings = {**settings, "hidden": list(info.hidden), "activation": "silu", "energy_weight": energy_weight,
+                "lr": info.lr, "batch_configs": info.batch_configs, "epochs": info.epochs,
+                "best_epoch": info.best_epoch, "train_seconds": info.seconds, "val_configs": nval,
+                "train_configs": n - nval}
+    cell = CellResult(element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
+                      train_energy_mae=1000 * float((e_train - data.energy).abs().mean()),
+                      train_force_mae=float((f_train - data.forces).abs().mean()), settings=settings,
+                      weights=None, fit_seconds=fit_seconds, num_parameters=sum(p.numel() for p in head.parameters()))
     return cell, potential
 
 
@@ -308,7 +358,6 @@ def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequenc
     on energies and forces (:func:`~mliap_torch.benchmarks.nn_fit.train_mlp_head`, ``minutes`` of wall
     time) with descriptors and Jacobians from LAMMPS; ``val_fraction`` of the training configurations
     pick the best epoch. Test errors come from the torch ``Potential(Bispectrum, MLPHead)``."""
-    from .nn_fit import JacobianSet, predict, train_mlp_head
     from .snap_rows import snap_jacobian
 
     t0 = time.perf_counter()
@@ -316,28 +365,72 @@ def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequenc
     rcut = rc0 if rcut is None else rcut
     twojmax = tj0 if twojmax is None else twojmax
     descriptor = make_bispectrum(element, rcut, twojmax)
-    data = JacobianSet.build(train, snap_jacobian(list(train), descriptor))
-    n = len(train)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    nval = max(1, int(round(val_fraction * n)))
-    head, info = train_mlp_head(data.subset(perm[nval:]), data.subset(perm[:nval]), hidden=hidden,
-                                energy_weight=energy_weight, minutes=minutes, seed=seed)
-    potential = Potential(descriptor, head)
-    fit_seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        e_train, f_train = predict(head, data)
-    e_mae, f_mae = errors(evaluate(potential, test))
-    cell = CellResult(
-        element=element, model="snap_nn", energy_mae=e_mae, force_mae=f_mae,
-        train_energy_mae=1000 * float((e_train - data.energy).abs().mean()),
-        train_force_mae=float((f_train - data.forces).abs().mean()),
-        settings={"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
-                  "radelem": published.RADELEM, "bzeroflag": 0, "hidden": list(info.hidden), "activation": "silu",
-                  "energy_weight": energy_weight, "lr": info.lr, "batch_configs": info.batch_configs,
-                  "epochs": info.epochs, "best_epoch": info.best_epoch, "train_seconds": info.seconds,
-                  "val_configs": nval, "train_configs": n - nval},
-        weights=None, fit_seconds=fit_seconds, num_parameters=sum(p.numel() for p in head.parameters()))
-    return cell, potential
+    settings = {"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
+                "radelem": published.RADELEM, "bzeroflag": 0}
+    return _nn_cell(element, "snap_nn", descriptor, train, snap_jacobian(list(train), descriptor), test,
+                    hidden=hidden, minutes=minutes, energy_weight=energy_weight, val_fraction=val_fraction,
+                    seed=seed, settings=settings, t0=t0)
+
+
+#: ACE basis of the benchmark (ranks 1–4, 77 functions): small enough for autograd Jacobians here.
+ACE_BASIS = {"nradmax_by_orders": [8, 4, 2, 1], "lmax_by_orders": [0, 3, 2, 1], "radial_basis": "ChebExpCos",
+             "radial_parameters": 5.25, "dcut": 0.01}
+
+
+def make_ace(element: str, rcut: float | None = None, basis: dict | None = None):
+    """One-element ACE with :data:`ACE_BASIS` and cutoff ``rcut`` (default: the study's SNAP cutoff)."""
+    from ..descriptors.ace import ACE
+
+    rcut = study_settings(element, "snap")[0] if rcut is None else rcut
+    return ACE([element], rcut=rcut, **(basis or ACE_BASIS))
+
+
+@dataclass
+class AceData:
+    """ACE descriptor of an element with the rows and Jacobians of its training set (shared by ACE and ACE+NN)."""
+
+    descriptor: object
+    rows: list
+    jacobians: list
+    seconds: float
+
+
+def ace_data(element: str, train: Sequence[Configuration], rcut: float | None = None,
+             basis: dict | None = None) -> AceData:
+    """Rows and Jacobians of the training set from torch autograd (:mod:`~mliap_torch.benchmarks.torch_rows`)."""
+    from .torch_rows import torch_rows_and_jacobians
+
+    t0 = time.perf_counter()
+    descriptor = make_ace(element, rcut, basis)
+    rows, jacobians = torch_rows_and_jacobians(list(train), descriptor)
+    return AceData(descriptor, rows, jacobians, time.perf_counter() - t0)
+
+
+def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
+                 grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
+                 seed: int = 0) -> tuple[CellResult, Potential]:
+    """Linear ACE: ``E_i = β0 + β·B_i`` by the same cross-validated exact fit as SNAP (no published
+    reference: score ``E/min E + F/min F``)."""
+    t0 = time.perf_counter() - data.seconds
+    potential = Potential(data.descriptor, LinearHead(1, data.descriptor.num_descriptors))
+    rows = RowSet.build(train, data.rows)
+    fit = exact_fit(rows, len(train), None, grid, folds, seed)
+    s = data.descriptor.settings()
+    settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
+                "num_functions": data.descriptor.num_descriptors, "cv_score": "E/min E + F/min F"}
+    return _exact_cell(element, "ace", potential, rows, fit, test, settings, t0), potential
+
+
+def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
+                    hidden: Sequence[int] = (64, 64), minutes: float = 3.0, energy_weight: float = 1000.0,
+                    val_fraction: float = 0.1, seed: int = 0) -> tuple[CellResult, Potential]:
+    """ACE+NN: an MLP head on the ACE descriptors, trained like SNAP+NN."""
+    t0 = time.perf_counter() - data.seconds
+    s = data.descriptor.settings()
+    settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
+                "num_functions": data.descriptor.num_descriptors}
+    return _nn_cell(element, "ace_nn", data.descriptor, train, data.jacobians, test, hidden=hidden, minutes=minutes,
+                    energy_weight=energy_weight, val_fraction=val_fraction, seed=seed, settings=settings, t0=t0)
 
 
 def bulk_cell(element: str, atoms: int = 1500):

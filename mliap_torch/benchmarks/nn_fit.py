@@ -105,10 +105,12 @@ def _loss(head: MLPHead, data: JacobianSet, energy_weight: float, create_graph: 
 
 
 def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] = (64, 64), energy_weight: float = 1000.0,
-                   lr: float = 3e-3, batch_configs: int = 16, minutes: float = 3.0, max_epochs: int = 2000,
+                   lr: float = 3e-3, batch_configs: int = 4, minutes: float = 3.0, max_epochs: int = 5000,
                    seed: int = 0) -> tuple[MLPHead, NNTraining]:
     """Adam with a cosine learning-rate decay over a wall-time budget (``minutes``); keeps the best
-    validation epoch. Descriptor standardisation and the energy offset come from ``train``."""
+    validation epoch. Descriptor standardisation and the energy offset come from ``train``; the
+    minibatches (``batch_configs`` configurations) are drawn once and visited in a new order every
+    epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head."""
     torch.manual_seed(seed)
     K = train.B.shape[1]
     head = MLPHead(1, K, hidden=tuple(hidden)).to(train.B.dtype)
@@ -124,17 +126,18 @@ def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] =
     history: list[tuple[float, float]] = []
     epochs = max_epochs
     epoch = 0
+    members = torch.randperm(n, generator=gen)
+    batches = [train.subset(members[start:start + batch_configs]) for start in range(0, n, batch_configs)]
     while epoch < epochs:
-        order = torch.randperm(n, generator=gen)
         total = 0.0
-        for start in range(0, n, batch_configs):
-            batch = train.subset(order[start:start + batch_configs])
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            batch = batches[b]
             opt.zero_grad()
             loss = _loss(head, batch, energy_weight, create_graph=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(batch.num_atoms)
-        val_loss = float(_loss(head, val, energy_weight, create_graph=False))
+        val_loss = float(_loss(head, val, energy_weight, create_graph=False).detach())
         history.append((total / n, val_loss))
         if val_loss < best[0]:
             best = (val_loss, epoch, {k: v.clone() for k, v in head.state_dict().items()})
@@ -145,6 +148,7 @@ def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] =
         for group in opt.param_groups:
             group["lr"] = 1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * min(epoch / epochs, 1.0)))
     head.load_state_dict(best[2])
+    head = head.to(torch.float64)
     info = NNTraining(tuple(hidden), energy_weight, lr, batch_configs, epochs, best[1], best[0],
                       time.perf_counter() - t0, history)
     return head, info

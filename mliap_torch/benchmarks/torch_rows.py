@@ -1,0 +1,93 @@
+"""Linear design rows and descriptor Jacobians of any mliap_torch descriptor, from torch autograd.
+
+For descriptors LAMMPS cannot compute here (ACE: this LAMMPS build has no ML-PACE), the per-pair
+Jacobian ``∂B_{i(p)}/∂r_p`` comes from :func:`mliap_torch.fitting.design.descriptor_and_pair_jacobian`
+(K batched vector–Jacobian products) and gives, in one pass, both
+
+- the rows of a linear model ``E_i = β0 + β·B_i`` (:class:`~mliap_torch.benchmarks.snap_rows.SnapRows`:
+  energy per atom, forces, stress in the ASE convention), and
+- the sparse blocks ``−∂B_i/∂x_j`` of :class:`~mliap_torch.benchmarks.snap_rows.SnapJacobian` for
+  training a network head on precomputed descriptors.
+
+Since ``r_p = x_{j(p)} − x_{i(p)} + shift``: ``−∂B_i/∂x_j`` collects ``−∂B_i/∂r_p`` over the pairs
+``p = (i, j)`` and ``+∂B_i/∂r_p`` over all pairs of i (block ``(i, i)``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..data.batch import make_batch
+from ..data.configuration import Configuration
+from ..fitting.design import descriptor_and_pair_jacobian
+from ..models.potential import voigt
+from .snap_rows import SnapJacobian, SnapRows
+
+
+def _chunks(configs: Sequence[Configuration], chunk_atoms: int) -> list[list[int]]:
+    out, current, atoms = [], [], 0
+    for k, c in enumerate(configs):
+        if current and atoms + c.num_atoms > chunk_atoms:
+            out.append(current)
+            current, atoms = [], 0
+        current.append(k)
+        atoms += c.num_atoms
+    if current:
+        out.append(current)
+    return out
+
+
+def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 500,
+                             jacobians: bool = True) -> tuple[list[SnapRows], list[SnapJacobian]]:
+    """Rows of a linear one-element model and (optionally) descriptor Jacobians of every configuration.
+
+    Args:
+        configs: configurations of the descriptor's single element.
+        descriptor: any :class:`~mliap_torch.descriptors.base.Descriptor` with one element.
+        chunk_atoms: atoms per descriptor call (memory: pairs × 3 × K of the chunk).
+        jacobians: also return the :class:`SnapJacobian` blocks (else an empty list).
+    Returns:
+        (rows, jacobians), one entry per configuration, in the configuration's frame.
+    """
+    elements = list(descriptor.settings().get("elements") or [])
+    if len(elements) != 1:
+        raise ValueError(f"torch_rows_and_jacobians: one element expected, the descriptor has {elements}")
+    dtype = torch.float64
+    rows: list[SnapRows] = []
+    jacs: list[SnapJacobian] = []
+    for chunk in _chunks(configs, chunk_atoms):
+        part = [configs[k] for k in chunk]
+        batch = make_batch(part, elements, descriptor.cutoff, dtype=dtype)
+        rij = batch.rij()
+        B, dB = descriptor_and_pair_jacobian(descriptor, rij, batch.pair_i, batch.pair_j, batch.species,
+                                             batch.total_atoms)
+        B, dB, rij = B.detach(), dB.detach(), rij.detach()
+        natoms, K = B.shape
+        # force rows: F_a = Σ_{p: i(p)=a} dB_p − Σ_{p: j(p)=a} dB_p (per unit coefficient)
+        frows = torch.zeros((natoms, 3, K), dtype=dtype).index_add(0, batch.pair_i, dB).index_add(0, batch.pair_j, -dB)
+        # strain derivative per column: Σ_p r_p ⊗ dB_p, per configuration
+        outer = torch.einsum("pa,pbk->pkab", rij, dB)
+        strain = torch.zeros((len(part), K, 3, 3), dtype=dtype).index_add(0, batch.pair_config, outer)
+        volume = batch.volume()
+        srows = voigt(strain) / volume[:, None, None]                          # (nconfigs, K, 6)
+        offsets = np.cumsum([0] + [c.num_atoms for c in part])
+        pair_cfg = batch.pair_config
+        for local, config in enumerate(part):
+            a0, a1 = int(offsets[local]), int(offsets[local + 1])
+            n = a1 - a0
+            energy = np.concatenate([[1.0], B[a0:a1].sum(0).numpy() / n])
+            forces = np.zeros((3 * n, K + 1))
+            forces[:, 1:] = frows[a0:a1].reshape(3 * n, K).numpy()
+            stress = np.zeros((6, K + 1))
+            stress[:, 1:] = srows[local].T.numpy()
+            rows.append(SnapRows(energy, forces, stress))
+            if jacobians:
+                sel = pair_cfg == local
+                pi = (batch.pair_i[sel] - a0).numpy()
+                pj = (batch.pair_j[sel] - a0).numpy()
+                d = dB[sel].numpy()
+                jacs.append(SnapJacobian(B[a0:a1].numpy(), np.concatenate([pi, pi]), np.concatenate([pj, pi]),
+                                         np.concatenate([-d, d])))
+    return rows, jacs
