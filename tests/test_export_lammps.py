@@ -42,21 +42,36 @@ def assert_matches(lammps_results, potential, configs, rtol):
 
 
 @pytest.mark.parametrize("elements,head,zbl", CASES, ids=lambda v: str(v))
-def test_mliap_unified_equals_torch(tmp_path, monkeypatch, elements, head, zbl):
+def test_mliap_unified_equals_torch(tmp_path, elements, head, zbl):
     potential = random_potential(elements, head, zbl, seed=len(elements) * 10 + len(head))
     configs = random_structures(elements, 2, seed=3)
     result = export_lammps(potential, tmp_path, routes=("unified",))
-    monkeypatch.chdir(tmp_path)
-    res = evaluate_in_lammps(configs, elements, result.routes["unified"].pair_commands, activate_mliappy=True)
+    res = evaluate_in_lammps(configs, elements, result.routes["unified"].pair_commands, activate_mliappy=True,
+                             directory=tmp_path)
     assert_matches(res, potential, configs, rtol=1e-8)
 
 
 @pytest.mark.parametrize("route", ["snap", "mliap"])
 @pytest.mark.parametrize("elements,head,zbl", [c for c in CASES if c[1] != "mlp"], ids=lambda v: str(v))
-def test_native_snap_routes_equal_torch(tmp_path, monkeypatch, route, elements, head, zbl):
+def test_native_snap_routes_equal_torch(tmp_path, route, elements, head, zbl):
     potential = random_potential(elements, head, zbl, seed=7)
     configs = random_structures(elements, 2, seed=5)
     result = export_lammps(potential, tmp_path, routes=(route,))
-    monkeypatch.chdir(tmp_path)
-    res = evaluate_in_lammps(configs, elements, result.routes[route].pair_commands)
+    res = evaluate_in_lammps(configs, elements, result.routes[route].pair_commands, directory=tmp_path)
     assert_matches(res, potential, configs, rtol=1e-10)
+
+
+def test_lammps_torch_differences_reports_every_route(tmp_path):
+    potential = random_potential(["Cu", "Ni"], "quadratic", True, seed=11)
+    configs = random_structures(["Cu", "Ni"], 2, seed=8)
+    from mliap_torch.export.verify import lammps_torch_differences
+
+    report = lammps_torch_differences(potential, export_lammps(potential, tmp_path), configs)
+    assert set(report) == {"unified", "snap", "mliap"}
+    for route, diff in report.items():
+        assert diff["configurations"] == 2
+        assert diff["force_relative"] < (1e-8 if route == "unified" else 1e-10)
+        assert diff["energy_per_atom"] < 1e-9
+    broken = random_potential(["Cu", "Ni"], "quadratic", True, seed=12)
+    assert lammps_torch_differences(broken, export_lammps(potential, tmp_path / "other"), configs)["snap"][
+        "force_relative"] > 1e-3
