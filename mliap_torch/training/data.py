@@ -70,7 +70,8 @@ def group_specs(group_weights: Any, names: Sequence[str], test_fraction: float) 
 
     ``None``: every group weight 1 with ``1 - test_fraction``/``test_fraction`` of each group.
     A FitSNAP ``.in`` path: its ``[GROUPS]`` table (sizes, weights, ``random_sampling``).
-    A mapping ``{group: [eweight, fweight, vweight]}``: those weights (unlisted groups get 1).
+    A mapping ``{group: [eweight, fweight, vweight]}``: those weights; the key ``"*"`` sets the
+    weights of unlisted groups (default 1, 1, 1).
     """
     if group_weights is None:
         return group_fraction_specs(names, 1.0 - test_fraction, test_fraction), {"random_sampling": True}
@@ -83,7 +84,7 @@ def group_specs(group_weights: Any, names: Sequence[str], test_fraction: float) 
                                  "smartweights": bool(table.get("smartweights", 0))}
     specs = []
     for name in names:
-        w = group_weights.get(name, [1.0, 1.0, 1.0])
+        w = group_weights.get(name, group_weights.get("*", [1.0, 1.0, 1.0]))
         if len(w) != 3:
             raise ValueError(f"data.group_weights[{name!r}] must be [energy_weight, force_weight, stress_weight]")
         specs.append(GroupSpec(name, 1.0 - test_fraction, test_fraction, float(w[0]), float(w[1]), float(w[2])))
