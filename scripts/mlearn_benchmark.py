@@ -315,13 +315,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--nn-minutes", type=float, default=3.0, help="training wall time per NN model")
     parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")
     parser.add_argument("--md-atoms", type=int, default=1500)
-    parser.add_argument("--md-steps", type=int, default=100, help="MD steps of native routes")
-    parser.add_argument("--md-steps-unified", type=int, default=10, help="MD steps of the ML-IAP unified route")
+    parser.add_argument("--md-steps", type=int, default=50, help="MD steps of native routes")
+    parser.add_argument("--md-steps-unified", type=int, default=5, help="MD steps of the ML-IAP unified route")
     parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
     parser.add_argument("--cost-only", action="store_true",
                         help="only time the models saved in --models-dir (entries already in --results)")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="fitted potentials (.pt)")
     parser.add_argument("--report-only", action="store_true", help="rebuild table/plot/doc from --results")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[],
+                        help="add the entries of other results files (runs split over processes) that --results lacks")
     parser.add_argument("--no-doc", action="store_true", help="do not touch --doc")
     parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "configs" / "experiment", default=None,
                         help="write configs/experiment/mlearn_<el>_<model>.yaml from the results")
@@ -329,6 +331,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     results = load_results(args.results)
+    for other in args.merge:
+        for key, entry in load_results(other).items():
+            results.setdefault(key, entry)
+    if args.merge:
+        save_results(args.results, results)
     t_start = time.perf_counter()
     if not args.report_only:
         print(f"mlearn benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
