@@ -22,7 +22,7 @@ Two modes:
 
 Rows are energy per atom (eV/atom) and force components (eV/Å) with row weights ``w_E``, ``w_F``
 (FitSNAP's convention: weights multiply rows); the validation loss weights a row by ``w²`` divided
-by the number of rows of its kind.
+by the number of rows of its kind (its own weights, ``val_weights``, may differ from the fit's).
 """
 from __future__ import annotations
 
@@ -238,20 +238,21 @@ def _scatter_row_values(rows: DesignRows, values: torch.Tensor, batch: AtomsBatc
 
 
 def bilevel_objective(potential: Potential, train: Sequence[AtomsBatch], val: Sequence[AtomsBatch], *,
-                      weights: tuple[float, float] = (100.0, 1.0), ridge: float = 0.0) -> float:
+                      weights: tuple[float, float] = (100.0, 1.0), ridge: float = 0.0,
+                      val_weights: tuple[float, float] | None = None) -> float:
     """L(θ) for the current descriptor parameters: exact solve on ``train``, loss on ``val``."""
     builder = DesignMatrixBuilder(potential, stress=False)
     with _HyperFrozen(potential):
         rows_t = _rows(builder, train, weights)
-        rows_v = _rows(builder, val, weights)
+        rows_v = _rows(builder, val, weights if val_weights is None else val_weights)
     beta, _ = _solve(rows_t, ridge)
     q = _loss_weights(rows_v)
     return float(sum((qv * (r.A @ beta - r.b) ** 2).sum() for qv, r in zip(q, rows_v)))
 
 
 def bilevel_gradient(potential: Potential, train: Sequence[AtomsBatch], val: Sequence[AtomsBatch], *,
-                     weights: tuple[float, float] = (100.0, 1.0), ridge: float = 0.0
-                     ) -> tuple[float, torch.Tensor, tuple[float, float]]:
+                     weights: tuple[float, float] = (100.0, 1.0), ridge: float = 0.0,
+                     val_weights: tuple[float, float] | None = None) -> tuple[float, torch.Tensor, tuple[float, float]]:
     """One bilevel evaluation: accumulates dL/dθ into the descriptor parameters' ``.grad``.
 
     Returns (L, β, validation (energy MAE meV/atom, force MAE eV/Å)); β is the exact solution
@@ -260,7 +261,7 @@ def bilevel_gradient(potential: Potential, train: Sequence[AtomsBatch], val: Seq
     builder = DesignMatrixBuilder(potential, stress=False)
     with _HyperFrozen(potential):
         rows_t = _rows(builder, train, weights)
-        rows_v = _rows(builder, val, weights)
+        rows_v = _rows(builder, val, weights if val_weights is None else val_weights)
     beta, R = _solve(rows_t, ridge)
     q = _loss_weights(rows_v)
     res_v = [r.A @ beta - r.b for r in rows_v]
@@ -284,7 +285,7 @@ def bilevel_gradient(potential: Potential, train: Sequence[AtomsBatch], val: Seq
 
 def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequence[AtomsBatch], steps: int, *,
                   lr: float = 0.05, weights: tuple[float, float] = (100.0, 1.0), ridge: float = 0.0,
-                  callback: Callable[[HyperRecord], None] | None = None) -> HyperResult:
+                  val_weights: tuple[float, float] | None = None, callback: Callable[[HyperRecord], None] | None = None) -> HyperResult:
     """Bilevel descent of the descriptor parameters (Adam, ``lr`` on the unconstrained parameters); the
     head is set to the exact solution of the best step seen (lowest validation loss) and so are θ.
 
@@ -294,6 +295,8 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
         train, val: batches (:func:`make_batches`) of the inner fit and of the validation loss.
         weights: (w_E, w_F) row weights of energy (eV/atom) and force (eV/Å) rows.
         ridge: λ added to the diagonal of the normal matrix.
+        val_weights: row weights of the validation loss (default ``weights``), e.g. the inverse RMS
+            errors at the start so that energies and forces count equally.
     """
     params = descriptor_parameters(potential)
     if not params:
@@ -306,7 +309,8 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
     t0 = time.perf_counter()
     for step in range(steps + 1):
         opt.zero_grad()
-        loss, beta, (emae, fmae) = bilevel_gradient(potential, train, val, weights=weights, ridge=ridge)
+        loss, beta, (emae, fmae) = bilevel_gradient(potential, train, val, weights=weights, ridge=ridge,
+                                                    val_weights=val_weights)
         record = HyperRecord(step, current_hyperparameters(potential), loss, emae, fmae, time.perf_counter() - t0)
         result.history.append(record)
         if callback is not None:
