@@ -1,0 +1,61 @@
+"""The export step of a training run: LAMMPS files, a ready MD input, LAMMPS-vs-torch check, short MD."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data.configuration import Configuration
+from ..lammps import lammps_status
+from ..models.potential import Potential
+from .lammps_export import export_lammps
+from .md_input import run_md, write_md_input
+from .md_structures import md_structure
+from .verify import lammps_torch_differences
+
+
+def export_run(potential: Potential, run_dir: str | Path, check_configs: Sequence[Configuration],
+               md_steps: int = 500, md_atoms: int = 256, temperature: float = 300.0) -> dict[str, Any]:
+    """Write ``<run_dir>/lammps/`` (all routes + ``in.md.lammps``) and, when LAMMPS is available,
+    compare LAMMPS with torch on ``check_configs`` and run ``md_steps`` NVE steps.
+
+    Returns a JSON-ready report: files, ``lammps_vs_torch`` (max differences per route) and ``md``
+    (energy drift per atom, cost per atom-step), or ``skipped`` with the reason.
+    """
+    folder = Path(run_dir) / "lammps"
+    export = export_lammps(potential, folder)
+    deploy = "snap" if "snap" in export.routes else "unified"
+    structure = md_structure(potential.elements, md_atoms)
+    md_input = write_md_input(folder, export.routes[deploy].include_file, structure, potential.elements,
+                              temperature=temperature, steps=md_steps, thermo_every=max(md_steps // 20, 1))
+    report: dict[str, Any] = {"folder": str(folder), "md_input": md_input.name, "deploy_route": deploy,
+                              "routes": {name: [str(f.name) for f in r.files] for name, r in export.routes.items()}}
+    ok, reason = lammps_status()
+    if not ok:
+        report["skipped"] = reason
+        return report
+    report["lammps_vs_torch"] = lammps_torch_differences(potential, export, list(check_configs))
+    if md_steps > 0:
+        md = run_md(folder, md_input.name)
+        report["md"] = {"route": deploy, "atoms": md.natoms, "steps": md.steps, "timestep_fs": 1.0,
+                        "max_energy_drift_per_atom": md.max_drift_per_atom,
+                        "final_energy_drift_per_atom": md.final_drift_per_atom,
+                        "us_per_atom_step": md.seconds_per_atom_step * 1e6}
+    return report
+
+
+def format_export_report(report: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`export_run`'s report."""
+    lines = [f"LAMMPS files in {report['folder']} (MD input: {report['md_input']}, route {report['deploy_route']})"]
+    if "skipped" in report:
+        return "\n".join(lines + [f"LAMMPS check skipped: {report['skipped']}"])
+    lines.append("| route | configs | max ΔE/atom (eV) | max ΔF (eV/Å) | max Δσ (eV/Å³) |")
+    lines.append("|---|---|---|---|---|")
+    for name, d in report["lammps_vs_torch"].items():
+        lines.append(f"| {name} | {d['configurations']} | {d['energy_per_atom']:.1e} | {d['force']:.1e} | "
+                     f"{d['stress']:.1e} |")
+    if "md" in report:
+        md = report["md"]
+        lines.append(f"NVE MD in LAMMPS ({md['route']}): {md['atoms']} atoms, {md['steps']} steps of 1 fs, "
+                     f"max total-energy drift {md['max_energy_drift_per_atom']:.1e} eV/atom, "
+                     f"{md['us_per_atom_step']:.1f} µs/atom-step")
+    return "\n".join(lines)
