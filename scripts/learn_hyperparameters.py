@@ -143,6 +143,39 @@ def run(element: str, steps: int, fit_configs: int, val_configs: int, lr: float,
     print(f"done in {blob['seconds']:.0f}s", flush=True)
 
 
+def lammps_check(element: str) -> dict[str, tuple[float, float]]:
+    """Export the learned model (every route) and compare LAMMPS with torch on three test configurations:
+    route -> (max relative energy difference, max force difference eV/Å)."""
+    import os
+    import tempfile
+
+    from mliap_torch.data.batch import make_batch
+    from mliap_torch.export.lammps_export import export_lammps
+    from mliap_torch.lammps_eval import evaluate_in_lammps
+    from mliap_torch.models.io import load
+
+    potential = load(OUT / f"{element}_learned_snap.pt")
+    configs = read_mlearn(DATA / element / "test.json")[:3]
+    out = potential(make_batch(configs, potential.elements, potential.cutoff))
+    e_torch, f_torch = out["energy"].detach().numpy(), out["forces"].detach().numpy()
+    checks = {}
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        routes = export_lammps(potential, folder).routes
+        os.chdir(folder)
+        try:
+            for name, route in routes.items():
+                res = evaluate_in_lammps(configs, potential.elements, route.pair_commands,
+                                         activate_mliappy=name == "unified")
+                e = np.array([r["energy"] for r in res])
+                f = np.concatenate([r["forces"] for r in res])
+                checks[name] = (float(np.abs(e - e_torch).max() / np.abs(e_torch).max()),
+                                float(np.abs(f - f_torch).max()))
+        finally:
+            os.chdir(cwd)
+    return checks
+
+
 def report() -> None:
     import matplotlib
 
@@ -160,7 +193,10 @@ def report() -> None:
         ax2 = ax.twinx()
         ax2.plot(steps, [h["force_mae"] for h in b["history"]], "C1-", label="validation force MAE (eV/Å)")
         ax2.set_ylabel("eV/Å", color="C1")
-        ax.set_title(f"{b['element']}: validation error (exact head at every step)")
+        study_e, study_f = b["energy_weight_choice"][str(b["weights"][0])]
+        ax.axhline(study_e, color="C0", ls="--", lw=0.8)
+        ax2.axhline(study_f, color="C1", ls="--", lw=0.8)
+        ax.set_title(f"{b['element']}: validation MAE (exact head; dashed: study settings)", fontsize=10)
         ax = row[1]
         for k, name in enumerate(("wj", "radelem", "rfac0")):
             ax.plot(steps, [h["hyperparameters"][name][0] / b["history"][0]["hyperparameters"][name][0]
@@ -224,10 +260,17 @@ def report() -> None:
         lines.append(f"- {b['element']}: {b['fit_configs']} fit + {b['val_configs']} validation configurations, "
                      f"{b['steps']} Adam steps (lr {b['lr']}), energy weight {b['weights'][0]}, ridge {b['ridge']}, "
                      f"validation loss weights (E, F) {tuple(round(w, 3) for w in b['val_weights'])}; "
-                     f"validation loss: study settings {b['study_validation_loss']:.5g}, start {h0['loss']:.5g}, "
+                     f"validation loss: study settings {b['study_validation_loss']:.5g} (validation MAE "
+                     f"{b['energy_weight_choice'][str(b['weights'][0])][0]:.3f} meV/atom / "
+                     f"{b['energy_weight_choice'][str(b['weights'][0])][1]:.4f} eV/Å), start {h0['loss']:.5g}, "
                      f"best {h1['loss']:.5g} (step {h1['step']}); validation MAE start {h0['energy_mae']:.3f} meV/atom / "
                      f"{h0['force_mae']:.4f} eV/Å → best {h1['energy_mae']:.3f} / {h1['force_mae']:.4f}; "
                      f"{b['seconds']:.0f} s on one CPU thread (shared machine).")
+    lines += ["", "The learned models in LAMMPS (`export_lammps`, every route; three test configurations; "
+              "largest relative energy difference and largest force difference in eV/Å against torch):", ""]
+    for b in blobs:
+        checks = lammps_check(b["element"])
+        lines.append(f"- {b['element']}: " + "; ".join(f"{k}: {v[0]:.1e}, {v[1]:.1e} eV/Å" for k, v in checks.items()))
     lines += ["", "![path](differentiable_descriptors.png)", "",
               "Per-step values (hyperparameters, validation loss and MAE): `docs/differentiable_descriptors/<El>.json`; "
               "the learned models: `docs/differentiable_descriptors/<El>_learned_snap.pt` (`mliap_torch.load`).", "",
