@@ -105,9 +105,47 @@ class TrainableBispectrum(Bispectrum):
         if "rfac0" in self.trainable:
             self.rfac0_raw = nn.Parameter(_bounded_raw(torch.tensor([self.rfac0], dtype=f64), 0.0, 1.0,
                                                        "TrainableBispectrum rfac0"))
-        self._fixed_rfac0 = float(self.rfac0)
 
     # ------------------------------------------------------------------ current values
+    # The base class's attributes read the current values, so code that reads ``radelem``, ``wj`` or
+    # ``rfac0`` directly (file writers) sees the learned ones; the base __init__ sets the start values.
+    def _trained(self, name: str) -> bool:
+        return name in self.__dict__.get("trainable", ()) and f"{name}_raw" in self._parameters
+
+    @property
+    def radelem(self) -> list[float]:
+        if self._trained("radelem"):
+            return [float(v) for v in self.hyperparameters()["radelem"].detach().cpu()]
+        return self._radelem_value
+
+    @radelem.setter
+    def radelem(self, value: list[float]) -> None:
+        self._radelem_value = value
+
+    @property
+    def wj(self) -> list[float]:
+        if self._trained("wj"):
+            return [float(v) for v in self.hyperparameters()["wj"].detach().cpu()]
+        return self._wj_value
+
+    @wj.setter
+    def wj(self, value: list[float]) -> None:
+        self._wj_value = value
+
+    @property
+    def rfac0(self) -> Any:
+        """Current rfac0: a float, or during a differentiable call the tensor the graph uses."""
+        live = self.__dict__.get("_rfac0_live")
+        if live is not None:
+            return live
+        if self._trained("rfac0"):
+            return float(self.hyperparameters()["rfac0"].detach())
+        return self._rfac0_value
+
+    @rfac0.setter
+    def rfac0(self, value: float) -> None:
+        self._rfac0_value = value
+
     def hyperparameters(self) -> dict[str, torch.Tensor]:
         """Current constrained values (differentiable): ``wj`` (nelements,), ``radelem`` (nelements,),
         ``rfac0`` (), for the trainable names only."""
@@ -142,11 +180,11 @@ class TrainableBispectrum(Bispectrum):
             derived = {k: v.detach() for k, v in derived.items()}
         try:
             for k, v in derived.items():
-                setattr(self, k, v)
+                setattr(self, "_rfac0_live" if k == "rfac0" else k, v)
             yield
         finally:
             for k, v in derived.items():
-                setattr(self, k, float(v.detach()) if k == "rfac0" else v.detach())
+                setattr(self, "_rfac0_live" if k == "rfac0" else k, None if k == "rfac0" else v.detach())
 
     def _needs_hypergradient(self) -> bool:
         return torch.is_grad_enabled() and any(p.requires_grad for p in self._raw_parameters())
@@ -162,17 +200,6 @@ class TrainableBispectrum(Bispectrum):
     def pair_cutoffs(self) -> torch.Tensor:
         with torch.no_grad(), self._live(False):
             return self.rcut.clone()
-
-    def settings(self) -> dict[str, Any]:
-        out = super().settings()
-        h = {k: v.detach().cpu().to(torch.float64) for k, v in self.hyperparameters().items()}
-        if "wj" in h:
-            out["wj"] = [float(v) for v in h["wj"]]
-        if "radelem" in h:
-            out["radelem"] = [float(v) for v in h["radelem"]]
-        if "rfac0" in h:
-            out["rfac0"] = float(h["rfac0"])
-        return out
 
     def trainable_settings(self) -> dict[str, Any]:
         """Extra keywords that, with :meth:`settings`, rebuild this trainable module."""
