@@ -42,6 +42,7 @@ def epoch_losses(run_dir: Path, key: str = "train/loss") -> list[float]:
     return [float(r[key]) for r in sorted(rows, key=lambda r: int(r["epoch"]))]
 
 
+@pytest.mark.slow
 def test_ddp_cpu_two_processes_train_and_checkpoint_loads(tmp_path):
     """`trainer=ddp_cpu` through the command line: two gloo processes, loss decreases, checkpoint = model.pt."""
     run_dir = tmp_path / "ddp"
@@ -69,6 +70,7 @@ def test_ddp_cpu_two_processes_train_and_checkpoint_loads(tmp_path):
     torch.testing.assert_close(a["forces"], b["forces"], rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_resume_from_last_checkpoint_reaches_the_same_step_count(tmp_path):
     common = ["model=snap_nn", "trainer.early_stopping_patience=null"]
     full = run(config(common + ["trainer.max_epochs=3"]), tmp_path / "full")
