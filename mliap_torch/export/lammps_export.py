@@ -67,6 +67,8 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # The native files hold descriptor + head; a reference potential becomes its own pair style.
+    native = Potential(potential.descriptor, potential.head)
     elements = " ".join(potential.elements)
     result = ExportResult(folder)
     for route in routes:
@@ -79,7 +81,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                 continue
             from .snap_files import write_snap
 
-            coeff, param = write_snap(potential, folder / name)
+            coeff, param = write_snap(native, folder / name)
             files = [Path(coeff), Path(param)]
             lines = _zbl_overlay(potential, "snap", [f"* * {Path(coeff).name} {Path(param).name} {elements}"])
         elif route == "mliap":
@@ -87,7 +89,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                 continue
             from .snap_files import write_mliap
 
-            model, descriptor = write_mliap(potential, folder / name)
+            model, descriptor = write_mliap(native, folder / name)
             kind = "quadratic" if isinstance(potential.head, QuadraticHead) else "linear"
             lines = _zbl_overlay(potential, f"mliap model {kind} {Path(model).name} descriptor sna {Path(descriptor).name}",
                                  [f"* * {elements}"])
