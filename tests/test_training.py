@@ -28,7 +28,7 @@ from mliap_torch.training.setup import build_potential, descriptor_statistics, e
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["descriptor.twojmax=2", "data.max_configs=16", "data.batch_size=4", "trainer.enable_progress_bar=false",
-        "plots=false"]
+        "plots=false", "export.lammps=false"]
 
 
 def config(overrides: list[str]):
@@ -166,3 +166,18 @@ def test_mlp_initialisation_scaling_and_energy_offsets():
     initialize_mlp(pot, exact, batch_size=3)
     torch.testing.assert_close(pot.head.offset, torch.as_tensor(truth), atol=1e-10, rtol=0)
     torch.testing.assert_close(pot.head.shift, mean)
+
+
+@pytest.mark.lammps
+def test_run_exports_checks_and_runs_md_in_lammps(tmp_path):
+    """The run's LAMMPS step: files of every route, LAMMPS = torch, a short NVE MD with small drift."""
+    result = run(config(["data.max_configs=24", "export.lammps=true", "export.check_configs=2",
+                         "export.md_steps=100", "export.md_atoms=108"]), tmp_path)
+    report = json.loads((tmp_path / "metrics.json").read_text())["lammps"]
+    assert report == json.loads(json.dumps(result.metrics["lammps"]))
+    assert (tmp_path / "lammps" / "in.md.lammps").is_file()
+    assert set(report["lammps_vs_torch"]) == {"unified", "snap", "mliap"}
+    for diff in report["lammps_vs_torch"].values():
+        assert diff["configurations"] == 2 and diff["force_relative"] < 1e-8
+    assert report["md"]["atoms"] == 108 and report["md"]["steps"] == 100
+    assert report["md"]["max_energy_drift_per_atom"] < 1e-3

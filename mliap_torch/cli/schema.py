@@ -122,6 +122,17 @@ class TrainerConfig:
 
 
 @dataclass
+class ExportConfig:
+    """The run's LAMMPS step: export, LAMMPS-vs-torch check on test configurations, short NVE MD."""
+
+    lammps: bool = True
+    check_configs: int = 4
+    md_steps: int = 500
+    md_atoms: int = 256
+    temperature: float = 300.0
+
+
+@dataclass
 class TrainConfig:
     """The validated configuration; ``descriptor`` stays a plain dict (its keys depend on its type)."""
 
@@ -133,6 +144,7 @@ class TrainConfig:
     dtype: str = "float64"
     ckpt_path: Optional[str] = None
     plots: bool = True
+    export: ExportConfig = field(default_factory=ExportConfig)
     experiment: Optional[Any] = None
 
 
@@ -206,6 +218,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     model = _typed("model", ModelConfig, cfg.model)
     trainer = _typed("trainer", TrainerConfig, cfg.trainer)
     descriptor = _check_descriptor(cfg.descriptor)
+    export = _typed("export", ExportConfig, cfg.export) if "export" in cfg else ExportConfig()
     try:
         scalars = {k: cfg[k] for k in ("seed", "dtype", "ckpt_path", "plots") if k in cfg}
     except OmegaConfBaseException as exc:
@@ -240,7 +253,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
             data.group_weights = _existing_path("data.group_weights", data.group_weights, required=True)
         out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
-                       dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots,
+                       dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export,
                        experiment=cfg.get("experiment"))
 
 

@@ -89,7 +89,28 @@ def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = 
     timings["total_training_s"] = time.perf_counter() - t0
     metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
                                   batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings)
+    if cfg.export.lammps:
+        metrics["lammps"] = export_to_lammps(cfg.export, potential, data.test or data.train, run_dir)
     return RunResult(potential, run_dir, metrics, timings, checkpoint)
+
+
+def export_to_lammps(export: Any, potential: Potential, check: Sequence[Configuration], run_dir: Path
+                     ) -> dict[str, Any]:
+    """Export to ``run_dir/lammps``, check LAMMPS against torch, run a short MD; the report is added
+    to ``metrics.json`` under ``"lammps"`` and printed."""
+    from ..export.run_export import export_run, format_export_report
+
+    t0 = time.perf_counter()
+    report = export_run(potential, run_dir, check[: export.check_configs], md_steps=export.md_steps,
+                        md_atoms=export.md_atoms, temperature=export.temperature)
+    report["seconds"] = time.perf_counter() - t0
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        metrics["lammps"] = report
+        metrics_file.write_text(json.dumps(metrics, indent=2))
+    print(format_export_report(report), flush=True)
+    return report
 
 
 def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuration], val: Sequence[Configuration],
