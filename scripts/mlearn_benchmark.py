@@ -207,7 +207,7 @@ def pareto_plot(results: dict[str, dict], elements: list[str], models: list[str]
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(FormatStrFormatter("%g"))
-            axis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.set_xlabel("LAMMPS cost (µs / atom-step, 1 CPU thread)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
