@@ -167,13 +167,14 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
 
 def test_native_snap_route_reproduces_torch(run, shared_data, tmp_path, monkeypatch):
     """The fitted qSNAP run through LAMMPS ``pair_style snap`` (the cost route) gives the torch energies and forces."""
-    from mliap_torch.benchmarks.mlearn import _write_native_snap, deploy_route
+    from mliap_torch.benchmarks.mlearn import deploy_route
+    from mliap_torch.export.lammps_export import export_lammps
     from mliap_torch.lammps_eval import evaluate_in_lammps
 
     tmp, _ = run
     potential = load(tmp / "models" / "mlearn_mo_qsnap.pt")
     assert deploy_route(potential) == "snap"
-    include = _write_native_snap(potential, tmp_path)
+    include = export_lammps(potential, tmp_path, routes=("snap",)).routes["snap"].include_file
     configs = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:2]
     monkeypatch.chdir(tmp_path)
     lammps = evaluate_in_lammps(configs, ["Mo"], include.read_text().splitlines())

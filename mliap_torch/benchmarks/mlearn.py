@@ -450,38 +450,6 @@ def deploy_route(potential: Potential) -> str:
     return "snap" if native_snap_supported(potential) else "unified"
 
 
-def _snap_export_available() -> bool:
-    """True when :mod:`mliap_torch.export.snap_files` (the ``pair_style snap`` writer) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("mliap_torch.export.snap_files") is not None
-
-
-def _write_native_snap(potential: Potential, folder: Path, name: str = "model") -> Path:
-    """``.snapcoeff``/``.snapparam`` and the pair include file of a one-element linear/quadratic SNAP.
-
-    Stopgap for :func:`md_cost` while ``mliap_torch.export.snap_files`` (imported by
-    :func:`~mliap_torch.export.lammps_export.export_lammps` for its ``snap`` route) is not in the
-    repository; the coefficient order is the head's ``.snapcoeff`` order.
-    """
-    s = potential.descriptor.settings()
-    (el,) = s["elements"]
-    radelem = s["radelem"][0] if isinstance(s["radelem"], (list, tuple)) else s["radelem"]
-    wj = s["wj"][0] if isinstance(s["wj"], (list, tuple)) else s["wj"]
-    coeffs = potential.head.coefficients().detach().cpu()[0].tolist()
-    quadratic = isinstance(potential.head, QuadraticHead)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.snapcoeff").write_text(
-        f"# mliap_torch mlearn benchmark\n1 {len(coeffs)}\n{el} {radelem!r} {wj!r}\n"
-        + "".join(f"{c!r}\n" for c in coeffs))
-    (folder / f"{name}.snapparam").write_text(
-        f"rcutfac {s['rcutfac']!r}\ntwojmax {s['twojmax']}\nrfac0 {s['rfac0']!r}\nrmin0 {s['rmin0']!r}\n"
-        f"bzeroflag {int(s['bzeroflag'])}\nquadraticflag {int(quadratic)}\nswitchflag {int(s['switchflag'])}\n")
-    include = folder / f"{name}.snap.pair.lammps"
-    include.write_text(f"pair_style snap\npair_coeff * * {name}.snapcoeff {name}.snapparam {el}\n")
-    return include
-
-
 def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Path | None = None,
             route: str | None = None) -> tuple[float, str]:
     """LAMMPS NVE MD cost (seconds per atom-step) of ``potential`` on ``structure`` through ``route``.
@@ -495,13 +463,10 @@ def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Pat
     route = route or deploy_route(potential)
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(folder) if folder is not None else Path(tmp)
-        if route == "snap" and not _snap_export_available():
-            include = _write_native_snap(potential, where)
-        else:
-            result = export_lammps(potential, where, routes=(route,))
-            if route not in result.routes:
-                raise ValueError(f"route {route!r} is not available for this potential")
-            include = result.routes[route].include_file
+        result = export_lammps(potential, where, routes=(route,))
+        if route not in result.routes:
+            raise ValueError(f"route {route!r} is not available for this potential")
+        include = result.routes[route].include_file
         write_md_input(where, include, structure, potential.elements, temperature=300,
                        steps=steps, thermo_every=steps, name=f"in.{route}")
         report = run_md(where, f"in.{route}")
