@@ -109,3 +109,73 @@ def thermo_table(log_text: str) -> list[dict[str, float]]:
             except ValueError:
                 header = None
     return rows
+
+
+def lammps_cell(cell) -> tuple["np.ndarray", "np.ndarray"]:
+    """LAMMPS' lower-triangular form of a right-handed cell and the rotation that produces it.
+
+    LAMMPS restricts triclinic cells to ``a = (lx, 0, 0)``, ``b = (xy, ly, 0)``, ``c = (xz, yz, lz)``.
+
+    Args:
+        cell: (3, 3) cell vectors as rows, Å (positive determinant).
+
+    Returns:
+        ``(lammps_cell, rotation)`` with ``lammps_cell = cell @ rotation``; positions and other row
+        vectors map the same way (``x @ rotation``), back with ``@ rotation.T``; a tensor ``T``
+        (e.g. a virial) maps back as ``rotation @ T_lammps @ rotation.T``.
+    """
+    import numpy as np
+
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if np.linalg.det(cell) <= 0:
+        raise ValueError("LAMMPS needs a right-handed cell (positive determinant)")
+    q, r = np.linalg.qr(cell.T)
+    signs = np.sign(np.diag(r))
+    q = q * signs[None, :]
+    lower = cell @ q
+    lower[np.abs(lower) < 1e-14 * np.abs(lower).max()] = 0.0
+    lower[0, 1] = lower[0, 2] = lower[1, 2] = 0.0
+    return lower, q
+
+
+def create_atoms_in_lammps(lmp, positions, cell, types, masses, pbc=(True, True, True)) -> "np.ndarray":
+    """Define a (triclinic) box holding ``positions`` in a started LAMMPS (``units metal``, atom_style atomic).
+
+    Atom ``k`` gets id ``k + 1`` and LAMMPS type ``types[k]`` (1-based). Positions are rotated into
+    LAMMPS' lower-triangular frame and wrapped into the box.
+
+    Returns:
+        the (3, 3) rotation (see :func:`lammps_cell`).
+    """
+    import numpy as np
+
+    lower, rot = lammps_cell(cell)
+    pos = np.asarray(positions, dtype=np.float64) @ rot
+    frac = pos @ np.linalg.inv(lower)
+    periodic = np.asarray(pbc, dtype=bool)
+    frac[:, periodic] -= np.floor(frac[:, periodic])
+    pos = frac @ lower
+    ntypes = len(masses)
+    (lx, _, _), (xy, ly, _), (xz, yz, lz) = (map(float, row) for row in lower)
+    bounds = " ".join("p" if p else "f" for p in periodic)
+    lmp.commands_list([
+        "units metal", "atom_style atomic", "atom_modify map array sort 0 0", f"boundary {bounds}",
+        f"region box prism 0 {lx!r} 0 {ly!r} 0 {lz!r} {xy!r} {xz!r} {yz!r} units box",
+        f"create_box {ntypes} box",
+    ] + [f"mass {t + 1} {float(m)!r}" for t, m in enumerate(masses)])
+    n = len(pos)
+    lmp.create_atoms(n, list(range(1, n + 1)), [int(t) for t in types], pos.reshape(-1).tolist())
+    if lmp.get_natoms() != n:
+        raise RuntimeError(f"LAMMPS created {lmp.get_natoms()} of {n} atoms")
+    return rot
+
+
+def atom_order(lmp) -> "np.ndarray":
+    """Local index of atom id ``k + 1`` for every ``k`` (single-process LAMMPS)."""
+    import numpy as np
+
+    nlocal = lmp.extract_global("nlocal")
+    ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
+    order = np.empty(nlocal, dtype=np.int64)
+    order[ids - 1] = np.arange(nlocal)
+    return order

@@ -1,233 +1,395 @@
-"""LAMMPS SNAP files: ``.snapcoeff``/``.snapparam`` (``pair_style snap``) and the ML-IAP pair
-``.mliap.model``/``.mliap.descriptor`` (``pair_style mliap model linear|quadratic descriptor sna``).
+"""SNAP potential files as LAMMPS reads them.
 
-Readers build a ready :class:`~mliap_torch.models.potential.Potential` (bispectrum + linear or
-quadratic head per element); writers write a bispectrum potential with such a head. Formats and
-defaults follow LAMMPS' ``PairSNAP::read_files``, ``MLIAPDescriptorSNAP::read_paramfile`` and
-``MLIAPModelSimple::read_coeffs``. Errors name the file and line.
+* ``pair_style snap``: ``.snapcoeff`` (per-element radius, weight and coefficients) + ``.snapparam``
+  (descriptor keywords) — :func:`read_snap`, :func:`write_snap`;
+* ``pair_style mliap model linear|quadratic ... descriptor sna ...``: ``.mliap.model`` (a block of
+  coefficients per element, no element names) + ``.mliap.descriptor`` (keywords including the
+  element list, radii and weights) — :func:`read_mliap`, :func:`write_mliap`.
+
+Formats follow ``src/ML-SNAP/pair_snap.cpp``, ``src/ML-IAP/mliap_model.cpp`` and
+``src/ML-IAP/mliap_descriptor_snap.cpp`` (LAMMPS 4Feb2025): ``#`` starts a comment, quotes are
+stripped, blank lines are skipped. The readers accept everything LAMMPS accepts and name the file
+and line of anything they reject. Numbers are written as the shortest text that reads back as the
+same double, so a write → read round trip is exact.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from ..descriptors.bispectrum import Bispectrum
 from ..models.heads import LinearHead, QuadraticHead
-from ..models.io import float64_default
 from ..models.potential import Potential
 
-SNAPPARAM_DEFAULTS: dict[str, Any] = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": 1, "bzeroflag": 1,
-                                      "quadraticflag": 0, "chemflag": 0, "bnormflag": 0, "wselfallflag": 0,
-                                      "switchinnerflag": 0}
-INT_KEYS = {"twojmax", "switchflag", "bzeroflag", "quadraticflag", "chemflag", "bnormflag", "wselfallflag",
-            "switchinnerflag", "chunksize", "parallelthresh", "nelems"}
-FLOAT_KEYS = {"rcutfac", "rfac0", "rmin0"}
+__all__ = ["SnapFileError", "read_snap", "write_snap", "read_mliap", "write_mliap"]
 
 
 class SnapFileError(ValueError):
-    """A malformed SNAP or ML-IAP file; the message names the file and line."""
+    """A SNAP / ML-IAP file that LAMMPS would reject (the message names file and line)."""
 
 
-def _lines(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, words) of the non-blank lines of ``path`` with ``#`` comments and quotes removed."""
+@dataclass
+class _Line:
+    path: Path
+    number: int
+    words: list[str]
+
+    def error(self, message: str) -> SnapFileError:
+        return SnapFileError(f"{self.path}:{self.number}: {message}")
+
+
+def _lines(path: str | Path) -> Iterator[_Line]:
+    """Non-blank lines of a file with comments and quotes removed, split into words."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SNAP file {path} does not exist")
-    out = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        words = line.split("#", 1)[0].replace('"', " ").replace("'", " ").split()
-        if words:
-            out.append((number, words))
-    return out
+        raise FileNotFoundError(f"no such file: {path}")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, raw in enumerate(fh, start=1):
+            text = raw.split("#", 1)[0].replace('"', " ").replace("'", " ")
+            words = text.split()
+            if words:
+                yield _Line(path, number, words)
 
 
-def _number(path: Path, line: int, word: str, kind: type, what: str):
+def _number(line: _Line, word: str, what: str, integer: bool = False) -> float | int:
     try:
-        return kind(word) if kind is float else int(float(word)) if float(word).is_integer() else int(word)
+        if integer:
+            value = float(word)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        value = float(word)
     except ValueError:
-        raise SnapFileError(f"{path}:{line}: {what} must be {'an integer' if kind is int else 'a number'}, "
-                            f"not {word!r}") from None
+        raise line.error(f"{what}: expected {'an integer' if integer else 'a number'}, got {word!r}") from None
+    if not math.isfinite(value):
+        raise line.error(f"{what}: {word!r} is not finite")
+    return value
 
 
-def _read_params(path: Path, per_element: set[str], nelements: int | None) -> dict[str, Any]:
-    """Keyword → value of a ``.snapparam`` or ``.mliap.descriptor`` file (per-element keys as lists)."""
-    params: dict[str, Any] = {}
-    for line, words in _lines(path):
-        key = words[0]
-        if key in per_element:
-            values = words[1:]
-            if nelements is not None and len(values) != nelements:
-                raise SnapFileError(f"{path}:{line}: {key} needs {nelements} values (one per element), "
-                                    f"got {len(values)}")
-            params[key] = values if key == "elems" else [_number(path, line, v, float, key) for v in values]
-        elif key in INT_KEYS | FLOAT_KEYS:
-            if len(words) != 2:
-                raise SnapFileError(f"{path}:{line}: {key} takes one value, got {len(words) - 1}")
-            params[key] = _number(path, line, words[1], int if key in INT_KEYS else float, key)
+def _flag(line: _Line, word: str, what: str) -> bool:
+    value = _number(line, word, what, integer=True)
+    return value != 0
+
+
+# ---------------------------------------------------------------------------------------------- snapparam
+_SNAPPARAM_FLOATS = {"rcutfac", "rfac0", "rmin0"}
+_SNAPPARAM_INTS = {"twojmax", "chunksize", "parallelthresh"}
+_SNAPPARAM_FLAGS = {"switchflag", "bzeroflag", "quadraticflag", "chemflag", "bnormflag", "wselfallflag",
+                    "switchinnerflag"}
+
+
+def _read_snapparam(path: str | Path, nelements: int) -> dict[str, Any]:
+    """Keywords of a ``.snapparam`` file (LAMMPS defaults for the optional ones)."""
+    params: dict[str, Any] = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": True, "bzeroflag": True,
+                              "quadraticflag": False, "chemflag": False, "bnormflag": False,
+                              "wselfallflag": False, "switchinnerflag": False}
+    seen: dict[str, _Line] = {}
+    for line in _lines(path):
+        key, values = line.words[0], line.words[1:]
+        if not values:
+            raise line.error(f"keyword {key!r} has no value")
+        if key in ("sinner", "dinner"):
+            if len(values) != nelements:
+                raise line.error(f"{key} needs one value per element ({nelements}), got {len(values)}")
+            params[key] = [float(_number(line, v, key)) for v in values]
+        elif key in _SNAPPARAM_FLOATS | _SNAPPARAM_INTS | _SNAPPARAM_FLAGS:
+            if len(values) != 1:
+                raise line.error(f"keyword {key!r} takes one value, got {len(values)}")
+            if key in _SNAPPARAM_FLOATS:
+                params[key] = float(_number(line, values[0], key))
+            elif key in _SNAPPARAM_INTS:
+                params[key] = int(_number(line, values[0], key, integer=True))
+            else:
+                params[key] = _flag(line, values[0], key)
         else:
-            raise SnapFileError(f"{path}:{line}: unknown keyword {key!r}")
+            raise line.error(f"unknown keyword {key!r} in SNAP parameter file")
+        seen[key] = line
     for key in ("rcutfac", "twojmax"):
         if key not in params:
             raise SnapFileError(f"{path}: required keyword {key!r} is missing")
+    if params["switchinnerflag"] and not ("sinner" in params and "dinner" in params):
+        raise SnapFileError(f"{path}: switchinnerflag 1 needs both sinner and dinner")
+    if not params["switchinnerflag"] and ("sinner" in params or "dinner" in params):
+        key = "sinner" if "sinner" in params else "dinner"
+        raise seen[key].error(f"{key} given but switchinnerflag is 0 (LAMMPS rejects this)")
+    if params["twojmax"] < 0:
+        raise seen["twojmax"].error("twojmax must be non-negative")
+    if params["rcutfac"] <= 0:
+        raise seen["rcutfac"].error("rcutfac must be positive")
     return params
 
 
-def _descriptor(params: dict[str, Any], elements: list[str], radelem: list[float], wj: list[float],
-                sinner: list[float] | None, dinner: list[float] | None, path: Path) -> Bispectrum:
-    p = {**SNAPPARAM_DEFAULTS, **params}
-    if p["switchinnerflag"] and (sinner is None or dinner is None):
-        raise SnapFileError(f"{path}: switchinnerflag 1 needs sinner and dinner values for every element")
-    if not p["switchinnerflag"] and (sinner is not None or dinner is not None):
-        raise SnapFileError(f"{path}: sinner/dinner given but switchinnerflag is 0")
-    with float64_default():
-        return Bispectrum(elements, twojmax=p["twojmax"], rcutfac=p["rcutfac"], radelem=radelem, wj=wj,
-                          rfac0=p["rfac0"], rmin0=p["rmin0"], switchflag=bool(p["switchflag"]),
-                          bzeroflag=bool(p["bzeroflag"]), bnormflag=bool(p["bnormflag"]),
-                          wselfallflag=bool(p["wselfallflag"]), chemflag=bool(p["chemflag"]),
-                          switchinnerflag=bool(p["switchinnerflag"]), sinner=sinner, dinner=dinner)
+def _descriptor_from_params(elements, radelem, wj, params: dict[str, Any], where: str) -> Bispectrum:
+    try:
+        return Bispectrum(elements, twojmax=params["twojmax"], rcutfac=params["rcutfac"], radelem=radelem, wj=wj,
+                          rfac0=params["rfac0"], rmin0=params["rmin0"], switchflag=params["switchflag"],
+                          bzeroflag=params["bzeroflag"], bnormflag=params["bnormflag"],
+                          wselfallflag=params["wselfallflag"], chemflag=params["chemflag"],
+                          switchinnerflag=params["switchinnerflag"], sinner=params.get("sinner"),
+                          dinner=params.get("dinner"))
+    except ValueError as exc:
+        raise SnapFileError(f"{where}: {exc}") from exc
 
 
-def _head(descriptor: Bispectrum, coeffs: list[list[float]], quadratic: bool, path: Path) -> LinearHead:
-    K = descriptor.num_descriptors
-    head = (QuadraticHead if quadratic else LinearHead)(len(coeffs), K)
-    expected = 1 + head.num_features
-    if len(coeffs[0]) != expected:
-        kind = "quadratic" if quadratic else "linear"
-        raise SnapFileError(f"{path}: {len(coeffs[0])} coefficients per element, but a {kind} model with "
-                            f"2Jmax {descriptor.twojmax} ({K} descriptors) needs {expected}")
-    head.set_coefficients(torch.tensor(coeffs, dtype=torch.float64))
-    return head
+def _head_for(ncoeff: int, num_descriptors: int, nelements: int, quadratic: bool, where: str):
+    """A linear or quadratic head whose coefficient count (without the constant) matches ``ncoeff``."""
+    k = num_descriptors
+    nlin, nquad = k, k + k * (k + 1) // 2
+    if quadratic:
+        if ncoeff != nquad:
+            raise SnapFileError(f"{where}: quadratic SNAP with {k} descriptors needs 1 + {nquad} coefficients "
+                                f"per element, the file has {ncoeff + 1}")
+        return QuadraticHead(nelements, k)
+    if ncoeff != nlin:
+        hint = " (quadraticflag missing?)" if ncoeff == nquad else ""
+        raise SnapFileError(f"{where}: linear SNAP with {k} descriptors needs {nlin + 1} coefficients per "
+                            f"element, the file has {ncoeff + 1}{hint}")
+    return LinearHead(nelements, k)
+
+
+# ---------------------------------------------------------------------------------------------- snapcoeff
+def _read_coefficient_blocks(path: str | Path, with_names: bool):
+    """Header ``nelements ncoeff`` and the per-element blocks of a .snapcoeff / .mliap.model file."""
+    lines = _lines(path)
+    try:
+        header = next(lines)
+    except StopIteration:
+        raise SnapFileError(f"{path}: empty file (expected a header line 'nelements ncoefficients')") from None
+    if len(header.words) != 2:
+        raise header.error(f"expected a header 'nelements ncoefficients', got {' '.join(header.words)!r}")
+    nelem = int(_number(header, header.words[0], "number of elements", integer=True))
+    ncoeff = int(_number(header, header.words[1], "number of coefficients", integer=True))
+    if nelem < 1 or ncoeff < 1:
+        raise header.error(f"the header needs at least one element and one coefficient, got {nelem} {ncoeff}")
+    blocks = []
+    for _ in range(nelem):
+        name, radius, weight = None, None, None
+        if with_names:
+            try:
+                line = next(lines)
+            except StopIteration:
+                raise SnapFileError(f"{path}: ends before the block of element {len(blocks) + 1} of {nelem}") from None
+            if len(line.words) != 3:
+                raise line.error(f"expected 'element radius weight', got {' '.join(line.words)!r}")
+            name = line.words[0]
+            radius = float(_number(line, line.words[1], f"radius of {name}"))
+            weight = float(_number(line, line.words[2], f"weight of {name}"))
+        values = []
+        for k in range(ncoeff):
+            try:
+                line = next(lines)
+            except StopIteration:
+                what = f"element {name}" if name else f"element block {len(blocks) + 1}"
+                raise SnapFileError(f"{path}: ends after {k} of {ncoeff} coefficients of {what}") from None
+            if len(line.words) != 1:
+                raise line.error(f"expected one coefficient per line, got {' '.join(line.words)!r}")
+            values.append(float(_number(line, line.words[0], "coefficient")))
+        blocks.append((name, radius, weight, values))
+    extra = next(lines, None)
+    if extra is not None:
+        raise extra.error(f"unexpected content after the {nelem} element block(s): {' '.join(extra.words)!r}")
+    return ncoeff, blocks
 
 
 def read_snap(snapcoeff: str | Path, snapparam: str | Path) -> Potential:
-    """The potential of a LAMMPS ``pair_style snap`` file pair (elements in ``.snapcoeff`` order)."""
-    snapcoeff, snapparam = Path(snapcoeff), Path(snapparam)
-    lines = _lines(snapcoeff)
-    if not lines or len(lines[0][1]) != 2:
-        raise SnapFileError(f"{snapcoeff}:{lines[0][0] if lines else 1}: expected 'nelements ncoeff'")
-    nelem = _number(snapcoeff, lines[0][0], lines[0][1][0], int, "nelements")
-    ncoeff = _number(snapcoeff, lines[0][0], lines[0][1][1], int, "ncoeff")
-    elements, radelem, wj, coeffs = [], [], [], []
-    k = 1
-    for _ in range(nelem):
-        if k >= len(lines):
-            raise SnapFileError(f"{snapcoeff}: ends after {len(elements)} of {nelem} element blocks")
-        line, words = lines[k]
-        if len(words) != 3:
-            raise SnapFileError(f"{snapcoeff}:{line}: expected 'element radius weight', got {' '.join(words)!r}")
-        if words[0] in elements:
-            raise SnapFileError(f"{snapcoeff}:{line}: element {words[0]} appears twice")
-        elements.append(words[0])
-        radelem.append(_number(snapcoeff, line, words[1], float, "radius"))
-        wj.append(_number(snapcoeff, line, words[2], float, "weight"))
-        block = lines[k + 1: k + 1 + ncoeff]
-        if len(block) != ncoeff:
-            raise SnapFileError(f"{snapcoeff}: element {words[0]} has {len(block)} of {ncoeff} coefficients")
-        for cline, cwords in block:
-            if len(cwords) != 1:
-                raise SnapFileError(f"{snapcoeff}:{cline}: expected one coefficient per line")
-        coeffs.append([_number(snapcoeff, cl, cw[0], float, "coefficient") for cl, cw in block])
-        k += 1 + ncoeff
-    if k != len(lines):
-        raise SnapFileError(f"{snapcoeff}:{lines[k][0]}: unexpected content after {nelem} element blocks")
-    params = _read_params(snapparam, {"sinner", "dinner"}, nelem)
-    descriptor = _descriptor(params, elements, radelem, wj, params.get("sinner"), params.get("dinner"), snapparam)
-    head = _head(descriptor, coeffs, bool(params.get("quadraticflag", 0)), snapcoeff)
+    """A :class:`Potential` (bispectrum + linear or quadratic head) from a LAMMPS SNAP file pair.
+
+    Elements, radii, weights and coefficients come from ``snapcoeff`` (elements in file order);
+    ``sinner``/``dinner`` in ``snapparam`` are per element in that order. ``chunksize`` and
+    ``parallelthresh`` (Kokkos tuning) are accepted and ignored.
+
+    Raises:
+        SnapFileError: malformed or inconsistent files (message names file and line).
+        FileNotFoundError: a file is missing.
+    """
+    ncoeffall, blocks = _read_coefficient_blocks(snapcoeff, with_names=True)
+    elements = [b[0] for b in blocks]
+    if len(set(elements)) != len(elements):
+        raise SnapFileError(f"{snapcoeff}: element listed twice: {elements}")
+    params = _read_snapparam(snapparam, len(elements))
+    descriptor = _descriptor_from_params(elements, [b[1] for b in blocks], [b[2] for b in blocks], params,
+                                         f"{snapparam}")
+    head = _head_for(ncoeffall - 1, descriptor.num_descriptors, len(elements), params["quadraticflag"],
+                     f"{snapcoeff} with {snapparam}")
+    head.set_coefficients(torch.tensor([b[3] for b in blocks], dtype=torch.float64))
     return Potential(descriptor, head)
 
 
-def read_mliap(model: str | Path, descriptor: str | Path) -> Potential:
-    """The potential of a ``pair_style mliap model linear|quadratic ... descriptor sna ...`` file pair.
-
-    Linear or quadratic is decided by the number of parameters per element.
-    """
-    model, descriptor = Path(model), Path(descriptor)
-    params = _read_params(descriptor, {"elems", "radelems", "welems", "sinnerelems", "dinnerelems"}, None)
-    for key in ("nelems", "elems", "radelems", "welems"):
-        if key not in params:
-            raise SnapFileError(f"{descriptor}: required keyword {key!r} is missing")
-    n = params.pop("nelems")
-    elements = params.pop("elems")
-    for key in ("elems", "radelems", "welems", "sinnerelems", "dinnerelems"):
-        if key in params and len(params[key]) != n:
-            raise SnapFileError(f"{descriptor}: {key} has {len(params[key])} values for nelems {n}")
-    radelem, wj = params.pop("radelems"), params.pop("welems")
-    desc = _descriptor(params, elements, radelem, wj, params.pop("sinnerelems", None),
-                       params.pop("dinnerelems", None), descriptor)
-    lines = _lines(model)
-    if not lines or len(lines[0][1]) != 2:
-        raise SnapFileError(f"{model}:{lines[0][0] if lines else 1}: expected 'nelements nparams'")
-    nelem = _number(model, lines[0][0], lines[0][1][0], int, "nelements")
-    nparams = _number(model, lines[0][0], lines[0][1][1], int, "nparams")
-    if nelem != n:
-        raise SnapFileError(f"{model}: {nelem} elements, but the descriptor file {descriptor} has {n}")
-    values = [_number(model, line, w, float, "coefficient") for line, words in lines[1:] for w in words]
-    if len(values) != nelem * nparams:
-        raise SnapFileError(f"{model}: {len(values)} coefficients, expected {nelem} × {nparams}")
-    coeffs = [values[e * nparams:(e + 1) * nparams] for e in range(nelem)]
-    K = desc.num_descriptors
-    return Potential(desc, _head(desc, coeffs, nparams != 1 + K, model))
+def _check_exportable(potential: Potential) -> tuple[Bispectrum, LinearHead]:
+    descriptor, head = potential.descriptor, potential.head
+    if not isinstance(descriptor, Bispectrum):
+        raise TypeError(f"SNAP files need a Bispectrum descriptor, not {type(descriptor).__name__}")
+    if type(head) not in (LinearHead, QuadraticHead):
+        raise TypeError(f"SNAP files need a linear or quadratic head, not {type(head).__name__}")
+    if potential.reference is not None:
+        raise TypeError("SNAP files cannot hold a reference potential (write it as a separate pair style)")
+    return descriptor, head
 
 
-def _checked(potential: Potential) -> tuple[Bispectrum, LinearHead]:
-    if not isinstance(potential.descriptor, Bispectrum) or type(potential.head) not in (LinearHead, QuadraticHead):
-        raise ValueError("SNAP files hold a bispectrum descriptor with a linear or quadratic head; this potential "
-                         f"has {type(potential.descriptor).__name__} + {type(potential.head).__name__}")
-    return potential.descriptor, potential.head
+def _fmt(x: float) -> str:
+    return repr(float(x))  # shortest text that reads back as the same double
 
 
-def _flag_lines(s: dict[str, Any]) -> list[str]:
-    lines = [f"rfac0 {s['rfac0']!r}", f"rmin0 {s['rmin0']!r}"]
-    lines += [f"{k} {int(bool(s[k]))}" for k in ("switchflag", "bzeroflag", "chemflag", "bnormflag", "wselfallflag",
-                                                 "switchinnerflag")]
-    return lines
+def _coefficient_labels(descriptor: Bispectrum, head) -> list[str]:
+    from ..descriptors.sna_tables import bispectrum_triples
+
+    triples = bispectrum_triples(descriptor.twojmax) * descriptor.num_chem ** 3
+    labels = ["B0"] + [f"B{k + 1} (j1 j2 j = {a} {b} {c})" for k, (a, b, c) in enumerate(triples)]
+    if isinstance(head, QuadraticHead):
+        k = descriptor.num_descriptors
+        labels += [f"B{a + 1}*B{b + 1}" for a in range(k) for b in range(a, k)]
+    return labels
 
 
 def write_snap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
-    """Write ``<prefix>.snapcoeff`` and ``<prefix>.snapparam`` for ``pair_style snap``."""
-    descriptor, head = _checked(potential)
+    """Write ``prefix.snapcoeff`` and ``prefix.snapparam`` for ``pair_style snap``.
+
+    Use in LAMMPS as ``pair_coeff * * prefix.snapcoeff prefix.snapparam <elements in type order>``.
+
+    Returns:
+        the two paths.
+    """
+    descriptor, head = _check_exportable(potential)
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    s = descriptor.settings()
-    coeffs = head.coefficients().detach().cpu().tolist()
-    out = [f"# mliap_torch SNAP coefficients ({type(head).__name__}, 2Jmax {s['twojmax']})",
-           f"{len(s['elements'])} {len(coeffs[0])}"]
-    for e, radius, weight, c in zip(s["elements"], s["radelem"], s["wj"], coeffs):
-        out.append(f"{e} {radius!r} {weight!r}")
-        out += [repr(float(v)) for v in c]
     coeff_path = prefix.with_name(prefix.name + ".snapcoeff")
-    coeff_path.write_text("\n".join(out) + "\n")
-    params = ["# mliap_torch SNAP parameters", f"rcutfac {s['rcutfac']!r}", f"twojmax {s['twojmax']}",
-              f"quadraticflag {int(isinstance(head, QuadraticHead))}", *_flag_lines(s)]
-    if s["switchinnerflag"]:
-        params += ["sinner " + " ".join(repr(v) for v in s["sinner"]),
-                   "dinner " + " ".join(repr(v) for v in s["dinner"])]
     param_path = prefix.with_name(prefix.name + ".snapparam")
-    param_path.write_text("\n".join(params) + "\n")
+    coeffs = head.coefficients().detach().cpu().to(torch.float64)
+    labels = _coefficient_labels(descriptor, head)
+    lines = ["# SNAP coefficients written by mliap_torch", f"{len(descriptor.elements)} {coeffs.shape[1]}"]
+    for e, element in enumerate(descriptor.elements):
+        lines.append(f"{element} {_fmt(descriptor.radelem[e])} {_fmt(descriptor.wj[e])}")
+        lines += [f"{_fmt(c)}  # {label}" for c, label in zip(coeffs[e].tolist(), labels)]
+    coeff_path.write_text("\n".join(lines) + "\n")
+    param_path.write_text(_snapparam_text(descriptor, quadratic=isinstance(head, QuadraticHead)))
     return coeff_path, param_path
 
 
+def _snapparam_text(d: Bispectrum, quadratic: bool) -> str:
+    lines = ["# SNAP parameters written by mliap_torch", f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}",
+             f"rfac0 {_fmt(d.rfac0)}", f"rmin0 {_fmt(d.rmin0)}", f"switchflag {int(d.switchflag)}",
+             f"bzeroflag {int(d.bzeroflag)}", f"quadraticflag {int(quadratic)}", f"chemflag {int(d.chemflag)}",
+             f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
+             f"switchinnerflag {int(d.switchinnerflag)}"]
+    if d.switchinnerflag:
+        lines.append("sinner " + " ".join(_fmt(v) for v in d.sinner))
+        lines.append("dinner " + " ".join(_fmt(v) for v in d.dinner))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- ML-IAP
+_MLIAP_PER_ELEMENT = {"elems", "radelems", "welems", "sinnerelems", "dinnerelems"}
+_MLIAP_SCALARS = {"nelems", "rcutfac", "twojmax", "rfac0", "rmin0", "switchflag", "bzeroflag", "chemflag",
+                  "bnormflag", "wselfallflag", "switchinnerflag"}
+
+
+def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], list[float], dict[str, Any]]:
+    params: dict[str, Any] = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": True, "bzeroflag": True,
+                              "chemflag": False, "bnormflag": False, "wselfallflag": False,
+                              "switchinnerflag": False, "quadraticflag": False}
+    nelem = None
+    per_element: dict[str, list] = {}
+    seen: dict[str, _Line] = {}
+    for line in _lines(path):
+        key, values = line.words[0], line.words[1:]
+        if key in _MLIAP_PER_ELEMENT:
+            if nelem is None:
+                raise line.error(f"{key} before nelems")
+            if len(values) != nelem:
+                raise line.error(f"{key} needs {nelem} values (nelems), got {len(values)}")
+            if key == "elems":
+                per_element[key] = list(values)
+            else:
+                per_element[key] = [float(_number(line, v, key)) for v in values]
+        elif key in _MLIAP_SCALARS:
+            if len(values) != 1:
+                raise line.error(f"keyword {key!r} takes one value, got {len(values)}")
+            if key == "nelems":
+                nelem = int(_number(line, values[0], key, integer=True))
+                if nelem < 1:
+                    raise line.error("nelems must be at least 1")
+            elif key in ("rcutfac", "rfac0", "rmin0"):
+                params[key] = float(_number(line, values[0], key))
+            elif key == "twojmax":
+                params[key] = int(_number(line, values[0], key, integer=True))
+            else:
+                params[key] = _flag(line, values[0], key)
+        else:
+            raise line.error(f"unknown keyword {key!r} in ML-IAP SNAP descriptor file")
+        seen[key] = line
+    missing = [k for k in ("rcutfac", "twojmax") if k not in params] + [
+        k for k in ("nelems",) if nelem is None] + [k for k in ("elems", "radelems", "welems") if k not in per_element]
+    if missing:
+        raise SnapFileError(f"{path}: required keyword(s) {missing} missing")
+    if params["switchinnerflag"] and not ("sinnerelems" in per_element and "dinnerelems" in per_element):
+        raise SnapFileError(f"{path}: switchinnerflag 1 needs both sinnerelems and dinnerelems")
+    if not params["switchinnerflag"] and ("sinnerelems" in per_element or "dinnerelems" in per_element):
+        key = "sinnerelems" if "sinnerelems" in per_element else "dinnerelems"
+        raise seen[key].error(f"{key} given but switchinnerflag is 0 (LAMMPS rejects this)")
+    params["sinner"] = per_element.get("sinnerelems")
+    params["dinner"] = per_element.get("dinnerelems")
+    return per_element["elems"], per_element["radelems"], per_element["welems"], params
+
+
+def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None = None) -> Potential:
+    """A :class:`Potential` from an ML-IAP ``model`` file and ``descriptor sna`` file.
+
+    Args:
+        model: the ``.mliap.model`` file (coefficient blocks in the descriptor's element order).
+        descriptor: the ``.mliap.descriptor`` (SNAP) file.
+        model_type: ``"linear"`` or ``"quadratic"``; by default inferred from the number of
+            coefficients per element (K + 1 or 1 + K + K(K+1)/2 for K descriptors).
+    """
+    elements, radelem, wj, params = _read_mliap_descriptor(descriptor)
+    desc = _descriptor_from_params(elements, radelem, wj, params, f"{descriptor}")
+    nparams, blocks = _read_coefficient_blocks(model, with_names=False)
+    if len(blocks) != len(elements):
+        raise SnapFileError(f"{model}: {len(blocks)} element block(s), the descriptor {descriptor} has "
+                            f"{len(elements)} element(s)")
+    k = desc.num_descriptors
+    if model_type is None:
+        model_type = "quadratic" if nparams == 1 + k + k * (k + 1) // 2 else "linear"
+    if model_type not in ("linear", "quadratic"):
+        raise ValueError(f"model_type must be 'linear' or 'quadratic', got {model_type!r}")
+    head = _head_for(nparams - 1, k, len(elements), model_type == "quadratic", f"{model} with {descriptor}")
+    head.set_coefficients(torch.tensor([b[3] for b in blocks], dtype=torch.float64))
+    return Potential(desc, head)
+
+
 def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
-    """Write ``<prefix>.mliap.model`` and ``<prefix>.mliap.descriptor`` for ``pair_style mliap``."""
-    descriptor, head = _checked(potential)
+    """Write ``prefix.mliap.model`` and ``prefix.mliap.descriptor``.
+
+    Use in LAMMPS as ``pair_style mliap model linear|quadratic prefix.mliap.model descriptor sna
+    prefix.mliap.descriptor`` and ``pair_coeff * * <elements in type order>``.
+
+    Returns:
+        (model path, descriptor path).
+    """
+    d, head = _check_exportable(potential)
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    s = descriptor.settings()
-    coeffs = head.coefficients().detach().cpu().tolist()
-    out = [f"# mliap_torch {'quadratic' if isinstance(head, QuadraticHead) else 'linear'} model, "
-           f"elements {' '.join(s['elements'])}", f"{len(coeffs)} {len(coeffs[0])}"]
-    for c in coeffs:
-        out += [repr(float(v)) for v in c]
     model_path = prefix.with_name(prefix.name + ".mliap.model")
-    model_path.write_text("\n".join(out) + "\n")
-    desc = ["# mliap_torch SNAP descriptor", f"rcutfac {s['rcutfac']!r}", f"twojmax {s['twojmax']}",
-            f"nelems {len(s['elements'])}", "elems " + " ".join(s["elements"]),
-            "radelems " + " ".join(repr(v) for v in s["radelem"]),
-            "welems " + " ".join(repr(v) for v in s["wj"]), *_flag_lines(s)]
-    if s["switchinnerflag"]:
-        desc += ["sinnerelems " + " ".join(repr(v) for v in s["sinner"]),
-                 "dinnerelems " + " ".join(repr(v) for v in s["dinner"])]
-    descriptor_path = prefix.with_name(prefix.name + ".mliap.descriptor")
-    descriptor_path.write_text("\n".join(desc) + "\n")
-    return model_path, descriptor_path
+    desc_path = prefix.with_name(prefix.name + ".mliap.descriptor")
+    coeffs = head.coefficients().detach().cpu().to(torch.float64)
+    kind = "quadratic" if isinstance(head, QuadraticHead) else "linear"
+    lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
+             f"{len(d.elements)} {coeffs.shape[1]}"]
+    for e in range(len(d.elements)):
+        lines += [_fmt(c) for c in coeffs[e].tolist()]
+    model_path.write_text("\n".join(lines) + "\n")
+    dl = ["# ML-IAP SNAP descriptor written by mliap_torch (pair_style mliap ... descriptor sna)",
+          f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}", f"nelems {len(d.elements)}",
+          "elems " + " ".join(d.elements), "radelems " + " ".join(_fmt(v) for v in d.radelem),
+          "welems " + " ".join(_fmt(v) for v in d.wj), f"rfac0 {_fmt(d.rfac0)}", f"rmin0 {_fmt(d.rmin0)}",
+          f"switchflag {int(d.switchflag)}", f"bzeroflag {int(d.bzeroflag)}", f"chemflag {int(d.chemflag)}",
+          f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
+          f"switchinnerflag {int(d.switchinnerflag)}"]
+    if d.switchinnerflag:
+        dl.append("sinnerelems " + " ".join(_fmt(v) for v in d.sinner))
+        dl.append("dinnerelems " + " ".join(_fmt(v) for v in d.dinner))
+    desc_path.write_text("\n".join(dl) + "\n")
+    return model_path, desc_path
