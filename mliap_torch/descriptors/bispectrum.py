@@ -104,9 +104,18 @@ class Bispectrum(Descriptor):
 
     ``num_descriptors`` is ``nB`` (times ``nelements³`` with chemflag). All tables are buffers, so
     ``.to(device, dtype)`` moves everything; float64 and float32 both work, on CPU and CUDA.
+    ``Bispectrum(..., trainable=["wj", "radelem", "rfac0"])`` returns a
+    :class:`~mliap_torch.descriptors.trainable.TrainableBispectrum` whose listed values are learned.
     """
 
     type_name = "bispectrum"
+
+    def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
+        if trainable and cls is Bispectrum:
+            from .trainable import TrainableBispectrum
+
+            return super().__new__(TrainableBispectrum)
+        return super().__new__(cls)
 
     def __init__(self, elements: Sequence[str], twojmax: int, rcutfac: float, radelem: Sequence[float],
                  wj: Sequence[float], rfac0: float = 0.99363, rmin0: float = 0.0, switchflag: bool = True,
