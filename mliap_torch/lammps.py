@@ -6,7 +6,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy
 
 REQUIRED_PACKAGES = ("ML-SNAP", "ML-IAP", "PYTHON", "PLUGIN", "MANYBODY")
 BUILD_HINT = "build it with `bash scripts/build_lammps.sh` (or run the test command, which builds it)"
@@ -111,7 +114,7 @@ def thermo_table(log_text: str) -> list[dict[str, float]]:
     return rows
 
 
-def lammps_cell(cell) -> tuple["np.ndarray", "np.ndarray"]:
+def lammps_cell(cell) -> tuple[numpy.ndarray, numpy.ndarray]:
     """LAMMPS' lower-triangular form of a right-handed cell and the rotation that produces it.
 
     LAMMPS restricts triclinic cells to ``a = (lx, 0, 0)``, ``b = (xy, ly, 0)``, ``c = (xz, yz, lz)``.
@@ -138,7 +141,7 @@ def lammps_cell(cell) -> tuple["np.ndarray", "np.ndarray"]:
     return lower, q
 
 
-def create_atoms_in_lammps(lmp, positions, cell, types, masses, pbc=(True, True, True)) -> "np.ndarray":
+def create_atoms_in_lammps(lmp, positions, cell, types, masses, pbc=(True, True, True)) -> numpy.ndarray:
     """Define a (triclinic) box holding ``positions`` in a started LAMMPS (``units metal``, atom_style atomic).
 
     Atom ``k`` gets id ``k + 1`` and LAMMPS type ``types[k]`` (1-based). Positions are rotated into
@@ -170,7 +173,7 @@ def create_atoms_in_lammps(lmp, positions, cell, types, masses, pbc=(True, True,
     return rot
 
 
-def atom_order(lmp) -> "np.ndarray":
+def atom_order(lmp) -> numpy.ndarray:
     """Local index of atom id ``k + 1`` for every ``k`` (single-process LAMMPS)."""
     import numpy as np
 

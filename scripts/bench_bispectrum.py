@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         rc = f"{res['cpu_us'] / ref['cpu_us']:.2f}" if ref else "–"
         print(f"| {name} | {mode} | {res['wall_us']:.1f} | {res['cpu_us']:.1f} | {lw} | {lc} | {rw} | {rc} | "
               f"{res['first_s']:.1f} | {check or '–'} |")
-    print(f"# neighbor list (vesin, not in the torch times): "
+    print("# neighbor list (vesin, not in the torch times): "
           + ", ".join(f"{name.split()[0]} {res['neighbors_us']:.1f} µs/atom" for name, mode, res, _, _ in rows
                       if mode == rows[0][1]))
     print("# ratio = torch / LAMMPS; 'max rel. diff' = largest relative energy/force difference to LAMMPS")

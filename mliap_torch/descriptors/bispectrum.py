@@ -23,13 +23,15 @@ Two implementations share these tables:
 * the reference path (:meth:`Bispectrum.reference_forward`): plain differentiable (complex) torch ops.
   When a backward pass must itself be differentiable (``create_graph=True``, e.g. training on
   forces), the fast path's backward recomputes through the reference path, so double backward works.
+
+:meth:`Bispectrum.pair_jacobian` gives B and the per-pair Jacobian ∂B_i/∂r_ij in one pass for the
+least-squares fits (∂B/∂U from Z lists as LAMMPS' ``compute_dbidrj``, then the same ρ contraction).
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -203,7 +205,6 @@ class Bispectrum(Descriptor):
         coeff = coeff * zscale[tz]
         self.num_terms = len(coeff)
         self.num_z = len(tables.z_u)
-        nterm, nz, nu, nuh, nb = self.num_terms, self.num_z, self.num_u, self.num_u_half, self.num_b
         buf("term_u1", torch.as_tensor(u1))
         buf("term_u2", torch.as_tensor(u2))
         buf("term_z", torch.as_tensor(tz))
