@@ -15,7 +15,6 @@ lattices are ~1e-11 and their ZBL parts differ in the last bits).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,6 @@ from mliap_torch.fitting.exact_fit import FitSNAPSetup, fitsnap_setup
 from mliap_torch.fitting.metrics import read_fitsnap_metrics
 
 pytestmark = pytest.mark.shared_data
-
-full_fits = pytest.mark.skipif(
-    os.environ.get("MLIAP_TORCH_FULL_FITS", "") != "1",
-    reason="the whole-data-set Ta quadratic fit (1596 columns) takes about 3 minutes here; "
-           "set MLIAP_TORCH_FULL_FITS=1 to run it (it passed on 25 Nov 2026 in 181 s together with the linear fit)")
 
 
 def read_snapcoeff(path: Path) -> np.ndarray:
@@ -156,7 +150,6 @@ def check_metrics(result, path: Path, rel: float) -> None:
 
 
 @pytest.mark.slow
-@full_fits
 def test_ta_quadratic_fit_matches_fitsnap():
     data = SHARED_DATA / "fitsnap" / "Ta_Quadratic_JCP2018"
     if not data.is_dir():
