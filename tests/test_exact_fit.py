@@ -99,6 +99,7 @@ def _rank_fit(rank: int, world: int, init_file: str, out_file: str) -> None:
                         "rmse": result.metrics.value("*ALL", "Weighted", "Training", "Force", "rmse"),
                         "ncount": result.metrics.value("*ALL", "Unweighted", "Training", "Force", "ncount"),
                         "rows": result.solution.num_rows}, out_file)
+        dist.barrier()  # no rank tears gloo down while the other still uses it
     finally:
         dist.destroy_process_group()
 
