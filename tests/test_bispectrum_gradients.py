@@ -14,13 +14,7 @@ from mliap_torch.models.potential import Potential
 from snap_reference import pair_list, random_structure, triclinic_cell
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: run single-threaded (OpenMP waits dominate on a shared, busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SETTINGS = {
     "one-element": dict(elements=["Ta"], twojmax=6, rcutfac=4.67637, radelem=[0.5], wj=[1.0]),

@@ -18,16 +18,8 @@ from mliap_torch.models.potential import Potential
 from snap_reference import (lammps_energy_forces_virial, lammps_sna_atom, pair_list, random_structure,
                             triclinic_cell)
 
-pytestmark = pytest.mark.lammps
+pytestmark = [pytest.mark.lammps, pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: run single-threaded (OpenMP waits dominate on a shared, busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 TOL = 1e-10
 

@@ -16,13 +16,7 @@ from snap_reference import lammps_energy_forces_virial, random_structure, tricli
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: run single-threaded (OpenMP waits dominate on a shared, busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _num_b(twojmax: int) -> int:

@@ -1,17 +1,18 @@
 """The interface every descriptor implements: per-atom features from a pair list."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
 from torch import nn
 
 
-class Descriptor(nn.Module):
+class Descriptor(nn.Module, ABC):
     """Per-atom descriptors from the pair-list representation shared with LAMMPS' ML-IAP.
 
     Subclasses set ``elements`` (element symbols, index = species index) and implement
-    :meth:`forward`, :attr:`num_descriptors`, :attr:`cutoff` and :meth:`settings`.
+    :meth:`forward`, :attr:`num_descriptors`, :attr:`cutoff`, :meth:`pair_cutoffs` and :meth:`settings`.
     Pairs beyond their element-pair cutoff must contribute exactly zero (LAMMPS passes pairs up to
     the neighbor-list radius plus skin).
     """
@@ -20,23 +21,24 @@ class Descriptor(nn.Module):
     elements: list[str]
 
     @property
+    @abstractmethod
     def num_descriptors(self) -> int:
         """K, the number of descriptors per atom."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def cutoff(self) -> float:
         """The largest element-pair cutoff, Å: the radius a neighbor list must cover."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pair_cutoffs(self) -> torch.Tensor:
         """(nelements, nelements) cutoff of each element pair, Å."""
-        raise NotImplementedError
 
+    @abstractmethod
     def settings(self) -> dict[str, Any]:
         """JSON-like settings from which ``type(self)(**settings)`` rebuilds this descriptor."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
         """Descriptors of every atom.
@@ -50,4 +52,3 @@ class Descriptor(nn.Module):
         Returns:
             (num_atoms, K) descriptors.
         """
-        raise NotImplementedError
