@@ -277,7 +277,7 @@ class ACE(Descriptor):
         A1t, At = A1.T.contiguous(), A.T.contiguous()
         out = torch.zeros((self._num_descriptors, num_atoms), dtype=rij.dtype, device=rij.device)
         for e in range(nel):
-            rows = None if nel == 1 else torch.nonzero(species == e).squeeze(1)
+            rows = None if nel == 1 else torch.nonzero(species[:num_atoms] == e).squeeze(1)
             A1e, Ae = (A1t, At) if rows is None else (A1t[:, rows], At[:, rows])
             Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=rij.dtype, device=rij.device)
             Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), A1e.index_select(0, getattr(self, f"rank1_{e}_index")))

@@ -45,9 +45,11 @@ class Descriptor(nn.Module, ABC):
 
         Args:
             rij: (npairs, 3) ``x[j] - x[i]`` (with periodic image), Å.
-            pair_i, pair_j: (npairs,) central and neighbor atom indices, in ``[0, num_atoms)``.
-            species: (num_atoms,) element index of each atom.
-            num_atoms: number of atoms (rows of the output).
+            pair_i: (npairs,) central atom indices, in ``[0, num_atoms)``.
+            pair_j: (npairs,) neighbor atom indices, in ``[0, ntotal)``.
+            species: (ntotal,) element index of each atom; ``ntotal >= num_atoms``, atoms past
+                ``num_atoms`` are neighbours only (LAMMPS ghost atoms) and get no descriptor row.
+            num_atoms: number of central atoms (rows of the output).
 
         Returns:
             (num_atoms, K) descriptors.

