@@ -95,6 +95,7 @@ class ModelConfig:
     solver: dict = field(default_factory=dict)
     reference: Optional[dict] = None
     use_config_weights: bool = True
+    store_descriptors: bool = True
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -27,6 +27,9 @@ class AtomsBatch:
         energy_mask, stress_mask: (nconfigs,) bool.  forces_mask: (natoms,) bool.
         energy_weight, force_weight, stress_weight: (nconfigs,) fit weights.
         group: (nconfigs,) group index into ``group_names``.  config_id: (nconfigs,) dataset index.
+        descriptors: optional precomputed descriptors (natoms, K) of a frozen descriptor, and
+        descriptor_jacobian: (npairs, 3, K) ``∂B_k(pair_i)/∂rij`` per pair (see
+        :func:`mliap_torch.training.precompute.attach_descriptor_jacobians`); ``None`` otherwise.
     """
 
     positions: torch.Tensor
@@ -48,6 +51,8 @@ class AtomsBatch:
     stress_weight: torch.Tensor
     group: torch.Tensor
     config_id: torch.Tensor
+    descriptors: torch.Tensor | None = None
+    descriptor_jacobian: torch.Tensor | None = None
 
     @property
     def num_configs(self) -> int:
@@ -75,6 +80,9 @@ class AtomsBatch:
         out = {}
         for f in fields(self):
             t = getattr(self, f.name)
+            if t is None:
+                out[f.name] = None
+                continue
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
             out[f.name] = t.to(device) if device is not None else t
@@ -93,7 +101,11 @@ def species_indices(config: Configuration, elements: Sequence[str]) -> np.ndarra
 
 @dataclass
 class ProcessedConfiguration:
-    """One configuration with its species indices and neighbor list, ready to be batched."""
+    """One configuration with its species indices and neighbor list, ready to be batched.
+
+    ``descriptors`` (natoms, K) and ``descriptor_jacobian`` (npairs, 3, K), when set, are a frozen
+    descriptor's values and per-pair Jacobian, so that training needs no descriptor evaluation.
+    """
 
     config: Configuration
     species: np.ndarray
@@ -102,6 +114,8 @@ class ProcessedConfiguration:
     shifts: np.ndarray
     group_index: int = 0
     config_id: int = 0
+    descriptors: np.ndarray | None = None
+    descriptor_jacobian: np.ndarray | None = None
 
 
 def process_configuration(config: Configuration, elements: Sequence[str], cutoff: float,
@@ -135,6 +149,8 @@ def collate(items: Sequence[ProcessedConfiguration], dtype: torch.dtype = torch.
     def t(a, dt=dtype):
         return torch.as_tensor(np.asarray(a), dtype=dt)
 
+    precomputed = bool(items) and all(it.descriptors is not None for it in items)
+
     return AtomsBatch(
         positions=t(positions),
         cell=t(np.array([it.config.cell for it in items]).reshape(nconf, 3, 3)),
@@ -155,6 +171,8 @@ def collate(items: Sequence[ProcessedConfiguration], dtype: torch.dtype = torch.
         stress_weight=t([it.config.stress_weight for it in items]),
         group=t([it.group_index for it in items], torch.int64),
         config_id=t([it.config_id for it in items], torch.int64),
+        descriptors=t(np.concatenate([it.descriptors for it in items])) if precomputed else None,
+        descriptor_jacobian=t(np.concatenate([it.descriptor_jacobian for it in items])) if precomputed else None,
     )
 
 

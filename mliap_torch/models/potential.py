@@ -81,6 +81,26 @@ class Potential(nn.Module):
             energies = energies + self.reference(rij, pair_i, pair_j, species, num_atoms)
         return energies
 
+    def _energies_from_stored_jacobian(self, batch: AtomsBatch, rij: torch.Tensor, need_grad: bool,
+                                       create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-atom energies (natoms,) eV and, with ``need_grad``, ∂E/∂rij (npairs, 3) eV/Å from the batch's
+        stored descriptors: ∂E/∂r_p = Σ_k ∂E_i/∂B_ik · ∂B_ik/∂r_p (+ the reference potential's gradient)."""
+        B = batch.descriptors.detach().requires_grad_(need_grad)
+        head = self.head(B, batch.species)
+        reference = None
+        if self.reference is not None:
+            reference = self.reference(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        atomic = head if reference is None else head + reference
+        if not need_grad:
+            return atomic, None
+        (dE_dB,) = torch.autograd.grad(head.sum(), B, create_graph=create_graph)
+        dE_drij = torch.einsum("pxk,pk->px", batch.descriptor_jacobian.to(B.dtype), dE_dB[batch.pair_i])
+        if reference is not None:
+            (ref_grad,) = torch.autograd.grad(reference.sum(), rij, create_graph=create_graph, allow_unused=True)
+            if ref_grad is not None:
+                dE_drij = dE_drij + ref_grad
+        return atomic, dE_drij
+
     def forward(self, batch: AtomsBatch, forces: bool = True, stress: bool = True,
                 create_graph: bool = False) -> dict[str, torch.Tensor]:
         """Energies, forces and stress of every configuration in ``batch``.
@@ -89,19 +109,28 @@ class Potential(nn.Module):
         asked, ``forces`` (natoms, 3) eV/Å and ``stress`` (nconfigs, 6) eV/Å³ (ASE convention:
         tension positive, Voigt ``xx yy zz yz xz xy``; zero for cells without volume).
         Pass ``create_graph=True`` to train on forces or stress (double backward).
+
+        When the batch carries precomputed ``descriptors`` and ``descriptor_jacobian`` and no descriptor
+        parameter is trained, they replace the descriptor evaluation (same results, and double
+        backward then goes through the head only).
         """
         need_grad = forces or stress
         rij = batch.rij()
         if need_grad and not rij.requires_grad:
             rij = rij.detach().requires_grad_(True)
+        precomputed = batch.descriptors is not None and not any(p.requires_grad for p in self.descriptor.parameters())
         with torch.enable_grad() if need_grad else torch.no_grad():
-            atomic = self.atomic_energies(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+            if precomputed:
+                atomic, dE_drij = self._energies_from_stored_jacobian(batch, rij, need_grad, create_graph)
+            else:
+                atomic = self.atomic_energies(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
             energy = torch.zeros(batch.num_configs, dtype=atomic.dtype, device=atomic.device)
             energy = energy.index_add(0, batch.atom_config, atomic)
             out = {"energy": energy, "atomic_energies": atomic}
             if not need_grad:
                 return out
-            (dE_drij,) = torch.autograd.grad(energy.sum(), rij, create_graph=create_graph, allow_unused=True)
+            if not precomputed:
+                (dE_drij,) = torch.autograd.grad(energy.sum(), rij, create_graph=create_graph, allow_unused=True)
             if dE_drij is None:
                 dE_drij = torch.zeros_like(rij)
         f, dE_dstrain = forces_and_virial_from_pair_gradient(dE_drij, rij, batch.pair_i, batch.pair_j,

@@ -1,6 +1,7 @@
 """LightningDataModule over train/validation/test lists of configurations."""
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Sequence
 
@@ -11,6 +12,10 @@ from torch.utils.data import DataLoader
 from ..data.batch import AtomsBatch
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
+from ..models.potential import Potential
+from .precompute import DEFAULT_MAX_GB, attach_descriptor_jacobians, jacobian_bytes
+
+log = logging.getLogger(__name__)
 
 
 class AtomsDataModule(L.LightningDataModule):
@@ -28,11 +33,15 @@ class AtomsDataModule(L.LightningDataModule):
         batch_size: configurations per batch.
         num_workers: DataLoader worker processes.
         dtype: floating dtype of the batches.
+        stored_descriptors: a potential whose (frozen) descriptor is evaluated once per configuration
+            in :meth:`setup`; the batches then carry descriptors and pair Jacobians (see
+            :mod:`mliap_torch.training.precompute`) and training never re-evaluates the descriptor.
     """
 
     def __init__(self, train: Sequence[Configuration], val: Sequence[Configuration], test: Sequence[Configuration],
                  elements: Sequence[str], cutoff: float, group_names: Sequence[str], batch_size: int = 8,
-                 num_workers: int = 0, dtype: torch.dtype = torch.float64):
+                 num_workers: int = 0, dtype: torch.dtype = torch.float64,
+                 stored_descriptors: Potential | None = None):
         super().__init__()
         self.splits = {"train": list(train), "val": list(val), "test": list(test)}
         self.elements = list(elements)
@@ -42,12 +51,28 @@ class AtomsDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.dtype = dtype
         self.datasets: dict[str, ConfigurationDataset] = {}
+        self.stored_descriptors = stored_descriptors
 
     def setup(self, stage: str | None = None) -> None:
         for name, configs in self.splits.items():
             if name not in self.datasets:
                 self.datasets[name] = ConfigurationDataset(configs, self.elements, self.cutoff,
                                                            group_names=self.group_names)
+        if self.stored_descriptors is not None:
+            self._store_descriptors()
+
+    def _store_descriptors(self) -> None:
+        """Attach descriptors and pair Jacobians to every split, unless they would exceed ``DEFAULT_MAX_GB``."""
+        potential, self.stored_descriptors = self.stored_descriptors, None
+        items = [it for d in self.datasets.values() for it in d.items]
+        size = jacobian_bytes(items, potential.descriptor.num_descriptors) / 1e9
+        if size > DEFAULT_MAX_GB:
+            log.warning("not storing descriptor Jacobians: they would take %.1f GB (> %.0f GB); the descriptor "
+                        "is evaluated in every training step instead", size, DEFAULT_MAX_GB)
+            return
+        log.info("storing descriptors and their pair Jacobians (%.2f GB)", size)
+        for name, dataset in self.datasets.items():
+            attach_descriptor_jacobians(dataset.items, potential, desc=f"{name} descriptors")
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,

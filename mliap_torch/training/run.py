@@ -15,6 +15,7 @@ from ..data.configuration import Configuration
 from ..models.potential import Potential
 from .datamodule import AtomsDataModule
 from .module import PotentialModule
+from .precompute import descriptor_is_frozen
 from .setup import build_potential, data_elements, initialize_mlp
 from .trainer import build_trainer
 
@@ -126,8 +127,10 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
                              optimizer=asdict(m.optimizer), scheduler=asdict(m.scheduler),
                              use_config_weights=m.use_config_weights, dtype=cfg.dtype)
     module.potential.load_state_dict(potential.state_dict())
+    stored = potential if m.store_descriptors and descriptor_is_frozen(potential) else None
     datamodule = AtomsDataModule(train, val, [], potential.elements, potential.cutoff, group_names,
-                                 batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, dtype=dtype)
+                                 batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, dtype=dtype,
+                                 stored_descriptors=stored)
     trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if not trainer.is_global_zero:
