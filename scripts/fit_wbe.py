@@ -5,8 +5,9 @@ Usage:
 
 Unpacks ``JSON.tar.gz`` into ``--workdir`` (once), reads ``WBe-example.in`` (2J=8, two elements, ZBL,
 44 weighted groups), streams the configurations through the design-matrix builder in chunks of
-``--chunk-atoms`` atoms (rows are never all kept: ``keep_rows=False``, so memory is one chunk plus
-the (n+1)² factor; the metrics pass recomputes the rows), solves with FitSNAP's SVD cutoff and
+``--chunk-atoms`` atoms (rows are never all in memory: ``keep_rows="disk"`` spills each chunk's rows to a
+temporary folder, so memory is one chunk plus the (n+1)² factor and the metrics pass reads the rows
+back instead of recomputing them), solves with FitSNAP's SVD cutoff and
 prints the peak resident memory, the timings and the ``*ALL`` metrics next to
 ``reference/WBe_metrics.md``. ``--every k`` fits every k-th configuration only (a quick run).
 """
@@ -51,7 +52,7 @@ def main() -> None:
     t_read = time.perf_counter() - t0
     natoms = sum(c.num_atoms for c in setup.configurations)
     print(f"{len(setup.configurations)} configurations, {natoms} atoms, read in {t_read:.1f} s", flush=True)
-    result = setup.fit(chunk_atoms=args.chunk_atoms, keep_rows=False, progress=True)
+    result = setup.fit(chunk_atoms=args.chunk_atoms, keep_rows="disk", progress=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = result.timings
     print(f"\ntimings (s): read {t_read:.1f}, design {t['design']:.1f}, solve {t['solve']:.2f}, "

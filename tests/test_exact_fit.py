@@ -67,10 +67,13 @@ def test_streaming_without_kept_rows_and_svd_ridge_agree():
     configs = _data()
     kept = fit_exact(_fresh(), configs, group_names=GROUPS, chunk_atoms=1000)
     streamed = fit_exact(_fresh(), configs, group_names=GROUPS, chunk_atoms=16, keep_rows=False, solver="svd")
-    assert streamed.rows is None
-    torch.testing.assert_close(streamed.coefficients, kept.coefficients, rtol=1e-9, atol=1e-10)
-    for a, b in zip(kept.metrics.rows, streamed.metrics.rows):
-        assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-8)
+    spilled = fit_exact(_fresh(), configs, group_names=GROUPS, chunk_atoms=16, keep_rows="disk")
+    assert streamed.rows is None and spilled.rows is None
+    for other in (streamed, spilled):
+        torch.testing.assert_close(other.coefficients, kept.coefficients, rtol=1e-9, atol=1e-10)
+        for a, b in zip(kept.metrics.rows, other.metrics.rows):
+            assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-8)
+    torch.testing.assert_close(spilled.predictions.pred, streamed.predictions.pred, rtol=1e-8, atol=1e-10)
     ridge = fit_exact(_fresh(), configs, group_names=GROUPS, solver="ridge", alpha=1e-10)
     torch.testing.assert_close(ridge.coefficients, kept.coefficients, rtol=1e-5, atol=1e-6)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -77,13 +78,42 @@ def _shard(n: int, distributed: bool) -> tuple[int, int]:
     return min(rank * per, n), min((rank + 1) * per, n)
 
 
+class RowStore:
+    """Design rows chunk by chunk, in memory or spilled to a temporary folder (removed with the store)."""
+
+    def __init__(self, on_disk: bool = False, device: torch.device | str = "cpu"):
+        self._device = device
+        self._folder = tempfile.TemporaryDirectory(prefix="mliap_torch_rows_") if on_disk else None
+        self._chunks: list[DesignRows | Path] = []
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def append(self, rows: DesignRows) -> None:
+        if self._folder is None:
+            self._chunks.append(rows)
+            return
+        path = Path(self._folder.name) / f"{len(self._chunks)}.pt"
+        torch.save({f.name: getattr(rows, f.name).cpu() for f in dataclasses.fields(DesignRows)}, path)
+        self._chunks.append(path)
+
+    def __iter__(self) -> Iterator[DesignRows]:
+        for chunk in self._chunks:
+            if isinstance(chunk, Path):
+                chunk = DesignRows(**torch.load(chunk, map_location=self._device, weights_only=True))
+            yield chunk
+
+    def all(self) -> DesignRows:
+        return DesignRows.cat(list(self))
+
+
 def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
               test: Sequence[bool] | torch.Tensor | None = None, split=None, solver: str = "qr",
               rcond: float | None = None,
               alpha: float = 0.0, chunk_atoms: int = 2000, stress_scale: float = 1.0,
               stress_target_scale: float | None = None, bias: bool | None = None,
               energy: bool = True, forces: bool = True, stress: bool = True, group_names: Sequence[str] | None = None,
-              keep_rows: bool = True, distributed: bool = False, stress_unit: str | None = None,
+              keep_rows: bool | str = True, distributed: bool = False, stress_unit: str | None = None,
               progress: bool = False) -> FitResult:
     """Fit the head coefficients of ``potential`` to ``configurations`` by weighted least squares.
 
@@ -103,8 +133,10 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
         bias: constant per-element columns (None: FitSNAP's rule, off with ``bzeroflag``).
         energy, forces, stress: which labels to fit.
         group_names: group order of the metrics (default: groups in order of first appearance).
-        keep_rows: keep all design rows (metrics without a second descriptor pass); with False,
-            memory stays bounded by one chunk and the metrics pass recomputes the rows.
+        keep_rows: ``True`` keeps all design rows in memory (metrics without a second descriptor pass,
+            rows returned in the result); ``"disk"`` spills each chunk's rows to a temporary folder
+            (memory bounded by one chunk, no second descriptor pass; disk: 8·rows·columns bytes);
+            ``False`` keeps nothing and the metrics pass recomputes the rows.
         distributed: shard configurations over ``torch.distributed`` ranks and combine by TSQR; all
             ranks get the same coefficients and the metrics of all rows.
         stress_unit: label of the stress unit for the metrics table (default from ``stress_scale``).
@@ -143,16 +175,18 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
             batch = batch.to(device)
             yield builder.rows(batch, test_flags.to(device)[batch.config_id])
 
+    if keep_rows not in (True, False, "disk"):
+        raise ValueError(f"fit_exact: keep_rows must be True, False or 'disk', not {keep_rows!r}")
     timings = {"design": 0.0, "solve": 0.0, "metrics": 0.0}
     acc = StreamingQR(builder.num_columns, dtype=dtype, device=device)
-    kept: list[DesignRows] = []
+    kept = RowStore(on_disk=keep_rows == "disk", device=device) if keep_rows else None
     t0 = time.perf_counter()
     for k, rows in enumerate(chunks()):
         t1 = time.perf_counter()
         timings["design"] += t1 - t0
         train = ~rows.test
         acc.add(rows.A[train], rows.b[train], rows.w[train])
-        if keep_rows:
+        if kept is not None:
             kept.append(rows)
         t0 = time.perf_counter()
         timings["solve"] += t0 - t1
@@ -180,7 +214,7 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
                            else "eV/Å³ (tension positive)" if stress_scale == 1.0 else f"{stress_scale:g}·eV/Å³")
     metrics = MetricAccumulator(names, {"Energy": "eV/atom", "Force": "eV/Å", "Stress": unit})
     preds: list[RowPredictions] = []
-    source = kept if keep_rows else chunks()
+    source = kept if kept is not None else chunks()
     for rows in source:
         pred = rows.A @ solution.x
         metrics.add_rows(pred, rows.b, rows.w, rows.kind, rows.group, rows.test)
@@ -194,7 +228,7 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
     timings["total"] = time.perf_counter() - t_start
     return FitResult(coefficients=coefficients.detach(), solution=solution, metrics=metrics.table(), timings=timings,
                      predictions=predictions, group_names=names,
-                     rows=DesignRows.cat(kept) if keep_rows and kept else None, notes=list(solution.notes))
+                     rows=kept.all() if keep_rows is True and len(kept) else None, notes=list(solution.notes))
 
 
 def _per_element(value: Any, n: int, name: str, source: str) -> list[float]:
