@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
 from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
@@ -247,13 +248,25 @@ class ACE(Descriptor):
         ``(μ·nradmax + n-1)·(lmax+1)² + l² + l + m`` (real harmonics, see :mod:`.spherical_harmonics`).
         """
         nel = len(self.elements)
-        r = torch.linalg.vector_norm(rij, dim=1)
         si, sj = species[pair_i], species[pair_j]
-        g = self.radial(r, si, sj)
+        g, values = self._pair_features(rij, si, sj)
         target = pair_i * nel + sj
         A1 = _scatter_rows(g, target, num_atoms * nel).reshape(num_atoms, -1)
-        if not any(self._ranks):
+        if values is None:
             return A1, rij.new_zeros((num_atoms, self._a_width))
+        A = _scatter_rows(values, target, num_atoms * nel).reshape(num_atoms, -1)
+        return A1, A
+
+    def _pair_features(self, rij: torch.Tensor, si: torch.Tensor, sj: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One pair's terms of the atomic bases: g (npairs, nradbase) and R_nl·Y_lm (npairs, nradmax·(lmax+1)²),
+        the latter None when the basis has no rank ≥ 2. They add to the central atom's columns of the
+        neighbour's element block."""
+        nel = len(self.elements)
+        r = torch.linalg.vector_norm(rij, dim=1)
+        g = self.radial(r, si, sj)
+        if not any(self._ranks):
+            return g, None
         nlm = (self.lmax + 1) ** 2
         width = self.nradmax * (self.lmax + 1)
         crad = self.crad.to(rij.dtype).reshape(nel * nel, width, self.nradbase)
@@ -265,21 +278,25 @@ class ACE(Descriptor):
         R = R.reshape(-1, self.nradmax, self.lmax + 1)[:, :, self.l_of_lm]
         unit = rij / torch.where(r > 0, r, torch.ones_like(r))[:, None]
         Y = real_spherical_harmonics(unit, self.lmax) * PACE_YLM_SCALE
-        values = (R * Y[:, None, :]).reshape(-1, self.nradmax * nlm)
-        A = _scatter_rows(values, target, num_atoms * nel).reshape(num_atoms, -1)
-        return A1, A
+        return g, (R * Y[:, None, :]).reshape(-1, self.nradmax * nlm)
 
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
         A1, A = self.atomic_base(rij, pair_i, pair_j, species, num_atoms)
-        nel = len(self.elements)
+        return self._b_from_base(A1, A, species[:num_atoms])
+
+    def _b_from_base(self, A1: torch.Tensor, A: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """B (natoms, K) from the atomic bases A1 (natoms, nel·nradbase), A (natoms, nel·nradmax·(lmax+1)²)
+        and the central atoms' species (natoms,)."""
+        nel, num_atoms = len(self.elements), A1.shape[0]
+        dtype, device = A1.dtype, A1.device
         # descriptor-major layout: gathers and scatters act on contiguous rows of (columns, atoms)
         A1t, At = A1.T.contiguous(), A.T.contiguous()
-        out = torch.zeros((self._num_descriptors, num_atoms), dtype=rij.dtype, device=rij.device)
+        out = torch.zeros((self._num_descriptors, num_atoms), dtype=dtype, device=device)
         for e in range(nel):
-            rows = None if nel == 1 else torch.nonzero(species[:num_atoms] == e).squeeze(1)
+            rows = None if nel == 1 else torch.nonzero(centers == e).squeeze(1)
             A1e, Ae = (A1t, At) if rows is None else (A1t[:, rows], At[:, rows])
-            Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=rij.dtype, device=rij.device)
+            Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=dtype, device=device)
             Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), A1e.index_select(0, getattr(self, f"rank1_{e}_index")))
             level = {1: Ae}
             for k in self._levels[e]:
@@ -287,10 +304,67 @@ class ACE(Descriptor):
                             level[k - k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_right")))
                 if k in self._ranks[e]:
                     terms = level[k].index_select(0, getattr(self, f"table_{e}_{k}_node"))
-                    coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(rij.dtype)
+                    coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(dtype)
                     Be = Be.index_add(0, getattr(self, f"table_{e}_{k}_column"), terms * coefficient)
             out = Be if rows is None else out.index_copy(1, rows, Be)
         return out.T
+
+    @torch.no_grad()
+    def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                      num_atoms: int, atom_chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """Descriptors B (num_atoms, K) and their per-pair Jacobian dB (npairs, 3, K), ``dB[p, :, k] =
+        ∂B_k(pair_i[p]) / ∂rij[p]``, by the chain rule through the atomic bases.
+
+        A pair enters B only through its own terms of A: ``∂B_i/∂r_p = ∂B_i/∂A_i · ∂A_p/∂r_p``. The
+        first factor (num_atoms, K, width) costs K backward passes over atoms (not pairs), the second
+        three forward-mode passes over the per-pair terms; their product is one batched matrix product
+        per chunk of ``atom_chunk`` atoms (each atom's pairs padded to the chunk's largest count).
+        """
+        nel, num_atoms = len(self.elements), int(num_atoms)
+        centers = species[:num_atoms]
+        si, sj = species[pair_i], species[pair_j]
+        with torch.enable_grad():
+            A1, A = (t.detach().requires_grad_(True) for t in self.atomic_base(rij, pair_i, pair_j, species, num_atoms))
+            B = self._b_from_base(A1, A, centers)
+            K = B.shape[1]
+            inputs = (A1, A) if any(self._ranks) else (A1,)
+            columns = [torch.autograd.grad(B[:, k].sum(), inputs, retain_graph=k < K - 1, allow_unused=True,
+                                           materialize_grads=True) for k in range(K)]
+        blocks = [torch.stack([c[m] for c in columns], dim=1).view(num_atoms, K, nel, -1) for m in range(len(inputs))]
+        jac = torch.cat(blocks, dim=3)                                       # (atoms, K, nel, width)
+        width = jac.shape[3]
+        jac = jac.reshape(num_atoms, K, nel * width)
+        dB = rij.new_zeros((rij.shape[0], 3, K))
+        order = torch.argsort(pair_i, stable=True)                          # pairs grouped by central atom
+        pi = pair_i[order]
+        starts = torch.searchsorted(pi, torch.arange(num_atoms + 1, device=rij.device))
+        slot = torch.arange(pi.shape[0], device=rij.device) - starts[pi]
+        for a0 in range(0, num_atoms, atom_chunk):
+            n = min(atom_chunk, num_atoms - a0)
+            p0, p1 = int(starts[a0]), int(starts[a0 + n])
+            if p1 == p0:
+                continue
+            sel = order[p0:p1]
+            dphi = self._pair_features_jacobian(rij[sel], si[sel], sj[sel])          # (p, width, 3)
+            local, s = pi[p0:p1] - a0, slot[p0:p1]
+            nmax = int(s.max()) + 1
+            padded = rij.new_zeros((n, nel, width, nmax, 3))
+            padded[local, sj[sel], :, s, :] = dphi
+            out = torch.bmm(jac[a0:a0 + n], padded.view(n, nel * width, nmax * 3)).view(n, K, nmax, 3)
+            dB[sel] = out[local, :, s, :].transpose(1, 2)
+        return B.detach(), dB
+
+    def _pair_features_jacobian(self, rij: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
+        """(npairs, width, 3) derivatives of the per-pair terms ``[g, R·Y]`` of :meth:`_pair_features` by
+        ``rij``, three forward-mode passes."""
+        unit = torch.eye(3, dtype=rij.dtype, device=rij.device)
+        tangents = []
+        for d in range(3):
+            with forward_ad.dual_level():
+                g, values = self._pair_features(forward_ad.make_dual(rij, unit[d].expand_as(rij).contiguous()), si, sj)
+                phi = g if values is None else torch.cat([g, values], dim=1)
+                tangents.append(forward_ad.unpack_dual(phi).tangent)
+        return torch.stack(tangents, dim=2)
 
     @classmethod
     def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> "ACE":

@@ -314,6 +314,12 @@ class TrainableACE(ACE):
         with self._live():
             return super().atomic_base(rij, pair_i, pair_j, species, num_atoms)
 
+    def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                      num_atoms: int, atom_chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base class's (B, ∂B/∂r) at the current ``crad``/``rcut`` values (no hypergradient)."""
+        with self._live():
+            return super().pair_jacobian(rij, pair_i, pair_j, species, num_atoms, atom_chunk)
+
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination.pop(f"{prefix}rcut_raw", None)
