@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 from ..data.batch import AtomsBatch, collate, process_configuration
 from ..data.configuration import Configuration
@@ -273,7 +274,8 @@ class DesignMatrixBuilder:
             Bp = B[pi]
             dBp = dB[sl]
             tangents = dBp.permute(1, 0, 2).reshape(-1, B.shape[1])
-            _, T = torch.func.jvp(head.features, (Bp.repeat(3, 1),), (tangents,))
+            with forward_ad.dual_level():
+                T = forward_ad.unpack_dual(head.features(forward_ad.make_dual(Bp.repeat(3, 1), tangents))).tangent
             T = T.reshape(3, -1, M).permute(1, 0, 2)  # (P, 3, M): ∂f(B_i(p))/∂r_p
             elem = species[pi]
             forces.index_add_(0, pi * nel + elem, T)
