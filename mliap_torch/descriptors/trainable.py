@@ -214,12 +214,11 @@ class TrainableBispectrum(Bispectrum):
         with self._live(False):
             return super().forward(rij, pair_i, pair_j, species, num_atoms)
 
-    if hasattr(Bispectrum, "pair_jacobian"):
-        def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
-                          num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
-            """The base class's analytic (B, ∂B/∂r) at the current hyperparameter values (no hypergradient)."""
-            with self._live(False):
-                return super().pair_jacobian(rij, pair_i, pair_j, species, num_atoms)
+    def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                      num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base class's analytic (B, ∂B/∂r) at the current hyperparameter values (no hypergradient)."""
+        with self._live(False):
+            return super().pair_jacobian(rij, pair_i, pair_j, species, num_atoms)
 
     # the raw parameters travel as values in settings(), not in the state dict
     def _save_to_state_dict(self, destination, prefix, keep_vars):
