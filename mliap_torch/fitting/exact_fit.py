@@ -5,7 +5,8 @@ the weighted training rows into a running QR factor (:class:`StreamingQR`; with
 ``distributed=True`` each ``torch.distributed`` rank folds its own shard and the factors are
 combined by TSQR), solves, sets the head's coefficients, and evaluates FitSNAP-style metrics on
 training and test rows. :func:`fitsnap_setup` builds everything a FitSNAP ``.in`` file describes
-(bispectrum settings, linear/quadratic head, ZBL reference, data, group weights and splits).
+(bispectrum or ACE settings, linear/quadratic head, ZBL reference, data, group weights and splits,
+SVD or ridge solver, fitted labels).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
@@ -27,6 +28,9 @@ from ..models.zbl import ZBL
 from .design import FITSNAP_STRESS_SCALE, DesignMatrixBuilder, DesignRows, fitsnap_stress_target_scale
 from .metrics import MetricAccumulator, MetricsTable
 from .solvers import LstsqSolution, StreamingQR, distributed_r_factor, solve_r_factor
+
+if TYPE_CHECKING:
+    from ..descriptors.bispectrum import Bispectrum
 
 
 @dataclass
@@ -288,15 +292,17 @@ class FitSNAPSetup:
     """Everything a FitSNAP ``.in`` file describes, in mliap_torch objects.
 
     Attributes:
-        potential: Bispectrum + linear/quadratic head + ZBL reference.
+        potential: Bispectrum (``[BISPECTRUM]``) or ACE (``[ACE]``) + linear/quadratic head + ZBL reference.
         configurations: the data (ESHIFT applied, group weights set), FitSNAP's group order.
         test: (nconfigs,) test flags from the group table sizes.
         group_names: groups in table order.
-        solver: ``"svd"`` for FitSNAP's SVD solver, else ``"qr"``.
+        solver: ``"svd"`` (FitSNAP's SVD) or ``"ridge"`` (FitSNAP's RIDGE), see :func:`fitsnap_solver`.
         rcond: FitSNAP's SVD cutoff (1e-13).
         stress_scale: :data:`FITSNAP_STRESS_SCALE` (rows and weights in bar; labelled stresses are
             taken back to the file's bar exactly, as FitSNAP reads them).
         settings: the parsed input.
+        alpha: ``[RIDGE] alpha`` (ridge solver only).
+        energy, forces, stress: the ``[CALCULATOR]`` flags: which rows are fitted.
     """
 
     potential: Potential
@@ -307,35 +313,77 @@ class FitSNAPSetup:
     rcond: float | None
     stress_scale: float
     settings: dict[str, Any]
+    alpha: float = 0.0
+    energy: bool = True
+    forces: bool = True
+    stress: bool = True
 
     def fit(self, **kwargs: Any) -> FitResult:
-        """:func:`fit_exact` with this setup's data, splits, groups, solver and stress units."""
-        options = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "stress_scale": self.stress_scale,
+        """:func:`fit_exact` with this setup's data, splits, groups, solver, fitted labels and stress units."""
+        options = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "alpha": self.alpha,
+                   "energy": self.energy, "forces": self.forces, "stress": self.stress,
+                   "stress_scale": self.stress_scale,
                    "stress_target_scale": fitsnap_stress_target_scale(), "group_names": self.group_names}
         options.update(kwargs)
         return fit_exact(self.potential, self.configurations, **options)
 
 
 def fitsnap_potential(settings: dict[str, Any], source: str = "<input>") -> Potential:
-    """Potential of a parsed FitSNAP input (``[BISPECTRUM]`` + ``[REFERENCE]``)."""
+    """Potential of a parsed FitSNAP input: ``[BISPECTRUM]`` (SNAP, linear or quadratic) or ``[ACE]``
+    (linear ACE, :func:`~mliap_torch.fitting.fitsnap_ace.ace_from_fitsnap`), plus ``[REFERENCE]``."""
+    if "BISPECTRUM" in settings and "ACE" in settings:
+        raise ValueError(f"{source}: both [BISPECTRUM] and [ACE] sections; give one descriptor")
+    if "ACE" in settings:
+        from .fitsnap_ace import ace_from_fitsnap
+
+        descriptor = ace_from_fitsnap(settings["ACE"], source)
+        elements = list(descriptor.elements)
+        head = LinearHead(len(elements), descriptor.num_descriptors)
+    elif "BISPECTRUM" in settings:
+        descriptor = _bispectrum_from_fitsnap(settings["BISPECTRUM"], source)
+        elements = list(descriptor.elements)
+        head_cls = QuadraticHead if bool(settings["BISPECTRUM"].get("quadraticflag", 0)) else LinearHead
+        head = head_cls(len(elements), descriptor.num_descriptors)
+    else:
+        raise ValueError(f"{source}: no [BISPECTRUM] or [ACE] section (only SNAP and ACE inputs are supported)")
+    reference = zbl_from_fitsnap_reference(settings.get("REFERENCE", {}), elements, source)
+    return Potential(descriptor, head, reference)
+
+
+def _bispectrum_from_fitsnap(bs: dict[str, Any], source: str) -> Bispectrum:
+    """The :class:`~mliap_torch.descriptors.bispectrum.Bispectrum` of a ``[BISPECTRUM]`` section."""
     from ..descriptors.bispectrum import Bispectrum
 
-    if "BISPECTRUM" not in settings:
-        raise ValueError(f"{source}: no [BISPECTRUM] section (only SNAP inputs are supported)")
-    bs = settings["BISPECTRUM"]
     elements = list(bs["type"])
     n = len(elements)
     twojmax = bs["twojmax"]
     twojmax = max(twojmax) if isinstance(twojmax, (list, tuple)) else twojmax
-    descriptor = Bispectrum(elements, int(twojmax), float(bs["rcutfac"]), _per_element(bs["radelem"], n, "radelem", source),
-                            _per_element(bs.get("wj", 1.0), n, "wj", source), rfac0=float(bs.get("rfac0", 0.99363)),
-                            rmin0=float(bs.get("rmin0", 0.0)), switchflag=bool(bs.get("switchflag", 1)),
-                            bzeroflag=bool(bs.get("bzeroflag", 1)), bnormflag=bool(bs.get("bnormflag", 0)),
-                            wselfallflag=bool(bs.get("wselfallflag", 0)), chemflag=bool(bs.get("chemflag", 0)))
-    head_cls = QuadraticHead if bool(bs.get("quadraticflag", 0)) else LinearHead
-    head = head_cls(n, descriptor.num_descriptors)
-    reference = zbl_from_fitsnap_reference(settings.get("REFERENCE", {}), elements, source)
-    return Potential(descriptor, head, reference)
+    return Bispectrum(elements, int(twojmax), float(bs["rcutfac"]), _per_element(bs["radelem"], n, "radelem", source),
+                      _per_element(bs.get("wj", 1.0), n, "wj", source), rfac0=float(bs.get("rfac0", 0.99363)),
+                      rmin0=float(bs.get("rmin0", 0.0)), switchflag=bool(bs.get("switchflag", 1)),
+                      bzeroflag=bool(bs.get("bzeroflag", 1)), bnormflag=bool(bs.get("bnormflag", 0)),
+                      wselfallflag=bool(bs.get("wselfallflag", 0)), chemflag=bool(bs.get("chemflag", 0)))
+
+
+def fitsnap_solver(settings: dict[str, Any], source: str = "<input>") -> tuple[str, float | None, float]:
+    """``(solver, rcond, alpha)`` of :func:`fit_exact` for a FitSNAP ``[SOLVER]`` (and ``[RIDGE]``).
+
+    ``SVD`` (the default): minimum-norm solution with FitSNAP's cutoff ``rcond = 1e-13``. ``RIDGE``:
+    FitSNAP minimises ``‖w·(A x − b)‖² + α ‖x‖²`` on the weighted rows, constant columns included
+    (``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` or, with ``local_solver = 1``, the
+    same normal equations), which is our ``"ridge"`` solver with ``alpha = [RIDGE] alpha``
+    (FitSNAP's default 1e-8). Other FitSNAP solvers raise ValueError.
+    """
+    name = str(settings.get("SOLVER", {}).get("solver", "SVD")).upper()
+    if name == "SVD":
+        return "svd", 1e-13, 0.0
+    if name == "RIDGE":
+        ridge = settings.get("RIDGE", {})
+        unknown = sorted(set(ridge) - {"alpha", "local_solver"})
+        if unknown:
+            raise ValueError(f"{source}: [RIDGE] key(s) {unknown} are not supported (known: alpha, local_solver)")
+        return "ridge", None, float(ridge.get("alpha", 1e-8))
+    raise ValueError(f"{source}: [SOLVER] solver = {name} is not supported by the exact fit (SVD or RIDGE)")
 
 
 def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sorted",
@@ -367,7 +415,9 @@ def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sor
     split = make_split(configs, specs, random_sampling=bool(groups.get("random_sampling", 0)),
                        seed=int(groups.get("random_seed", 0)), smartweights=bool(groups.get("smartweights", 0)))
     train, test = split.apply(configs)
-    solver = str(settings.get("SOLVER", {}).get("solver", "SVD")).lower()
+    solver, rcond, alpha = fitsnap_solver(settings, str(input_file))
+    calculator = settings.get("CALCULATOR", {})
     return FitSNAPSetup(potential=potential, configurations=train + test, test=[False] * len(train) + [True] * len(test),
-                        group_names=names, solver="svd" if solver == "svd" else "qr",
-                        rcond=1e-13 if solver == "svd" else None, stress_scale=FITSNAP_STRESS_SCALE, settings=settings)
+                        group_names=names, solver=solver, rcond=rcond, stress_scale=FITSNAP_STRESS_SCALE,
+                        settings=settings, alpha=alpha, energy=bool(calculator.get("energy", 1)),
+                        forces=bool(calculator.get("force", 1)), stress=bool(calculator.get("stress", 1)))
