@@ -224,6 +224,17 @@ def test_explicit_coupling_equals_generalised_cg() -> None:
                                 "ms_combs": [[1, -1, 0]], "ctildes": [1.0]}])
 
 
+def test_explicit_rank1_coupling_scales_the_function() -> None:
+    """A rank-1 function with an explicit coupling ``ctildes = [c]`` is c times the plain one."""
+    plain = ACE(["Al"], functions=[{"elements": ["Al", "Al"], "ns": [n], "ls": [0]} for n in (1, 2)], rcut=4.2)
+    scaled = ACE(["Al"], functions=[{"elements": ["Al", "Al"], "ns": [n], "ls": [0], "ms_combs": [[0]],
+                                     "ctildes": [c]} for n, c in ((1, 2.5), (2, -0.5))], rcut=4.2)
+    _, args = args_of(plain, rattled_fcc())
+    B = plain(*args)
+    assert B.abs().min() > 0
+    torch.testing.assert_close(scaled(*args), B * torch.tensor([2.5, -0.5], dtype=B.dtype), rtol=1e-14, atol=0.0)
+
+
 @pytest.mark.parametrize("elements,ranks", [(("Al",), 4), (("Al", "Ni"), 4), (("Al", "Ni"), 1)])
 def test_pair_jacobian_equals_autograd(elements, ranks):
     """The chain-rule Jacobian (∂B/∂A · ∂A_p/∂r_p, forward mode) against K reverse-mode passes through

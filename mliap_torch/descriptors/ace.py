@@ -162,6 +162,10 @@ class ACE(Descriptor):
             rank1 = [(c, f.mus[0] * self.nradbase + f.ns[0] - 1) for c, f in enumerate(fs) if f.rank == 1]
             self.register_buffer(f"rank1_{e}_column", torch.tensor([c for c, _ in rank1], dtype=torch.int64))
             self.register_buffer(f"rank1_{e}_index", torch.tensor([i for _, i in rank1], dtype=torch.int64))
+            # an explicit coupling of a rank-1 function is one number: B = c·A1 (generated ones have c = 1)
+            scale = [sum(c for _, c in f.coupling) if f.coupling is not None else 1.0 for f in fs if f.rank == 1]
+            self.register_buffer(f"rank1_{e}_coefficient", torch.tensor(scale, dtype=torch.float64)[:, None],
+                                 persistent=False)
             tables = coupling_tables(fs, self.nradmax, self.lmax)
             tree = product_tree(tables)
             for k in tree.left:
@@ -297,7 +301,8 @@ class ACE(Descriptor):
             rows = None if nel == 1 else torch.nonzero(centers == e).squeeze(1)
             A1e, Ae = (A1t, At) if rows is None else (A1t[:, rows], At[:, rows])
             Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=dtype, device=device)
-            Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), A1e.index_select(0, getattr(self, f"rank1_{e}_index")))
+            rank1 = A1e.index_select(0, getattr(self, f"rank1_{e}_index")) * getattr(self, f"rank1_{e}_coefficient").to(dtype)
+            Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), rank1)
             level = {1: Ae}
             for k in self._levels[e]:
                 level[k] = (level[k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_left")) *
