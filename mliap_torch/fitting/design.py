@@ -19,10 +19,10 @@ when the descriptor's ``bzeroflag`` is off (``bias=None`` follows that rule) and
 Rows of missing labels are left out; each row carries its weight (the configuration's
 ``energy_weight``/``force_weight``/``stress_weight``), kind, configuration and group index.
 
-Derivatives come from autograd, never finite differences: K batched vector–Jacobian products give
-the per-pair descriptor Jacobian ``∂B_{i(p)}/∂r_p`` (ML-IAP descriptors of atom i depend only on the
-pairs whose central atom is i), then batched Jacobian–vector products of the head's features
-(``torch.func.jvp``) give ``∂f/∂r_p``, scattered to atoms and cells with ``index_add``.
+Derivatives are analytic, never finite differences: the descriptor's per-pair Jacobian
+``∂B_{i(p)}/∂r_p`` (ML-IAP descriptors of atom i depend only on the pairs whose central atom is i)
+comes from its ``pair_jacobian`` (or K batched vector–Jacobian products), and the features' chain
+rule is applied to per-atom and per-cell sums (:mod:`.feature_gradients`).
 
 Within one chunk the rows are ordered: all energy rows, then all force rows, then all stress rows.
 FitSNAP's 2021 reference layout (all energy rows of the data set, then all force rows, then all
@@ -34,18 +34,18 @@ from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 
 from ..data.batch import AtomsBatch, collate, process_configuration
 from ..data.configuration import Configuration
+from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential, forces_and_virial_from_pair_gradient, voigt
+from .feature_gradients import feature_gradient_rows
 
 FITSNAP_STRESS_SCALE = -1.6021765e6
 """ASE stress (eV/Å³, tension positive) → FitSNAP/LAMMPS pressure (bar, compression positive); the
 factor is LAMMPS' ``nktv2p`` for metal units, which FitSNAP also uses for its stress rows."""
 
 ENERGY, FORCE, STRESS = 0, 1, 2
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 @dataclass
@@ -142,22 +142,19 @@ class DesignMatrixBuilder:
             FitSNAP takes its truth in the file's own bar but rows and reference stress through
             LAMMPS' ``nktv2p``; the readers' bar is CODATA's, 7.5e-8 relative away, so reproducing
             FitSNAP's targets exactly needs ``-1/bar`` here (:func:`fitsnap_stress_target_scale`).
-        pair_block_bytes: memory budget of one block of per-pair feature derivatives.
     """
 
     def __init__(self, potential: Potential, *, bias: bool | None = None, energy: bool = True, forces: bool = True,
-                 stress: bool = True, stress_scale: float = 1.0, stress_target_scale: float | None = None,
-                 pair_block_bytes: int = 64 * 2 ** 20):
+                 stress: bool = True, stress_scale: float = 1.0, stress_target_scale: float | None = None):
         head = potential.head
-        if not (hasattr(head, "features") and hasattr(head, "set_coefficients")):
-            raise TypeError(f"{type(head).__name__} is not linear in its coefficients (needs features() and "
-                            "set_coefficients()); exact fits need a linear or quadratic head")
+        if not isinstance(head, LinearHead):
+            raise TypeError(f"{type(head).__name__} is not linear in its coefficients; exact fits need a "
+                            "LinearHead or QuadraticHead")
         self.potential = potential
         self.bias = (not bool(getattr(potential.descriptor, "bzeroflag", False))) if bias is None else bool(bias)
         self.energy, self.forces, self.stress = energy, forces, stress
         self.stress_scale = float(stress_scale)
         self.stress_target_scale = self.stress_scale if stress_target_scale is None else float(stress_target_scale)
-        self.pair_block_bytes = int(pair_block_bytes)
         self.num_elements = len(potential.elements)
         self.num_features = int(head.num_features)
 
@@ -260,32 +257,9 @@ class DesignMatrixBuilder:
     def _gradient_rows(self, batch: AtomsBatch, rij: torch.Tensor, B: torch.Tensor,
                        dB: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Force rows (natoms, 3, nel, M) and strain derivatives (nconfigs, 6, nel, M) of the features."""
-        nconf, natoms, nel, M = batch.num_configs, batch.total_atoms, self.num_elements, self.num_features
-        pair_i, pair_j, species = batch.pair_i, batch.pair_j, batch.species
-        pair_config = batch.atom_config[pair_i]
-        forces = B.new_zeros(natoms * nel, 3, M)
-        virial = B.new_zeros(nconf * nel, 6, M)
-        head = self.potential.head
-        step = max(1, self.pair_block_bytes // (3 * M * B.element_size() * 3))
-        va, vb = torch.tensor(_VOIGT, device=B.device).T
-        for start in range(0, pair_i.shape[0], step):
-            sl = slice(start, start + step)
-            pi, pj = pair_i[sl], pair_j[sl]
-            Bp = B[pi]
-            dBp = dB[sl]
-            tangents = dBp.permute(1, 0, 2).reshape(-1, B.shape[1])
-            with forward_ad.dual_level():
-                T = forward_ad.unpack_dual(head.features(forward_ad.make_dual(Bp.repeat(3, 1), tangents))).tangent
-            T = T.reshape(3, -1, M).permute(1, 0, 2)  # (P, 3, M): ∂f(B_i(p))/∂r_p
-            elem = species[pi]
-            forces.index_add_(0, pi * nel + elem, T)
-            forces.index_add_(0, pj * nel + elem, -T)
-            r = rij[sl]
-            sym = 0.5 * (r[:, va, None] * T[:, vb, :] + r[:, vb, None] * T[:, va, :])
-            virial.index_add_(0, pair_config[sl] * nel + elem, sym)
-        forces = forces.reshape(natoms, nel, 3, M).permute(0, 2, 1, 3)
-        virial = virial.reshape(nconf, nel, 6, M).permute(0, 2, 1, 3)
-        return forces, virial
+        return feature_gradient_rows(B, dB, rij, batch.pair_i, batch.pair_j, batch.species, batch.pair_config,
+                                     batch.num_configs, self.num_elements,
+                                     quadratic=isinstance(self.potential.head, QuadraticHead))
 
     def _reference(self, batch: AtomsBatch, rij: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reference-potential energies (nconfigs,), forces (natoms, 3) and ASE stress (nconfigs, 6)."""
