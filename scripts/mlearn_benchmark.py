@@ -33,9 +33,10 @@ os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import (EV_PER_A3_IN_GPA, MODEL_LABELS, CellResult, ace_data,  # noqa: E402
-                                           bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
-                                           fit_snap_nn_cell, md_cost)
+from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
+                                           CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
+                                           fit_snap_cell, fit_snap_nn_cell, md_cost, select_ace_cutoff,
+                                           study_settings)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
@@ -90,7 +91,9 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
     elif model in ("ace", "ace_nn"):
         if element not in _ACE_CACHE:
             _ACE_CACHE.clear()
-            _ACE_CACHE[element] = ace_data(element, train)
+            base = args.rcut if args.rcut is not None else study_settings(element, "snap")[0]
+            cutoffs = [round(base + d, 4) for d in args.ace_rcut_offsets]
+            _ACE_CACHE[element] = select_ace_cutoff(element, train, cutoffs, folds=args.folds)
         data = _ACE_CACHE[element]
         if model == "ace":
             cell, potential = fit_ace_cell(element, train, test, data, folds=args.folds)
@@ -311,6 +314,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--max-configs", type=int, default=None, help="first N train and test configurations (tests)")
     parser.add_argument("--twojmax", type=int, default=None, help="override the study's 2Jmax (tests)")
     parser.add_argument("--rcut", type=float, default=None, help="override the study's cutoff (tests)")
+    parser.add_argument("--ace-rcut-offsets", type=float, nargs="+", default=list(ACE_CUTOFF_OFFSETS),
+                        help="ACE cutoffs tried (Å added to the study's SNAP cutoff), chosen by cross-validation")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
     parser.add_argument("--nn-minutes", type=float, default=3.0, help="training wall time per NN model")
     parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")

@@ -182,3 +182,19 @@ def test_native_snap_route_reproduces_torch(run, shared_data, tmp_path, monkeypa
     np.testing.assert_allclose([r["energy"] for r in lammps], out["energy"].detach().numpy(), rtol=1e-11)
     np.testing.assert_allclose(np.concatenate([r["forces"] for r in lammps]), out["forces"].detach().numpy(),
                                rtol=1e-9, atol=1e-10)
+
+
+def test_ace_cutoff_is_chosen_by_training_cross_validation():
+    """A 2.6 Å cutoff sees almost no Li neighbours (nearest ones at ~3 Å): cross-validation on the
+    training set must reject it for the study's 5.1 Å, and report both scores (≥ 2 by construction)."""
+    from conftest import SHARED_DATA as shared_data
+
+    from mliap_torch.benchmarks.mlearn import select_ace_cutoff
+
+    train = read_mlearn(shared_data / "mlearn" / "Li" / "training.json")[:12]
+    basis = {"nradmax_by_orders": [4, 2], "lmax_by_orders": [0, 2], "radial_basis": "ChebExpCos",
+             "radial_parameters": 5.25, "dcut": 0.01}
+    data = select_ace_cutoff("Li", train, [2.6, 5.1], basis=basis, folds=3)
+    assert data.descriptor.cutoff == pytest.approx(5.1)
+    assert set(data.cutoff_scores) == {2.6, 5.1}
+    assert 2.0 <= data.cutoff_scores[5.1] < data.cutoff_scores[2.6]

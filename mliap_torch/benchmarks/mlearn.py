@@ -372,7 +372,7 @@ def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequenc
                     seed=seed, settings=settings, t0=t0)
 
 
-#: ACE basis of the benchmark (ranks 1–4, 77 functions): small enough for autograd Jacobians here.
+#: ACE basis of the benchmark (ranks 1–4, 77 functions).
 ACE_BASIS = {"nradmax_by_orders": [8, 4, 2, 1], "lmax_by_orders": [0, 3, 2, 1], "radial_basis": "ChebExpCos",
              "radial_parameters": 5.25, "dcut": 0.01}
 
@@ -387,12 +387,18 @@ def make_ace(element: str, rcut: float | None = None, basis: dict | None = None)
 
 @dataclass
 class AceData:
-    """ACE descriptor of an element with the rows and Jacobians of its training set (shared by ACE and ACE+NN)."""
+    """ACE descriptor of an element with the rows and Jacobians of its training set (shared by ACE and
+    ACE+NN); ``cutoff_scores`` maps each cutoff tried by :func:`select_ace_cutoff` to its CV score."""
 
     descriptor: object
     rows: list
     jacobians: list
     seconds: float
+    cutoff_scores: dict[float, float] | None = None
+
+
+#: Cutoffs tried for ACE, as offsets (Å) from the study's SNAP cutoff of the element.
+ACE_CUTOFF_OFFSETS = (0.0, 0.35, 0.7)
 
 
 def ace_data(element: str, train: Sequence[Configuration], rcut: float | None = None,
@@ -406,6 +412,30 @@ def ace_data(element: str, train: Sequence[Configuration], rcut: float | None = 
     return AceData(descriptor, rows, jacobians, time.perf_counter() - t0)
 
 
+def select_ace_cutoff(element: str, train: Sequence[Configuration], cutoffs: Sequence[float],
+                      basis: dict | None = None, grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID,
+                      folds: int = 5, seed: int = 0) -> AceData:
+    """The ACE data of the cutoff with the best cross-validated linear fit on the training set.
+
+    Every (cutoff, weights, ridge) candidate gets the score ``E_cv / min E_cv + F_cv / min F_cv``, the
+    minima taken over all candidates of all cutoffs; a cutoff's score is its best candidate's.
+    The test set plays no part.
+    """
+    t0 = time.perf_counter()
+    candidates = []
+    for rcut in cutoffs:
+        data = ace_data(element, train, rcut=rcut, basis=basis)
+        selection, _ = select_weights(RowSet.build(train, data.rows), len(train), grid, folds, seed, None)
+        candidates.append((float(rcut), data, selection.table))
+    pooled = [r for _, _, table in candidates for r in table]
+    min_e, min_f = min(r[4] for r in pooled), min(r[5] for r in pooled)
+    scores = {rcut: min(r[4] / min_e + r[5] / min_f for r in table) for rcut, _, table in candidates}
+    best = min(candidates, key=lambda c: scores[c[0]])[1]
+    best.cutoff_scores = scores
+    best.seconds = time.perf_counter() - t0
+    return best
+
+
 def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
                  grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
                  seed: int = 0) -> tuple[CellResult, Potential]:
@@ -417,7 +447,8 @@ def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Co
     fit = exact_fit(rows, len(train), None, grid, folds, seed)
     s = data.descriptor.settings()
     settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
-                "num_functions": data.descriptor.num_descriptors, "cv_score": "E/min E + F/min F"}
+                "num_functions": data.descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
+                "cutoff_cv_scores": data.cutoff_scores}
     return _exact_cell(element, "ace", potential, rows, fit, test, settings, t0), potential
 
 
@@ -428,7 +459,7 @@ def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence
     t0 = time.perf_counter() - data.seconds
     s = data.descriptor.settings()
     settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
-                "num_functions": data.descriptor.num_descriptors}
+                "num_functions": data.descriptor.num_descriptors, "cutoff_cv_scores": data.cutoff_scores}
     return _nn_cell(element, "ace_nn", data.descriptor, train, data.jacobians, test, hidden=hidden, minutes=minutes,
                     energy_weight=energy_weight, val_fraction=val_fraction, seed=seed, settings=settings, t0=t0)
 
