@@ -271,7 +271,8 @@ def experiment_config(entry: dict) -> str:
         alpha = s.get("ridge_alpha", 0.0)
         lines.append("  solver: {solver: qr}" if not alpha else f"  solver: {{solver: ridge, alpha: {alpha!r}}}")
     else:
-        lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", "  use_config_weights: false",
+        lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", "  linear_term: false",
+                  "  use_config_weights: false",
                   f"  loss: {{energy: {s['energy_weight']!r}, forces: 1.0, stress: 0.0}}",
                   f"  optimizer: {{name: adam, lr: {s['lr']!r}, weight_decay: 0.0}}",
                   "trainer:", f"  max_epochs: {s['epochs']}"]

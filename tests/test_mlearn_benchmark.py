@@ -132,7 +132,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
-    from mliap_torch.benchmarks.mlearn import EV_PER_A3_IN_GPA, study_settings
+    from mliap_torch.benchmarks.mlearn import ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, study_settings
     from mliap_torch.cli.schema import validate
 
     script = _script()
@@ -147,7 +147,10 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
         assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
         descriptor = dict(cfg.descriptor)
         if model.startswith("ace"):
-            assert descriptor["rcut"] == entry["settings"]["rcut"] == study_settings(entry["element"], "snap")[0]
+            assert descriptor["rcut"] == entry["settings"]["rcut"]
+            assert round(descriptor["rcut"] - study_settings(entry["element"], "snap")[0], 4) in ACE_CUTOFF_OFFSETS
+            scores = {float(k): v for k, v in entry["settings"]["cutoff_cv_scores"].items()}
+            assert min(scores, key=scores.get) == pytest.approx(descriptor["rcut"])
             assert {k: descriptor[k] for k in entry["settings"]["basis"]} == entry["settings"]["basis"]
         else:
             assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])

@@ -168,6 +168,29 @@ def test_mlp_initialisation_scaling_and_energy_offsets():
     torch.testing.assert_close(pot.head.shift, mean)
 
 
+def test_mlp_with_linear_term_starts_at_the_exact_linear_fit(tmp_path):
+    """initialize_mlp with ``linear_term``: the network equals the exact linear fit (energies, forces)
+    before training, with the scaling folded into its linear part."""
+    from mliap_torch.fitting.exact_fit import fit_exact
+
+    configs = builtin_dataset()[::10]
+    settings = {"type": "bispectrum", "twojmax": 4, "rcutfac": 4.1, "radelem": 0.5, "wj": 1.0}
+    mlp = build_potential(settings, "mlp", ["Cu", "Ni"], hidden=[8], linear_term=True)
+    initialize_mlp(mlp, configs, batch_size=8)
+    linear = build_potential(settings, "linear", ["Cu", "Ni"])
+    fit_exact(linear, configs, bias=True)
+    batch = make_batch(configs, ["Cu", "Ni"], mlp.cutoff)
+    a, b = mlp(batch, stress=False), linear(batch, stress=False)
+    assert float(b["forces"].abs().max()) > 0.1
+    torch.testing.assert_close(a["energy"].detach(), b["energy"].detach(), rtol=1e-10, atol=1e-9)
+    torch.testing.assert_close(a["forces"].detach(), b["forces"].detach(), rtol=1e-9, atol=1e-10)
+    assert any(float(p.abs().max()) > 0 for p in mlp.head.networks.parameters())   # hidden layers stay random
+    mliap_torch.save(mlp, tmp_path / "mlp.pt")
+    loaded = mliap_torch.load(tmp_path / "mlp.pt")
+    assert loaded.head.linear_term
+    torch.testing.assert_close(loaded(batch, stress=False)["energy"].detach(), a["energy"].detach(), rtol=1e-12, atol=0)
+
+
 @pytest.mark.lammps
 def test_run_exports_checks_and_runs_md_in_lammps(tmp_path):
     """The run's LAMMPS step: files of every route, LAMMPS = torch, a short NVE MD with small drift."""

@@ -90,6 +90,7 @@ class ModelConfig:
     head: str = "linear"
     hidden: list = field(default_factory=list)
     activation: str = "silu"
+    linear_term: bool = False
     fit: str = "exact"
     refine: bool = False
     solver: dict = field(default_factory=dict)

@@ -100,19 +100,23 @@ class QuadraticHead(LinearHead):
 class MLPHead(nn.Module):
     """Per-element multilayer perceptron on standardised descriptors.
 
-    ``E_i = offset[s] + MLP_s((B_i - shift) / scale)``; ``shift``/``scale`` (K,) are buffers set from
-    training statistics (:meth:`set_scaling`), ``offset`` (nelements,) per-element energies, eV.
+    ``E_i = offset[s] + MLP_s(x_i) [+ linear[s]·x_i]`` with ``x_i = (B_i - shift) / scale``;
+    ``shift``/``scale`` (K,) are buffers set from training statistics (:meth:`set_scaling`), ``offset``
+    (nelements,) per-element energies, eV. With ``linear_term`` the head also has a linear part,
+    which :meth:`start_from_linear` sets from an exact linear fit, so that training starts at the
+    linear model's accuracy and the network learns the rest.
     """
 
     type_name = "mlp"
 
     def __init__(self, num_elements: int, num_descriptors: int, hidden: Sequence[int] = (64, 64),
-                 activation: str = "silu"):
+                 activation: str = "silu", linear_term: bool = False):
         super().__init__()
         self.num_elements = num_elements
         self.num_descriptors = num_descriptors
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
+        self.linear_term = bool(linear_term)
         act = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU}
         if activation not in act:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(act)}")
@@ -128,6 +132,22 @@ class MLPHead(nn.Module):
         self.register_buffer("shift", torch.zeros(num_descriptors, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(num_descriptors, dtype=torch.float64))
         self.offset = nn.Parameter(torch.zeros(num_elements, dtype=torch.float64))
+        if self.linear_term:
+            self.linear = nn.Parameter(torch.zeros(num_elements, num_descriptors, dtype=torch.float64))
+
+    @torch.no_grad()
+    def start_from_linear(self, coefficients: torch.Tensor) -> None:
+        """Make the head equal a linear model: ``coefficients`` (nelements, 1 + K) are ``[β0, β]`` on the
+        raw descriptors (``.snapcoeff`` order); the networks' output layers are zeroed. Call after
+        :meth:`set_scaling` (β·B = (β·scale)·x + β·shift)."""
+        if not self.linear_term:
+            raise ValueError("MLPHead.start_from_linear needs linear_term=True")
+        c = torch.as_tensor(coefficients, dtype=self.offset.dtype, device=self.offset.device)
+        self.linear.copy_(c[:, 1:] * self.scale)
+        self.offset.copy_(c[:, 0] + c[:, 1:] @ self.shift)
+        for net in self.networks:
+            net[-1].weight.zero_()
+            net[-1].bias.zero_()
 
     @torch.no_grad()
     def set_scaling(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
@@ -137,11 +157,13 @@ class MLPHead(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors,
-                "hidden": list(self.hidden), "activation": self.activation}
+                "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term}
 
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         x = (B - self.shift) / self.scale
         energies = self.offset[species].clone()
+        if self.linear_term:
+            energies = energies + (x * self.linear[species]).sum(-1)
         for e, net in enumerate(self.networks):
             mask = species == e
             energies = energies.masked_scatter(mask, energies[mask] + net(x[mask]).squeeze(-1))

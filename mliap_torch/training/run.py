@@ -64,7 +64,8 @@ def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = 
 
     elements = list(cfg.descriptor.get("elements") or data_elements(data.train + data.test))
     m = cfg.model
-    potential = build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference)
+    potential = build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference,
+                                m.linear_term)
     t1 = time.perf_counter()
     if cfg.ckpt_path is None:
         if m.fit == "exact":

@@ -60,8 +60,10 @@ def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) ->
 
 
 def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[str], hidden: Sequence[int] = (),
-                    activation: str = "silu", reference: dict[str, Any] | None = None) -> Potential:
-    """Descriptor + ``head`` (linear, quadratic, mlp) + optional reference, in float64."""
+                    activation: str = "silu", reference: dict[str, Any] | None = None,
+                    linear_term: bool = False) -> Potential:
+    """Descriptor + ``head`` (linear, quadratic, mlp; ``linear_term``: an MLP with a linear part) +
+    optional reference, in float64."""
     desc = build_descriptor(descriptor, elements)
     nel, K = len(elements), desc.num_descriptors
     if head == "linear":
@@ -69,7 +71,7 @@ def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[st
     elif head == "quadratic":
         h = QuadraticHead(nel, K)
     else:
-        h = MLPHead(nel, K, hidden=hidden, activation=activation)
+        h = MLPHead(nel, K, hidden=hidden, activation=activation, linear_term=linear_term)
     return Potential(desc, h, build_reference(reference, elements)).to(torch.float64)
 
 
@@ -130,11 +132,21 @@ def element_energy_offsets(configs: Sequence[Configuration], elements: Sequence[
 
 
 def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
-    """Descriptor scaling from ``configs`` and per-element energy offsets by least squares."""
+    """Descriptor scaling from ``configs``; then, for a head with a linear term, the exact weighted
+    least-squares linear fit to ``configs`` (:func:`~mliap_torch.fitting.exact_fit.fit_exact`, the
+    configurations' own weights) as the starting point, else per-element energy offsets by least squares."""
     head = potential.head
     assert isinstance(head, MLPHead)
     mean, std = descriptor_statistics(potential, configs, batch_size)
     head.set_scaling(mean, std)
+    if head.linear_term:
+        from ..fitting.exact_fit import fit_exact
+
+        linear = Potential(potential.descriptor, LinearHead(len(potential.elements), head.num_descriptors),
+                           potential.reference).to(torch.float64)
+        fit_exact(linear, configs, bias=True, keep_rows="disk")
+        head.start_from_linear(linear.head.coefficients().detach())
+        return
     ref = reference_energies(potential, configs, batch_size)
     offsets = element_energy_offsets(configs, potential.elements, ref)
     with torch.no_grad():
