@@ -87,7 +87,7 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
     elif model == "snap_nn":
         cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=args.rcut,
                                            hidden=args.nn_hidden, minutes=args.nn_minutes,
-                                           energy_weight=nn_energy_weight(train, linear))
+                                           energy_weight=nn_energy_weight(train, linear), folds=args.folds)
     elif model in ("ace", "ace_nn"):
         if element not in _ACE_CACHE:
             _ACE_CACHE.clear()
@@ -99,7 +99,8 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
             cell, potential = fit_ace_cell(element, train, test, data, folds=args.folds)
         else:
             cell, potential = fit_ace_nn_cell(element, train, test, data, hidden=args.nn_hidden,
-                                              minutes=args.nn_minutes, energy_weight=nn_energy_weight(train, linear))
+                                              minutes=args.nn_minutes, energy_weight=nn_energy_weight(train, linear),
+                                              folds=args.folds)
     else:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
     save(potential, args.models_dir / f"mlearn_{element.lower()}_{model}.pt", metadata={"element": element, "model": model})
@@ -271,7 +272,7 @@ def experiment_config(entry: dict) -> str:
         alpha = s.get("ridge_alpha", 0.0)
         lines.append("  solver: {solver: qr}" if not alpha else f"  solver: {{solver: ridge, alpha: {alpha!r}}}")
     else:
-        lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", "  linear_term: false",
+        lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", f"  linear_term: {str(bool(s.get('linear_term', False))).lower()}",
                   "  use_config_weights: false",
                   f"  loss: {{energy: {s['energy_weight']!r}, forces: 1.0, stress: 0.0}}",
                   f"  optimizer: {{name: adam, lr: {s['lr']!r}, weight_decay: 0.0}}",

@@ -322,27 +322,41 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     return _exact_cell(element, model, potential, rows, fit, test, settings, t0), potential
 
 
+#: Learning rate of networks that start from the linear fit (small steps keep them near that start).
+LINEAR_START_LR = 3e-4
+
+
+def _linear_start(rows: RowSet, num_configs: int, folds: int, seed: int) -> torch.Tensor:
+    """(1, 1 + K) coefficients of the cross-validated linear fit (score ``E/min E + F/min F``) of ``rows``."""
+    return torch.from_numpy(exact_fit(rows, num_configs, None, WEIGHT_GRID, folds, seed).x)[None, :]
+
+
 def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration], jacobians, test, *,
              hidden: Sequence[int], minutes: float, energy_weight: float, val_fraction: float, seed: int,
-             settings: dict, t0: float) -> tuple[CellResult, Potential]:
-    """Train an MLP head on precomputed descriptors/Jacobians (float32), score the torch potential on ``test``."""
+             settings: dict, t0: float, linear_start: torch.Tensor | None = None) -> tuple[CellResult, Potential]:
+    """Train an MLP head on precomputed descriptors/Jacobians (float32; float64 with ``linear_start``), score
+    the torch potential on ``test``;
+    with ``linear_start`` the head has a linear term started from those coefficients."""
     from .nn_fit import JacobianSet, predict, train_mlp_head
 
-    data = JacobianSet.build(train, jacobians, dtype=torch.float32)
+    # float64 with a linear start: nearly constant descriptors (tiny spread) standardised in float32
+    # would carry rounding errors of the linear fit's size into its energies
+    data = JacobianSet.build(train, jacobians, dtype=torch.float32 if linear_start is None else torch.float64)
     n = len(train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     nval = max(1, int(round(val_fraction * n)))
     head, info = train_mlp_head(data.subset(perm[nval:]), data.subset(perm[:nval]), hidden=hidden,
-                                energy_weight=energy_weight, minutes=minutes, seed=seed)
+                                energy_weight=energy_weight, minutes=minutes, seed=seed, linear_start=linear_start,
+                                lr=LINEAR_START_LR if linear_start is not None else 3e-3)
     potential = Potential(descriptor, head)
     fit_seconds = time.perf_counter() - t0
-    e_train, f_train = predict(head.to(torch.float32), data)
+    e_train, f_train = predict(head.to(data.B.dtype), data)
     head.to(torch.float64)
     e_mae, f_mae = errors(evaluate(potential, test))
     settings = {**settings, "hidden": list(info.hidden), "activation": "silu", "energy_weight": energy_weight,
                 "lr": info.lr, "batch_configs": info.batch_configs, "epochs": info.epochs,
                 "best_epoch": info.best_epoch, "train_seconds": info.seconds, "val_configs": nval,
-                "train_configs": n - nval}
+                "train_configs": n - nval, "linear_term": linear_start is not None}
     cell = CellResult(element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
                       train_energy_mae=1000 * float((e_train - data.energy).abs().mean()),
                       train_force_mae=float((f_train - data.forces).abs().mean()), settings=settings,
@@ -353,11 +367,12 @@ def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration
 def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
                      rcut: float | None = None, twojmax: int | None = None, hidden: Sequence[int] = (64, 64),
                      minutes: float = 3.0, energy_weight: float = 1000.0, val_fraction: float = 0.1,
-                     seed: int = 0) -> tuple[CellResult, Potential]:
+                     seed: int = 0, linear_start: bool = True, folds: int = 5) -> tuple[CellResult, Potential]:
     """SNAP+NN: an MLP head on the study's SNAP bispectrum (``rcut``/``twojmax`` default to it), trained
     on energies and forces (:func:`~mliap_torch.benchmarks.nn_fit.train_mlp_head`, ``minutes`` of wall
     time) with descriptors and Jacobians from LAMMPS; ``val_fraction`` of the training configurations
-    pick the best epoch. Test errors come from the torch ``Potential(Bispectrum, MLPHead)``."""
+    pick the best epoch. With ``linear_start`` the head has a linear term started from the
+    cross-validated linear SNAP fit. Test errors come from the torch ``Potential(Bispectrum, MLPHead)``."""
     from .snap_rows import snap_jacobian
 
     t0 = time.perf_counter()
@@ -367,9 +382,12 @@ def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequenc
     descriptor = make_bispectrum(element, rcut, twojmax)
     settings = {"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
                 "radelem": published.RADELEM, "bzeroflag": 0}
+    start = None
+    if linear_start:
+        start = _linear_start(RowSet.build(train, snap_rows(list(train), descriptor, False)), len(train), folds, seed)
     return _nn_cell(element, "snap_nn", descriptor, train, snap_jacobian(list(train), descriptor), test,
                     hidden=hidden, minutes=minutes, energy_weight=energy_weight, val_fraction=val_fraction,
-                    seed=seed, settings=settings, t0=t0)
+                    seed=seed, settings=settings, t0=t0, linear_start=start)
 
 
 #: ACE basis of the benchmark (ranks 1–4, 77 functions).
@@ -454,14 +472,18 @@ def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Co
 
 def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
                     hidden: Sequence[int] = (64, 64), minutes: float = 3.0, energy_weight: float = 1000.0,
-                    val_fraction: float = 0.1, seed: int = 0) -> tuple[CellResult, Potential]:
-    """ACE+NN: an MLP head on the ACE descriptors, trained like SNAP+NN."""
+                    val_fraction: float = 0.1, seed: int = 0, linear_start: bool = True,
+                    folds: int = 5) -> tuple[CellResult, Potential]:
+    """ACE+NN: an MLP head on the ACE descriptors, trained like SNAP+NN (with ``linear_start``, from the
+    cross-validated linear ACE fit)."""
     t0 = time.perf_counter() - data.seconds
     s = data.descriptor.settings()
     settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
                 "num_functions": data.descriptor.num_descriptors, "cutoff_cv_scores": data.cutoff_scores}
+    start = _linear_start(RowSet.build(train, data.rows), len(train), folds, seed) if linear_start else None
     return _nn_cell(element, "ace_nn", data.descriptor, train, data.jacobians, test, hidden=hidden, minutes=minutes,
-                    energy_weight=energy_weight, val_fraction=val_fraction, seed=seed, settings=settings, t0=t0)
+                    energy_weight=energy_weight, val_fraction=val_fraction, seed=seed, settings=settings, t0=t0,
+                    linear_start=start)
 
 
 def bulk_cell(element: str, atoms: int = 1500):

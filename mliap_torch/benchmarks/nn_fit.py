@@ -106,23 +106,31 @@ def _loss(head: MLPHead, data: JacobianSet, energy_weight: float, create_graph: 
 
 def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] = (64, 64), energy_weight: float = 1000.0,
                    lr: float = 3e-3, batch_configs: int = 4, minutes: float = 3.0, max_epochs: int = 5000,
-                   seed: int = 0) -> tuple[MLPHead, NNTraining]:
+                   seed: int = 0, linear_start: torch.Tensor | None = None) -> tuple[MLPHead, NNTraining]:
     """Adam with a cosine learning-rate decay over a wall-time budget (``minutes``); keeps the best
     validation epoch. Descriptor standardisation and the energy offset come from ``train``; the
     minibatches (``batch_configs`` configurations) are drawn once and visited in a new order every
-    epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head."""
+    epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head.
+
+    With ``linear_start`` ((1, 1 + K) ``[β0, β]`` of a linear fit) the head has a linear term set to
+    that fit and zero network output (:meth:`MLPHead.start_from_linear`); the start competes as
+    "epoch -1" for the best validation loss, so the result is never worse on validation."""
     torch.manual_seed(seed)
     K = train.B.shape[1]
-    head = MLPHead(1, K, hidden=tuple(hidden)).to(train.B.dtype)
+    head = MLPHead(1, K, hidden=tuple(hidden), linear_term=linear_start is not None).to(train.B.dtype)
     head.set_scaling(train.B.mean(0), train.B.std(0))
     with torch.no_grad():
-        head.offset.fill_(float(train.energy.mean()))
-        head.networks[0][-1].weight.mul_(0.1)
+        if linear_start is not None:
+            head.start_from_linear(linear_start)
+        else:
+            head.offset.fill_(float(train.energy.mean()))
+            head.networks[0][-1].weight.mul_(0.1)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
     n = len(train.num_atoms)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    best = (math.inf, 0, {k: v.clone() for k, v in head.state_dict().items()})
+    start_loss = float(_loss(head, val, energy_weight, create_graph=False).detach()) if linear_start is not None else math.inf
+    best = (start_loss, -1, {k: v.clone() for k, v in head.state_dict().items()})
     history: list[tuple[float, float]] = []
     epochs = max_epochs
     epoch = 0
