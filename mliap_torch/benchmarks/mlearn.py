@@ -437,18 +437,22 @@ def select_ace_cutoff(element: str, train: Sequence[Configuration], cutoffs: Seq
 
     Every (cutoff, weights, ridge) candidate gets the score ``E_cv / min E_cv + F_cv / min F_cv``, the
     minima taken over all candidates of all cutoffs; a cutoff's score is its best candidate's.
-    The test set plays no part.
+    The test set plays no part. Only the rows of the candidates are kept while scoring (the Jacobians
+    of a large training set take gigabytes); the chosen cutoff's data are computed once more.
     """
     t0 = time.perf_counter()
     candidates = []
     for rcut in cutoffs:
         data = ace_data(element, train, rcut=rcut, basis=basis)
+        data.jacobians = []                      # only the chosen cutoff's are kept (recomputed below)
         selection, _ = select_weights(RowSet.build(train, data.rows), len(train), grid, folds, seed, None)
         candidates.append((float(rcut), data, selection.table))
     pooled = [r for _, _, table in candidates for r in table]
     min_e, min_f = min(r[4] for r in pooled), min(r[5] for r in pooled)
     scores = {rcut: min(r[4] / min_e + r[5] / min_f for r in table) for rcut, _, table in candidates}
-    best = min(candidates, key=lambda c: scores[c[0]])[1]
+    chosen = min(scores, key=scores.get)
+    candidates.clear()
+    best = ace_data(element, train, rcut=chosen, basis=basis)
     best.cutoff_scores = scores
     best.seconds = time.perf_counter() - t0
     return best
