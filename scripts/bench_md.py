@@ -78,7 +78,7 @@ def main() -> None:
                 report = run_md(folder, f"in.{route}")
                 rows.append((label, route, report.seconds_per_atom_step * 1e6))
     native = rows[0][2]
-    print(f"\n| head | LAMMPS route | µs/atom-step | ratio to native snap |\n|---|---|---|---|")
+    print("\n| head | LAMMPS route | µs/atom-step | ratio to native snap |\n|---|---|---|---|")
     for label, route, us in rows:
         name = "pair_style snap" if route == "snap" else "mliap unified (torch)"
         print(f"| {label} | {name} | {us:.1f} | {us / native:.2f} |")

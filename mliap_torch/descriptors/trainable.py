@@ -25,7 +25,6 @@ mode is on, otherwise the fast path runs with the current (detached) values.
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
