@@ -75,6 +75,15 @@ def _flag(line: _Line, word: str, what: str) -> bool:
     return value != 0
 
 
+def _scalar(line: _Line, word: str, key: str, floats: set[str], ints: set[str]) -> float | int | bool:
+    """The value of a one-word keyword: a float for ``floats``, an integer for ``ints``, else a 0/1 flag."""
+    if key in floats:
+        return float(_number(line, word, key))
+    if key in ints:
+        return int(_number(line, word, key, integer=True))
+    return _flag(line, word, key)
+
+
 # ---------------------------------------------------------------------------------------------- snapparam
 _SNAPPARAM_FLOATS = {"rcutfac", "rfac0", "rmin0"}
 _SNAPPARAM_INTS = {"twojmax", "chunksize", "parallelthresh"}
@@ -99,12 +108,7 @@ def _read_snapparam(path: str | Path, nelements: int) -> dict[str, Any]:
         elif key in _SNAPPARAM_FLOATS | _SNAPPARAM_INTS | _SNAPPARAM_FLAGS:
             if len(values) != 1:
                 raise line.error(f"keyword {key!r} takes one value, got {len(values)}")
-            if key in _SNAPPARAM_FLOATS:
-                params[key] = float(_number(line, values[0], key))
-            elif key in _SNAPPARAM_INTS:
-                params[key] = int(_number(line, values[0], key, integer=True))
-            else:
-                params[key] = _flag(line, values[0], key)
+            params[key] = _scalar(line, values[0], key, _SNAPPARAM_FLOATS, _SNAPPARAM_INTS)
         else:
             raise line.error(f"unknown keyword {key!r} in SNAP parameter file")
         seen[key] = line
@@ -312,12 +316,8 @@ def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], li
                 nelem = int(_number(line, values[0], key, integer=True))
                 if nelem < 1:
                     raise line.error("nelems must be at least 1")
-            elif key in ("rcutfac", "rfac0", "rmin0"):
-                params[key] = float(_number(line, values[0], key))
-            elif key == "twojmax":
-                params[key] = int(_number(line, values[0], key, integer=True))
             else:
-                params[key] = _flag(line, values[0], key)
+                params[key] = _scalar(line, values[0], key, {"rcutfac", "rfac0", "rmin0"}, {"twojmax"})
         else:
             raise line.error(f"unknown keyword {key!r} in ML-IAP SNAP descriptor file")
         seen[key] = line
