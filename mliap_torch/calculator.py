@@ -39,7 +39,7 @@ class Calculator(AseCalculator):
         batch = batch.to(self.device)
         want_stress = "stress" in properties and bool(np.all(self.atoms.pbc))
         out = self.potential(batch, forces=True, stress=want_stress)
-        energy = float(out["energy"][0])
+        energy = float(out["energy"][0].detach())
         self.results = {
             "energy": energy,
             "free_energy": energy,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import platform
 import sys
@@ -34,9 +35,9 @@ import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
 from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
-                                           CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
-                                           fit_snap_cell, fit_snap_nn_cell, md_cost, select_ace_cutoff,
-                                           study_settings)
+                                           SNAP_CUTOFF_OFFSETS, CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
+                                           fit_snap_cell, fit_snap_nn_cell, md_cost, score_on_test,
+                                           select_ace_cutoff, study_settings)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
@@ -83,6 +84,7 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
     ``linear``: the element's SNAP result (its weights set the network's energy weight)."""
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
+                                        rcut_offsets=args.snap_rcut_offsets, group_weights=not args.no_group_weights,
                                         folds=args.folds)
     elif model == "snap_nn":
         cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=args.rcut,
@@ -120,6 +122,17 @@ def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> 
     cell["notes"] = notes
 
 
+def rescore(entry: dict, potential: Potential, test) -> None:
+    """Score a saved model on the test set again: its MAEs must equal the stored ones (else an error);
+    adds their bootstrap standard errors."""
+    scores = score_on_test(potential, test)
+    for key in ("energy_mae", "force_mae"):
+        if abs(scores[key] - entry[key]) > 1e-9 * max(1.0, abs(entry[key])):
+            raise ValueError(f"{entry['element']}/{entry['model']}: the saved model gives {key} {scores[key]:.6g}, "
+                             f"the results file {entry[key]:.6g}; fit the cell again")
+    entry.update(scores)
+
+
 def load_results(path: Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -129,8 +142,10 @@ def save_results(path: Path, results: dict[str, dict]) -> None:
     path.write_text(json.dumps(results, indent=1, sort_keys=True))
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int, error: float | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" + ("" if error is None else f" ± {error:.{digits}f}")
 
 
 def table_markdown(results: dict[str, dict], elements: list[str], models: list[str]) -> str:
@@ -138,13 +153,14 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
     def ours(el: str, model: str, key: str):
         return results.get(f"{el}/{model}", {}).get(key)
 
-    lines = ["Test energy MAE (meV/atom). Published: GAP, MTP and the study's SNAP/qSNAP (same test sets).", "",
+    lines = ["Test energy MAE (meV/atom). Published: GAP, MTP and the study's SNAP/qSNAP (same test sets). "
+             "Ours ± the bootstrap standard error over the 23–31 test configurations.", "",
              "| element | GAP | MTP | SNAP (study) | qSNAP (study) | " + " | ".join(f"{MODEL_LABELS[m]} (ours)" for m in models) + " |",
              "|---|" + "---:|" * (4 + len(models))]
     for el in elements:
         pub = [published.ENERGY_MAE[k][el] for k in ("GAP", "MTP", "SNAP", "qSNAP")]
         lines.append(f"| {el} | " + " | ".join(f"{v:.2f}" for v in pub) + " | "
-                     + " | ".join(_fmt(ours(el, m, "energy_mae"), 2) for m in models) + " |")
+                     + " | ".join(_fmt(ours(el, m, "energy_mae"), 2, ours(el, m, "energy_mae_se")) for m in models) + " |")
     lines += ["", "Test force MAE (eV/Å, per component). GAP/MTP: the range the paper gives for both.", "",
               "| element | GAP/MTP | SNAP (study) | qSNAP (study) | " + " | ".join(f"{MODEL_LABELS[m]} (ours)" for m in models) + " |",
               "|---|" + "---:|" * (3 + len(models))]
@@ -152,7 +168,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
         lo, hi = published.FORCE_MAE_RANGE[el]
         rng = f"{lo:.2f}" if lo == hi else f"{lo:.2f}–{hi:.2f}"
         lines.append(f"| {el} | {rng} | {published.FORCE_MAE['SNAP'][el]:.3f} | {published.FORCE_MAE['qSNAP'][el]:.3f} | "
-                     + " | ".join(_fmt(ours(el, m, "force_mae"), 3) for m in models) + " |")
+                     + " | ".join(_fmt(ours(el, m, "force_mae"), 3, ours(el, m, "force_mae_se")) for m in models) + " |")
     lines += ["", "LAMMPS MD cost (µs per atom-step, CPU, 1 thread, NVE on a ~1500-atom bulk cell) and route.", "",
               "| element | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---|" + "---:|" * len(models)]
     for el in elements:
@@ -162,7 +178,8 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
             cells.append("—" if us is None else f"{us:.1f} ({route})")
         lines.append(f"| {el} | " + " | ".join(cells) + " |")
     lines += ["", "Fit details: descriptor settings, cross-validated row weights (energy eV/atom : force eV/Å : "
-              "stress GPa) and relative ridge, parameters, train MAE (meV/atom, eV/Å), fit time.", "",
+              "stress GPa; for per-group weights, each group's energy and force factor on them) and relative "
+              "ridge, parameters, train MAE (meV/atom, eV/Å), fit time.", "",
               "| element | model | rcut (Å) | 2Jmax | weights E:F:S | ridge | parameters | train E MAE | train F MAE | fit (s) | notes |",
               "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for el in elements:
@@ -173,6 +190,10 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
             s = r.get("settings", {})
             w = r.get("weights")
             wtxt = "—" if not w else ":".join(f"{v:g}" for v in w)
+            per_group = s.get("group_weights")
+            if w and per_group and any(per_group[g][:2] != w[:2] for g in per_group):
+                wtxt += " ×(E, F) " + ", ".join(f"{g} {per_group[g][0] / w[0]:.2g}, {per_group[g][1] / w[1]:.2g}"
+                                               for g in per_group)
             ridge = s.get("ridge_relative")
             lines.append(f"| {el} | {MODEL_LABELS[m]} | {s.get('rcut', '—')} | {s.get('twojmax', '—')} | {wtxt} | "
                          f"{'—' if ridge is None else f'{ridge:g}'} | "
@@ -232,6 +253,13 @@ CONFIG_MARK = "# generated by scripts/mlearn_benchmark.py --write-configs"
 GROUPS = ("AIMD-NVT", "Elastic", "Surface", "Vacancy")
 
 
+def group_weights(entry: dict) -> dict[str, list[float]]:
+    """Row weights ``{group: [energy eV/atom, force eV/Å, stress GPa]}`` of an exact-fit result: its
+    cross-validated per-group weights, or its single weights for every group."""
+    chosen = entry["settings"].get("group_weights")
+    return {g: list(chosen[g]) if chosen and g in chosen else list(entry["weights"]) for g in GROUPS}
+
+
 def experiment_config(entry: dict) -> str:
     """The Hydra experiment (``configs/experiment/mlearn_<el>_<model>.yaml``) of one benchmark cell:
     the descriptor settings and the row weights/ridge (exact fits) or network, loss and epochs (NN heads)."""
@@ -244,21 +272,27 @@ def experiment_config(entry: dict) -> str:
     ace = model in ("ace", "ace_nn")
     base = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
             "ace_nn": "ace_nn"}[model]
-    what = (f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å" if ace else
-            f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)")
+    if ace:
+        what = f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å"
+    elif "cutoff_cv" in s:
+        what = (f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å (cross-validated; the study's "
+                f"{study_settings(el, model)[0]} Å)")
+    else:
+        what = f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)"
     lines = ["# @package _global_",
              f"# {label} for {el} on the mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)): {what}.",
              f"# scripts/mlearn_benchmark.py: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.3f} eV/Å.{pub}",
              f"# python train.py experiment={name}", CONFIG_MARK,
              "defaults:", "  - override /data: mlearn", f"  - override /model: {base}", "", "data:", f"  element: {el}"]
     if model in ("snap", "qsnap", "ace"):
-        we, wf, ws = entry["weights"]
-        ws_ev = ws * EV_PER_A3_IN_GPA
+        weights = group_weights(entry)
+        ws = entry["weights"][2]
+        same = "the same for every group" if not s.get("group_weights") else "per group"
         lines += ["  val_fraction: 0.0",
                   "  # row weights from 5-fold cross-validation on training.json: energy rows eV/atom, forces eV/Å,",
-                  f"  # stress eV/Å³ ({ws:g} per GPa); the same for every group",
+                  f"  # stress eV/Å³ ({ws:g} per GPa); {same}",
                   "  group_weights:"]
-        lines += [f"    {g}: [{we!r}, {wf!r}, {ws_ev!r}]" for g in GROUPS]
+        lines += [f"    {g}: [{we!r}, {wf!r}, {ws_gpa * EV_PER_A3_IN_GPA!r}]" for g, (we, wf, ws_gpa) in weights.items()]
     else:
         lines += ["  val_fraction: 0.1", f"  batch_size: {s['batch_configs']}"]
     if ace:
@@ -316,6 +350,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--max-configs", type=int, default=None, help="first N train and test configurations (tests)")
     parser.add_argument("--twojmax", type=int, default=None, help="override the study's 2Jmax (tests)")
     parser.add_argument("--rcut", type=float, default=None, help="override the study's cutoff (tests)")
+    parser.add_argument("--snap-rcut-offsets", type=float, nargs="+", default=list(SNAP_CUTOFF_OFFSETS),
+                        help="SNAP/qSNAP cutoffs tried (Å added to the study's cutoff), chosen by cross-validation")
+    parser.add_argument("--no-group-weights", action="store_true",
+                        help="one energy/force/stress weight for all groups (no per-group refinement)")
     parser.add_argument("--ace-rcut-offsets", type=float, nargs="+", default=list(ACE_CUTOFF_OFFSETS),
                         help="ACE cutoffs tried (Å added to the study's SNAP cutoff), chosen by cross-validation")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
@@ -327,6 +365,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
     parser.add_argument("--cost-only", action="store_true",
                         help="only time the models saved in --models-dir (entries already in --results)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only re-score the models saved in --models-dir on the test sets (MAEs and standard errors)")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="fitted potentials (.pt)")
     parser.add_argument("--report-only", action="store_true", help="rebuild table/plot/doc from --results")
     parser.add_argument("--merge", type=Path, nargs="+", default=[],
@@ -335,6 +375,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "configs" / "experiment", default=None,
                         help="write configs/experiment/mlearn_<el>_<model>.yaml from the results")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     results = load_results(args.results)
@@ -351,16 +392,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             train, test = (None, None) if args.cost_only else load_split(args.data, el, args.max_configs)
             for model in args.models:
                 key = f"{el}/{model}"
-                if args.cost_only:
+                if args.cost_only or args.rescore:
                     if key not in results:
-                        print(f"{key}: no result to time (fit it first)", flush=True)
+                        print(f"{key}: no saved result (fit it first)", flush=True)
                         continue
                     entry = results[key]
                     potential = load(args.models_dir / f"mlearn_{el.lower()}_{model}.pt")
+                    if args.rescore:
+                        rescore(entry, potential, test)
                 else:
                     cell, potential = run_cell(el, model, train, test, args, results.get(f"{el}/snap"))
                     entry = json.loads(json.dumps(dataclasses.asdict(cell)))
-                if not args.no_cost:
+                if not args.no_cost and not args.rescore:
                     measure_cost(entry, potential, args)
                 results[key] = entry
                 save_results(args.results, results)

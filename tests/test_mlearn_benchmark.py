@@ -43,7 +43,7 @@ def run(tmp_path_factory):
         pytest.skip(f"shared data folder {shared_data} is absent")
     tmp = tmp_path_factory.mktemp("mlearn")
     args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap", "qsnap",
-            "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost",
+            "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
             "--results", str(tmp / "results.json"), "--plot", str(tmp / "pareto.png"),
             "--doc", str(tmp / "doc.md"), "--models-dir", str(tmp / "models")]
     results = _script().main(args)
@@ -66,10 +66,34 @@ def test_reported_mae_equals_recomputation(run, shared_data):
             f_err.append(np.abs(atoms.get_forces() - config.forces).reshape(-1))
         assert entry["energy_mae"] == pytest.approx(1000 * np.mean(e_err), rel=1e-9)
         assert entry["force_mae"] == pytest.approx(np.mean(np.concatenate(f_err)), rel=1e-9)
-        assert entry["settings"]["twojmax"] == 4 and entry["settings"]["rcut"] == (4.6 if model == "snap" else 5.2)
+        # bootstrap standard error of a mean over configurations: σ/√n in expectation (2000 resamples)
+        assert entry["energy_mae_se"] == pytest.approx(1000 * np.std(e_err) / np.sqrt(len(e_err)), rel=0.1)
+        assert 0 < entry["force_mae_se"] < entry["force_mae"]
+        # the cutoff is the cross-validation's best of the two tried
+        study = 4.6 if model == "snap" else 5.2
+        scores = {float(k): v[2] for k, v in entry["settings"]["cutoff_cv"].items()}
+        assert sorted(scores) == [study, round(study + 0.3, 4)]
+        assert entry["settings"]["twojmax"] == 4 and entry["settings"]["rcut"] == min(scores, key=scores.get)
+        assert potential.descriptor.cutoff == pytest.approx(entry["settings"]["rcut"])
         # the generated table shows these numbers
         doc = (tmp / "doc.md").read_text()
         assert f"{entry['energy_mae']:.2f}" in doc and f"{entry['force_mae']:.3f}" in doc
+
+
+def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shared_data):
+    tmp, results = run
+    stored = json.loads((tmp / "results.json").read_text())
+    common = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap", "--max-configs", "10",
+              "--models-dir", str(tmp / "models"), "--no-doc", "--plot", str(tmp / "rescore.png")]
+    copy = tmp / "rescore.json"
+    copy.write_text(json.dumps(stored))
+    again = _script().main(common + ["--rescore", "--results", str(copy)])
+    for key in ("energy_mae", "force_mae", "energy_mae_se", "force_mae_se"):
+        assert again["Mo/snap"][key] == pytest.approx(stored["Mo/snap"][key], rel=1e-9)
+    stored["Mo/snap"]["energy_mae"] *= 1.01
+    copy.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="fit the cell again"):
+        _script().main(common + ["--rescore", "--results", str(copy)])
 
 
 def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
@@ -78,9 +102,16 @@ def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
     entry = results["Mo/qsnap"]
     potential = load(tmp / "models" / "mlearn_mo_qsnap.pt")
     rows = RowSet.build(train, snap_rows(train, potential.descriptor, quadratic=True))
-    we, wf, ws = entry["weights"]
-    A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
-    b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
+    group_weights = entry["settings"]["group_weights"]           # {group: [energy, force, stress]}
+    assert sorted(group_weights) == sorted({c.group for c in train})
+    groups = [c.group for c in train]
+    w = {kind: np.array([group_weights[groups[c]][k] for c in cfg])
+         for k, (kind, cfg) in enumerate((("energy", rows.energy_config), ("force", rows.force_config),
+                                          ("stress", rows.stress_config)))}
+    A = np.concatenate([w["energy"][:, None] * rows.energy, w["force"][:, None] * rows.force,
+                        w["stress"][:, None] * rows.stress])
+    b = np.concatenate([w["energy"] * rows.energy_target, w["force"] * rows.force_target,
+                        w["stress"] * rows.stress_target])
     alpha = entry["settings"]["ridge_alpha"]         # 0 or the ridge parameter of the chosen candidate
     n = A.shape[1]
     x, *_ = np.linalg.lstsq(np.concatenate([A, np.sqrt(alpha) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
@@ -132,7 +163,8 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
-    from mliap_torch.benchmarks.mlearn import ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, study_settings
+    from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, SNAP_CUTOFF_OFFSETS,
+                                               study_settings)
     from mliap_torch.cli.schema import validate
 
     script = _script()
@@ -154,13 +186,20 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             assert {k: descriptor[k] for k in entry["settings"]["basis"]} == entry["settings"]["basis"]
         else:
             assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
-            assert (descriptor["rcutfac"], descriptor["twojmax"]) == study_settings(entry["element"],
-                                                                                    "qsnap" if model == "qsnap" else "snap")
+            rcut, twojmax = study_settings(entry["element"], "qsnap" if model == "qsnap" else "snap")
+            assert descriptor["twojmax"] == twojmax
+            if "cutoff_cv" in entry["settings"]:      # chosen by cross-validation among the study's ± offsets
+                assert round(descriptor["rcutfac"] - rcut, 4) in SNAP_CUTOFF_OFFSETS
+                scores = {float(k): v[2] for k, v in entry["settings"]["cutoff_cv"].items()}
+                assert min(scores, key=scores.get) == pytest.approx(descriptor["rcutfac"])
+            else:
+                assert descriptor["rcutfac"] == rcut
             assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
                 (0.5, 0.99363, 0.0, False)
         if model in ("snap", "qsnap", "ace"):
-            we, wf, ws = entry["weights"]
+            per_group = entry["settings"].get("group_weights") or {}
             for group in ("AIMD-NVT", "Elastic", "Surface", "Vacancy"):
+                we, wf, ws = per_group.get(group, entry["weights"])
                 assert list(cfg.data.group_weights[group]) == pytest.approx([we, wf, ws * EV_PER_A3_IN_GPA], rel=1e-12)
             assert cfg.model.solver.get("alpha", 0.0) == pytest.approx(entry["settings"]["ridge_alpha"], rel=1e-12)
         else:

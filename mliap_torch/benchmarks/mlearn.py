@@ -16,6 +16,7 @@ One cell of the table = one element × one model form:
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
 from . import mlearn_published as published
 from .snap_rows import SnapRows, snap_rows
+
+log = logging.getLogger(__name__)
 
 EV_PER_A3_IN_GPA = 160.21766208
 """1 eV/Å³ in GPa (stress weights are per GPa)."""
@@ -75,6 +78,8 @@ class RowSet:
         force, force_target, force_config: (nF, n), (nF,), (nF,) (3 rows per atom).
         stress, stress_target, stress_config: (nS, n) rows in GPa, (nS,), (nS,) — only configurations
             with a stress label (6 rows each).
+        config_group: (nconfigs,) index into ``group_names`` of every configuration's group.
+        group_names: the configurations' group names, sorted.
     """
 
     energy: np.ndarray
@@ -86,6 +91,8 @@ class RowSet:
     stress: np.ndarray
     stress_target: np.ndarray
     stress_config: np.ndarray
+    config_group: np.ndarray
+    group_names: tuple[str, ...]
 
     @classmethod
     def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> "RowSet":
@@ -104,7 +111,9 @@ class RowSet:
         st = (np.concatenate([np.asarray(configs[k].stress) for k in with_s]) * EV_PER_A3_IN_GPA if with_s
               else np.zeros(0))
         sc = np.repeat(np.array(with_s, dtype=np.int64), 6)
-        return cls(e, et, np.arange(len(configs)), f, ft, fc, s, st, sc)
+        names = tuple(sorted({c.group for c in configs}))
+        groups = np.array([names.index(c.group) for c in configs], dtype=np.int64)
+        return cls(e, et, np.arange(len(configs)), f, ft, fc, s, st, sc, groups, names)
 
     def kinds(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """``{"energy"|"force"|"stress": (rows, targets, config index)}``."""
@@ -125,84 +134,233 @@ def _mae(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
     return float(np.abs(A @ x - b).mean()) if A.shape[0] else float("nan")
 
 
-def _gram_solve(grams: Sequence[tuple[torch.Tensor, float]], ridge: float) -> np.ndarray:
-    """Solve the weighted normal equations Σ w²·G (G = RᵀR of augmented factors; model selection only)
-    with a ridge ``ridge · mean(diag)`` (at least 1e-12 of it, for numerical safety)."""
-    g = sum(w * w * gram for gram, w in grams)
-    n = g.shape[0] - 1
-    a, b = g[:n, :n], g[:n, n]
-    alpha = max(ridge, 1e-12) * torch.diagonal(a).mean()
-    return torch.linalg.solve(a + alpha * torch.eye(n, dtype=a.dtype), b).numpy()
+KINDS = ("energy", "force", "stress")
+"""Row kinds, in the order of the weight arrays' first axis."""
+
+#: Steps (factors) of the pattern search over per-group energy and force weights, and the range a
+#: group's weight may take relative to the grid's weight of its kind.
+GROUP_STEPS = (2.0, 2.0 ** 0.5)
+GROUP_FACTOR_RANGE = (1 / 16, 16.0)
+
+
+def _gram_solve(gram: torch.Tensor, ridge: float) -> np.ndarray:
+    """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection only) with a
+    ridge ``ridge · mean(diag)`` (at least 1e-12 of it, for numerical safety)."""
+    n = gram.shape[0] - 1
+    a, b = gram[:n, :n], gram[:n, n]
+    a = a + max(ridge, 1e-12) * torch.diagonal(a).mean() * torch.eye(n, dtype=a.dtype)
+    factor, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        return torch.cholesky_solve(b[:, None], factor)[:, 0].numpy()
+    return torch.linalg.solve(a, b).numpy()
+
+
+def _sum_by(grams: dict, key_of) -> dict:
+    """Sums of ``grams`` grouped by ``key_of(key)``."""
+    sums: dict = {}
+    for key, gram in grams.items():
+        new = key_of(key)
+        sums[new] = gram.clone() if new not in sums else sums[new] + gram
+    return sums
+
+
+class CrossValidation:
+    """k-fold cross-validation, by configuration, of weighted least-squares fits of a :class:`RowSet`.
+
+    The R factor of every (row kind, fold, group) block is computed once; a candidate — row weights
+    ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one
+    normal-equation solve per fold. ``folds=1`` builds the factors only (no held-out scoring).
+    """
+
+    def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0):
+        self.folds = max(1, folds)
+        self.fold_of = np.random.default_rng(seed).permutation(num_configs) % self.folds
+        self.group_names = rowset.group_names
+        ngroups = len(rowset.group_names)
+        kinds = rowset.kinds()
+        self.factors: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.held_out: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        for k, kind in enumerate(KINDS):
+            A, b, cfg = kinds[kind]
+            fold, group = self.fold_of[cfg], rowset.config_group[cfg]
+            for f in range(self.folds):
+                for g in range(ngroups):
+                    sel = (fold == f) & (group == g)
+                    self.factors[k, f, g] = _factor(A[sel], b[sel])
+                if kind != "stress":
+                    self.held_out[k, f] = (A[fold == f], b[fold == f])
+        # Gram matrices of the non-empty blocks, and their sums over folds (per kind and group) and over
+        # groups (per kind and fold, per kind) for the candidates of uniform weights
+        self._gram = ({key: r.T @ r for key, r in self.factors.items() if bool(r.any())} if self.folds > 1 else {})
+        self._by_kind_group = _sum_by(self._gram, lambda key: (key[0], key[2]))
+        self._by_kind_fold = _sum_by(self._gram, lambda key: (key[0], key[1]))
+        self._by_kind = _sum_by(self._gram, lambda key: key[0])
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_names)
+
+    def errors(self, weights: np.ndarray, ridge: float) -> tuple[float, float]:
+        """(energy MAE meV/atom, force MAE eV/Å) of the held-out configurations, every fold fitted with row
+        weights ``weights`` (3, ngroups) and relative ridge ``ridge``."""
+        w2 = np.asarray(weights, dtype=np.float64) ** 2
+        if np.all(w2 == w2[:, :1]):
+            total = sum(w2[k, 0] * gram for k, gram in self._by_kind.items())
+            held = [sum(w2[k, 0] * gram for (k, g), gram in self._by_kind_fold.items() if g == f)
+                    for f in range(self.folds)]
+        else:
+            total = sum(w2[k, g] * gram for (k, g), gram in self._by_kind_group.items())
+            held = [sum(w2[k, g] * gram for (k, ff, g), gram in self._gram.items() if ff == f)
+                    for f in range(self.folds)]
+        err: dict[int, list[np.ndarray]] = {0: [], 1: []}
+        for f in range(self.folds):
+            x = _gram_solve(total - held[f], ridge)
+            for k in err:
+                A, b = self.held_out[k, f]
+                err[k].append(np.abs(A @ x - b))
+        return 1000 * float(np.concatenate(err[0]).mean()), float(np.concatenate(err[1]).mean())
+
+    def r_factor(self, weights: np.ndarray) -> torch.Tensor:
+        """R factor of all rows weighted by ``weights`` (3, ngroups) (TSQR of the block factors)."""
+        return combine_r_factors([float(weights[k, g]) * r for (k, _, g), r in self.factors.items()
+                                  if weights[k, g] > 0])
+
+
+def uniform_weights(weights: Sequence[float], num_groups: int) -> np.ndarray:
+    """(3, num_groups) array of the per-kind ``weights`` (energy, force, stress) for every group."""
+    return np.repeat(np.asarray(weights, dtype=np.float64)[:, None], num_groups, axis=1)
 
 
 @dataclass
 class WeightSelection:
-    """Outcome of :func:`select_weights`: the chosen (energy, force, stress) weights, the relative ridge
-    parameter and the CV table (one row per candidate: energy, force, stress weights, ridge, CV energy
-    MAE meV/atom, CV force MAE eV/Å, score)."""
+    """Outcome of :func:`select_weights`: the chosen grid (energy, force, stress) weights, the relative ridge
+    parameter, the CV table (one row per grid candidate: energy, force, stress weights, ridge, CV energy
+    MAE meV/atom, CV force MAE eV/Å, score), and the per-group weights after :func:`refine_group_weights`
+    (``{group: [energy, force, stress]}``; ``weights`` for every group when the search's choice does
+    not also win on a second fold split) with their CV errors and score on that second split
+    (``group_cv``: energy, force, score) and the search's record (``group_search``)."""
 
     weights: tuple[float, float, float]
     ridge: float
     table: list[tuple[float, ...]]
     folds: int
+    group_weights: dict[str, list[float]] = field(default_factory=dict)
+    group_cv: tuple[float, float, float] | None = None
+    group_search: dict = field(default_factory=dict)
+
+    @property
+    def cv_errors(self) -> tuple[float, float] | None:
+        """(CV energy MAE meV/atom, CV force MAE eV/Å) of the final choice (None without cross-validation)."""
+        if self.group_cv is not None:
+            return self.group_cv[0], self.group_cv[1]
+        if not self.table:
+            return None
+        chosen = next(r for r in self.table if (r[0], r[1], r[2]) == self.weights and r[3] == self.ridge)
+        return chosen[4], chosen[5]
+
+    def weight_array(self, group_names: Sequence[str]) -> np.ndarray:
+        """(3, ngroups) row weights per kind and group, in the order of ``group_names``."""
+        if not self.group_weights:
+            return uniform_weights(self.weights, len(group_names))
+        return np.array([self.group_weights[g] for g in group_names], dtype=np.float64).T
+
+
+def _scorer(reference: tuple[float, float] | None, best: tuple[float, float]):
+    """Score of a (CV energy MAE, CV force MAE) pair, lowest wins (see :func:`select_weights`)."""
+    if reference is not None:
+        return lambda e, f: max(e / reference[0], f / reference[1])
+    return lambda e, f: e / best[0] + f / best[1]
+
+
+def refine_group_weights(cv: CrossValidation, weights: tuple[float, float, float], ridge: float,
+                         score, steps: Sequence[float] = GROUP_STEPS,
+                         bounds: tuple[float, float] = GROUP_FACTOR_RANGE) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Pattern search over one energy and one force weight per group, starting from the grid's ``weights``.
+
+    Each step multiplies or divides one group's energy or force weight by the step factor and keeps the
+    change when the CV score improves; a step size is used until no change improves, then the next
+    (finer) one. Factors stay within ``bounds`` of the grid weight.
+    Returns the (3, ngroups) weights and their (CV energy MAE, CV force MAE, score).
+    """
+    base = uniform_weights(weights, cv.num_groups)
+    factor = np.ones((2, cv.num_groups))
+    e, f = cv.errors(base, ridge)
+    best = (e, f, score(e, f))
+    for step in steps:
+        improved = True
+        while improved:
+            improved = False
+            for k in range(2):
+                for g in range(cv.num_groups):
+                    if base[k, g] == 0:
+                        continue
+                    for move in (step, 1 / step):
+                        trial = factor.copy()
+                        trial[k, g] *= move
+                        if not bounds[0] <= trial[k, g] <= bounds[1]:
+                            continue
+                        w = base.copy()
+                        w[:2] *= trial
+                        e, f = cv.errors(w, ridge)
+                        if score(e, f) < best[2] - 1e-12:
+                            factor, best, improved = trial, (e, f, score(e, f)), True
+                            break
+    w = base.copy()
+    w[:2] *= factor
+    return w, best
 
 
 def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID,
                    folds: int = 5, seed: int = 0, reference: tuple[float, float] | None = None,
-                   ) -> tuple[WeightSelection, dict[str, list[torch.Tensor]]]:
+                   group_weights: bool = False) -> tuple[WeightSelection, CrossValidation]:
     """k-fold cross-validation (by configuration) of row weights and ridge on the training rows.
 
     Score of a candidate (lowest wins): with ``reference`` = (energy MAE meV/atom, force MAE eV/Å) of a
     published model, ``max(E_cv / E_ref, F_cv / F_ref)`` — the trade-off that comes closest to beating
-    the reference on both; without, ``E_cv / min E_cv + F_cv / min F_cv`` over the grid.
+    the reference on both; without, ``E_cv / min E_cv + F_cv / min F_cv`` over the grid. With
+    ``group_weights`` the grid's choice is refined by :func:`refine_group_weights` (one energy and one
+    force weight per group of configurations), scored the same way; as that search fits the noise of
+    its folds too, its weights are kept only if they also beat the grid's on a second, independent
+    fold split (``seed + 1``), whose errors become the selection's CV errors.
 
     Returns:
-        the selection and the R factors per kind and fold (reused for the final fit).
+        the selection and the cross-validation (its R factors give the final fit).
     """
-    rng = np.random.default_rng(seed)
-    fold_of = rng.permutation(num_configs) % max(1, folds)
-    kinds = rowset.kinds()
-    factors: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
-    for f in range(folds):
-        for kind, (A, b, cfg) in kinds.items():
-            sel = fold_of[cfg] == f
-            factors[kind].append(_factor(A[sel], b[sel]))
-    if folds < 2 or len(grid) == 1:
+    cv = CrossValidation(rowset, num_configs, folds, seed)
+    names = rowset.group_names
+    if cv.folds < 2 or len(grid) == 1:
         we, wf, ws, rr = grid[0]
-        return WeightSelection((we, wf, ws), rr, [], folds), factors
-    gram = {kind: [r.T @ r for r in rs] for kind, rs in factors.items()}
-    results = []
-    for we, wf, ws, rr in grid:
-        err_e, err_f = [], []
-        for f in range(folds):
-            grams = [(gram[kind][g], w) for kind, w in (("energy", we), ("force", wf), ("stress", ws))
-                     for g in range(folds) if g != f and w > 0]
-            x = _gram_solve(grams, rr)
-            A, b, cfg = kinds["energy"]
-            sel = fold_of[cfg] == f
-            err_e.append(np.abs(A[sel] @ x - b[sel]))
-            A, b, cfg = kinds["force"]
-            sel = fold_of[cfg] == f
-            err_f.append(np.abs(A[sel] @ x - b[sel]))
-        results.append((we, wf, ws, rr, 1000 * float(np.concatenate(err_e).mean()),
-                        float(np.concatenate(err_f).mean())))
-    if reference is not None:
-        table = [(*r, max(r[4] / reference[0], r[5] / reference[1])) for r in results]
-    else:
-        best_e = min(r[4] for r in results)
-        best_f = min(r[5] for r in results)
-        table = [(*r, r[4] / best_e + r[5] / best_f) for r in results]
+        return WeightSelection((we, wf, ws), rr, [], cv.folds), cv
+    results = [(we, wf, ws, rr, *cv.errors(uniform_weights((we, wf, ws), cv.num_groups), rr))
+               for we, wf, ws, rr in grid]
+    score = _scorer(reference, (min(r[4] for r in results), min(r[5] for r in results)))
+    table = [(*r, score(r[4], r[5])) for r in results]
     chosen = min(table, key=lambda r: r[6])
-    return WeightSelection((chosen[0], chosen[1], chosen[2]), chosen[3], table, folds), factors
+    selection = WeightSelection((chosen[0], chosen[1], chosen[2]), chosen[3], table, cv.folds)
+    if group_weights:
+        refined, searched = refine_group_weights(cv, selection.weights, selection.ridge, score)
+        check = CrossValidation(rowset, num_configs, folds, seed + 1)
+        uniform = uniform_weights(selection.weights, cv.num_groups)
+        on_check = {name: (*check.errors(w, selection.ridge),) for name, w in (("uniform", uniform), ("groups", refined))}
+        on_check = {name: (e, f, score(e, f)) for name, (e, f) in on_check.items()}
+        kept = "groups" if on_check["groups"][2] < on_check["uniform"][2] else "uniform"
+        w = refined if kept == "groups" else uniform
+        selection.group_weights = {g: [float(v) for v in w[:, i]] for i, g in enumerate(names)}
+        selection.group_cv = on_check[kept]
+        selection.group_search = {"search_split": list(searched), "check_split": {k: list(v) for k, v in on_check.items()},
+                                  "kept": kept}
+    return selection, cv
 
 
 def evaluate(potential: Potential, configs: Sequence[Configuration], chunk_atoms: int = 2000) -> dict[str, np.ndarray]:
     """Energies per atom (eV/atom) and forces (eV/Å) of ``configs`` from the torch potential.
 
-    Returns ``{"energy": (nconfigs,), "energy_ref": (nconfigs,), "forces": (natoms, 3), "forces_ref": ...}``.
+    Returns ``{"energy": (nconfigs,), "energy_ref": (nconfigs,), "forces": (natoms, 3), "forces_ref": ...,
+    "num_atoms": (nconfigs,)}``.
     """
     elements = potential.elements
-    out: dict[str, list[np.ndarray]] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": []}
+    out: dict[str, list[np.ndarray]] = {"energy": [], "energy_ref": [], "forces": [], "forces_ref": [],
+                                        "num_atoms": []}
     start = 0
     while start < len(configs):
         stop, atoms = start, 0
@@ -218,6 +376,7 @@ def evaluate(potential: Potential, configs: Sequence[Configuration], chunk_atoms
         out["energy_ref"].append(np.array([c.energy for c in chunk]) / n)
         out["forces"].append(pred["forces"].detach().cpu().numpy())
         out["forces_ref"].append(np.concatenate([np.asarray(c.forces) for c in chunk]))
+        out["num_atoms"].append(n)
         start = stop
     return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -226,6 +385,29 @@ def errors(pred: dict[str, np.ndarray]) -> tuple[float, float]:
     """(energy MAE meV/atom, force MAE eV/Å per component) of :func:`evaluate` output."""
     return (1000 * float(np.abs(pred["energy"] - pred["energy_ref"]).mean()),
             float(np.abs(pred["forces"] - pred["forces_ref"]).mean()))
+
+
+def standard_errors(pred: dict[str, np.ndarray], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap standard errors (meV/atom, eV/Å) of the two MAEs of :func:`errors`: the test
+    configurations are resampled with replacement ``samples`` times (a configuration's force components
+    stay together)."""
+    n = pred["num_atoms"]
+    err_e = 1000 * np.abs(pred["energy"] - pred["energy_ref"])
+    err_f = np.abs(pred["forces"] - pred["forces_ref"]).sum(axis=1)
+    per_config_f = np.add.reduceat(err_f, np.concatenate([[0], np.cumsum(n)[:-1]]))
+    picks = np.random.default_rng(seed).integers(0, len(n), size=(samples, len(n)))
+    e = err_e[picks].mean(axis=1)
+    f = per_config_f[picks].sum(axis=1) / (3 * n[picks].sum(axis=1))
+    return float(e.std()), float(f.std())
+
+
+def score_on_test(potential: Potential, test: Sequence[Configuration]) -> dict[str, float]:
+    """``energy_mae`` (meV/atom), ``force_mae`` (eV/Å) of ``potential`` on ``test`` and their bootstrap
+    standard errors ``energy_mae_se``, ``force_mae_se`` (:func:`standard_errors`)."""
+    pred = evaluate(potential, test)
+    e, f = errors(pred)
+    se_e, se_f = standard_errors(pred)
+    return {"energy_mae": e, "force_mae": f, "energy_mae_se": se_e, "force_mae_se": se_f}
 
 
 @dataclass
@@ -246,6 +428,8 @@ class CellResult:
     cost_us: float | None = None       # LAMMPS MD µs per atom-step
     cost_route: str | None = None
     notes: list[str] = field(default_factory=list)
+    energy_mae_se: float | None = None  # bootstrap standard error over test configurations, meV/atom
+    force_mae_se: float | None = None   # eV/Å
 
 
 @dataclass
@@ -260,13 +444,11 @@ class ExactFit:
 
 def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | None,
               grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
-              seed: int = 0) -> ExactFit:
+              seed: int = 0, group_weights: bool = False) -> ExactFit:
     """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows
-    (fold factors combined by TSQR, QR or ridge solve)."""
-    selection, factors = select_weights(rows, num_configs, grid, folds, seed, reference)
-    we, wf, ws = selection.weights
-    blocks = [w * r for kind, w in (("energy", we), ("force", wf), ("stress", ws)) if w > 0 for r in factors[kind]]
-    r = combine_r_factors(blocks)
+    (block factors combined by TSQR, QR or ridge solve)."""
+    selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights)
+    r = cv.r_factor(selection.weight_array(rows.group_names))
     n = r.shape[0] - 1
     alpha = selection.ridge * float((r[:n, :n] ** 2).sum()) / n     # ridge relative to the mean diagonal of RᵀR
     solution = solve_r_factor(r, method="ridge" if alpha > 0 else "qr", alpha=alpha,
@@ -280,45 +462,74 @@ def _exact_cell(element: str, model: str, potential: Potential, rows: RowSet, fi
     x = fit.x
     potential.head.set_coefficients(torch.from_numpy(x)[None, :])
     fit_seconds = time.perf_counter() - t0
-    e_mae, f_mae = errors(evaluate(potential, test))
+    scores = score_on_test(potential, test)
     settings = {**settings, "solver": fit.solution.method, "ridge_relative": fit.selection.ridge,
                 "ridge_alpha": fit.alpha, "rank": fit.solution.rank, "cond": fit.solution.cond,
                 "train_configs": int(rows.energy.shape[0]), "stress_configs": int(rows.stress.shape[0] // 6)}
-    return CellResult(element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
+    return CellResult(element=element, model=model, **scores,
                       train_energy_mae=1000 * _mae(rows.energy, rows.energy_target, x),
                       train_force_mae=_mae(rows.force, rows.force_target, x), settings=settings,
                       weights=fit.selection.weights, cv_table=fit.selection.table, fit_seconds=fit_seconds,
                       num_parameters=int(x.shape[0]), notes=list(fit.solution.notes))
 
 
+#: Cutoffs tried for SNAP and qSNAP, as offsets (Å) from the study's cutoff of the same form.
+SNAP_CUTOFF_OFFSETS = (-0.9, -0.6, -0.3, 0.0, 0.3, 0.6, 0.9)
+
+
 def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
                   rcut: float | None = None, twojmax: int | None = None,
+                  rcut_offsets: Sequence[float] = SNAP_CUTOFF_OFFSETS, group_weights: bool = True,
                   grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
                   seed: int = 0, target_published: bool = True) -> tuple[CellResult, Potential]:
     """Fit SNAP (``model="snap"``) or qSNAP (``"qsnap"``) for ``element`` and score it on ``test``.
 
-    ``rcut``/``twojmax`` default to the study's values. With ``target_published`` the cross-validation
-    score measures the trade-off against the study's published errors of the same form
-    (:func:`select_weights`); the test set is never used for any choice.
+    ``twojmax`` defaults to the study's value; the cutoff is chosen by cross-validation on the training
+    set among ``rcut + rcut_offsets`` (``rcut`` defaults to the study's cutoff), each cutoff with its
+    own cross-validated weights (:func:`exact_fit`, per-group weights with ``group_weights``). With
+    ``target_published`` the score measures the trade-off against the study's published errors of the
+    same form, ``max(E_cv / E_study, F_cv / F_study)``; without, ``E_cv / min E_cv + F_cv / min F_cv``
+    over all cutoffs' grid candidates. The test set is never used for any choice.
     Returns the table cell and the fitted potential.
     """
     if model not in LINEAR_MODELS:
         raise ValueError(f"fit_snap_cell fits {LINEAR_MODELS}, not {model!r}")
     t0 = time.perf_counter()
     rc0, tj0 = study_settings(element, model)
-    rcut = rc0 if rcut is None else rcut
+    base = rc0 if rcut is None else rcut
     twojmax = tj0 if twojmax is None else twojmax
     quadratic = model == "qsnap"
-    descriptor = make_bispectrum(element, rcut, twojmax)
-    potential = Potential(descriptor, (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors))
-    rows = RowSet.build(train, snap_rows(list(train), descriptor, quadratic))
     label = MODEL_LABELS[model]
     reference = ((published.ENERGY_MAE[label][element], published.FORCE_MAE[label][element])
                  if target_published else None)
-    fit = exact_fit(rows, len(train), reference, grid, folds, seed)
-    settings = {"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
+    cutoffs = sorted({round(base + d, 4) for d in rcut_offsets})
+    if not cutoffs or cutoffs[0] <= 0:
+        raise ValueError(f"cutoffs {cutoffs} (rcut {base} + offsets {list(rcut_offsets)}) must be positive")
+    fits: dict[float, ExactFit] = {}
+    rows = None
+    for rc in cutoffs:
+        t_cut = time.perf_counter()
+        rows = RowSet.build(train, snap_rows(list(train), make_bispectrum(element, rc, twojmax), quadratic))
+        fits[rc] = exact_fit(rows, len(train), reference, grid, folds, seed, group_weights)
+        sel = fits[rc].selection
+        log.info("%s %s rcut %g: CV E %s meV/atom, F %s eV/Å, weights %s (%s), %.0f s", element, label, rc,
+                 *(("—", "—") if sel.cv_errors is None else (f"{sel.cv_errors[0]:.3f}", f"{sel.cv_errors[1]:.4f}")),
+                 sel.weights, sel.group_search.get("kept", "one weight per kind"), time.perf_counter() - t_cut)
+    pooled = [r for fit in fits.values() for r in fit.selection.table]
+    score = _scorer(reference, (min(r[4] for r in pooled), min(r[5] for r in pooled)) if pooled else (1.0, 1.0))
+    cutoff_cv = {rc: (*fit.selection.cv_errors, score(*fit.selection.cv_errors)) for rc, fit in fits.items()
+                 if fit.selection.cv_errors is not None}
+    chosen = min(cutoff_cv, key=lambda rc: cutoff_cv[rc][2]) if cutoff_cv else cutoffs[0]
+    descriptor = make_bispectrum(element, chosen, twojmax)
+    if chosen != cutoffs[-1]:
+        rows = RowSet.build(train, snap_rows(list(train), descriptor, quadratic))
+    potential = Potential(descriptor, (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors))
+    fit = fits[chosen]
+    settings = {"rcut": chosen, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
                 "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic,
-                "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F"}
+                "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F",
+                "cutoff_cv": {str(rc): list(v) for rc, v in cutoff_cv.items()},
+                "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv}
     return _exact_cell(element, model, potential, rows, fit, test, settings, t0), potential
 
 
@@ -352,12 +563,12 @@ def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration
     fit_seconds = time.perf_counter() - t0
     e_train, f_train = predict(head.to(data.B.dtype), data)
     head.to(torch.float64)
-    e_mae, f_mae = errors(evaluate(potential, test))
+    scores = score_on_test(potential, test)
     settings = {**settings, "hidden": list(info.hidden), "activation": "silu", "energy_weight": energy_weight,
                 "lr": info.lr, "batch_configs": info.batch_configs, "epochs": info.epochs,
                 "best_epoch": info.best_epoch, "train_seconds": info.seconds, "val_configs": nval,
                 "train_configs": n - nval, "linear_term": linear_start is not None}
-    cell = CellResult(element=element, model=model, energy_mae=e_mae, force_mae=f_mae,
+    cell = CellResult(element=element, model=model, **scores,
                       train_energy_mae=1000 * float((e_train - data.energy).abs().mean()),
                       train_force_mae=float((f_train - data.forces).abs().mean()), settings=settings,
                       weights=None, fit_seconds=fit_seconds, num_parameters=sum(p.numel() for p in head.parameters()))

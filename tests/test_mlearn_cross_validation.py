@@ -1,0 +1,111 @@
+"""Cross-validation of weighted least-squares fits (the mlearn benchmark's weight and cutoff choice),
+checked against a direct numpy solve of every fold on synthetic rows with groups."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mliap_torch.benchmarks.mlearn import (CrossValidation, RowSet, refine_group_weights, select_weights,
+                                           uniform_weights)
+
+
+def _rowset(seed: int = 0, configs: int = 24, ncol: int = 5) -> RowSet:
+    """Random rows of ``configs`` configurations in three groups: one energy row, 3·n force rows and 6
+    stress rows each (the last group without stress), targets from a noisy linear model."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=ncol)
+    atoms = rng.integers(2, 5, size=configs)
+    groups = np.arange(configs) % 3
+
+    def rows(n: int, scale: float = 1.0):
+        A = rng.normal(size=(n, ncol))
+        A[:, 0] = 1.0
+        return A, A @ truth + scale * rng.normal(size=n)
+
+    e, et = rows(configs, 0.3)
+    f, ft = rows(3 * int(atoms.sum()))
+    fc = np.repeat(np.arange(configs), 3 * atoms)
+    with_s = np.flatnonzero(groups != 2)
+    s, st = rows(6 * len(with_s), 0.5)
+    sc = np.repeat(with_s, 6)
+    return RowSet(e, et, np.arange(configs), f, ft, fc, s, st, sc, groups, ("a", "b", "c"))
+
+
+def _direct_errors(rs: RowSet, fold_of: np.ndarray, weights: np.ndarray, ridge: float) -> tuple[float, float]:
+    """The same CV errors by a numpy least-squares solve of each fold's weighted training rows."""
+    err_e, err_f = [], []
+    kinds = [(rs.energy, rs.energy_target, rs.energy_config), (rs.force, rs.force_target, rs.force_config),
+             (rs.stress, rs.stress_target, rs.stress_config)]
+    for f in range(fold_of.max() + 1):
+        blocks, targets = [], []
+        for k, (A, b, cfg) in enumerate(kinds):
+            keep = fold_of[cfg] != f
+            w = weights[k, rs.config_group[cfg[keep]]]
+            blocks.append(w[:, None] * A[keep])
+            targets.append(w * b[keep])
+        A, b = np.concatenate(blocks), np.concatenate(targets)
+        n = A.shape[1]
+        alpha = max(ridge, 1e-12) * np.mean(np.sum(A * A, axis=0))
+        x = np.linalg.solve(A.T @ A + alpha * np.eye(n), A.T @ b)
+        err_e.append(np.abs(rs.energy[fold_of[rs.energy_config] == f] @ x - rs.energy_target[fold_of[rs.energy_config] == f]))
+        sel = fold_of[rs.force_config] == f
+        err_f.append(np.abs(rs.force[sel] @ x - rs.force_target[sel]))
+    return 1000 * float(np.concatenate(err_e).mean()), float(np.concatenate(err_f).mean())
+
+
+@pytest.mark.parametrize("weights", [uniform_weights((30.0, 1.0, 0.5), 3),
+                                     np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]])])
+@pytest.mark.parametrize("ridge", [0.0, 1e-3])
+def test_cv_errors_equal_a_direct_solve_of_every_fold(weights, ridge):
+    rs = _rowset()
+    cv = CrossValidation(rs, 24, folds=4, seed=3)
+    ours = cv.errors(weights, ridge)
+    np.testing.assert_allclose(ours, _direct_errors(rs, cv.fold_of, weights, ridge), rtol=1e-9)
+
+
+def test_r_factor_gives_the_weighted_fit_of_all_rows():
+    rs = _rowset(1)
+    cv = CrossValidation(rs, 24, folds=3)
+    weights = np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]])
+    r = cv.r_factor(weights).numpy()
+    gram = r.T @ r
+    blocks = [(weights[k, rs.config_group[cfg]][:, None] * np.column_stack([A, b]))
+              for k, (A, b, cfg) in enumerate(rs.kinds().values())]
+    direct = np.concatenate(blocks)
+    np.testing.assert_allclose(gram, direct.T @ direct, rtol=1e-10, atol=1e-8 * np.abs(gram).max())
+
+
+def test_group_refinement_improves_the_search_split_and_is_checked_on_another():
+    rs = _rowset(2, configs=40)
+    grid = [(we, 1.0, ws, 0.0) for we in (3.0, 30.0) for ws in (0.0, 1.0)]
+    plain, _ = select_weights(rs, 40, grid, folds=4, seed=0)
+    refined, cv = select_weights(rs, 40, grid, folds=4, seed=0, group_weights=True)
+    assert refined.weights == plain.weights and refined.table == plain.table
+    search = refined.group_search
+    chosen = min(plain.table, key=lambda r: r[6])
+    assert search["search_split"][2] <= chosen[6] + 1e-12          # the search starts from the grid's choice
+    kept = search["kept"]
+    assert search["check_split"][kept][2] == min(v[2] for v in search["check_split"].values())
+    assert list(refined.group_cv) == search["check_split"][kept]
+    # the kept weights' errors on the second split are a direct computation
+    check = CrossValidation(rs, 40, folds=4, seed=1)
+    weights = refined.weight_array(rs.group_names)
+    np.testing.assert_allclose(refined.group_cv[:2], _direct_errors(rs, check.fold_of, weights, 0.0), rtol=1e-9)
+    if kept == "uniform":
+        np.testing.assert_array_equal(weights, uniform_weights(plain.weights, 3))
+
+
+def test_pattern_search_never_returns_a_worse_score():
+    rs = _rowset(4, configs=30)
+    cv = CrossValidation(rs, 30, folds=3)
+    start = (30.0, 1.0, 0.0)
+    e0, f0 = cv.errors(uniform_weights(start, 3), 0.0)
+
+    def score(e, f):
+        return e / e0 + f / f0
+
+    weights, (e, f, s) = refine_group_weights(cv, start, 0.0, score)
+    assert s <= 2.0 and s == pytest.approx(score(*cv.errors(weights, 0.0)), rel=1e-12)
+    assert np.all(weights[2] == 0.0) and np.all(weights[:2] > 0)
+    factors = weights[:2] / np.array(start[:2])[:, None]
+    assert np.all((factors >= 1 / 16 - 1e-12) & (factors <= 16 + 1e-12))
