@@ -341,8 +341,10 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
         refined, searched = refine_group_weights(cv, selection.weights, selection.ridge, score)
         check = CrossValidation(rowset, num_configs, folds, seed + 1)
         uniform = uniform_weights(selection.weights, cv.num_groups)
-        on_check = {name: (*check.errors(w, selection.ridge),) for name, w in (("uniform", uniform), ("groups", refined))}
-        on_check = {name: (e, f, score(e, f)) for name, (e, f) in on_check.items()}
+        on_check = {}
+        for name, w in (("uniform", uniform), ("groups", refined)):
+            e, f = check.errors(w, selection.ridge)
+            on_check[name] = (e, f, score(e, f))
         kept = "groups" if on_check["groups"][2] < on_check["uniform"][2] else "uniform"
         w = refined if kept == "groups" else uniform
         selection.group_weights = {g: [float(v) for v in w[:, i]] for i, g in enumerate(names)}
@@ -529,7 +531,8 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
                 "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic,
                 "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F",
                 "cutoff_cv": {str(rc): list(v) for rc, v in cutoff_cv.items()},
-                "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv}
+                "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv,
+                "group_search": fit.selection.group_search}
     return _exact_cell(element, model, potential, rows, fit, test, settings, t0), potential
 
 
@@ -671,17 +674,19 @@ def select_ace_cutoff(element: str, train: Sequence[Configuration], cutoffs: Seq
 
 def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
                  grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
-                 seed: int = 0) -> tuple[CellResult, Potential]:
+                 seed: int = 0, group_weights: bool = False) -> tuple[CellResult, Potential]:
     """Linear ACE: ``E_i = β0 + β·B_i`` by the same cross-validated exact fit as SNAP (no published
-    reference: score ``E/min E + F/min F``)."""
+    reference: score ``E/min E + F/min F``). One weight per row kind by default — the fit the ACE+NN
+    heads start from; per-group weights (:func:`refine_group_weights`) with ``group_weights``."""
     t0 = time.perf_counter() - data.seconds
     potential = Potential(data.descriptor, LinearHead(1, data.descriptor.num_descriptors))
     rows = RowSet.build(train, data.rows)
-    fit = exact_fit(rows, len(train), None, grid, folds, seed)
+    fit = exact_fit(rows, len(train), None, grid, folds, seed, group_weights)
     s = data.descriptor.settings()
     settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
                 "num_functions": data.descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
-                "cutoff_cv_scores": data.cutoff_scores}
+                "cutoff_cv_scores": data.cutoff_scores, "group_weights": fit.selection.group_weights,
+                "group_cv": fit.selection.group_cv, "group_search": fit.selection.group_search}
     return _exact_cell(element, "ace", potential, rows, fit, test, settings, t0), potential
 
 
