@@ -78,16 +78,25 @@ def nn_energy_weight(train, linear: dict | None, default: float = 1000.0) -> flo
     return we * we * len(train) / (3 * sum(c.num_atoms for c in train))
 
 
+def snap_nn_cutoff(args: argparse.Namespace, linear: dict | None) -> float | None:
+    """Cutoff of SNAP+NN: ``--rcut`` if given, else the one cross-validated for the element's linear
+    SNAP (None, the study's SNAP cutoff, when that SNAP result is absent)."""
+    if args.rcut is not None:
+        return args.rcut
+    return (linear or {}).get("settings", {}).get("rcut")
+
+
 def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
              linear: dict | None = None) -> tuple[CellResult, Potential]:
     """Fit and score one element × model; the fitted potential is saved to ``--models-dir``.
-    ``linear``: the element's SNAP result (its weights set the network's energy weight)."""
+    ``linear``: the element's SNAP result (its weights set the network's energy weight, its cutoff the
+    SNAP+NN descriptor's)."""
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
                                         rcut_offsets=args.snap_rcut_offsets, group_weights=not args.no_group_weights,
                                         folds=args.folds)
     elif model == "snap_nn":
-        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=args.rcut,
+        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=snap_nn_cutoff(args, linear),
                                            hidden=args.nn_hidden, minutes=args.nn_minutes,
                                            energy_weight=nn_energy_weight(train, linear), folds=args.folds)
     elif model in ("ace", "ace_nn"):
@@ -289,6 +298,9 @@ def experiment_config(entry: dict) -> str:
             "ace_nn": "ace_nn"}[model]
     if ace:
         what = f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å"
+    elif model == "snap_nn" and s["rcut"] != study_settings(el, "snap")[0]:
+        what = (f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å (cross-validated for linear SNAP; the "
+                f"study's {study_settings(el, 'snap')[0]} Å)")
     elif "cutoff_cv" in s:
         what = (f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å (cross-validated; the study's "
                 f"{study_settings(el, model)[0]} Å)")

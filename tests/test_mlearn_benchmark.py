@@ -188,7 +188,9 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
             rcut, twojmax = study_settings(entry["element"], "qsnap" if model == "qsnap" else "snap")
             assert descriptor["twojmax"] == twojmax
-            if "cutoff_cv" in entry["settings"]:      # chosen by cross-validation among the study's ± offsets
+            if model == "snap_nn":                    # the cutoff of the element's linear SNAP
+                assert descriptor["rcutfac"] == results[f"{el.capitalize()}/snap"]["settings"]["rcut"]
+            elif "cutoff_cv" in entry["settings"]:    # chosen by cross-validation among the study's ± offsets
                 assert round(descriptor["rcutfac"] - rcut, 4) in SNAP_CUTOFF_OFFSETS
                 scores = {float(k): v[2] for k, v in entry["settings"]["cutoff_cv"].items()}
                 assert min(scores, key=scores.get) == pytest.approx(descriptor["rcutfac"])

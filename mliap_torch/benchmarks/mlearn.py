@@ -564,7 +564,7 @@ def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration
                                 lr=LINEAR_START_LR if linear_start is not None else 3e-3)
     potential = Potential(descriptor, head)
     fit_seconds = time.perf_counter() - t0
-    e_train, f_train = predict(head.to(data.B.dtype), data)
+    e_train, f_train = (t.detach() for t in predict(head.to(data.B.dtype), data))
     head.to(torch.float64)
     scores = score_on_test(potential, test)
     settings = {**settings, "hidden": list(info.hidden), "activation": "silu", "energy_weight": energy_weight,
