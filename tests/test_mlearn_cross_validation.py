@@ -109,3 +109,14 @@ def test_pattern_search_never_returns_a_worse_score():
     assert np.all(weights[2] == 0.0) and np.all(weights[:2] > 0)
     factors = weights[:2] / np.array(start[:2])[:, None]
     assert np.all((factors >= 1 / 16 - 1e-12) & (factors <= 16 + 1e-12))
+
+
+def test_released_cross_validation_refuses_to_score_but_still_fits():
+    rs = _rowset(5)
+    cv = CrossValidation(rs, 24, folds=3)
+    weights = uniform_weights((30.0, 1.0, 0.5), 3)
+    before = cv.r_factor(weights)
+    cv.release_grams()
+    with pytest.raises(RuntimeError, match="released"):
+        cv.errors(weights, 0.0)
+    np.testing.assert_array_equal(cv.r_factor(weights).numpy(), before.numpy())

@@ -203,6 +203,8 @@ class CrossValidation:
     def errors(self, weights: np.ndarray, ridge: float) -> tuple[float, float]:
         """(energy MAE meV/atom, force MAE eV/Å) of the held-out configurations, every fold fitted with row
         weights ``weights`` (3, ngroups) and relative ridge ``ridge``."""
+        if not self._gram:
+            raise RuntimeError("no Gram matrices: one fold only, or released after scoring")
         w2 = np.asarray(weights, dtype=np.float64) ** 2
         if np.all(w2 == w2[:, :1]):
             total = sum(w2[k, 0] * gram for k, gram in self._by_kind.items())
@@ -219,6 +221,11 @@ class CrossValidation:
                 A, b = self.held_out[k, f]
                 err[k].append(np.abs(A @ x - b))
         return 1000 * float(np.concatenate(err[0]).mean()), float(np.concatenate(err[1]).mean())
+
+    def release_grams(self) -> None:
+        """Drop the Gram matrices once scoring is over (the R factors stay, for :meth:`r_factor`); a
+        2Jmax 8 qSNAP keeps gigabytes of them."""
+        self._gram, self._by_kind_group, self._by_kind_fold, self._by_kind = {}, {}, {}, {}
 
     def r_factor(self, weights: np.ndarray) -> torch.Tensor:
         """R factor of all rows weighted by ``weights`` (3, ngroups) (TSQR of the block factors)."""
@@ -339,6 +346,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
     selection = WeightSelection((chosen[0], chosen[1], chosen[2]), chosen[3], table, cv.folds)
     if group_weights:
         refined, searched = refine_group_weights(cv, selection.weights, selection.ridge, score)
+        cv.release_grams()
         check = CrossValidation(rowset, num_configs, folds, seed + 1)
         uniform = uniform_weights(selection.weights, cv.num_groups)
         on_check = {}
@@ -351,6 +359,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
         selection.group_cv = on_check[kept]
         selection.group_search = {"search_split": list(searched), "check_split": {k: list(v) for k, v in on_check.items()},
                                   "kept": kept}
+    cv.release_grams()
     return selection, cv
 
 
