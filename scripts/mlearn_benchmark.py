@@ -296,14 +296,12 @@ def experiment_config(entry: dict) -> str:
     ace = model in ("ace", "ace_nn")
     base = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
             "ace_nn": "ace_nn"}[model]
+    study_rcut = study_settings(el, "qsnap" if model == "qsnap" else "snap")[0]
     if ace:
         what = f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å"
-    elif model == "snap_nn" and s["rcut"] != study_settings(el, "snap")[0]:
-        what = (f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å (cross-validated for linear SNAP; the "
-                f"study's {study_settings(el, 'snap')[0]} Å)")
-    elif "cutoff_cv" in s:
-        what = (f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å (cross-validated; the study's "
-                f"{study_settings(el, model)[0]} Å)")
+    elif "cutoff_cv" in s or s["rcut"] != study_rcut:
+        how = "cross-validated" if "cutoff_cv" in s else "cross-validated for linear SNAP"
+        what = f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å ({how}; the study's {study_rcut} Å)"
     else:
         what = f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)"
     lines = ["# @package _global_",

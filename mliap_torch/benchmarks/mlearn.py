@@ -451,6 +451,9 @@ class ExactFit:
     selection: WeightSelection
     solution: object
     alpha: float
+    train_errors: tuple[float, float]   # (energy MAE meV/atom, force MAE eV/Å) of the training rows
+    num_configs: int                    # training configurations
+    num_stress_configs: int             # of which with stress rows
 
 
 def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | None,
@@ -464,10 +467,13 @@ def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | N
     alpha = selection.ridge * float((r[:n, :n] ** 2).sum()) / n     # ridge relative to the mean diagonal of RᵀR
     solution = solve_r_factor(r, method="ridge" if alpha > 0 else "qr", alpha=alpha,
                               num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
-    return ExactFit(solution.x.numpy(), selection, solution, alpha)
+    x = solution.x.numpy()
+    train_errors = (1000 * _mae(rows.energy, rows.energy_target, x), _mae(rows.force, rows.force_target, x))
+    return ExactFit(x, selection, solution, alpha, train_errors, int(rows.energy.shape[0]),
+                    int(rows.stress.shape[0] // 6))
 
 
-def _exact_cell(element: str, model: str, potential: Potential, rows: RowSet, fit: ExactFit,
+def _exact_cell(element: str, model: str, potential: Potential, fit: ExactFit,
                 test: Sequence[Configuration], settings: dict, t0: float) -> CellResult:
     """Set the fitted coefficients, score on ``test`` with the torch potential, and build the table cell."""
     x = fit.x
@@ -476,10 +482,9 @@ def _exact_cell(element: str, model: str, potential: Potential, rows: RowSet, fi
     scores = score_on_test(potential, test)
     settings = {**settings, "solver": fit.solution.method, "ridge_relative": fit.selection.ridge,
                 "ridge_alpha": fit.alpha, "rank": fit.solution.rank, "cond": fit.solution.cond,
-                "train_configs": int(rows.energy.shape[0]), "stress_configs": int(rows.stress.shape[0] // 6)}
+                "train_configs": fit.num_configs, "stress_configs": fit.num_stress_configs}
     return CellResult(element=element, model=model, **scores,
-                      train_energy_mae=1000 * _mae(rows.energy, rows.energy_target, x),
-                      train_force_mae=_mae(rows.force, rows.force_target, x), settings=settings,
+                      train_energy_mae=fit.train_errors[0], train_force_mae=fit.train_errors[1], settings=settings,
                       weights=fit.selection.weights, cv_table=fit.selection.table, fit_seconds=fit_seconds,
                       num_parameters=int(x.shape[0]), notes=list(fit.solution.notes))
 
@@ -517,11 +522,11 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     if not cutoffs or cutoffs[0] <= 0:
         raise ValueError(f"cutoffs {cutoffs} (rcut {base} + offsets {list(rcut_offsets)}) must be positive")
     fits: dict[float, ExactFit] = {}
-    rows = None
-    for rc in cutoffs:
+    for rc in cutoffs:          # each cutoff's rows are dropped after its fit (a 2Jmax 8 qSNAP's take 0.5 GB)
         t_cut = time.perf_counter()
         rows = RowSet.build(train, snap_rows(list(train), make_bispectrum(element, rc, twojmax), quadratic))
         fits[rc] = exact_fit(rows, len(train), reference, grid, folds, seed, group_weights)
+        del rows
         sel = fits[rc].selection
         log.info("%s %s rcut %g: CV E %s meV/atom, F %s eV/Å, weights %s (%s), %.0f s", element, label, rc,
                  *(("—", "—") if sel.cv_errors is None else (f"{sel.cv_errors[0]:.3f}", f"{sel.cv_errors[1]:.4f}")),
@@ -532,8 +537,6 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
                  if fit.selection.cv_errors is not None}
     chosen = min(cutoff_cv, key=lambda rc: cutoff_cv[rc][2]) if cutoff_cv else cutoffs[0]
     descriptor = make_bispectrum(element, chosen, twojmax)
-    if chosen != cutoffs[-1]:
-        rows = RowSet.build(train, snap_rows(list(train), descriptor, quadratic))
     potential = Potential(descriptor, (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors))
     fit = fits[chosen]
     settings = {"rcut": chosen, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
@@ -542,7 +545,7 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
                 "cutoff_cv": {str(rc): list(v) for rc, v in cutoff_cv.items()},
                 "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv,
                 "group_search": fit.selection.group_search}
-    return _exact_cell(element, model, potential, rows, fit, test, settings, t0), potential
+    return _exact_cell(element, model, potential, fit, test, settings, t0), potential
 
 
 #: Learning rate of networks that start from the linear fit (small steps keep them near that start).
@@ -696,7 +699,7 @@ def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Co
                 "num_functions": data.descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
                 "cutoff_cv_scores": data.cutoff_scores, "group_weights": fit.selection.group_weights,
                 "group_cv": fit.selection.group_cv, "group_search": fit.selection.group_search}
-    return _exact_cell(element, "ace", potential, rows, fit, test, settings, t0), potential
+    return _exact_cell(element, "ace", potential, fit, test, settings, t0), potential
 
 
 def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
