@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
 from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
-                                           SNAP_CUTOFF_OFFSETS, CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
+                                           SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
                                            fit_snap_cell, fit_snap_nn_cell, make_bispectrum, md_cost,
                                            score_on_test, select_ace_cutoff, study_settings)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
@@ -78,25 +78,26 @@ def nn_energy_weight(train, linear: dict | None, default: float = 1000.0) -> flo
     return we * we * len(train) / (3 * sum(c.num_atoms for c in train))
 
 
-def snap_nn_cutoff(args: argparse.Namespace, linear: dict | None) -> float | None:
-    """Cutoff of SNAP+NN: ``--rcut`` if given, else the one cross-validated for the element's linear
-    SNAP (None, the study's SNAP cutoff, when that SNAP result is absent)."""
-    if args.rcut is not None:
-        return args.rcut
-    return (linear or {}).get("settings", {}).get("rcut")
+def snap_nn_descriptor(args: argparse.Namespace, linear: dict | None) -> tuple[float | None, int | None]:
+    """(cutoff, 2Jmax) of SNAP+NN: ``--rcut``/``--twojmax`` where given, else those cross-validated for
+    the element's linear SNAP (None, the study's SNAP setting, when that SNAP result is absent)."""
+    chosen = (linear or {}).get("settings", {})
+    return (args.rcut if args.rcut is not None else chosen.get("rcut"),
+            args.twojmax if args.twojmax is not None else chosen.get("twojmax"))
 
 
 def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
              linear: dict | None = None) -> tuple[CellResult, Potential]:
     """Fit and score one element × model; the fitted potential is saved to ``--models-dir``.
-    ``linear``: the element's SNAP result (its weights set the network's energy weight, its cutoff the
-    SNAP+NN descriptor's)."""
+    ``linear``: the element's SNAP result (its weights set the network's energy weight, its cutoff and
+    2Jmax the SNAP+NN descriptor's)."""
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
-                                        rcut_offsets=args.snap_rcut_offsets, group_weights=not args.no_group_weights,
-                                        folds=args.folds)
+                                        rcut_offsets=args.snap_rcut_offsets, twojmax_offsets=args.snap_twojmax_offsets,
+                                        group_weights=not args.no_group_weights, folds=args.folds)
     elif model == "snap_nn":
-        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=args.twojmax, rcut=snap_nn_cutoff(args, linear),
+        rcut, twojmax = snap_nn_descriptor(args, linear)
+        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=twojmax, rcut=rcut,
                                            hidden=args.nn_hidden, minutes=args.nn_minutes,
                                            energy_weight=nn_energy_weight(train, linear), folds=args.folds)
     elif model in ("ace", "ace_nn"):
@@ -296,12 +297,13 @@ def experiment_config(entry: dict) -> str:
     ace = model in ("ace", "ace_nn")
     base = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
             "ace_nn": "ace_nn"}[model]
-    study_rcut = study_settings(el, "qsnap" if model == "qsnap" else "snap")[0]
+    study_rcut, study_twojmax = study_settings(el, "qsnap" if model == "qsnap" else "snap")
     if ace:
         what = f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å"
-    elif "cutoff_cv" in s or s["rcut"] != study_rcut:
+    elif "cutoff_cv" in s or (s["rcut"], s["twojmax"]) != (study_rcut, study_twojmax):
         how = "cross-validated" if "cutoff_cv" in s else "cross-validated for linear SNAP"
-        what = f"2Jmax {s['twojmax']} (the study's), rcut {s['rcut']} Å ({how}; the study's {study_rcut} Å)"
+        what = (f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å ({how}; the study's {study_twojmax}, "
+                f"{study_rcut} Å)")
     else:
         what = f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)"
     lines = ["# @package _global_",
@@ -373,10 +375,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC)
     parser.add_argument("--max-configs", type=int, default=None, help="first N train and test configurations (tests)")
-    parser.add_argument("--twojmax", type=int, default=None, help="override the study's 2Jmax (tests)")
+    parser.add_argument("--twojmax", type=int, default=None, help="2Jmax the SNAP/qSNAP search starts from "
+                        "(default: the study's); SNAP+NN's 2Jmax")
     parser.add_argument("--rcut", type=float, default=None, help="override the study's cutoff (tests)")
     parser.add_argument("--snap-rcut-offsets", type=float, nargs="+", default=list(SNAP_CUTOFF_OFFSETS),
                         help="SNAP/qSNAP cutoffs tried (Å added to the study's cutoff), chosen by cross-validation")
+    parser.add_argument("--snap-twojmax-offsets", type=int, nargs="*", default=list(SNAP_TWOJMAX_OFFSETS),
+                        help="SNAP/qSNAP 2Jmax tried at the chosen cutoff (added to the study's 2Jmax); none: the study's")
     parser.add_argument("--no-group-weights", action="store_true",
                         help="SNAP/qSNAP: one energy/force/stress weight for all groups (no per-group refinement)")
     parser.add_argument("--ace-group-weights", action="store_true",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from mliap_torch.benchmarks.mlearn import RowSet, make_bispectrum, select_weights
+from mliap_torch.benchmarks.mlearn import RowSet, fit_snap_cell, make_bispectrum, select_weights
 from mliap_torch.benchmarks.snap_rows import snap_rows
 from mliap_torch.calculator import Calculator
 from mliap_torch.data.batch import make_batch
@@ -44,7 +44,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mlearn")
     args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap", "qsnap",
             "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
-            "--results", str(tmp / "results.json"), "--plot", str(tmp / "pareto.png"),
+            "--snap-twojmax-offsets", "-2", "--results", str(tmp / "results.json"), "--plot", str(tmp / "pareto.png"),
             "--doc", str(tmp / "doc.md"), "--models-dir", str(tmp / "models")]
     results = _script().main(args)
     return tmp, results
@@ -69,12 +69,18 @@ def test_reported_mae_equals_recomputation(run, shared_data):
         # bootstrap standard error of a mean over configurations: σ/√n in expectation (2000 resamples)
         assert entry["energy_mae_se"] == pytest.approx(1000 * np.std(e_err) / np.sqrt(len(e_err)), rel=0.1)
         assert 0 < entry["force_mae_se"] < entry["force_mae"]
-        # the cutoff is the cross-validation's best of the two tried
+        # the cutoff is the cross-validation's best of the two tried at 2Jmax 4, then 2Jmax the best of 4
+        # and 2 at that cutoff
         study = 4.6 if model == "snap" else 5.2
-        scores = {float(k): v[2] for k, v in entry["settings"]["cutoff_cv"].items()}
+        settings = entry["settings"]
+        scores = {float(k): v[2] for k, v in settings["cutoff_cv"].items()}
         assert sorted(scores) == [study, round(study + 0.3, 4)]
-        assert entry["settings"]["twojmax"] == 4 and entry["settings"]["rcut"] == min(scores, key=scores.get)
-        assert potential.descriptor.cutoff == pytest.approx(entry["settings"]["rcut"])
+        best_rcut = min(scores, key=scores.get)
+        by_twojmax = {int(k): v[2] for k, v in settings["twojmax_cv"].items()}
+        assert sorted(by_twojmax) == [2, 4] and by_twojmax[4] == scores[best_rcut]
+        assert settings["twojmax"] == min(by_twojmax, key=by_twojmax.get) and settings["rcut"] == best_rcut
+        assert potential.descriptor.cutoff == pytest.approx(settings["rcut"])
+        assert potential.descriptor.twojmax == settings["twojmax"]
         # the generated table shows these numbers
         doc = (tmp / "doc.md").read_text()
         assert f"{entry['energy_mae']:.2f}" in doc and f"{entry['force_mae']:.3f}" in doc
@@ -147,6 +153,20 @@ def test_snap_rows_match_torch_potential(shared_data):
                                rtol=1e-9, atol=1e-11)
 
 
+def test_twojmax_candidates_below_two_or_beyond_the_coefficient_cap_are_skipped(shared_data):
+    configs = read_mlearn(shared_data / "mlearn" / "Mo" / "training.json", element="Mo")[:6]
+    # qSNAP on 2Jmax 2 has 1 + 5 + 15 = 21 coefficients, on 4 1 + 14 + 105 = 120: a cap of 100 leaves 2 only
+    cell, potential = fit_snap_cell("Mo", "qsnap", configs, configs[:2], twojmax=2, rcut_offsets=(0.0,),
+                                    twojmax_offsets=(-2, 2), folds=2, max_coefficients=100)
+    assert sorted(cell.settings["twojmax_cv"]) == ["2"] and cell.settings["twojmax"] == 2
+    assert cell.num_parameters == 21 == 1 + potential.head.num_features
+    cell, potential = fit_snap_cell("Mo", "qsnap", configs, configs[:2], twojmax=2, rcut_offsets=(0.0,),
+                                    twojmax_offsets=(2,), folds=2, max_coefficients=120)
+    scores = {int(k): v[2] for k, v in cell.settings["twojmax_cv"].items()}
+    assert sorted(scores) == [2, 4] and cell.settings["twojmax"] == min(scores, key=scores.get)
+    assert potential.descriptor.twojmax == cell.settings["twojmax"]
+
+
 def test_missing_stress_rows_are_left_out(shared_data):
     configs = read_mlearn(shared_data / "mlearn" / "Cu" / "training.json", element="Cu")[:2]
     assert all(c.stress is None for c in configs)     # Cu training has no stresses
@@ -164,7 +184,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     from hydra import compose, initialize_config_dir
 
     from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, SNAP_CUTOFF_OFFSETS,
-                                               study_settings)
+                                               SNAP_TWOJMAX_OFFSETS, study_settings)
     from mliap_torch.cli.schema import validate
 
     script = _script()
@@ -187,15 +207,19 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
         else:
             assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
             rcut, twojmax = study_settings(entry["element"], "qsnap" if model == "qsnap" else "snap")
-            assert descriptor["twojmax"] == twojmax
-            if model == "snap_nn":                    # the cutoff of the element's linear SNAP
-                assert descriptor["rcutfac"] == results[f"{el.capitalize()}/snap"]["settings"]["rcut"]
-            elif "cutoff_cv" in entry["settings"]:    # chosen by cross-validation among the study's ± offsets
-                assert round(descriptor["rcutfac"] - rcut, 4) in SNAP_CUTOFF_OFFSETS
-                scores = {float(k): v[2] for k, v in entry["settings"]["cutoff_cv"].items()}
-                assert min(scores, key=scores.get) == pytest.approx(descriptor["rcutfac"])
-            else:
-                assert descriptor["rcutfac"] == rcut
+            if model == "snap_nn":                    # the descriptor of the element's linear SNAP
+                linear = results[f"{el.capitalize()}/snap"]["settings"]
+                assert (descriptor["rcutfac"], descriptor["twojmax"]) == (linear["rcut"], linear["twojmax"])
+            else:     # cutoff cross-validated among the study's ± offsets at its 2Jmax, then 2Jmax at that cutoff
+                settings = entry["settings"]
+                by_rcut = {float(k): v[2] for k, v in settings["cutoff_cv"].items()}
+                assert {round(r - rcut, 4) for r in by_rcut} == set(SNAP_CUTOFF_OFFSETS)
+                by_twojmax = {int(k): v[2] for k, v in settings["twojmax_cv"].items()}
+                assert twojmax in by_twojmax and set(by_twojmax) - {twojmax} <= {twojmax + d for d in SNAP_TWOJMAX_OFFSETS}
+                assert by_twojmax[twojmax] == min(by_rcut.values())
+                best = min(by_twojmax, key=by_twojmax.get)
+                assert descriptor["twojmax"] == best
+                assert descriptor["rcutfac"] == pytest.approx(min(by_rcut, key=by_rcut.get))
             assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
                 (0.5, 0.99363, 0.0, False)
         if model in ("snap", "qsnap", "ace"):

@@ -491,21 +491,30 @@ def _exact_cell(element: str, model: str, potential: Potential, fit: ExactFit,
 
 #: Cutoffs tried for SNAP and qSNAP, as offsets (Å) from the study's cutoff of the same form.
 SNAP_CUTOFF_OFFSETS = (-0.9, -0.6, -0.3, 0.0, 0.3, 0.6, 0.9)
+#: 2Jmax tried for SNAP and qSNAP at the chosen cutoff, as offsets from the study's 2Jmax.
+SNAP_TWOJMAX_OFFSETS = (-2, 2)
+#: Largest number of coefficients a 2Jmax candidate may have: the CV keeps one Gram matrix per (row kind,
+#: fold, group), 60 of them, so a qSNAP at 2Jmax 10 (4278 coefficients) would need about 9 GB.
+MAX_SEARCH_COEFFICIENTS = 2000
 
 
 def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
                   rcut: float | None = None, twojmax: int | None = None,
-                  rcut_offsets: Sequence[float] = SNAP_CUTOFF_OFFSETS, group_weights: bool = True,
+                  rcut_offsets: Sequence[float] = SNAP_CUTOFF_OFFSETS,
+                  twojmax_offsets: Sequence[int] = SNAP_TWOJMAX_OFFSETS, group_weights: bool = True,
                   grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
-                  seed: int = 0, target_published: bool = True) -> tuple[CellResult, Potential]:
+                  seed: int = 0, target_published: bool = True,
+                  max_coefficients: int = MAX_SEARCH_COEFFICIENTS) -> tuple[CellResult, Potential]:
     """Fit SNAP (``model="snap"``) or qSNAP (``"qsnap"``) for ``element`` and score it on ``test``.
 
-    ``twojmax`` defaults to the study's value; the cutoff is chosen by cross-validation on the training
-    set among ``rcut + rcut_offsets`` (``rcut`` defaults to the study's cutoff), each cutoff with its
-    own cross-validated weights (:func:`exact_fit`, per-group weights with ``group_weights``). With
+    The descriptor is chosen by cross-validation on the training set, in two stages: the cutoff among
+    ``rcut + rcut_offsets`` at 2Jmax ``twojmax`` (defaults: the study's cutoff and 2Jmax), then 2Jmax
+    among ``twojmax`` and ``twojmax + twojmax_offsets`` at that cutoff (candidates below 2 or with more
+    than ``max_coefficients`` coefficients are skipped). Every candidate gets its own cross-validated
+    weights (:func:`exact_fit`, per-group weights with ``group_weights``); the lowest score wins. With
     ``target_published`` the score measures the trade-off against the study's published errors of the
     same form, ``max(E_cv / E_study, F_cv / F_study)``; without, ``E_cv / min E_cv + F_cv / min F_cv``
-    over all cutoffs' grid candidates. The test set is never used for any choice.
+    over all candidates' grid rows. The test set is never used for any choice.
     Returns the table cell and the fitted potential.
     """
     if model not in LINEAR_MODELS:
@@ -515,34 +524,57 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     base = rc0 if rcut is None else rcut
     twojmax = tj0 if twojmax is None else twojmax
     quadratic = model == "qsnap"
+    head_class = QuadraticHead if quadratic else LinearHead
     label = MODEL_LABELS[model]
     reference = ((published.ENERGY_MAE[label][element], published.FORCE_MAE[label][element])
                  if target_published else None)
     cutoffs = sorted({round(base + d, 4) for d in rcut_offsets})
     if not cutoffs or cutoffs[0] <= 0:
         raise ValueError(f"cutoffs {cutoffs} (rcut {base} + offsets {list(rcut_offsets)}) must be positive")
-    fits: dict[float, ExactFit] = {}
-    for rc in cutoffs:          # each cutoff's rows are dropped after its fit (a 2Jmax 8 qSNAP's take 0.5 GB)
+    fits: dict[tuple[float, int], ExactFit] = {}
+
+    def fit_candidate(rc: float, tj: int) -> None:
+        """Cross-validated fit of one (cutoff, 2Jmax); its rows are dropped afterwards (a 2Jmax 8 qSNAP's
+        take 0.5 GB)."""
         t_cut = time.perf_counter()
-        rows = RowSet.build(train, snap_rows(list(train), make_bispectrum(element, rc, twojmax), quadratic))
-        fits[rc] = exact_fit(rows, len(train), reference, grid, folds, seed, group_weights)
+        rows = RowSet.build(train, snap_rows(list(train), make_bispectrum(element, rc, tj), quadratic))
+        fits[rc, tj] = exact_fit(rows, len(train), reference, grid, folds, seed, group_weights)
         del rows
-        sel = fits[rc].selection
-        log.info("%s %s rcut %g: CV E %s meV/atom, F %s eV/Å, weights %s (%s), %.0f s", element, label, rc,
-                 *(("—", "—") if sel.cv_errors is None else (f"{sel.cv_errors[0]:.3f}", f"{sel.cv_errors[1]:.4f}")),
+        sel = fits[rc, tj].selection
+        log.info("%s %s rcut %g 2Jmax %d: CV E %s meV/atom, F %s eV/Å, weights %s (%s), %.0f s", element, label,
+                 rc, tj, *(("—", "—") if sel.cv_errors is None else
+                           (f"{sel.cv_errors[0]:.3f}", f"{sel.cv_errors[1]:.4f}")),
                  sel.weights, sel.group_search.get("kept", "one weight per kind"), time.perf_counter() - t_cut)
-    pooled = [r for fit in fits.values() for r in fit.selection.table]
-    score = _scorer(reference, (min(r[4] for r in pooled), min(r[5] for r in pooled)) if pooled else (1.0, 1.0))
-    cutoff_cv = {rc: (*fit.selection.cv_errors, score(*fit.selection.cv_errors)) for rc, fit in fits.items()
-                 if fit.selection.cv_errors is not None}
-    chosen = min(cutoff_cv, key=lambda rc: cutoff_cv[rc][2]) if cutoff_cv else cutoffs[0]
-    descriptor = make_bispectrum(element, chosen, twojmax)
-    potential = Potential(descriptor, (QuadraticHead if quadratic else LinearHead)(1, descriptor.num_descriptors))
-    fit = fits[chosen]
-    settings = {"rcut": chosen, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
+
+    def scores() -> dict[tuple[float, int], tuple[float, float, float]]:
+        pooled = [r for fit in fits.values() for r in fit.selection.table]
+        score = _scorer(reference, (min(r[4] for r in pooled), min(r[5] for r in pooled)) if pooled else (1.0, 1.0))
+        return {key: (*fit.selection.cv_errors, score(*fit.selection.cv_errors)) for key, fit in fits.items()
+                if fit.selection.cv_errors is not None}
+
+    def best(candidates: dict[tuple[float, int], tuple[float, float, float]], default: tuple[float, int]):
+        return min(candidates, key=lambda key: candidates[key][2]) if candidates else default
+
+    for rc in cutoffs:
+        fit_candidate(rc, twojmax)
+    rc_chosen = best(scores(), (cutoffs[0], twojmax))[0]
+    for tj in sorted({twojmax + d for d in twojmax_offsets} - {twojmax}):
+        size = 1 + head_class(1, make_bispectrum(element, rc_chosen, tj).num_descriptors).num_features if tj >= 2 else 0
+        if tj < 2 or size > max_coefficients:
+            log.info("%s %s 2Jmax %d skipped: %s", element, label, tj,
+                     "below 2" if tj < 2 else f"{size} coefficients > {max_coefficients}")
+            continue
+        fit_candidate(rc_chosen, tj)
+    candidates = scores()
+    chosen_rc, chosen_tj = best(candidates, (rc_chosen, twojmax))
+    descriptor = make_bispectrum(element, chosen_rc, chosen_tj)
+    potential = Potential(descriptor, head_class(1, descriptor.num_descriptors))
+    fit = fits[chosen_rc, chosen_tj]
+    settings = {"rcut": chosen_rc, "twojmax": chosen_tj, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
                 "radelem": published.RADELEM, "bzeroflag": 0, "quadratic": quadratic,
                 "cv_score": "max(E/E_study, F/F_study)" if target_published else "E/min E + F/min F",
-                "cutoff_cv": {str(rc): list(v) for rc, v in cutoff_cv.items()},
+                "cutoff_cv": {str(rc): list(v) for (rc, tj), v in candidates.items() if tj == twojmax},
+                "twojmax_cv": {str(tj): list(v) for (rc, tj), v in candidates.items() if rc == rc_chosen},
                 "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv,
                 "group_search": fit.selection.group_search}
     return _exact_cell(element, model, potential, fit, test, settings, t0), potential
