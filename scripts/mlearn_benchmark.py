@@ -137,7 +137,7 @@ def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> 
             if (rcut, twojmax) != (cell["settings"]["rcut"], cell["settings"]["twojmax"]):
                 descriptor = make_bispectrum(cell["element"], rcut, twojmax)
                 head = type(potential.head)(1, descriptor.num_descriptors)
-                head.set_coefficients(torch.zeros_like(potential.head.coefficients()))
+                head.set_coefficients(torch.zeros_like(head.coefficients()))
                 seconds, _ = md_cost(Potential(descriptor, head), structure, steps=steps, route=route)
             cell["study_cost_us"] = 1e6 * seconds
     except Exception as exc:  # the table keeps the accuracy; the note says why the cost is missing
