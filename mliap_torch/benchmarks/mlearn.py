@@ -559,10 +559,12 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
         fit_candidate(rc, twojmax)
     rc_chosen = best(scores(), (cutoffs[0], twojmax))[0]
     for tj in sorted({twojmax + d for d in twojmax_offsets} - {twojmax}):
-        size = 1 + head_class(1, make_bispectrum(element, rc_chosen, tj).num_descriptors).num_features if tj >= 2 else 0
-        if tj < 2 or size > max_coefficients:
-            log.info("%s %s 2Jmax %d skipped: %s", element, label, tj,
-                     "below 2" if tj < 2 else f"{size} coefficients > {max_coefficients}")
+        if tj < 2:
+            log.info("%s %s 2Jmax %d skipped: below 2", element, label, tj)
+            continue
+        size = 1 + head_class(1, make_bispectrum(element, rc_chosen, tj).num_descriptors).num_features
+        if size > max_coefficients:
+            log.info("%s %s 2Jmax %d skipped: %d coefficients > %d", element, label, tj, size, max_coefficients)
             continue
         fit_candidate(rc_chosen, tj)
     candidates = scores()
