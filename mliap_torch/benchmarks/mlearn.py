@@ -514,7 +514,8 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     weights (:func:`exact_fit`, per-group weights with ``group_weights``); the lowest score wins. With
     ``target_published`` the score measures the trade-off against the study's published errors of the
     same form, ``max(E_cv / E_study, F_cv / F_study)``; without, ``E_cv / min E_cv + F_cv / min F_cv``
-    over all candidates' grid rows. The test set is never used for any choice.
+    over the cutoff stage's grid rows (the 2Jmax stage is scored on that same scale, so the recorded
+    cutoff scores keep the order they were chosen by). The test set is never used for any choice.
     Returns the table cell and the fitted potential.
     """
     if model not in LINEAR_MODELS:
@@ -546,17 +547,19 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
                            (f"{sel.cv_errors[0]:.3f}", f"{sel.cv_errors[1]:.4f}")),
                  sel.weights, sel.group_search.get("kept", "one weight per kind"), time.perf_counter() - t_cut)
 
+    for rc in cutoffs:
+        fit_candidate(rc, twojmax)
+    pooled = [r for fit in fits.values() for r in fit.selection.table]
+    score = _scorer(reference, (min(r[4] for r in pooled), min(r[5] for r in pooled)) if pooled else (1.0, 1.0))
+
     def scores() -> dict[tuple[float, int], tuple[float, float, float]]:
-        pooled = [r for fit in fits.values() for r in fit.selection.table]
-        score = _scorer(reference, (min(r[4] for r in pooled), min(r[5] for r in pooled)) if pooled else (1.0, 1.0))
+        """(CV energy MAE, CV force MAE, score) of every candidate fitted so far, all on one scale."""
         return {key: (*fit.selection.cv_errors, score(*fit.selection.cv_errors)) for key, fit in fits.items()
                 if fit.selection.cv_errors is not None}
 
     def best(candidates: dict[tuple[float, int], tuple[float, float, float]], default: tuple[float, int]):
         return min(candidates, key=lambda key: candidates[key][2]) if candidates else default
 
-    for rc in cutoffs:
-        fit_candidate(rc, twojmax)
     rc_chosen = best(scores(), (cutoffs[0], twojmax))[0]
     for tj in sorted({twojmax + d for d in twojmax_offsets} - {twojmax}):
         if tj < 2:
