@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mliap_torch.benchmarks.mlearn import (CrossValidation, RowSet, refine_group_weights, select_weights,
-                                           uniform_weights)
+from mliap_torch.benchmarks.mlearn import (MIN_RELATIVE_RIDGE, CrossValidation, RowSet, exact_fit,
+                                           refine_group_weights, select_weights, uniform_weights)
 
 
 def _rowset(seed: int = 0, configs: int = 24, ncol: int = 5) -> RowSet:
@@ -120,3 +120,26 @@ def test_released_cross_validation_refuses_to_score_but_still_fits():
     with pytest.raises(RuntimeError, match="released"):
         cv.errors(weights, 0.0)
     np.testing.assert_array_equal(cv.r_factor(weights).numpy(), before.numpy())
+
+
+def test_final_fit_is_the_estimator_the_cross_validation_scored():
+    """On nearly collinear rows the smallest ridge of the CV's solves is an active regulariser: the final
+    fit must use it too, not plain least squares (a different model from the one the CV scored)."""
+    rs = _rowset(6, configs=30)
+    rng = np.random.default_rng(6)
+    for A in (rs.energy, rs.force, rs.stress):
+        A[:, 4] = A[:, 3] + 1e-9 * rng.normal(size=A.shape[0])
+    weights = (30.0, 1.0, 0.5)
+    fit = exact_fit(rs, 30, None, [(*weights, 0.0)], folds=3)
+    w = uniform_weights(weights, 3)
+    direct = np.concatenate([w[k, rs.config_group[cfg]][:, None] * np.column_stack([A, b])
+                             for k, (A, b, cfg) in enumerate(rs.kinds().values())])
+    A, b = direct[:, :-1], direct[:, -1]
+    alpha = MIN_RELATIVE_RIDGE * np.mean(np.sum(A * A, axis=0))
+    n = A.shape[1]
+    expected = np.linalg.lstsq(np.vstack([A, alpha ** 0.5 * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
+                               rcond=None)[0]
+    assert fit.alpha == pytest.approx(alpha, rel=1e-10)
+    np.testing.assert_allclose(fit.x, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    plain = np.linalg.lstsq(A, b, rcond=None)[0]
+    assert np.abs(plain - expected).max() > 1e-2 * np.abs(expected).max()

@@ -143,12 +143,18 @@ GROUP_STEPS = (2.0, 2.0 ** 0.5)
 GROUP_FACTOR_RANGE = (1 / 16, 16.0)
 
 
+#: Smallest relative ridge of every solve. The cross-validation's normal equations need it for numerical
+#: safety, and on an ill-conditioned qSNAP (cond(R) ~ 1e11) it is an active regulariser, so the final fit
+#: (:func:`exact_fit`) uses it too: the model fitted is the one the cross-validation scored.
+MIN_RELATIVE_RIDGE = 1e-12
+
+
 def _gram_solve(gram: torch.Tensor, ridge: float) -> np.ndarray:
     """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection only) with a
-    ridge ``ridge · mean(diag)`` (at least 1e-12 of it, for numerical safety)."""
+    ridge ``max(ridge, MIN_RELATIVE_RIDGE) · mean(diag)``."""
     n = gram.shape[0] - 1
     a, b = gram[:n, :n], gram[:n, n]
-    a = a + max(ridge, 1e-12) * torch.diagonal(a).mean() * torch.eye(n, dtype=a.dtype)
+    a = a + max(ridge, MIN_RELATIVE_RIDGE) * torch.diagonal(a).mean() * torch.eye(n, dtype=a.dtype)
     factor, info = torch.linalg.cholesky_ex(a)
     if int(info) == 0:
         return torch.cholesky_solve(b[:, None], factor)[:, 0].numpy()
@@ -459,13 +465,14 @@ class ExactFit:
 def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | None,
               grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
               seed: int = 0, group_weights: bool = False) -> ExactFit:
-    """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows
-    (block factors combined by TSQR, QR or ridge solve)."""
+    """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows (block
+    factors combined by TSQR, ridge solve) by the estimator the cross-validation scored: the chosen relative
+    ridge, at least :data:`MIN_RELATIVE_RIDGE`, times the mean diagonal of the weighted normal matrix."""
     selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights)
     r = cv.r_factor(selection.weight_array(rows.group_names))
     n = r.shape[0] - 1
-    alpha = selection.ridge * float((r[:n, :n] ** 2).sum()) / n     # ridge relative to the mean diagonal of RᵀR
-    solution = solve_r_factor(r, method="ridge" if alpha > 0 else "qr", alpha=alpha,
+    alpha = max(selection.ridge, MIN_RELATIVE_RIDGE) * float((r[:n, :n] ** 2).sum()) / n
+    solution = solve_r_factor(r, method="ridge", alpha=alpha,
                               num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
     x = solution.x.numpy()
     train_errors = (1000 * _mae(rows.energy, rows.energy_target, x), _mae(rows.force, rows.force_target, x))
