@@ -34,10 +34,11 @@ os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
-                                           SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult, bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell,
-                                           fit_snap_cell, fit_snap_nn_cell, make_bispectrum, md_cost,
-                                           score_on_test, select_ace_cutoff, study_settings)
+from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MIN_RELATIVE_RIDGE,  # noqa: E402
+                                           MODEL_LABELS, SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult,
+                                           bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
+                                           fit_snap_nn_cell, make_bispectrum, md_cost, score_on_test,
+                                           select_ace_cutoff, study_settings)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
@@ -202,7 +203,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
         lines.append(f"| {el} | " + " | ".join(cells) + " |")
     lines += ["", "Fit details: descriptor settings, cross-validated row weights (energy eV/atom : force eV/Å : "
               "stress GPa; for per-group weights, each group's energy and force factor on them) and relative "
-              "ridge, parameters, train MAE (meV/atom, eV/Å), fit time.", "",
+              "ridge (relative to each column's squared norm, at least 1e-12: the floor of every solve), parameters, train MAE (meV/atom, eV/Å), fit time.", "",
               "| element | model | rcut (Å) | 2Jmax | weights E:F:S | ridge | parameters | train E MAE | train F MAE | fit (s) | notes |",
               "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for el in elements:
@@ -218,6 +219,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
                 wtxt += " ×(E, F) " + ", ".join(f"{g} {per_group[g][0] / w[0]:.2g}, {per_group[g][1] / w[1]:.2g}"
                                                for g in per_group)
             ridge = s.get("ridge_relative")
+            ridge = None if ridge is None else max(ridge, MIN_RELATIVE_RIDGE)     # the floor of every solve
             lines.append(f"| {el} | {MODEL_LABELS[m]} | {s.get('rcut', '—')} | {s.get('twojmax', '—')} | {wtxt} | "
                          f"{'—' if ridge is None else f'{ridge:g}'} | "
                          f"{r.get('num_parameters', '—')} | {_fmt(r.get('train_energy_mae'), 2)} | "
@@ -331,7 +333,9 @@ def experiment_config(entry: dict) -> str:
     lines += ["model:", f"  name: {name}"]
     if model in ("snap", "qsnap", "ace"):
         alpha = s.get("ridge_alpha", 0.0)
-        lines.append("  solver: {solver: qr}" if not alpha else f"  solver: {{solver: ridge, alpha: {alpha!r}}}")
+        scaled = ", scale_columns: true" if s.get("scale_columns") else ""
+        lines.append("  solver: {solver: qr" + scaled + "}" if not alpha
+                     else f"  solver: {{solver: ridge, alpha: {alpha!r}{scaled}}}")
     else:
         lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", f"  linear_term: {str(bool(s.get('linear_term', False))).lower()}",
                   "  use_config_weights: false",

@@ -118,10 +118,13 @@ def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
                         w["stress"][:, None] * rows.stress])
     b = np.concatenate([w["energy"] * rows.energy_target, w["force"] * rows.force_target,
                         w["stress"] * rows.stress_target])
-    alpha = entry["settings"]["ridge_alpha"]         # 0 or the ridge parameter of the chosen candidate
+    alpha = entry["settings"]["ridge_alpha"]         # relative to each column's squared norm
+    assert entry["settings"]["scale_columns"] and alpha >= 1e-12
     n = A.shape[1]
-    x, *_ = np.linalg.lstsq(np.concatenate([A, np.sqrt(alpha) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
+    scale = 1 / np.linalg.norm(A, axis=0)
+    y, *_ = np.linalg.lstsq(np.concatenate([A * scale, np.sqrt(alpha) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
                             rcond=None)
+    x = scale * y
     ours = potential.head.coefficients().detach().numpy()[0]
     # 2Jmax 4, quadratic: 15 + 105 + 1 columns from 10 configurations -> full column rank
     assert np.linalg.matrix_rank(A) == A.shape[1]
@@ -243,6 +246,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
                 we, wf, ws = per_group.get(group, entry["weights"])
                 assert list(cfg.data.group_weights[group]) == pytest.approx([we, wf, ws * EV_PER_A3_IN_GPA], rel=1e-12)
             assert cfg.model.solver.get("alpha", 0.0) == pytest.approx(entry["settings"]["ridge_alpha"], rel=1e-12)
+            assert cfg.model.solver.get("scale_columns", False) == entry["settings"].get("scale_columns", False)
         else:
             assert list(cfg.model.hidden) == entry["settings"]["hidden"]
             assert cfg.model.loss.energy == entry["settings"]["energy_weight"]

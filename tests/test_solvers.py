@@ -70,6 +70,30 @@ def test_ridge_matches_normal_equations():
     assert sol.residual_norm == pytest.approx(np.linalg.norm(Aw @ ref - bw), rel=1e-10)
 
 
+def test_scaled_columns_ridge_matches_normal_equations_and_ignores_column_units():
+    """``scale_columns``: the ridge of column j is ``alpha·‖A_j‖²`` (normal equations with that diagonal),
+    so rescaling a column rescales only its coefficient; an all-zero column gets coefficient 0."""
+    A, b, w = _problem()                                  # columns spanning four decades
+    Aw, bw = w[:, None] * A, w * b
+    alpha = 1e-3
+    norms2 = np.sum(Aw * Aw, axis=0)
+    ref = np.linalg.solve(Aw.T @ Aw + alpha * np.diag(norms2), Aw.T @ bw)
+    sol = lstsq(torch.tensor(A), torch.tensor(b), torch.tensor(w), method="ridge", alpha=alpha, chunk_rows=40,
+                scale_columns=True)
+    np.testing.assert_allclose(sol.x.numpy(), ref, rtol=1e-9)
+    assert sol.residual_norm == pytest.approx(np.linalg.norm(Aw @ ref - bw), rel=1e-10)
+    assert sol.cond == pytest.approx(np.linalg.cond(Aw / np.sqrt(norms2)), rel=1e-8)
+    units = np.logspace(-8, 3, A.shape[1])
+    again = lstsq(torch.tensor(A * units), torch.tensor(b), torch.tensor(w), method="ridge", alpha=alpha,
+                  scale_columns=True)
+    np.testing.assert_allclose(again.x.numpy() * units, ref, rtol=1e-8)
+    plain = lstsq(torch.tensor(A * units), torch.tensor(b), torch.tensor(w), method="ridge", alpha=alpha)
+    assert np.abs(plain.x.numpy() * units - ref).max() > 1e-3 * np.abs(ref).max()
+    padded = lstsq(torch.tensor(np.column_stack([A, np.zeros(len(b))])), torch.tensor(b), torch.tensor(w),
+                   method="ridge", alpha=alpha, scale_columns=True)
+    np.testing.assert_allclose(padded.x.numpy(), np.append(ref, 0.0), rtol=1e-9, atol=1e-12)
+
+
 def test_bad_solver_arguments():
     r, _ = lstsq_r_factor(torch.eye(3), torch.ones(3))
     with pytest.raises(ValueError, match="unknown least-squares solver"):

@@ -45,7 +45,8 @@ MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "
 
 #: Candidate (energy, force, stress, ridge) settings: row weights of energy rows (eV/atom), force rows
 #: (eV/Å) and stress rows (GPa) — the weights multiply the rows, FitSNAP's convention — and a ridge
-#: parameter relative to the mean diagonal of the weighted normal matrix (0: plain least squares).
+#: parameter relative to each column's squared norm (the columns are scaled to unit norm; 0: the floor
+#: :data:`MIN_RELATIVE_RIDGE`, which every solve has).
 WEIGHT_GRID: tuple[tuple[float, float, float, float], ...] = tuple(
     (we, 1.0, ws, rr) for we in (30.0, 100.0, 300.0, 1000.0, 3000.0) for ws in (0.0, 0.3, 1.0, 3.0, 10.0)
     for rr in (0.0, 1e-8, 1e-6))
@@ -144,21 +145,29 @@ GROUP_FACTOR_RANGE = (1 / 16, 16.0)
 
 
 #: Smallest relative ridge of every solve. The cross-validation's normal equations need it for numerical
-#: safety, and on an ill-conditioned qSNAP (cond(R) ~ 1e11) it is an active regulariser, so the final fit
+#: safety, and on an ill-conditioned qSNAP it is an active regulariser, so the final fit
 #: (:func:`exact_fit`) uses it too: the model fitted is the one the cross-validation scored.
 MIN_RELATIVE_RIDGE = 1e-12
 
+#: Relative improvement of the CV score a step of the per-group weight search must make to be taken.
+#: Smaller differences are round-off: on a 2Jmax 8 qSNAP, rows perturbed by 1e-15 shift CV errors by
+#: 1e-6 and, with any improvement taken, sent the search down another path to other weights.
+SEARCH_TOLERANCE = 1e-4
+
 
 def _gram_solve(gram: torch.Tensor, ridge: float) -> np.ndarray:
-    """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection only) with a
-    ridge ``max(ridge, MIN_RELATIVE_RIDGE) · mean(diag)``."""
+    """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection only) for
+    unit-norm columns with a ridge ``max(ridge, MIN_RELATIVE_RIDGE)`` — each column's ridge relative to
+    its own squared norm, the estimator of :func:`exact_fit` — and return the unscaled coefficients."""
     n = gram.shape[0] - 1
-    a, b = gram[:n, :n], gram[:n, n]
-    a = a + max(ridge, MIN_RELATIVE_RIDGE) * torch.diagonal(a).mean() * torch.eye(n, dtype=a.dtype)
+    diag = torch.diagonal(gram)[:n]
+    scale = torch.where(diag > 0, diag, torch.ones_like(diag)).rsqrt()
+    a = gram[:n, :n] * scale[:, None] * scale[None, :]
+    b = gram[:n, n] * scale
+    a = a + max(ridge, MIN_RELATIVE_RIDGE) * torch.eye(n, dtype=a.dtype)
     factor, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        return torch.cholesky_solve(b[:, None], factor)[:, 0].numpy()
-    return torch.linalg.solve(a, b).numpy()
+    y = torch.cholesky_solve(b[:, None], factor)[:, 0] if int(info) == 0 else torch.linalg.solve(a, b)
+    return (y * scale).numpy()
 
 
 def _sum_by(grams: dict, key_of) -> dict:
@@ -291,7 +300,7 @@ def refine_group_weights(cv: CrossValidation, weights: tuple[float, float, float
     """Pattern search over one energy and one force weight per group, starting from the grid's ``weights``.
 
     Each step multiplies or divides one group's energy or force weight by the step factor and keeps the
-    change when the CV score improves; a step size is used until no change improves, then the next
+    change when the CV score improves by more than :data:`SEARCH_TOLERANCE` (relative); a step size is used until no change improves, then the next
     (finer) one. Factors stay within ``bounds`` of the grid weight.
     Returns the (3, ngroups) weights and their (CV energy MAE, CV force MAE, score).
     """
@@ -315,7 +324,7 @@ def refine_group_weights(cv: CrossValidation, weights: tuple[float, float, float
                         w = base.copy()
                         w[:2] *= trial
                         e, f = cv.errors(w, ridge)
-                        if score(e, f) < best[2] - 1e-12:
+                        if score(e, f) < best[2] * (1 - SEARCH_TOLERANCE):
                             factor, best, improved = trial, (e, f, score(e, f)), True
                             break
     w = base.copy()
@@ -359,7 +368,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
         for name, w in (("uniform", uniform), ("groups", refined)):
             e, f = check.errors(w, selection.ridge)
             on_check[name] = (e, f, score(e, f))
-        kept = "groups" if on_check["groups"][2] < on_check["uniform"][2] else "uniform"
+        kept = "groups" if on_check["groups"][2] < on_check["uniform"][2] * (1 - SEARCH_TOLERANCE) else "uniform"
         w = refined if kept == "groups" else uniform
         selection.group_weights = {g: [float(v) for v in w[:, i]] for i, g in enumerate(names)}
         selection.group_cv = on_check[kept]
@@ -456,7 +465,7 @@ class ExactFit:
     x: np.ndarray
     selection: WeightSelection
     solution: object
-    alpha: float
+    alpha: float                        # ridge relative to each column's squared norm (unit-norm columns)
     train_errors: tuple[float, float]   # (energy MAE meV/atom, force MAE eV/Å) of the training rows
     num_configs: int                    # training configurations
     num_stress_configs: int             # of which with stress rows
@@ -466,13 +475,12 @@ def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | N
               grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
               seed: int = 0, group_weights: bool = False) -> ExactFit:
     """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows (block
-    factors combined by TSQR, ridge solve) by the estimator the cross-validation scored: the chosen relative
-    ridge, at least :data:`MIN_RELATIVE_RIDGE`, times the mean diagonal of the weighted normal matrix."""
+    factors combined by TSQR, ridge solve) by the estimator the cross-validation scored: columns scaled to
+    unit norm, the chosen relative ridge, at least :data:`MIN_RELATIVE_RIDGE`."""
     selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights)
     r = cv.r_factor(selection.weight_array(rows.group_names))
-    n = r.shape[0] - 1
-    alpha = max(selection.ridge, MIN_RELATIVE_RIDGE) * float((r[:n, :n] ** 2).sum()) / n
-    solution = solve_r_factor(r, method="ridge", alpha=alpha,
+    alpha = max(selection.ridge, MIN_RELATIVE_RIDGE)
+    solution = solve_r_factor(r, method="ridge", alpha=alpha, scale_columns=True,
                               num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
     x = solution.x.numpy()
     train_errors = (1000 * _mae(rows.energy, rows.energy_target, x), _mae(rows.force, rows.force_target, x))
@@ -488,7 +496,7 @@ def _exact_cell(element: str, model: str, potential: Potential, fit: ExactFit,
     fit_seconds = time.perf_counter() - t0
     scores = score_on_test(potential, test)
     settings = {**settings, "solver": fit.solution.method, "ridge_relative": fit.selection.ridge,
-                "ridge_alpha": fit.alpha, "rank": fit.solution.rank, "cond": fit.solution.cond,
+                "ridge_alpha": fit.alpha, "scale_columns": True, "rank": fit.solution.rank, "cond": fit.solution.cond,
                 "train_configs": fit.num_configs, "stress_configs": fit.num_stress_configs}
     return CellResult(element=element, model=model, **scores,
                       train_energy_mae=fit.train_errors[0], train_force_mae=fit.train_errors[1], settings=settings,

@@ -114,7 +114,7 @@ class RowStore:
 def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
               test: Sequence[bool] | torch.Tensor | None = None, split=None, solver: str = "qr",
               rcond: float | None = None,
-              alpha: float = 0.0, chunk_atoms: int = 2000, stress_scale: float = 1.0,
+              alpha: float = 0.0, scale_columns: bool = False, chunk_atoms: int = 2000, stress_scale: float = 1.0,
               stress_target_scale: float | None = None, bias: bool | None = None,
               energy: bool = True, forces: bool = True, stress: bool = True, group_names: Sequence[str] | None = None,
               keep_rows: bool | str = True, distributed: bool = False, stress_unit: str | None = None,
@@ -129,6 +129,9 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
         split: a :class:`mliap_torch.data.groups.Split` of ``configurations`` instead of ``test``: its
             train and test sets, with the split's weights, are used (in that order).
         solver: ``"qr"`` (default), ``"svd"`` (with cutoff ``rcond``) or ``"ridge"`` (``alpha``).
+        scale_columns: solve for unit-norm columns (:func:`~mliap_torch.fitting.solvers.solve_r_factor`):
+            ``alpha`` is then relative to each column's squared norm, and the fit does not depend on
+            the columns' scales.
         chunk_atoms: atoms per chunk of configurations (memory: one chunk of rows plus the factor).
         stress_scale: stress unit of rows and targets (1: eV/Å³ tension positive; FitSNAP:
             :data:`~mliap_torch.fitting.design.FITSNAP_STRESS_SCALE`, bar compression positive).
@@ -208,7 +211,8 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
             num_rows = int(count.item())
     if num_rows == 0:
         raise ValueError("fit_exact: no training rows (all configurations are test or unlabelled)")
-    solution = solve_r_factor(r, method=solver, rcond=rcond, alpha=alpha, num_rows=num_rows)
+    solution = solve_r_factor(r, method=solver, rcond=rcond, alpha=alpha, num_rows=num_rows,
+                              scale_columns=scale_columns)
     coefficients = builder.coefficients(solution.x)
     potential.head.set_coefficients(coefficients)
     timings["solve"] += time.perf_counter() - t1

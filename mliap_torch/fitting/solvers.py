@@ -15,6 +15,11 @@ Solvers (:func:`solve_r_factor`):
 - ``"svd"``: minimum-norm solution with singular values below ``rcond · s_max`` discarded (as
   ``scipy.linalg.lstsq(A, b, cond=rcond)``, FitSNAP's ``SVD`` solver with ``rcond = 1e-13``).
 - ``"ridge"``: ``min ‖A x − b‖² + α ‖x‖²`` (the factor of ``[A; √α I]``).
+
+With ``scale_columns`` every solver works on ``A D`` instead, ``D = diag(1/‖A_j‖)`` (each column at unit
+norm; Jacobi preconditioning), and returns ``x = D y``. The solution then does not depend on the units
+of the columns: the ridge penalises ``Σ_j ‖A_j‖² x_j²`` (α relative to each column's own squared norm)
+and the SVD cutoff sees collinearity, not columns of small scale.
 """
 from __future__ import annotations
 
@@ -118,8 +123,14 @@ def _svd_solve(rA: torch.Tensor, rb: torch.Tensor, rcond: float) -> tuple[torch.
     return x, s, int(keep.sum())
 
 
+def column_scales(r: torch.Tensor) -> torch.Tensor:
+    """(n,) ``1/‖A_j‖`` of the columns of A from the factor of ``[A | b]`` (1 for all-zero columns)."""
+    norms = torch.linalg.vector_norm(r[:-1, :-1], dim=0)
+    return torch.where(norms > 0, 1 / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.ones_like(norms))
+
+
 def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = None, alpha: float = 0.0,
-                   num_rows: int = 0) -> LstsqSolution:
+                   num_rows: int = 0, scale_columns: bool = False) -> LstsqSolution:
     """Solve from the (n+1)×(n+1) factor of ``[A | b]`` (see the module docstring).
 
     Args:
@@ -127,10 +138,20 @@ def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = No
         method: ``"qr"``, ``"svd"`` or ``"ridge"``.
         rcond: relative singular-value cutoff for the rank (and for ``"svd"`` the truncation);
             default ``n · eps``.
-        alpha: ridge parameter (``"ridge"`` only), in the units of the weighted rows squared.
+        alpha: ridge parameter (``"ridge"`` only), in the units of the weighted rows squared; with
+            ``scale_columns`` relative to each column's squared norm (dimensionless).
+        scale_columns: solve for the coefficients of the columns scaled to unit norm (the rank,
+            condition number and singular values reported are those of the scaled matrix).
     """
     if method not in SOLVERS:
         raise ValueError(f"unknown least-squares solver {method!r}; choose one of {SOLVERS}")
+    if scale_columns:
+        scales = column_scales(r)
+        scaled = r.clone()
+        scaled[:, :-1] *= scales
+        solution = solve_r_factor(scaled, method, rcond, alpha, num_rows)
+        solution.x = solution.x * scales
+        return solution
     n = r.shape[0] - 1
     rA, rb = r[:n, :n], r[:n, n]
     eps = torch.finfo(r.dtype).eps
@@ -177,7 +198,9 @@ def lstsq_r_factor(A: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | Non
 
 
 def lstsq(A: torch.Tensor, b: torch.Tensor, weights: torch.Tensor | None = None, method: str = "qr",
-          rcond: float | None = None, alpha: float = 0.0, chunk_rows: int | None = None) -> LstsqSolution:
-    """Weighted least squares ``min ‖w·(A x − b)‖`` for in-memory A (m, n), b (m,), w (m,)."""
+          rcond: float | None = None, alpha: float = 0.0, chunk_rows: int | None = None,
+          scale_columns: bool = False) -> LstsqSolution:
+    """Weighted least squares ``min ‖w·(A x − b)‖`` for in-memory A (m, n), b (m,), w (m,)
+    (``scale_columns``: see :func:`solve_r_factor`)."""
     r, m = lstsq_r_factor(A, b, weights, chunk_rows)
-    return solve_r_factor(r, method=method, rcond=rcond, alpha=alpha, num_rows=m)
+    return solve_r_factor(r, method=method, rcond=rcond, alpha=alpha, num_rows=m, scale_columns=scale_columns)
