@@ -78,6 +78,21 @@ def test_streaming_without_kept_rows_and_svd_ridge_agree():
     torch.testing.assert_close(ridge.coefficients, kept.coefficients, rtol=1e-5, atol=1e-6)
 
 
+def test_scaled_ridge_penalises_each_column_relative_to_its_own_norm():
+    """``scale_columns=True`` (the mlearn configs' solver): the normal equations of the weighted rows with
+    ``alpha·‖A_j‖²`` on the diagonal — not ``alpha`` itself, which the plain ridge adds."""
+    configs = _data()
+    alpha = 1e-4
+    scaled = fit_exact(_fresh(), configs, group_names=GROUPS, solver="ridge", alpha=alpha, scale_columns=True)
+    A = scaled.rows.w.numpy()[:, None] * scaled.rows.A.numpy()
+    b = scaled.rows.w.numpy() * scaled.rows.b.numpy()
+    normal = A.T @ A
+    expected = np.linalg.solve(normal + alpha * np.diag(np.diag(normal)), A.T @ b)
+    np.testing.assert_allclose(scaled.solution.x.numpy(), expected, rtol=1e-8, atol=1e-10 * np.abs(expected).max())
+    plain = fit_exact(_fresh(), configs, group_names=GROUPS, solver="ridge", alpha=alpha)
+    assert np.abs(plain.solution.x.numpy() - expected).max() > 1e-3 * np.abs(expected).max()
+
+
 def test_test_configurations_are_not_fitted():
     configs = _data(n=9)
     test = [k % 4 == 3 for k in range(9)]
