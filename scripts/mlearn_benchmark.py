@@ -34,8 +34,8 @@ os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MIN_RELATIVE_RIDGE,  # noqa: E402
-                                           MODEL_LABELS, SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult,
+from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
+                                           SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult,
                                            bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
                                            fit_snap_nn_cell, make_bispectrum, md_cost, score_on_test,
                                            select_ace_cutoff, study_settings)
@@ -203,7 +203,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
         lines.append(f"| {el} | " + " | ".join(cells) + " |")
     lines += ["", "Fit details: descriptor settings, cross-validated row weights (energy eV/atom : force eV/Å : "
               "stress GPa; for per-group weights, each group's energy and force factor on them) and relative "
-              "ridge (relative to each column's squared norm, at least 1e-12: the floor of every solve), parameters, train MAE (meV/atom, eV/Å), fit time.", "",
+              "ridge (relative to each column's squared norm; 0: plain least squares; at least 1e-12 where the normal equations are solved), parameters, train MAE (meV/atom, eV/Å), fit time.", "",
               "| element | model | rcut (Å) | 2Jmax | weights E:F:S | ridge | parameters | train E MAE | train F MAE | fit (s) | notes |",
               "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for el in elements:
@@ -218,8 +218,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
             if w and per_group and any(per_group[g][:2] != w[:2] for g in per_group):
                 wtxt += " ×(E, F) " + ", ".join(f"{g} {per_group[g][0] / w[0]:.2g}, {per_group[g][1] / w[1]:.2g}"
                                                for g in per_group)
-            ridge = s.get("ridge_relative")
-            ridge = None if ridge is None else max(ridge, MIN_RELATIVE_RIDGE)     # the floor of every solve
+            ridge = s.get("ridge_alpha")                   # the relative ridge solved with (floor included)
             lines.append(f"| {el} | {MODEL_LABELS[m]} | {s.get('rcut', '—')} | {s.get('twojmax', '—')} | {wtxt} | "
                          f"{'—' if ridge is None else f'{ridge:g}'} | "
                          f"{r.get('num_parameters', '—')} | {_fmt(r.get('train_energy_mae'), 2)} | "

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from mliap_torch.benchmarks.mlearn import RowSet, fit_snap_cell, make_bispectrum, select_weights
+from mliap_torch.benchmarks.mlearn import RowSet, fit_snap_cell, make_bispectrum, relative_ridge, select_weights
 from mliap_torch.benchmarks.snap_rows import snap_rows
 from mliap_torch.calculator import Calculator
 from mliap_torch.data.batch import make_batch
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.lammps, pytest.mark.shared_data]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("mlearn_benchmark", ROOT / "scripts" / "mlearn_benchmark.py")
+def _script(name: str = "mlearn_benchmark"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -102,6 +102,35 @@ def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shar
         _script().main(common + ["--rescore", "--results", str(copy)])
 
 
+def test_ablation_runs_a_variant_in_its_own_process_and_tabulates_it(run, shared_data):
+    """scripts/mlearn_ablation.py: the study-settings variant (one cutoff, one 2Jmax, one weight per kind)
+    fitted by a benchmark process equals fit_snap_cell called directly with those settings; the table's
+    column comes from the benchmark results; a finished cell is not fitted again."""
+    tmp, results = run
+    ablation_script = _script("mlearn_ablation")
+    doc = tmp / "ablation.md"
+    doc.write_text(f"# ablation\n\n{ablation_script.BEGIN}\n{ablation_script.END}\n")
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--variants", "study_rcut_one_weight",
+            "--work", str(tmp / "ablation"), "--results", str(tmp / "results.json"), "--ablation",
+            str(tmp / "ablation.json"), "--doc", str(doc), "--max-configs", "10", "--twojmax", "4", "--folds", "3"]
+    ablation = ablation_script.main(args)
+    train = read_mlearn(shared_data / "mlearn" / "Mo" / "training.json", element="Mo")[:10]
+    test = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:10]
+    direct, _ = fit_snap_cell("Mo", "snap", train, test, twojmax=4, rcut_offsets=(0.0,), twojmax_offsets=(),
+                              group_weights=False, folds=3)
+    variant = ablation["Mo/snap"]["study_rcut_one_weight"]
+    assert variant["energy_mae"] == pytest.approx(direct.energy_mae, rel=1e-9)
+    assert variant["force_mae"] == pytest.approx(direct.force_mae, rel=1e-9)
+    assert (variant["rcut"], variant["twojmax"]) == (4.6, 4)
+    assert ablation["Mo/qsnap"]["cv_rcut_twojmax_group_weights"]["energy_mae"] == results["Mo/qsnap"]["energy_mae"]
+    assert json.loads((tmp / "ablation.json").read_text()) == ablation
+    text = doc.read_text()
+    assert f"| Mo | SNAP | 5.48 / 0.207 | {variant['energy_mae']:.2f} / {variant['force_mae']:.3f} |" in text
+    assert "reach the study on both errors" in text
+    assert ablation_script.run_variant("study_rcut_one_weight", "Mo", tmp / "ablation", shared_data / "mlearn",
+                                       [])[2] == 0.0
+
+
 def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
     tmp, results = run
     train = read_mlearn(shared_data / "mlearn" / "Mo" / "training.json", element="Mo")[:10]
@@ -119,8 +148,8 @@ def test_fit_is_the_weighted_least_squares_solution(run, shared_data):
     b = np.concatenate([w["energy"] * rows.energy_target, w["force"] * rows.force_target,
                         w["stress"] * rows.stress_target])
     alpha = entry["settings"]["ridge_alpha"]         # relative to each column's squared norm
-    assert entry["settings"]["scale_columns"] and alpha >= 1e-12
     n = A.shape[1]
+    assert entry["settings"]["scale_columns"] and alpha == relative_ridge(entry["settings"]["ridge_relative"], n)
     scale = 1 / np.linalg.norm(A, axis=0)
     y, *_ = np.linalg.lstsq(np.concatenate([A * scale, np.sqrt(alpha) * np.eye(n)]), np.concatenate([b, np.zeros(n)]),
                             rcond=None)

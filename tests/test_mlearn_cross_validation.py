@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mliap_torch.benchmarks import mlearn
 from mliap_torch.benchmarks.mlearn import (MIN_RELATIVE_RIDGE, SEARCH_TOLERANCE, CrossValidation, RowSet,
                                            exact_fit, refine_group_weights, select_weights, uniform_weights)
 
@@ -31,16 +32,30 @@ def _rowset(seed: int = 0, configs: int = 24, ncol: int = 5) -> RowSet:
     return RowSet(e, et, np.arange(configs), f, ft, fc, s, st, sc, groups, ("a", "b", "c"))
 
 
+@pytest.fixture(params=["exact", "normal equations"])
+def cv_path(request, monkeypatch):
+    """Both solve paths of the cross-validation: exact (QR of each fold's factors) and, with the column
+    limit at 0, the normal equations with the ridge floor."""
+    if request.param == "normal equations":
+        monkeypatch.setattr(mlearn, "EXACT_MAX_COLUMNS", 0)
+    return request.param
+
+
+def _floor(ridge: float, path: str) -> float:
+    return ridge if path == "exact" else max(ridge, MIN_RELATIVE_RIDGE)
+
+
 def _scaled_ridge(A: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
     """``x = D y`` with ``y = argmin ‖A D y − b‖² + ridge ‖y‖²`` and ``D = diag(1/‖A_j‖)``, by numpy lstsq of
-    the augmented system."""
+    the augmented system (minimum-norm least squares for ``ridge`` 0)."""
     d = 1 / np.linalg.norm(A, axis=0)
     n = A.shape[1]
     y = np.linalg.lstsq(np.vstack([A * d, ridge ** 0.5 * np.eye(n)]), np.concatenate([b, np.zeros(n)]), rcond=None)[0]
     return d * y
 
 
-def _direct_errors(rs: RowSet, fold_of: np.ndarray, weights: np.ndarray, ridge: float) -> tuple[float, float]:
+def _direct_errors(rs: RowSet, fold_of: np.ndarray, weights: np.ndarray, ridge: float,
+                   path: str = "exact") -> tuple[float, float]:
     """The same CV errors by a numpy least-squares solve of each fold's weighted training rows."""
     err_e, err_f = [], []
     kinds = [(rs.energy, rs.energy_target, rs.energy_config), (rs.force, rs.force_target, rs.force_config),
@@ -52,7 +67,7 @@ def _direct_errors(rs: RowSet, fold_of: np.ndarray, weights: np.ndarray, ridge: 
             w = weights[k, rs.config_group[cfg[keep]]]
             blocks.append(w[:, None] * A[keep])
             targets.append(w * b[keep])
-        x = _scaled_ridge(np.concatenate(blocks), np.concatenate(targets), max(ridge, 1e-12))
+        x = _scaled_ridge(np.concatenate(blocks), np.concatenate(targets), _floor(ridge, path))
         err_e.append(np.abs(rs.energy[fold_of[rs.energy_config] == f] @ x - rs.energy_target[fold_of[rs.energy_config] == f]))
         sel = fold_of[rs.force_config] == f
         err_f.append(np.abs(rs.force[sel] @ x - rs.force_target[sel]))
@@ -62,14 +77,30 @@ def _direct_errors(rs: RowSet, fold_of: np.ndarray, weights: np.ndarray, ridge: 
 @pytest.mark.parametrize("weights", [uniform_weights((30.0, 1.0, 0.5), 3),
                                      np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]])])
 @pytest.mark.parametrize("ridge", [0.0, 1e-3])
-def test_cv_errors_equal_a_direct_solve_of_every_fold(weights, ridge):
+def test_cv_errors_equal_a_direct_solve_of_every_fold(weights, ridge, cv_path):
     rs = _rowset()
     cv = CrossValidation(rs, 24, folds=4, seed=3)
+    assert cv.exact == (cv_path == "exact")
     ours = cv.errors(weights, ridge)
-    np.testing.assert_allclose(ours, _direct_errors(rs, cv.fold_of, weights, ridge), rtol=1e-9)
+    np.testing.assert_allclose(ours, _direct_errors(rs, cv.fold_of, weights, ridge, cv_path), rtol=1e-9)
 
 
-def test_cv_errors_do_not_depend_on_the_units_of_a_column():
+def test_exact_cv_scores_plain_least_squares_where_the_normal_equations_cannot():
+    """Two columns equal to 1e-9: the normal equations (condition number ~1e18) need the ridge floor, which
+    then regularises; the exact path scores the least-squares fit itself, as numpy's lstsq of every fold."""
+    rs = _rowset(8)
+    rng = np.random.default_rng(8)
+    for A in (rs.energy, rs.force, rs.stress):
+        A[:, 4] = A[:, 3] + 1e-9 * rng.normal(size=A.shape[0])
+    weights = uniform_weights((30.0, 1.0, 0.5), 3)
+    cv = CrossValidation(rs, 24, folds=4, seed=3)
+    exact = cv.errors(weights, 0.0)
+    np.testing.assert_allclose(exact, _direct_errors(rs, cv.fold_of, weights, 0.0), rtol=1e-6)
+    floored = _direct_errors(rs, cv.fold_of, weights, MIN_RELATIVE_RIDGE)
+    assert abs(floored[0] - exact[0]) > 1e-3 * exact[0]
+
+
+def test_cv_errors_do_not_depend_on_the_units_of_a_column(cv_path):
     """The ridge is relative to each column's own norm: a column a million times smaller (a high-order
     descriptor) gets the same fit and CV errors, not a ridge that swamps it."""
     rs = _rowset(7)
@@ -167,9 +198,9 @@ def test_released_cross_validation_refuses_to_score_but_still_fits():
     np.testing.assert_array_equal(cv.r_factor(weights).numpy(), before.numpy())
 
 
-def test_final_fit_is_the_estimator_the_cross_validation_scored():
-    """On nearly collinear rows the smallest ridge of the CV's solves is an active regulariser: the final
-    fit must use it too, not plain least squares (a different model from the one the CV scored)."""
+def test_final_fit_is_the_estimator_the_cross_validation_scored(cv_path):
+    """On nearly collinear rows the ridge floor of the normal equations is an active regulariser: where
+    the CV solves them, the final fit keeps the floor; where the CV is exact, both are plain least squares."""
     rs = _rowset(6, configs=30)
     rng = np.random.default_rng(6)
     for A in (rs.energy, rs.force, rs.stress):
@@ -180,8 +211,8 @@ def test_final_fit_is_the_estimator_the_cross_validation_scored():
     direct = np.concatenate([w[k, rs.config_group[cfg]][:, None] * np.column_stack([A, b])
                              for k, (A, b, cfg) in enumerate(rs.kinds().values())])
     A, b = direct[:, :-1], direct[:, -1]
-    expected = _scaled_ridge(A, b, MIN_RELATIVE_RIDGE)
-    assert fit.alpha == MIN_RELATIVE_RIDGE
+    expected = _scaled_ridge(A, b, _floor(0.0, cv_path))
+    assert fit.alpha == _floor(0.0, cv_path)
     np.testing.assert_allclose(fit.x, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
-    plain = np.linalg.lstsq(A, b, rcond=None)[0]
-    assert np.abs(plain - expected).max() > 1e-2 * np.abs(expected).max()
+    other = _scaled_ridge(A, b, MIN_RELATIVE_RIDGE if cv_path == "exact" else 0.0)
+    assert np.abs(other - expected).max() > 1e-2 * np.abs(expected).max()

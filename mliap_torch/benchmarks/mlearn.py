@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -45,8 +46,8 @@ MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "
 
 #: Candidate (energy, force, stress, ridge) settings: row weights of energy rows (eV/atom), force rows
 #: (eV/Å) and stress rows (GPa) — the weights multiply the rows, FitSNAP's convention — and a ridge
-#: parameter relative to each column's squared norm (the columns are scaled to unit norm; 0: the floor
-#: :data:`MIN_RELATIVE_RIDGE`, which every solve has).
+#: parameter relative to each column's squared norm (the columns are scaled to unit norm; 0: plain least
+#: squares, or the floor :data:`MIN_RELATIVE_RIDGE` where the normal equations are solved).
 WEIGHT_GRID: tuple[tuple[float, float, float, float], ...] = tuple(
     (we, 1.0, ws, rr) for we in (30.0, 100.0, 300.0, 1000.0, 3000.0) for ws in (0.0, 0.3, 1.0, 3.0, 10.0)
     for rr in (0.0, 1e-8, 1e-6))
@@ -144,10 +145,30 @@ GROUP_STEPS = (2.0, 2.0 ** 0.5)
 GROUP_FACTOR_RANGE = (1 / 16, 16.0)
 
 
-#: Smallest relative ridge of every solve. The cross-validation's normal equations need it for numerical
-#: safety, and on an ill-conditioned qSNAP it is an active regulariser, so the final fit
-#: (:func:`exact_fit`) uses it too: the model fitted is the one the cross-validation scored.
+#: Largest number of columns (constant included) whose fits the cross-validation solves exactly, by QR of
+#: each fold's weighted R factor: plain least squares for ridge 0, and any ridge. Larger problems (qSNAP at
+#: 2Jmax ≥ 6) are solved through their normal equations, which need the floor :data:`MIN_RELATIVE_RIDGE`.
+EXACT_MAX_COLUMNS = 200
+
+#: Smallest relative ridge of a solve through the normal equations (more than :data:`EXACT_MAX_COLUMNS`
+#: columns), for numerical safety. On an ill-conditioned qSNAP it is an active regulariser, so the final
+#: fit (:func:`exact_fit`) keeps it too: the model fitted is the one the cross-validation scored.
 MIN_RELATIVE_RIDGE = 1e-12
+
+
+def relative_ridge(ridge: float, num_columns: int) -> float:
+    """The relative ridge a fit of ``num_columns`` columns is scored and solved with: ``ridge``, at least
+    :data:`MIN_RELATIVE_RIDGE` beyond :data:`EXACT_MAX_COLUMNS` columns."""
+    return ridge if num_columns <= EXACT_MAX_COLUMNS else max(ridge, MIN_RELATIVE_RIDGE)
+
+
+def solve_scaled(r: torch.Tensor, ridge: float, num_rows: int = 0):
+    """Weighted least-squares fit from the factor ``r`` of ``[A|b]``, columns scaled to unit norm: a ridge
+    solve for ``ridge > 0``, else plain least squares (QR; minimum-norm SVD when rank deficient, which the
+    solution's notes record). The estimator of :func:`exact_fit` and of the exact cross-validation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return solve_r_factor(r, "ridge" if ridge > 0 else "qr", alpha=ridge, num_rows=num_rows, scale_columns=True)
 
 #: Relative improvement of the CV score a step of the per-group weight search must make to be taken.
 #: Smaller differences are round-off: on a 2Jmax 8 qSNAP, rows perturbed by 1e-15 shift CV errors by
@@ -156,9 +177,10 @@ SEARCH_TOLERANCE = 1e-4
 
 
 def _gram_solve(gram: torch.Tensor, ridge: float) -> np.ndarray:
-    """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection only) for
-    unit-norm columns with a ridge ``max(ridge, MIN_RELATIVE_RIDGE)`` — each column's ridge relative to
-    its own squared norm, the estimator of :func:`exact_fit` — and return the unscaled coefficients."""
+    """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection of more than
+    :data:`EXACT_MAX_COLUMNS` columns) for unit-norm columns with a ridge ``max(ridge, MIN_RELATIVE_RIDGE)``
+    — each column's ridge relative to its own squared norm, the estimator of :func:`exact_fit` — and
+    return the unscaled coefficients."""
     n = gram.shape[0] - 1
     diag = torch.diagonal(gram)[:n]
     scale = torch.where(diag > 0, diag, torch.ones_like(diag)).rsqrt()
@@ -183,8 +205,10 @@ class CrossValidation:
     """k-fold cross-validation, by configuration, of weighted least-squares fits of a :class:`RowSet`.
 
     The R factor of every (row kind, fold, group) block is computed once; a candidate — row weights
-    ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one
-    normal-equation solve per fold. ``folds=1`` builds the factors only (no held-out scoring).
+    ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one solve per
+    fold: up to :data:`EXACT_MAX_COLUMNS` columns an exact one (:func:`solve_scaled` of the QR of the
+    fold's weighted training factors, combined once per (kind, group)), beyond that one of the normal
+    equations (:func:`_gram_solve`). ``folds=1`` builds the factors only (no held-out scoring).
     """
 
     def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0):
@@ -204,9 +228,17 @@ class CrossValidation:
                     self.factors[k, f, g] = _factor(A[sel], b[sel])
                 if kind != "stress":
                     self.held_out[k, f] = (A[fold == f], b[fold == f])
-        # Gram matrices of the non-empty blocks, and their sums over folds (per kind and group) and over
-        # groups (per kind and fold, per kind) for the candidates of uniform weights
-        self._gram = ({key: r.T @ r for key, r in self.factors.items() if bool(r.any())} if self.folds > 1 else {})
+        self.num_columns = kinds["energy"][0].shape[1]
+        self.exact = self.num_columns <= EXACT_MAX_COLUMNS
+        scored = self.folds > 1
+        # exact: the factor of each (kind, group)'s training rows of every fold, (k, g, fold left out)
+        self._training = ({(k, g, f): combine_r_factors([self.factors[k, ff, g] for ff in range(self.folds) if ff != f])
+                           for k in range(len(KINDS)) for g in range(ngroups) for f in range(self.folds)}
+                          if scored and self.exact else {})
+        # normal equations: Gram matrices of the non-empty blocks, and their sums over folds (per kind and
+        # group) and over groups (per kind and fold, per kind) for the candidates of uniform weights
+        self._gram = ({key: r.T @ r for key, r in self.factors.items() if bool(r.any())}
+                      if scored and not self.exact else {})
         self._by_kind_group = _sum_by(self._gram, lambda key: (key[0], key[2]))
         self._by_kind_fold = _sum_by(self._gram, lambda key: (key[0], key[1]))
         self._by_kind = _sum_by(self._gram, lambda key: key[0])
@@ -217,9 +249,24 @@ class CrossValidation:
 
     def errors(self, weights: np.ndarray, ridge: float) -> tuple[float, float]:
         """(energy MAE meV/atom, force MAE eV/Å) of the held-out configurations, every fold fitted with row
-        weights ``weights`` (3, ngroups) and relative ridge ``ridge``."""
-        if not self._gram:
-            raise RuntimeError("no Gram matrices: one fold only, or released after scoring")
+        weights ``weights`` (3, ngroups) and relative ridge ``ridge`` (:func:`relative_ridge`)."""
+        if not (self._training or self._gram):
+            raise RuntimeError("nothing to score with: one fold only, or released after scoring")
+        if self.exact:
+            fits = [solve_scaled(combine_r_factors([float(weights[k, g]) * r for (k, g, ff), r in self._training.items()
+                                                    if ff == f and weights[k, g] > 0]), ridge).x.numpy()
+                    for f in range(self.folds)]
+        else:
+            fits = self._normal_equation_fits(weights, ridge)
+        err: dict[int, list[np.ndarray]] = {0: [], 1: []}
+        for f, x in enumerate(fits):
+            for k in err:
+                A, b = self.held_out[k, f]
+                err[k].append(np.abs(A @ x - b))
+        return 1000 * float(np.concatenate(err[0]).mean()), float(np.concatenate(err[1]).mean())
+
+    def _normal_equation_fits(self, weights: np.ndarray, ridge: float) -> list[np.ndarray]:
+        """Coefficients of every fold's fit from the sums of the Gram matrices (:func:`_gram_solve`)."""
         w2 = np.asarray(weights, dtype=np.float64) ** 2
         if np.all(w2 == w2[:, :1]):
             total = sum(w2[k, 0] * gram for k, gram in self._by_kind.items())
@@ -229,18 +276,12 @@ class CrossValidation:
             total = sum(w2[k, g] * gram for (k, g), gram in self._by_kind_group.items())
             held = [sum(w2[k, g] * gram for (k, ff, g), gram in self._gram.items() if ff == f)
                     for f in range(self.folds)]
-        err: dict[int, list[np.ndarray]] = {0: [], 1: []}
-        for f in range(self.folds):
-            x = _gram_solve(total - held[f], ridge)
-            for k in err:
-                A, b = self.held_out[k, f]
-                err[k].append(np.abs(A @ x - b))
-        return 1000 * float(np.concatenate(err[0]).mean()), float(np.concatenate(err[1]).mean())
+        return [_gram_solve(total - held[f], ridge) for f in range(self.folds)]
 
     def release_grams(self) -> None:
-        """Drop the Gram matrices once scoring is over (the R factors stay, for :meth:`r_factor`); a
-        2Jmax 8 qSNAP keeps gigabytes of them."""
-        self._gram, self._by_kind_group, self._by_kind_fold, self._by_kind = {}, {}, {}, {}
+        """Drop what scoring needs once it is over (the R factors stay, for :meth:`r_factor`); a 2Jmax 8
+        qSNAP keeps gigabytes of Gram matrices."""
+        self._training, self._gram, self._by_kind_group, self._by_kind_fold, self._by_kind = {}, {}, {}, {}, {}
 
     def r_factor(self, weights: np.ndarray) -> torch.Tensor:
         """R factor of all rows weighted by ``weights`` (3, ngroups) (TSQR of the block factors)."""
@@ -475,13 +516,12 @@ def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | N
               grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
               seed: int = 0, group_weights: bool = False) -> ExactFit:
     """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows (block
-    factors combined by TSQR, ridge solve) by the estimator the cross-validation scored: columns scaled to
-    unit norm, the chosen relative ridge, at least :data:`MIN_RELATIVE_RIDGE`."""
+    factors combined by TSQR) by the estimator the cross-validation scored (:func:`solve_scaled` with
+    :func:`relative_ridge`)."""
     selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights)
     r = cv.r_factor(selection.weight_array(rows.group_names))
-    alpha = max(selection.ridge, MIN_RELATIVE_RIDGE)
-    solution = solve_r_factor(r, method="ridge", alpha=alpha, scale_columns=True,
-                              num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
+    alpha = relative_ridge(selection.ridge, r.shape[0] - 1)
+    solution = solve_scaled(r, alpha, num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
     x = solution.x.numpy()
     train_errors = (1000 * _mae(rows.energy, rows.energy_target, x), _mae(rows.force, rows.force_target, x))
     return ExactFit(x, selection, solution, alpha, train_errors, int(rows.energy.shape[0]),
