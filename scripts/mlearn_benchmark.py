@@ -21,8 +21,10 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,6 +371,58 @@ def update_doc(doc: Path, block: str) -> None:
     doc.write_text(text)
 
 
+LINEAR_FORMS = ("snap", "qsnap", "ace")
+NN_FORMS = ("snap_nn", "ace_nn")
+
+
+def lane_options(args: argparse.Namespace) -> list[str]:
+    """The fitting options of ``args`` for a lane process of :func:`fit_in_processes` (each option that
+    changes a fit must be passed on here)."""
+    options = ["--data", str(args.data), "--folds", str(args.folds), "--nn-minutes", str(args.nn_minutes),
+               "--nn-hidden", *map(str, args.nn_hidden), "--models-dir", str(args.models_dir),
+               "--snap-rcut-offsets", *map(str, args.snap_rcut_offsets),
+               "--snap-twojmax-offsets", *map(str, args.snap_twojmax_offsets),
+               "--ace-rcut-offsets", *map(str, args.ace_rcut_offsets), "--no-cost", "--no-doc"]
+    for flag, value in (("--max-configs", args.max_configs), ("--twojmax", args.twojmax), ("--rcut", args.rcut)):
+        if value is not None:
+            options += [flag, str(value)]
+    return options + ["--no-group-weights"] * args.no_group_weights + ["--ace-group-weights"] * args.ace_group_weights
+
+
+def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start: float) -> dict[str, dict]:
+    """Fit the cells of ``args`` in ``args.jobs`` processes of this script, one element per process: first
+    the exact fits (SNAP, qSNAP, linear ACE), then the networks (SNAP+NN takes its element's new SNAP).
+    Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
+    work = args.models_dir / "lanes"
+    work.mkdir(parents=True, exist_ok=True)
+    order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
+    fresh: dict[str, dict] = {}
+
+    def lane(stage: str, models: list[str], element: str) -> dict[str, dict]:
+        path = work / f"{stage}_{element}.json"
+        snap = {**results, **fresh}.get(f"{element}/snap")             # SNAP+NN's descriptor and weights
+        path.write_text(json.dumps({f"{element}/snap": snap} if stage == "nn" and snap else {}))
+        command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
+                   "--results", str(path), "--plot", str(work / f"{stage}_{element}.png"), *lane_options(args)]
+        with open(work / f"{stage}_{element}.log", "w") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise RuntimeError(f"{stage} fits of {element} failed (exit {done.returncode}); see {work / f'{stage}_{element}.log'}")
+        entries = {k: v for k, v in load_results(path).items() if k in {f"{element}/{m}" for m in models}}
+        for key, entry in entries.items():
+            print(f"{key}: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.4f} eV/Å; fit "
+                  f"{entry['fit_seconds']:.0f} s; elapsed {time.perf_counter() - t_start:.0f} s", flush=True)
+        return entries
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for stage, forms in (("linear", LINEAR_FORMS), ("nn", NN_FORMS)):
+            models = [m for m in args.models if m in forms]
+            if models:
+                for entries in pool.map(lambda el: lane(stage, models, el), order):
+                    fresh.update(entries)
+    return fresh
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with <element>/training.json, test.json")
@@ -409,6 +463,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--no-doc", action="store_true", help="do not touch --doc")
     parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "configs" / "experiment", default=None,
                         help="write configs/experiment/mlearn_<el>_<model>.yaml from the results")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fit in this many processes (one element each, one thread each; networks train for "
+                             "--nn-minutes of wall time, so give each process its own core), then time the "
+                             "models in this one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_default_dtype(torch.float64)
@@ -423,6 +481,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if not args.report_only:
         print(f"mlearn benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
               f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}", flush=True)
+        if args.jobs > 1 and not (args.cost_only or args.rescore):
+            results.update(fit_in_processes(args, results, t_start))
+            save_results(args.results, results)
+            args.cost_only = True                   # the timing pass below, alone on the machine
         for el in args.elements:
             train, test = (None, None) if args.cost_only else load_split(args.data, el, args.max_configs)
             for model in args.models:

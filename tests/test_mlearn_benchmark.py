@@ -102,6 +102,26 @@ def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shar
         _script().main(common + ["--rescore", "--results", str(copy)])
 
 
+def test_jobs_fit_elements_in_processes_as_one_process_does(run, shared_data):
+    """``--jobs 2``: one process per element, exact fits first, then networks; the SNAP fit equals the
+    one-process run's, and each element's SNAP+NN lane takes that element's new SNAP descriptor."""
+    tmp, results = run
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "snap_nn",
+            "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
+            "--snap-twojmax-offsets", "-2", "--nn-minutes", "0.02", "--jobs", "2", "--results", str(tmp / "jobs.json"),
+            "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"), "--models-dir", str(tmp / "jobs")]
+    got = _script().main(args)
+    assert sorted(got) == ["Li/snap", "Li/snap_nn", "Mo/snap", "Mo/snap_nn"]
+    for key in ("energy_mae", "force_mae", "train_energy_mae", "weights"):
+        assert got["Mo/snap"][key] == results["Mo/snap"][key]
+    for el in ("Mo", "Li"):
+        snap, nn = got[f"{el}/snap"]["settings"], got[f"{el}/snap_nn"]["settings"]
+        assert (nn["rcut"], nn["twojmax"]) == (snap["rcut"], snap["twojmax"])
+        assert load(tmp / "jobs" / f"mlearn_{el.lower()}_snap_nn.pt").descriptor.twojmax == snap["twojmax"]
+    assert json.loads((tmp / "jobs.json").read_text()) == got
+    assert f"{got['Li/snap_nn']['energy_mae']:.2f}" in (tmp / "jobs.md").read_text()
+
+
 def test_ablation_runs_a_variant_in_its_own_process_and_tabulates_it(run, shared_data):
     """scripts/mlearn_ablation.py: the study-settings variant (one cutoff, one 2Jmax, one weight per kind)
     fitted by a benchmark process equals fit_snap_cell called directly with those settings; the table's
