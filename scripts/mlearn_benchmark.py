@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--ace-rcut-offsets", type=float, nargs="+", default=list(ACE_CUTOFF_OFFSETS),
                         help="ACE cutoffs tried (Å added to the study's SNAP cutoff), chosen by cross-validation")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
-    parser.add_argument("--nn-minutes", type=float, default=3.0, help="training wall time per NN model")
+    parser.add_argument("--nn-minutes", type=float, default=4.0, help="training wall time per NN model")
     parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")
     parser.add_argument("--md-atoms", type=int, default=1500)
     parser.add_argument("--md-steps", type=int, default=50, help="MD steps of native routes")
