@@ -390,36 +390,43 @@ def lane_options(args: argparse.Namespace) -> list[str]:
 
 
 def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start: float) -> dict[str, dict]:
-    """Fit the cells of ``args`` in ``args.jobs`` processes of this script, one element per process: first
-    the exact fits (SNAP, qSNAP, linear ACE), then the networks (SNAP+NN takes its element's new SNAP).
-    Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
+    """Fit the cells of ``args`` in processes of this script: first the exact fits (SNAP, qSNAP, linear ACE),
+    one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
+    ACE+NN) that fits one element per process — descriptor Jacobians take gigabytes (Ni's ACE ones
+    about 10 GB), so at most one process of each form runs, and each frees its memory when it ends.
+    SNAP+NN takes its element's new SNAP. Lane results files and logs go to ``<models-dir>/lanes``.
+    Returns the new entries (no costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
     order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
     fresh: dict[str, dict] = {}
 
-    def lane(stage: str, models: list[str], element: str) -> dict[str, dict]:
-        path = work / f"{stage}_{element}.json"
+    def lane(models: list[str], element: str) -> dict[str, dict]:
+        stem = work / f"{'_'.join(models)}_{element}"
         snap = {**results, **fresh}.get(f"{element}/snap")             # SNAP+NN's descriptor and weights
-        path.write_text(json.dumps({f"{element}/snap": snap} if stage == "nn" and snap else {}))
+        path = stem.with_suffix(".json")
+        path.write_text(json.dumps({f"{element}/snap": snap} if "snap_nn" in models and snap else {}))
         command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
-                   "--results", str(path), "--plot", str(work / f"{stage}_{element}.png"), *lane_options(args)]
-        with open(work / f"{stage}_{element}.log", "w") as log:
+                   "--results", str(path), "--plot", str(stem.with_suffix(".png")), *lane_options(args)]
+        with open(stem.with_suffix(".log"), "w") as log:
             done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
-            raise RuntimeError(f"{stage} fits of {element} failed (exit {done.returncode}); see {work / f'{stage}_{element}.log'}")
+            raise RuntimeError(f"{' '.join(models)} fits of {element} failed (exit {done.returncode}"
+                               f"{', killed: out of memory?' if done.returncode == -9 else ''}); see {stem.with_suffix('.log')}")
         entries = {k: v for k, v in load_results(path).items() if k in {f"{element}/{m}" for m in models}}
         for key, entry in entries.items():
             print(f"{key}: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.4f} eV/Å; fit "
                   f"{entry['fit_seconds']:.0f} s; elapsed {time.perf_counter() - t_start:.0f} s", flush=True)
         return entries
 
+    linear = [m for m in args.models if m in LINEAR_FORMS]
+    networks = [m for m in args.models if m in NN_FORMS]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for stage, forms in (("linear", LINEAR_FORMS), ("nn", NN_FORMS)):
-            models = [m for m in args.models if m in forms]
-            if models:
-                for entries in pool.map(lambda el: lane(stage, models, el), order):
-                    fresh.update(entries)
+        if linear:
+            for entries in pool.map(lambda el: lane(linear, el), order):
+                fresh.update(entries)
+        for entries in pool.map(lambda form: {k: v for el in order for k, v in lane([form], el).items()}, networks):
+            fresh.update(entries)
     return fresh
 
 
