@@ -107,8 +107,10 @@ def _loss(head: MLPHead, data: JacobianSet, energy_weight: float, create_graph: 
 def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] = (64, 64), energy_weight: float = 1000.0,
                    lr: float = 3e-3, batch_configs: int = 4, minutes: float = 3.0, max_epochs: int = 5000,
                    seed: int = 0, linear_start: torch.Tensor | None = None) -> tuple[MLPHead, NNTraining]:
-    """Adam with a cosine learning-rate decay over a wall-time budget (``minutes``); keeps the best
-    validation epoch. Descriptor standardisation and the energy offset come from ``train``; the
+    """Adam with a cosine learning-rate decay over a wall-time budget (``minutes``; at least two epochs, at
+    most ``max_epochs``): the rate follows the elapsed fraction of the budget, so the whole budget is
+    trained whatever one epoch costs (an epoch count fixed from a first epoch slowed by another process
+    once cut a 4-minute budget to 40 s). Keeps the best validation epoch. Descriptor standardisation and the energy offset come from ``train``; the
     minibatches (``batch_configs`` configurations) are drawn once and visited in a new order every
     epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head.
 
@@ -132,11 +134,11 @@ def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] =
     start_loss = float(_loss(head, val, energy_weight, create_graph=False).detach()) if linear_start is not None else math.inf
     best = (start_loss, -1, {k: v.clone() for k, v in head.state_dict().items()})
     history: list[tuple[float, float]] = []
-    epochs = max_epochs
+    budget = 60 * minutes
     epoch = 0
     members = torch.randperm(n, generator=gen)
     batches = [train.subset(members[start:start + batch_configs]) for start in range(0, n, batch_configs)]
-    while epoch < epochs:
+    while epoch < max_epochs:
         total = 0.0
         for b in torch.randperm(len(batches), generator=gen).tolist():
             batch = batches[b]
@@ -150,13 +152,13 @@ def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] =
         if val_loss < best[0]:
             best = (val_loss, epoch, {k: v.clone() for k, v in head.state_dict().items()})
         epoch += 1
-        if epoch == 1:  # the time budget fixes the number of epochs (and so the schedule)
-            per_epoch = time.perf_counter() - t0
-            epochs = max(2, min(max_epochs, int(60 * minutes / max(per_epoch, 1e-9))))
+        elapsed = (time.perf_counter() - t0) / budget
+        if elapsed >= 1 and epoch >= 2:
+            break
         for group in opt.param_groups:
-            group["lr"] = 1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * min(epoch / epochs, 1.0)))
+            group["lr"] = 1e-5 + 0.5 * (lr - 1e-5) * (1 + math.cos(math.pi * min(elapsed, 1.0)))
     head.load_state_dict(best[2])
     head = head.to(torch.float64)
-    info = NNTraining(tuple(hidden), energy_weight, lr, batch_configs, epochs, best[1], best[0],
+    info = NNTraining(tuple(hidden), energy_weight, lr, batch_configs, epoch, best[1], best[0],
                       time.perf_counter() - t0, history)
     return head, info
