@@ -16,6 +16,7 @@ cell), so a long run can be split; the table, the plot and the generated block o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -373,6 +375,10 @@ def update_doc(doc: Path, block: str) -> None:
 
 LINEAR_FORMS = ("snap", "qsnap", "ace")
 NN_FORMS = ("snap_nn", "ace_nn")
+#: Training sets with more atoms than this (Ni and Cu, 27 000 atoms) are fitted by one process at a time:
+#: their descriptor Jacobians take 11 GB (SNAP+NN at 2Jmax 10) to 13 GB (ACE), two such processes more
+#: than this 24 GB machine has.
+LARGE_TRAINING_ATOMS = 20000
 
 
 def lane_options(args: argparse.Namespace) -> list[str]:
@@ -392,13 +398,15 @@ def lane_options(args: argparse.Namespace) -> list[str]:
 def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start: float) -> dict[str, dict]:
     """Fit the cells of ``args`` in processes of this script: first the exact fits (SNAP, qSNAP, linear ACE),
     one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
-    ACE+NN) that fits one element per process — descriptor Jacobians take gigabytes (Ni's ACE ones
-    about 10 GB), so at most one process of each form runs, and each frees its memory when it ends.
-    SNAP+NN takes its element's new SNAP. Lane results files and logs go to ``<models-dir>/lanes``.
-    Returns the new entries (no costs)."""
+    ACE+NN) that fits one element per process, so each frees its descriptor Jacobians when it ends. Large
+    training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. SNAP+NN takes its element's new
+    SNAP. Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
     order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
+    large = {el for el in order if sum(c.num_atoms for c in load_split(args.data, el, args.max_configs)[0])
+             > LARGE_TRAINING_ATOMS}
+    one_large_at_a_time = threading.Lock()
     fresh: dict[str, dict] = {}
 
     def lane(models: list[str], element: str) -> dict[str, dict]:
@@ -408,8 +416,9 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
         path.write_text(json.dumps({f"{element}/snap": snap} if "snap_nn" in models and snap else {}))
         command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
                    "--results", str(path), "--plot", str(stem.with_suffix(".png")), *lane_options(args)]
-        with open(stem.with_suffix(".log"), "w") as log:
-            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        with one_large_at_a_time if element in large else contextlib.nullcontext():
+            with open(stem.with_suffix(".log"), "w") as log:
+                done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(models)} fits of {element} failed (exit {done.returncode}"
                                f"{', killed: out of memory?' if done.returncode == -9 else ''}); see {stem.with_suffix('.log')}")
@@ -425,7 +434,10 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
         if linear:
             for entries in pool.map(lambda el: lane(linear, el), order):
                 fresh.update(entries)
-        for entries in pool.map(lambda form: {k: v for el in order for k, v in lane([form], el).items()}, networks):
+        # the first network lane fits the large elements first, the second last: they seldom wait for each other
+        lanes = [sorted(order, key=lambda el: (el in large) == (k % 2 == 1)) for k in range(len(networks))]
+        for entries in pool.map(lambda form, els: {k: v for el in els for k, v in lane([form], el).items()},
+                                networks, lanes):
             fresh.update(entries)
     return fresh
 
