@@ -400,7 +400,7 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
     one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
     ACE+NN) that fits one element per process, so each frees its descriptor Jacobians when it ends. Large
     training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. SNAP+NN takes its element's new
-    SNAP. Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
+    SNAP, and both network forms its row weights (the energy weight). Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
     order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
@@ -411,9 +411,9 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
 
     def lane(models: list[str], element: str) -> dict[str, dict]:
         stem = work / f"{'_'.join(models)}_{element}"
-        snap = {**results, **fresh}.get(f"{element}/snap")             # SNAP+NN's descriptor and weights
+        snap = {**results, **fresh}.get(f"{element}/snap")  # networks: energy weight; SNAP+NN: descriptor
         path = stem.with_suffix(".json")
-        path.write_text(json.dumps({f"{element}/snap": snap} if "snap_nn" in models and snap else {}))
+        path.write_text(json.dumps({f"{element}/snap": snap} if set(models) & set(NN_FORMS) and snap else {}))
         command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
                    "--results", str(path), "--plot", str(stem.with_suffix(".png")), *lane_options(args)]
         with one_large_at_a_time if element in large else contextlib.nullcontext():

@@ -104,20 +104,25 @@ def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shar
 
 def test_jobs_fit_elements_in_processes_as_one_process_does(run, shared_data):
     """``--jobs 2``: one process per element, exact fits first, then networks; the SNAP fit equals the
-    one-process run's, and each element's SNAP+NN lane takes that element's new SNAP descriptor."""
+    one-process run's, each element's SNAP+NN lane takes that element's new SNAP descriptor, and both network
+    lanes its energy weight."""
     tmp, results = run
-    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "snap_nn",
-            "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "snap_nn", "ace_nn",
+            "--ace-rcut-offsets", "0", "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
             "--snap-twojmax-offsets", "-2", "--nn-minutes", "0.02", "--jobs", "2", "--results", str(tmp / "jobs.json"),
             "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"), "--models-dir", str(tmp / "jobs")]
     got = _script().main(args)
-    assert sorted(got) == ["Li/snap", "Li/snap_nn", "Mo/snap", "Mo/snap_nn"]
+    assert sorted(got) == ["Li/ace_nn", "Li/snap", "Li/snap_nn", "Mo/ace_nn", "Mo/snap", "Mo/snap_nn"]
     for key in ("energy_mae", "force_mae", "train_energy_mae", "weights"):
         assert got["Mo/snap"][key] == results["Mo/snap"][key]
     for el in ("Mo", "Li"):
         snap, nn = got[f"{el}/snap"]["settings"], got[f"{el}/snap_nn"]["settings"]
         assert (nn["rcut"], nn["twojmax"]) == (snap["rcut"], snap["twojmax"])
         assert load(tmp / "jobs" / f"mlearn_{el.lower()}_snap_nn.pt").descriptor.twojmax == snap["twojmax"]
+        train = read_mlearn(shared_data / "mlearn" / el / "training.json", element=el)[:10]
+        weight = _script().nn_energy_weight(train, got[f"{el}/snap"])
+        assert weight != 1000.0
+        assert nn["energy_weight"] == got[f"{el}/ace_nn"]["settings"]["energy_weight"] == pytest.approx(weight)
     assert json.loads((tmp / "jobs.json").read_text()) == got
     assert f"{got['Li/snap_nn']['energy_mae']:.2f}" in (tmp / "jobs.md").read_text()
 
