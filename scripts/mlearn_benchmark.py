@@ -52,8 +52,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn"
 DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"
 DEFAULT_PLOT = ROOT / "docs" / "mlearn_benchmark" / "pareto.png"
 DEFAULT_DOC = ROOT / "docs" / "mlearn_benchmark.md"
+DEFAULT_README = ROOT / "README.md"
 DEFAULT_MODELS_DIR = ROOT / "outputs" / "mlearn_benchmark"
 BEGIN, END = "<!-- mlearn-table:begin -->", "<!-- mlearn-table:end -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- mlearn-summary:begin -->", "<!-- mlearn-summary:end -->"
 
 
 def load_split(data: Path, element: str, max_configs: int | None = None):
@@ -176,6 +178,12 @@ def _fmt(value: float | None, digits: int, error: float | None = None) -> str:
     return f"{value:.{digits}f}" + ("" if error is None else f" ± {error:.{digits}f}")
 
 
+def _force_range(element: str) -> str:
+    """GAP/MTP test force MAE of ``element`` as the paper gives it (one value or a range, eV/Å)."""
+    lo, hi = published.FORCE_MAE_RANGE[element]
+    return f"{lo:.2f}" if lo == hi else f"{lo:.2f}–{hi:.2f}"
+
+
 def table_markdown(results: dict[str, dict], elements: list[str], models: list[str]) -> str:
     """Energy, force and cost tables (ours next to the published numbers) as Markdown."""
     def ours(el: str, model: str, key: str):
@@ -193,9 +201,7 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
               "| element | GAP/MTP | SNAP (study) | qSNAP (study) | " + " | ".join(f"{MODEL_LABELS[m]} (ours)" for m in models) + " |",
               "|---|" + "---:|" * (3 + len(models))]
     for el in elements:
-        lo, hi = published.FORCE_MAE_RANGE[el]
-        rng = f"{lo:.2f}" if lo == hi else f"{lo:.2f}–{hi:.2f}"
-        lines.append(f"| {el} | {rng} | {published.FORCE_MAE['SNAP'][el]:.3f} | {published.FORCE_MAE['qSNAP'][el]:.3f} | "
+        lines.append(f"| {el} | {_force_range(el)} | {published.FORCE_MAE['SNAP'][el]:.3f} | {published.FORCE_MAE['qSNAP'][el]:.3f} | "
                      + " | ".join(_fmt(ours(el, m, "force_mae"), 3, ours(el, m, "force_mae_se")) for m in models) + " |")
     lines += ["", "LAMMPS MD cost (µs per atom-step, CPU, 1 thread, NVE on a ~1500-atom bulk cell) and route.", "",
               "| element | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---|" + "---:|" * len(models)]
@@ -228,6 +234,26 @@ def table_markdown(results: dict[str, dict], elements: list[str], models: list[s
                          f"{r.get('num_parameters', '—')} | {_fmt(r.get('train_energy_mae'), 2)} | "
                          f"{_fmt(r.get('train_force_mae'), 3)} | {r.get('fit_seconds', 0):.0f} | "
                          f"{'; '.join(r.get('notes', [])) or ''} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(results: dict[str, dict], elements: list[str], models: list[str]) -> str:
+    """The README's short table: test energy MAE (meV/atom) / force MAE (eV/Å) per element, the better
+    of GAP and MTP, the study's SNAP and qSNAP, and each of our forms; our lowest energy in bold."""
+    def pair(energy: float | None, force: float | None) -> str:
+        return "—" if energy is None else f"{energy:.2f} / {force:.3f}"
+
+    lines = ["| element | GAP or MTP (the better energy; forces: the paper's range) | SNAP (study) | qSNAP (study) | "
+             + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---|" + "---:|" * (3 + len(models))]
+    for el in elements:
+        best_published = min(published.ENERGY_MAE[k][el] for k in ("GAP", "MTP"))
+        ours = {m: results.get(f"{el}/{m}", {}) for m in models}
+        best_ours = min((r["energy_mae"] for r in ours.values() if r), default=None)
+        cells = [f"**{pair(r['energy_mae'], r['force_mae'])}**" if r and r["energy_mae"] == best_ours
+                 else pair(r.get("energy_mae"), r.get("force_mae")) for r in ours.values()]
+        lines.append(f"| {el} | {best_published:.2f} / {_force_range(el)} | "
+                     + " | ".join(pair(published.ENERGY_MAE[k][el], published.FORCE_MAE[k][el]) for k in ("SNAP", "qSNAP"))
+                     + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -361,13 +387,22 @@ def write_configs(results: dict[str, dict], folder: Path) -> list[Path]:
     return written
 
 
-def update_doc(doc: Path, block: str) -> None:
-    """Replace the generated block of ``doc`` (or append it when the markers are absent)."""
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` for a Markdown link (absolute where no relative path exists)."""
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:
+        return str(path)
+
+
+def update_doc(doc: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated block between ``begin`` and ``end`` of ``doc`` (or append it when the
+    markers are absent)."""
     text = doc.read_text() if doc.is_file() else "# mlearn benchmark\n\n"
-    generated = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + generated + rest.split(END, 1)[1]
+    generated = f"{begin}\n{block}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + generated + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
     doc.write_text(text)
@@ -479,7 +514,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--report-only", action="store_true", help="rebuild table/plot/doc from --results")
     parser.add_argument("--merge", type=Path, nargs="+", default=[],
                         help="add the entries of other results files (runs split over processes) that --results lacks")
-    parser.add_argument("--no-doc", action="store_true", help="do not touch --doc")
+    parser.add_argument("--readme", type=Path, default=DEFAULT_README,
+                        help="file whose summary block (short table and plot) is rewritten")
+    parser.add_argument("--no-doc", action="store_true", help="do not touch --doc and --readme")
     parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "configs" / "experiment", default=None,
                         help="write configs/experiment/mlearn_<el>_<model>.yaml from the results")
     parser.add_argument("--jobs", type=int, default=1,
@@ -534,11 +571,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if models:
         pareto_plot(results, elements, models, args.plot)
     if not args.no_doc:
-        try:
-            plot_ref = os.path.relpath(args.plot, args.doc.parent)
-        except ValueError:
-            plot_ref = str(args.plot)
-        update_doc(args.doc, block + f"\n\n![accuracy vs cost]({plot_ref})")
+        update_doc(args.doc, block + f"\n\n![accuracy vs cost]({_relative(args.plot, args.doc.parent)})")
+        summary = summary_markdown(results, elements, models)
+        update_doc(args.readme, summary + f"\n\n![accuracy vs cost]({_relative(args.plot, args.readme.parent)})",
+                   SUMMARY_BEGIN, SUMMARY_END)
     if args.write_configs is not None:
         for path in write_configs(results, args.write_configs):
             print(f"wrote {path}")

@@ -45,7 +45,7 @@ def run(tmp_path_factory):
     args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap", "qsnap",
             "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
             "--snap-twojmax-offsets", "-2", "--results", str(tmp / "results.json"), "--plot", str(tmp / "pareto.png"),
-            "--doc", str(tmp / "doc.md"), "--models-dir", str(tmp / "models")]
+            "--doc", str(tmp / "doc.md"), "--readme", str(tmp / "readme.md"), "--models-dir", str(tmp / "models")]
     results = _script().main(args)
     return tmp, results
 
@@ -84,6 +84,14 @@ def test_reported_mae_equals_recomputation(run, shared_data):
         # the generated table shows these numbers
         doc = (tmp / "doc.md").read_text()
         assert f"{entry['energy_mae']:.2f}" in doc and f"{entry['force_mae']:.3f}" in doc
+    # the README summary: Mo's row, the lower-energy form in bold, the plot linked
+    readme = (tmp / "readme.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Mo |"))
+    best = min(("snap", "qsnap"), key=lambda m: stored[f"Mo/{m}"]["energy_mae"])
+    other = ({"snap", "qsnap"} - {best}).pop()
+    assert f"**{stored[f'Mo/{best}']['energy_mae']:.2f} / {stored[f'Mo/{best}']['force_mae']:.3f}**" in row
+    assert f" {stored[f'Mo/{other}']['energy_mae']:.2f} / {stored[f'Mo/{other}']['force_mae']:.3f} |" in row
+    assert "](pareto.png)" in readme
 
 
 def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shared_data):
@@ -110,7 +118,8 @@ def test_jobs_fit_elements_in_processes_as_one_process_does(run, shared_data):
     args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "snap_nn", "ace_nn",
             "--ace-rcut-offsets", "0", "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
             "--snap-twojmax-offsets", "-2", "--nn-minutes", "0.02", "--jobs", "2", "--results", str(tmp / "jobs.json"),
-            "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"), "--models-dir", str(tmp / "jobs")]
+            "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"), "--readme", str(tmp / "jobs_readme.md"),
+            "--models-dir", str(tmp / "jobs")]
     got = _script().main(args)
     assert sorted(got) == ["Li/ace_nn", "Li/snap", "Li/snap_nn", "Mo/ace_nn", "Mo/snap", "Mo/snap_nn"]
     for key in ("energy_mae", "force_mae", "train_energy_mae", "weights"):
