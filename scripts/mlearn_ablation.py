@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
+from mliap_torch.benchmarks.doc_blocks import write_block  # noqa: E402
 from mliap_torch.benchmarks.mlearn import MODEL_LABELS, study_settings  # noqa: E402
 
 BENCHMARK = ROOT / "scripts" / "mlearn_benchmark.py"
@@ -145,15 +146,6 @@ def ablation_markdown(ablation: dict[str, dict[str, dict]], elements: list[str])
     return "\n".join(lines)
 
 
-def update_doc(doc: Path, block: str) -> None:
-    """Replace the ablation block of ``doc``; the markers must be there."""
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{doc}: no {BEGIN} ... {END} block to write the ablation table into")
-    head, rest = text.split(BEGIN, 1)
-    doc.write_text(head + f"{BEGIN}\n{block}\n{END}" + rest.split(END, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mlearn")
@@ -184,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, dict]]:
     args.ablation.write_text(json.dumps(ablation, indent=1, sort_keys=True))
     block = ablation_markdown(ablation, elements)
     print(block)
-    update_doc(args.doc, block)
+    write_block(args.doc, block, BEGIN, END)
     return ablation
 
 

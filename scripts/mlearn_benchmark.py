@@ -38,6 +38,7 @@ os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
+from mliap_torch.benchmarks.doc_blocks import write_block  # noqa: E402
 from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
                                            SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult,
                                            bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
@@ -395,19 +396,6 @@ def _relative(path: Path, folder: Path) -> str:
         return str(path)
 
 
-def update_doc(doc: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
-    """Replace the generated block between ``begin`` and ``end`` of ``doc`` (or append it when the
-    markers are absent)."""
-    text = doc.read_text() if doc.is_file() else "# mlearn benchmark\n\n"
-    generated = f"{begin}\n{block}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + generated + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + generated + "\n"
-    doc.write_text(text)
-
-
 LINEAR_FORMS = ("snap", "qsnap", "ace")
 NN_FORMS = ("snap_nn", "ace_nn")
 #: Training sets with more atoms than this (Ni and Cu, 27 000 atoms) are fitted by one process at a time:
@@ -435,7 +423,8 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
     one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
     ACE+NN) that fits one element per process, so each frees its descriptor Jacobians when it ends. Large
     training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. SNAP+NN takes its element's new
-    SNAP, and both network forms its row weights (the energy weight). Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no costs)."""
+    SNAP, and both network forms its row weights (the energy weight). Lane results files and logs go to
+    ``<models-dir>/lanes``. Returns the new entries (no costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
     order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
@@ -571,10 +560,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if models:
         pareto_plot(results, elements, models, args.plot)
     if not args.no_doc:
-        update_doc(args.doc, block + f"\n\n![accuracy vs cost]({_relative(args.plot, args.doc.parent)})")
+        write_block(args.doc, block + f"\n\n![accuracy vs cost]({_relative(args.plot, args.doc.parent)})",
+                    BEGIN, END, append_if_missing=True)
         summary = summary_markdown(results, elements, models)
-        update_doc(args.readme, summary + f"\n\n![accuracy vs cost]({_relative(args.plot, args.readme.parent)})",
-                   SUMMARY_BEGIN, SUMMARY_END)
+        write_block(args.readme, summary + f"\n\n![accuracy vs cost]({_relative(args.plot, args.readme.parent)})",
+                    SUMMARY_BEGIN, SUMMARY_END, append_if_missing=True)
     if args.write_configs is not None:
         for path in write_configs(results, args.write_configs):
             print(f"wrote {path}")

@@ -110,9 +110,9 @@ def train_mlp_head(train: JacobianSet, val: JacobianSet, hidden: Sequence[int] =
     """Adam with a cosine learning-rate decay over a wall-time budget (``minutes``; at least two epochs, at
     most ``max_epochs``): the rate follows the elapsed fraction of the budget, so the whole budget is
     trained whatever one epoch costs (an epoch count fixed from a first epoch slowed by another process
-    once cut a 4-minute budget to 40 s). Keeps the best validation epoch. Descriptor standardisation and the energy offset come from ``train``; the
-    minibatches (``batch_configs`` configurations) are drawn once and visited in a new order every
-    epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head.
+    once cut a 4-minute budget to 40 s). Keeps the best validation epoch. Descriptor standardisation and
+    the energy offset come from ``train``; the minibatches (``batch_configs`` configurations) are drawn
+    once and visited in a new order every epoch. Trains in the data's dtype (float32 is about twice as fast); returns a float64 head.
 
     With ``linear_start`` ((1, 1 + K) ``[β0, β]`` of a linear fit) the head has a linear term set to
     that fit and zero network output (:meth:`MLPHead.start_from_linear`); the start competes as
