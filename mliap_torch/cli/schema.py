@@ -15,16 +15,14 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..errors import ConfigError
+
 DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
 HEAD_TYPES = ("linear", "quadratic", "mlp")
 FIT_METHODS = ("exact", "gradient")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")
 DTYPES = ("float64", "float32")
-
-
-class ConfigError(ValueError):
-    """A training configuration that cannot run; the message is meant for the user as is."""
 
 
 @dataclass

@@ -10,6 +10,8 @@ import numpy as np
 from ase.data import chemical_symbols
 from ase.units import Bohr, Hartree, Rydberg, kcal, kJ, mol
 
+from ...errors import DataError
+
 KNOWN_ELEMENTS = frozenset(chemical_symbols[1:])
 
 ELEMENTARY_CHARGE = 1.602176634e-19
@@ -28,10 +30,6 @@ FORCE_UNITS = {"electronvoltperangstrom": 1.0, "ev/angstrom": 1.0, "hartreeperbo
 PRESSURE_UNITS = {"bar": BAR, "kbar": 1e3 * BAR, "gpa": 1e4 * BAR, "atm": 1.01325 * BAR, "pa": 1e-5 * BAR,
                   "electronvoltperangstrom3": 1.0, "ev/angstrom^3": 1.0}
 """Pressure styles → eV/Å³ (magnitude only; the sign convention is the reader's business)."""
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the configuration and the field."""
 
 
 def located(source: str | Path, index: int | str | None, field_name: str | None, message: str) -> DataError:
