@@ -59,7 +59,7 @@ def test_ddp_cpu_two_processes_train_and_checkpoint_loads(tmp_path):
     # Each process sees half of the training configurations per epoch (DistributedSampler).
     data = load_split_data(config([]).data, seed=42)
     per_rank = -(-len(data.fit) // 2)
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4 * -(-per_rank // 4)
 
     module = PotentialModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", map_location="cpu")
@@ -79,7 +79,7 @@ def test_resume_from_last_checkpoint_reaches_the_same_step_count(tmp_path):
     resumed = run(config(common + ["trainer.max_epochs=3", f"ckpt_path={last}"]), tmp_path / "resumed")
 
     def state(path: Path) -> dict:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     a, b = state(tmp_path / "full" / "checkpoints" / "last.ckpt"), state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] > state(last)["global_step"] > 0

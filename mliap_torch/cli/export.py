@@ -1,21 +1,34 @@
-"""``mliap_torch export <run folder or model.pt>``: write the LAMMPS files of a saved model."""
+"""``mliap_torch export <run folder or model.pt>``: write the LAMMPS files of a saved model.
+
+A path that is not a model or a run folder, or a model file that cannot be loaded safely, prints one
+paragraph and exits with status 2.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from ..errors import RunFolderError, UserError
 from ..export.lammps_export import export_lammps
 from ..models.io import load
+
+USER_ERROR_STATUS = 2
 
 
 def find_model(path: Path) -> Path:
     """The model file: ``path`` itself, or ``model.pt`` inside a run folder."""
     if path.is_file():
         return path
+    if not path.exists():
+        raise RunFolderError(f"{path}: no such file or folder; give a run folder (outputs/<model>/<run>) or its "
+                             f"model.pt.")
     candidate = path / "model.pt"
     if candidate.is_file():
         return candidate
-    raise FileNotFoundError(f"{path}: neither a model file nor a run folder containing model.pt")
+    hint = (" The run did not finish (no model.pt was written); rerun it, or resume it with "
+            "ckpt_path=<run>/checkpoints/last.ckpt." if (path / "config.yaml").is_file() else "")
+    raise RunFolderError(f"{path}: neither a model file nor a run folder containing model.pt.{hint}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,4 +53,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mliap_torch export", description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"mliap_torch export: {exc}", file=sys.stderr)
+        return USER_ERROR_STATUS

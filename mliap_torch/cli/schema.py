@@ -26,6 +26,14 @@ DTYPES = ("float64", "float32")
 
 
 @dataclass
+class ChecksConfig:
+    """Physical sanity checks of the data (see :mod:`mliap_torch.data.sanity`); ``null`` turns one off."""
+
+    min_distance: Optional[float] = 0.5
+    max_pairs_per_atom: Optional[int] = 1000
+
+
+@dataclass
 class DataConfig:
     format: str = "builtin"
     path: Optional[str] = None
@@ -36,6 +44,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 0
     group_weights: Optional[Any] = None
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     options: dict = field(default_factory=dict)
 
 
@@ -117,6 +126,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = False
     early_stopping_patience: Optional[int] = 30
+    divergence_factor: Optional[float] = 1.0e4
     checkpoint: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -239,8 +249,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     for name, value in (("data.val_fraction", data.val_fraction), ("data.test_fraction", data.test_fraction)):
         if value is not None and not 0.0 <= value < 1.0:
             raise ConfigError(f"Configuration error: '{name}' is {value}; it must be in [0, 1).")
-    if data.batch_size < 1:
-        raise ConfigError(f"Configuration error: 'data.batch_size' is {data.batch_size}; it must be at least 1.")
+    _check_ranges(data, descriptor, model, trainer, export, out)
     if check_paths:
         data.path = _existing_path("data.path", data.path, required=data.format != "builtin")
         if data.format == "mlearn":
@@ -255,6 +264,122 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
                        dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export,
                        experiment=cfg.get("experiment"))
+
+
+def _at_least(key: str, value: Any, minimum: float, *, strict: bool = False, optional: bool = False) -> None:
+    """ConfigError unless ``value`` ≥ ``minimum`` (> with ``strict``); ``None`` passes when ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"Configuration error: '{key}' is {value!r}; it must be a number.")
+    if value < minimum or (strict and value == minimum):
+        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
+        raise ConfigError(f"Configuration error: '{key}' is {value}; it must be {bound}.")
+
+
+def _per_element_values(key: str, value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_descriptor_ranges(descriptor: dict) -> None:
+    """Ranges of the descriptor settings that every element set shares (cutoffs, orders, radii)."""
+    if descriptor["type"] == "bispectrum":
+        if not isinstance(descriptor["twojmax"], int) or descriptor["twojmax"] < 0:
+            raise ConfigError(f"Configuration error: 'descriptor.twojmax' is {descriptor['twojmax']!r}; it must be "
+                              "an integer of at least 0 (2·Jmax, e.g. 6 or 8).")
+        _at_least("descriptor.rcutfac", descriptor["rcutfac"], 0.0, strict=True)
+        _at_least("descriptor.rmin0", descriptor["rmin0"], 0.0)
+        _at_least("descriptor.rfac0", descriptor["rfac0"], 0.0, strict=True)
+        if descriptor["rfac0"] > 1.0:
+            raise ConfigError(f"Configuration error: 'descriptor.rfac0' is {descriptor['rfac0']}; it must be in "
+                              "(0, 1] (LAMMPS' default 0.99363).")
+        for value in _per_element_values("descriptor.radelem", descriptor["radelem"]):
+            _at_least("descriptor.radelem", value, 0.0, strict=True)
+        for key in ("sinner", "dinner"):
+            for value in _per_element_values(f"descriptor.{key}", descriptor.get(key)):
+                _at_least(f"descriptor.{key}", value, 0.0, strict=True, optional=True)
+        return
+    for key in ("rcut",):
+        value = descriptor.get(key)
+        if isinstance(value, (int, float)):
+            _at_least(f"descriptor.{key}", value, 0.0, strict=True)
+    for key in ("dcut", "r_in", "delta_in"):
+        value = descriptor.get(key)
+        if isinstance(value, (int, float)):
+            _at_least(f"descriptor.{key}", value, 0.0)
+    for key in ("nradmax_by_orders", "lmax_by_orders"):
+        for value in descriptor.get(key) or []:
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"Configuration error: 'descriptor.{key}' is {descriptor[key]!r}; it must be a "
+                                  "list of integers of at least 0 (one per rank).")
+
+
+def _check_accelerator_name(name: str) -> None:
+    """The Lightning accelerator ``name`` exists (``gpu`` and ``auto`` included)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    known = sorted(set(AcceleratorRegistry.available_accelerators()) | {"auto", "gpu"})
+    if name not in known:
+        raise ConfigError(f"Configuration error: 'trainer.accelerator' is {name!r}; choose one of "
+                          f"{', '.join(known)}.")
+
+
+def require_accelerator(name: str) -> None:
+    """ConfigError unless the accelerator ``name`` is available on this machine (checked before gradient
+    training reads any data; exact fits do not use it)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    _check_accelerator_name(name)
+    if name == "auto":
+        return
+    candidates = ("cuda", "mps") if name == "gpu" else (name,)
+    if not any(c in AcceleratorRegistry.available_accelerators() and AcceleratorRegistry.get(c).is_available()
+               for c in candidates):
+        raise ConfigError(f"Configuration error: 'trainer.accelerator' is {name!r}, but no {name} device is "
+                          "available on this machine; use trainer=cpu (or trainer.accelerator=auto).")
+
+
+def _check_ranges(data: DataConfig, descriptor: dict, model: ModelConfig, trainer: TrainerConfig,
+                  export: ExportConfig, top: "_TopScalars") -> None:
+    """Out-of-range values become a ConfigError before any data is read."""
+    _at_least("data.batch_size", data.batch_size, 1)
+    _at_least("data.max_configs", data.max_configs, 1, optional=True)
+    _at_least("data.num_workers", data.num_workers, 0)
+    _at_least("data.checks.min_distance", data.checks.min_distance, 0.0, optional=True)
+    _at_least("data.checks.max_pairs_per_atom", data.checks.max_pairs_per_atom, 1, optional=True)
+    _check_descriptor_ranges(descriptor)
+    for width in model.hidden:
+        _at_least("model.hidden", width, 1)
+    for name in ("energy", "forces", "stress"):
+        _at_least(f"model.loss.{name}", getattr(model.loss, name), 0.0)
+    if model.fit == "gradient" or model.refine:
+        if model.loss.energy == model.loss.forces == model.loss.stress == 0:
+            raise ConfigError("Configuration error: 'model.loss' weights are all 0; give energy, forces or "
+                              "stress a positive weight.")
+    _at_least("model.optimizer.lr", model.optimizer.lr, 0.0, strict=True)
+    _at_least("model.optimizer.weight_decay", model.optimizer.weight_decay, 0.0)
+    _at_least("model.scheduler.factor", model.scheduler.factor, 0.0, strict=True)
+    if model.scheduler.factor >= 1.0:
+        raise ConfigError(f"Configuration error: 'model.scheduler.factor' is {model.scheduler.factor}; it must "
+                          "be in (0, 1).")
+    _at_least("model.scheduler.patience", model.scheduler.patience, 0)
+    _at_least("model.scheduler.min_lr", model.scheduler.min_lr, 0.0)
+    if trainer.max_epochs != -1:
+        _at_least("trainer.max_epochs", trainer.max_epochs, 1)
+    _at_least("trainer.num_nodes", trainer.num_nodes, 1)
+    _at_least("trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1)
+    _at_least("trainer.log_every_n_steps", trainer.log_every_n_steps, 1)
+    _at_least("trainer.early_stopping_patience", trainer.early_stopping_patience, 0, optional=True)
+    _at_least("trainer.divergence_factor", trainer.divergence_factor, 1.0, strict=True, optional=True)
+    _at_least("trainer.gradient_clip_val", trainer.gradient_clip_val, 0.0, strict=True, optional=True)
+    if isinstance(trainer.devices, int) and not isinstance(trainer.devices, bool) and trainer.devices != -1:
+        _at_least("trainer.devices", trainer.devices, 1)
+    _check_accelerator_name(trainer.accelerator)
+    _at_least("export.check_configs", export.check_configs, 0)
+    _at_least("export.md_steps", export.md_steps, 0)
+    _at_least("export.md_atoms", export.md_atoms, 1)
+    _at_least("export.temperature", export.temperature, 0.0)
+    _at_least("seed", top.seed, 0)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """``python train.py [overrides]`` / ``mliap_torch train [overrides]``: Hydra entry point of training.
 
 Configs live in ``configs/`` at the repository root (``$MLIAP_TORCH_CONFIGS`` overrides that).
-The run folder is Hydra's output directory. Configuration errors print one paragraph and exit
-with status 2.
+The run folder is Hydra's output directory (a new one per run, see :mod:`mliap_torch.cli.run_dir`).
+User errors — a bad override or config value, bad data, an unusable checkpoint, a diverged training
+(any :class:`~mliap_torch.errors.UserError`) — print one paragraph and exit with status 2; anything
+else is a bug and keeps its traceback (status 1).
 """
 from __future__ import annotations
 
@@ -14,24 +16,33 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mliap_torch.cli.schema import ConfigError, validate
+from mliap_torch.cli.run_dir import register_resolver
+from mliap_torch.cli.schema import validate
+from mliap_torch.errors import UserError
 
+USER_ERROR_STATUS = 2
 CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
+
+
+register_resolver()
+_task_started = False
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float | None:
     """Validate ``cfg``, train, and return the test energy MAE (eV/atom) for sweepers."""
+    global _task_started
+    _task_started = True
     try:
         typed = validate(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
-    from mliap_torch.training.run import run
+        from mliap_torch.training.run import run
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    result = run(typed, run_dir, resolved_config=resolved)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        result = run(typed, run_dir, resolved_config=resolved)
+    except UserError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR_STATUS)
     if result is None:
         return None
     return result.metrics.get("test", {}).get("all", {}).get("energy_mae")
@@ -47,7 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [__file__, *argv]
     else:
         sys.argv[0] = __file__
-    hydra_main()
+    try:
+        hydra_main()
+    except SystemExit as exc:
+        # Hydra reports its own errors (an unknown override, a missing config group option) and
+        # exits 1 before the task starts; those are user errors too.
+        if exc.code == 1 and not _task_started:
+            sys.exit(USER_ERROR_STATUS)
+        raise
 
 
 if __name__ == "__main__":

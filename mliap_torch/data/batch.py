@@ -9,6 +9,7 @@ import torch
 
 from .configuration import Configuration
 from .neighbors import neighbor_pairs, pair_vectors
+from .sanity import check_cell, check_pairs
 
 
 @dataclass
@@ -120,9 +121,15 @@ class ProcessedConfiguration:
 
 def process_configuration(config: Configuration, elements: Sequence[str], cutoff: float,
                           group_index: int = 0, config_id: int = 0) -> ProcessedConfiguration:
-    """Species indices and the full neighbor list of ``config`` within ``cutoff`` Å."""
+    """Species indices and the full neighbor list of ``config`` within ``cutoff`` Å.
+
+    The sanity checks of :mod:`mliap_torch.data.sanity` (limits in force: ``current_limits()``) run
+    before and after the neighbor list; a failing one raises a ``SanityError`` naming the configuration.
+    """
     species = species_indices(config, elements)
+    check_cell(config, cutoff)
     i, j, s = neighbor_pairs(config.positions, config.cell, config.pbc, cutoff)
+    check_pairs(config, cutoff, i.numpy(), j.numpy(), s.numpy())
     return ProcessedConfiguration(config, species, i.numpy(), j.numpy(), s.numpy(), group_index, config_id)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..files import write_text_atomically
 from .configuration import Configuration
 
 
@@ -105,7 +106,7 @@ class Split:
     groups: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        write_text_atomically(path, json.dumps(dataclasses.asdict(self), indent=1))
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Split":

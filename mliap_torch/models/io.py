@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ModelFileError
+from ..files import atomic_path
 from .heads import head_from_settings
 from .potential import Potential
 
@@ -63,12 +65,12 @@ def _potential_from_settings(settings: dict[str, Any]) -> Potential:
 
 
 def save(potential: Potential, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``potential`` to ``path`` (``.pt``): settings and tensors only, loadable with ``weights_only``."""
+    """Write ``potential`` to ``path`` (``.pt``, atomically): settings and tensors only, loadable with ``weights_only``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in potential.state_dict().items()}
-    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "settings": potential.settings(),
-                "state_dict": state, "metadata": metadata or {}}, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": FORMAT_VERSION, "settings": potential.settings(),
+                    "state_dict": state, "metadata": metadata or {}}, tmp)
     return path
 
 
@@ -76,15 +78,21 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Potentia
     """Load a potential written by :func:`save`. Executes no code from the file (``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+        raise ModelFileError(f"no model file at {path}")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is not a mliap_torch model file (or is not safe to load): {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} is not a mliap_torch model file, or is not safe to load (it was read with "
+                             f"weights_only=True, which refuses code): {reason}") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a mliap_torch model file (format tag missing)")
+        raise ModelFileError(f"{path} is not a mliap_torch model file (format tag missing)")
     if blob.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer mliap_torch (format {blob['version']})")
-    potential = potential_from_settings(blob["settings"])
-    potential.load_state_dict(blob["state_dict"])
+        raise ModelFileError(f"{path} was written by a newer mliap_torch (format {blob['version']})")
+    try:
+        potential = potential_from_settings(blob["settings"])
+        potential.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: its settings or weights do not form a mliap_torch potential "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return potential.to(map_location)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.configuration import Configuration
+from ..files import write_text_atomically
 from ..data.groups import GroupSpec, Split, config_keys, group_fraction_specs, make_split
 
 
@@ -37,7 +38,7 @@ class SplitData:
     def save(self, folder: Path) -> None:
         """``split.json`` (a :class:`~mliap_torch.data.groups.Split`) and ``validation.json`` (indices)."""
         self.split.to_json(folder / "split.json")
-        (folder / "validation.json").write_text(json.dumps({"val": self.val_ids}))
+        write_text_atomically(folder / "validation.json", json.dumps({"val": self.val_ids}))
 
 
 def read_configurations(data: Any) -> tuple[list[Configuration], list[Configuration] | None]:

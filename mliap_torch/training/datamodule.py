@@ -7,7 +7,7 @@ from typing import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data.batch import AtomsBatch
 from ..data.configuration import Configuration
@@ -36,13 +36,16 @@ class AtomsDataModule(L.LightningDataModule):
         stored_descriptors: a potential whose (frozen) descriptor is evaluated once per configuration
             in :meth:`setup`; the batches then carry descriptors and pair Jacobians (see
             :mod:`mliap_torch.training.precompute`) and training never re-evaluates the descriptor.
+        seed: seed of the training order. The order of epoch ``e`` depends on ``(seed, e)`` only (in one
+            process and under DDP), so a resumed run sees the batches the uninterrupted run would have.
     """
 
     def __init__(self, train: Sequence[Configuration], val: Sequence[Configuration], test: Sequence[Configuration],
                  elements: Sequence[str], cutoff: float, group_names: Sequence[str], batch_size: int = 8,
                  num_workers: int = 0, dtype: torch.dtype = torch.float64,
-                 stored_descriptors: Potential | None = None):
+                 stored_descriptors: Potential | None = None, seed: int = 0):
         super().__init__()
+        self.seed = seed
         self.splits = {"train": list(train), "val": list(val), "test": list(test)}
         self.elements = list(elements)
         self.cutoff = float(cutoff)
@@ -75,7 +78,13 @@ class AtomsDataModule(L.LightningDataModule):
             attach_descriptor_jacobians(dataset.items, potential, desc=f"{name} descriptors")
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
+        dataset = self.datasets[name]
+        sampler = None
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        if shuffle and not distributed:
+            # Lightning calls set_epoch before every epoch; under DDP it inserts its own DistributedSampler.
+            sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and distributed, sampler=sampler,
                           num_workers=self.num_workers, collate_fn=partial(collate_processed, dtype=self.dtype),
                           persistent_workers=self.num_workers > 0)
 

@@ -7,9 +7,11 @@ import lightning as L
 import torch
 
 from ..data.batch import AtomsBatch
+from ..faults import kill_point
 from ..fitting.metrics import ALL, MetricAccumulator
 from ..models.io import potential_from_settings
 from ..models.potential import Potential
+from .guards import check_step_loss
 
 
 def loss_terms(pred: dict[str, torch.Tensor], batch: AtomsBatch, use_config_weights: bool = True
@@ -86,8 +88,11 @@ class PotentialModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: AtomsBatch, batch_idx: int) -> torch.Tensor:
+        kill_point("train.batch")
         pred = self(batch, create_graph=True)
-        return self._loss(pred, batch, "train")
+        loss = self._loss(pred, batch, "train")
+        check_step_loss(loss, self.current_epoch, batch_idx, self.optimizer_settings["lr"])
+        return loss
 
     def validation_step(self, batch: AtomsBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")

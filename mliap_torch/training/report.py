@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,8 @@ import yaml
 
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset
+from ..errors import TrainingDivergedError
+from ..files import write_text_atomically
 from ..fitting.metrics import ALL, MetricAccumulator, MetricsTable
 from ..fitting.plots import parity_plot
 from ..models import io
@@ -21,7 +24,7 @@ from ..models.potential import Potential
 
 def write_config(resolved: dict[str, Any], path: Path) -> None:
     """The resolved configuration as YAML (``hydra`` section left out)."""
-    path.write_text(yaml.safe_dump({k: v for k, v in resolved.items() if k != "hydra"}, sort_keys=False))
+    write_text_atomically(path, yaml.safe_dump({k: v for k, v in resolved.items() if k != "hydra"}, sort_keys=False))
 
 
 def loss_curves(metrics_csv: Path, out: Path) -> Path | None:
@@ -146,6 +149,17 @@ def summary(table: MetricsTable) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
+def _check_finite(result: dict[str, Any], run_dir: Path) -> None:
+    """TrainingDivergedError when any error metric is NaN or infinite (the model predicts non-finite values)."""
+    bad = sorted(f"{split}/{group}/{key}" for split, groups in result.items() if split != "timings"
+                 for group, values in groups.items() for key, value in values.items()
+                 if isinstance(value, float) and not math.isfinite(value))
+    if bad:
+        raise TrainingDivergedError(f"{run_dir}: the fitted model predicts non-finite values ({', '.join(bad[:4])}"
+                                    f"{' ...' if len(bad) > 4 else ''}); nothing was saved or exported. Lower the "
+                                    f"learning rate or check the data and the solver settings.")
+
+
 def evaluate_and_report(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
                         run_dir: Path, group_names: Sequence[str], batch_size: int = 16, plots: bool = True,
                         timings: dict[str, float] | None = None, echo: bool = True) -> dict[str, Any]:
@@ -163,10 +177,11 @@ def evaluate_and_report(potential: Potential, train: Sequence[Configuration], te
         sets["test"] = predict(potential, test, group_names, accumulator, True, batch_size)
     table = accumulator.table()
     result = {**summary(table), "timings": dict(timings or {})}
+    _check_finite(result, run_dir)
     io.save(potential, run_dir / "model.pt", metadata={"metrics": result})
-    (run_dir / "metrics.md").write_text(f"# Errors\n\n{error_table(result)}\n\n## Per group (FitSNAP style)\n\n"
+    write_text_atomically(run_dir / "metrics.md", f"# Errors\n\n{error_table(result)}\n\n## Per group (FitSNAP style)\n\n"
                                         f"{table.to_markdown()}")
-    (run_dir / "metrics.json").write_text(json.dumps({"summary": result, "table": table.to_dict()}, indent=1))
+    write_text_atomically(run_dir / "metrics.json", json.dumps({"summary": result, "table": table.to_dict()}, indent=1))
     if plots:
         write_parity_plot(sets, run_dir / "parity.png", title=run_dir.name)
         loss_curves(run_dir / "logs" / "metrics.csv", run_dir / "loss_curves.png")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,11 +10,18 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
+from ..cli.schema import require_accelerator
 from ..data.configuration import Configuration
+from ..data.sanity import SanityLimits, sanity_limits
+from ..errors import ConfigError
+from ..faults import kill_point
+from ..files import write_text_atomically
 from ..models.potential import Potential
+from .checkpoints import best_weights, check_resumable, load_checkpoint
 from .datamodule import AtomsDataModule
 from .module import PotentialModule
 from .precompute import descriptor_is_frozen
+from .ranks import is_global_zero
 from .setup import build_potential, data_elements, initialize_mlp
 from .trainer import build_trainer
 
@@ -31,43 +37,55 @@ class RunResult:
     checkpoint: Path | None = None
 
 
-def _is_global_zero() -> bool:
-    """Rank 0 of a (possibly not yet started) distributed run, from the launcher's environment
-    (SLURM's ``SLURM_PROCID`` when ``srun`` started the processes, else Lightning's ``LOCAL_RANK``/``NODE_RANK``)."""
-    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", 1)) > 1:
-        return int(os.environ["SLURM_PROCID"]) == 0
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-
-
 def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = None) -> RunResult | None:
     """Train the potential described by ``cfg`` (a :class:`~mliap_torch.cli.schema.TrainConfig`).
 
     Writes into ``run_dir``: ``config.yaml`` (when ``resolved_config`` is given), ``split.json``,
     ``model.pt``, ``metrics.md``/``metrics.json`` (train and test, per group), parity plots,
-    ``loss_curves.png`` and Lightning's checkpoints and logs; prints the error table.
+    ``loss_curves.png`` and Lightning's checkpoints and logs; prints the error table. The data pass
+    the sanity checks of ``cfg.data.checks`` (:mod:`mliap_torch.data.sanity`).
     """
+    checks = cfg.data.checks
+    with sanity_limits(SanityLimits(checks.min_distance, checks.max_pairs_per_atom)):
+        return _run(cfg, Path(run_dir), resolved_config)
+
+
+def _build_potential(cfg: Any, elements: list[str]) -> Potential:
+    """The configured potential; settings that its constructors reject become a ConfigError."""
+    m = cfg.model
+    try:
+        return build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference, m.linear_term)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"Configuration error in 'descriptor'/'model' for elements {elements}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> RunResult | None:
     from .data import load_split_data
     from .report import evaluate_and_report, write_config
 
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.model.fit == "gradient" or cfg.model.refine:
+        require_accelerator(cfg.trainer.accelerator)
+    resume = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path is not None else None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dtype = getattr(torch, cfg.dtype)
     data = load_split_data(cfg.data, cfg.seed)
     timings["read_data_s"] = time.perf_counter() - t0
-    if _is_global_zero():
+    if is_global_zero():
         if resolved_config is not None:
             write_config(resolved_config, run_dir / "config.yaml")
         data.save(run_dir)
 
     elements = list(cfg.descriptor.get("elements") or data_elements(data.train + data.test))
     m = cfg.model
-    potential = build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference,
-                                m.linear_term)
+    potential = _build_potential(cfg, elements)
+    if resume is not None:
+        check_resumable(cfg.ckpt_path, resume, potential.settings())
     t1 = time.perf_counter()
-    if cfg.ckpt_path is None:
+    if resume is None:
         if m.fit == "exact":
             from ..fitting.exact_fit import fit_exact
             # Per-element constants also with bzeroflag (FitSNAP omits them); rows kept so that the
@@ -83,7 +101,9 @@ def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = 
     checkpoint = None
     if m.fit == "gradient" or m.refine:
         t2 = time.perf_counter()
-        potential, checkpoint = train_lightning(cfg, potential, data.fit, data.val, data.group_names, run_dir, dtype)
+        resume_epoch = None if resume is None else int(resume.get("epoch", 0))
+        potential, checkpoint = train_lightning(cfg, potential, data.fit, data.val, data.group_names, run_dir, dtype,
+                                                resume_epoch)
         timings["gradient_training_s"] = time.perf_counter() - t2
         if potential is None:
             return None
@@ -91,6 +111,7 @@ def run(cfg: Any, run_dir: str | Path, resolved_config: dict[str, Any] | None = 
     timings["total_training_s"] = time.perf_counter() - t0
     metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
                                   batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings)
+    kill_point("export")
     if cfg.export.lammps:
         metrics["lammps"] = export_to_lammps(cfg.export, potential, data.test or data.train, run_dir)
     return RunResult(potential, run_dir, metrics, timings, checkpoint)
@@ -110,18 +131,20 @@ def export_to_lammps(export: Any, potential: Potential, check: Sequence[Configur
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         metrics["lammps"] = report
-        metrics_file.write_text(json.dumps(metrics, indent=2))
+        write_text_atomically(metrics_file, json.dumps(metrics, indent=2))
     print(format_export_report(report), flush=True)
     return report
 
 
 def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuration], val: Sequence[Configuration],
-                    group_names: Sequence[str], run_dir: Path, dtype: torch.dtype
+                    group_names: Sequence[str], run_dir: Path, dtype: torch.dtype, resume_epoch: int | None = None
                     ) -> tuple[Potential | None, Path | None]:
     """Gradient training of ``potential`` (starting from its current parameters) with Lightning.
 
-    Returns the potential with the best validation weights (the last ones without checkpoints) and
-    the best checkpoint path; ``(None, None)`` on DDP ranks other than zero.
+    With ``cfg.ckpt_path`` the run resumes from that checkpoint (read with ``weights_only=True``;
+    ``resume_epoch`` is its epoch, up to which ``metrics.csv`` is kept). Returns the potential with the
+    best validation weights of this run folder's ``checkpoints/best.ckpt`` (the last weights without
+    one) and that path; ``(None, None)`` on DDP ranks other than zero.
     """
     m = cfg.model
     module = PotentialModule(potential.settings(), group_names=group_names, loss_weights=asdict(m.loss),
@@ -131,15 +154,14 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
     stored = potential if m.store_descriptors and descriptor_is_frozen(potential) else None
     datamodule = AtomsDataModule(train, val, [], potential.elements, potential.cutoff, group_names,
                                  batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, dtype=dtype,
-                                 stored_descriptors=stored)
-    trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+                                 stored_descriptors=stored, seed=cfg.seed)
+    trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0, resume_epoch=resume_epoch)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return None, None
-    best = Path(trainer.checkpoint_callback.best_model_path) if trainer.checkpoint_callback else None
-    if best is not None and best.is_file():
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-    else:
-        best = None
-    return module.potential.cpu(), best
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+    state = best_weights(run_dir, best_path)
+    if state is None:
+        return module.potential.cpu(), None
+    module.load_state_dict(state)
+    return module.potential.cpu(), Path(best_path)
