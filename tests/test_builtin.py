@@ -9,8 +9,10 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from mliap_torch.data.builtin import GROUPS, builtin_cache_file, builtin_dataset, generate_builtin
-from mliap_torch.data.readers import read_dataset, write_extxyz
+from mliap_torch import faults
+from mliap_torch.data.builtin import (GROUPS, builtin_cache_file, builtin_dataset, builtin_manifest_file,
+                                      generate_builtin)
+from mliap_torch.data.readers import read_dataset
 
 
 def _identical(a, b) -> None:
@@ -47,7 +49,9 @@ def test_builtin_deterministic_labelled_and_cached(tmp_path: Path, monkeypatch: 
         np.testing.assert_allclose(atoms.get_forces(), c.forces, atol=1e-10)
         np.testing.assert_allclose(atoms.get_stress(), c.stress, atol=1e-12)
 
-    # a second call reads the cache file instead of generating: replace the file and see it
-    write_extxyz(cached[:3], builtin_cache_file())
-    assert len(builtin_dataset()) == 3
-    assert len(read_dataset("builtin")) == 3
+    # a second call reads the cache file (checked against its manifest) instead of generating
+    generated = faults._reached["builtin.generate"]
+    _identical(fresh, builtin_dataset())
+    _identical(fresh, read_dataset("builtin"))
+    assert faults._reached["builtin.generate"] == generated
+    assert builtin_manifest_file().is_file()
