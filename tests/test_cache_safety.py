@@ -240,7 +240,7 @@ def test_killed_writes_leave_nothing_corrupt(source: Path, tmp_path: Path) -> No
     assert reader.calls == 1 and digest(dataset) == digest(uncached(source))
     assert not list(where.glob("*.tmp*")), "the stale temporary is removed under the lock"
 
-    # killed while replacing a stored descriptor array (the second write through cache.write): the previous array stays whole
+    # killed replacing a stored descriptor array (second write through cache.write): the previous one stays whole
     rc, _, err = finish(start(KILLED_BUILD, source, where, env={"MLIAP_TORCH_KILL_AT": "cache.write:2"}))
     assert rc == -signal.SIGKILL, err[-2000:]
     np.testing.assert_array_equal(load_descriptors(dataset, "B", {"k": 1}), np.full((3, 2), 1.0))

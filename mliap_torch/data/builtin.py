@@ -207,7 +207,8 @@ def _read_cache(file: Path, manifest_file: Path) -> list[Configuration] | None:
     try:
         manifest = json.loads(manifest_file.read_text())
     except FileNotFoundError:
-        raise CacheEntryError(f"{file}: no manifest {manifest_file.name} (its write was cut short, or it predates manifests)") from None
+        raise CacheEntryError(f"{file}: no manifest {manifest_file.name} (its write was cut short, or it predates "
+                              "manifests)") from None
     except ValueError as err:
         raise CacheEntryError(f"{file}: unreadable manifest {manifest_file.name} ({err})") from err
     if not isinstance(manifest, dict):
