@@ -1,6 +1,15 @@
-"""The built-in EMT data set: deterministic, labelled, cached losslessly."""
+"""The built-in EMT data set: deterministic, labelled, cached losslessly; the cache is checked on every read, survives
+SIGKILL at its kill points and is generated once by concurrent first calls."""
 from __future__ import annotations
 
+import inspect
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -9,8 +18,10 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from mliap_torch.data.builtin import GROUPS, builtin_cache_file, builtin_dataset, generate_builtin
-from mliap_torch.data.readers import read_dataset, write_extxyz
+from mliap_torch import faults
+from mliap_torch.data.builtin import (GROUPS, builtin_cache_file, builtin_dataset, builtin_manifest_file,
+                                      generate_builtin)
+from mliap_torch.data.readers import read_ase, read_dataset
 
 
 def _identical(a, b) -> None:
@@ -47,7 +58,94 @@ def test_builtin_deterministic_labelled_and_cached(tmp_path: Path, monkeypatch: 
         np.testing.assert_allclose(atoms.get_forces(), c.forces, atol=1e-10)
         np.testing.assert_allclose(atoms.get_stress(), c.stress, atol=1e-12)
 
-    # a second call reads the cache file instead of generating: replace the file and see it
-    write_extxyz(cached[:3], builtin_cache_file())
-    assert len(builtin_dataset()) == 3
-    assert len(read_dataset("builtin")) == 3
+    # a second call reads the cache file (checked against its manifest) instead of generating
+    generated = faults._reached["builtin.generate"]
+    _identical(fresh, builtin_dataset())
+    _identical(fresh, read_dataset("builtin"))
+    assert faults._reached["builtin.generate"] == generated
+    assert builtin_manifest_file().is_file()
+
+
+# --- the cache under truncation, SIGKILL and concurrent first calls (real processes and files) -------
+
+def digest(configs) -> str:
+    """SHA-256 of every stored field of ``configs``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in configs:
+        h.update(repr((c.energy, c.group, c.source, c.index, sorted(c.info.items()), list(map(str, c.symbols))))
+                 .encode())
+        for a in (c.positions, c.cell, c.pbc, c.forces, c.stress):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reference() -> str:
+    """Digest of a fresh generation (no cache)."""
+    return digest(generate_builtin())
+
+
+def _run(cache: Path, body: str, kill_at: str | None = None) -> subprocess.Popen:
+    """Start a Python process running ``body`` with ``MLIAP_TORCH_CACHE=cache`` (and a kill point)."""
+    env = {**os.environ, "MLIAP_TORCH_CACHE": str(cache)}
+    env.pop("MLIAP_TORCH_KILL_AT", None)
+    if kill_at:
+        env["MLIAP_TORCH_KILL_AT"] = kill_at
+    script = "import json, numpy as np\nfrom mliap_torch import faults\n" \
+             "from mliap_torch.data.builtin import builtin_dataset\n" + inspect.getsource(digest) + body
+    return subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in (cache / "builtin").iterdir() if ".tmp" in p.name)
+
+
+def test_truncated_cache_is_regenerated(reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLIAP_TORCH_CACHE", str(tmp_path))
+    assert digest(builtin_dataset()) == reference
+    lines = builtin_cache_file().read_text().splitlines(keepends=True)
+    start, frames = 0, 0
+    while frames < 300:  # cut after 300 whole frames: still a valid extxyz file
+        start += int(lines[start]) + 2
+        frames += 1
+    builtin_cache_file().write_text("".join(lines[:start]))
+    assert len(read_ase(builtin_cache_file())) == 300
+    with pytest.warns(UserWarning, match=re.escape(f"{builtin_cache_file()}: does not match its manifest")):
+        configs = builtin_dataset()
+    assert len(configs) == 350 and digest(configs) == reference
+    assert _leftovers(tmp_path) == []
+
+
+def test_killed_generation_and_write_recover(reference: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLIAP_TORCH_CACHE", str(tmp_path))
+    killed = _run(tmp_path, "builtin_dataset()", kill_at="builtin.generate:3")
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err[-2000:]
+    assert not builtin_cache_file().is_file()
+    killed = _run(tmp_path, "builtin_dataset()", kill_at="builtin.write")
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err[-2000:]
+    assert not builtin_cache_file().is_file() and not builtin_manifest_file().is_file()
+    assert len(_leftovers(tmp_path)) == 1, "the killed write left its temporary"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a cold cache is no damaged cache: no warning
+        configs = builtin_dataset()
+    assert len(configs) == 350 and digest(configs) == reference
+    assert _leftovers(tmp_path) == [], "the stale temporary is removed under the lock"
+
+
+def test_concurrent_first_calls_generate_once(reference: str, tmp_path: Path) -> None:
+    body = 'configs = builtin_dataset()\n' \
+           'print(json.dumps([len(configs), digest(configs), faults._reached["builtin.generate"]]))\n'
+    processes = [_run(tmp_path, body) for _ in range(4)]
+    results = [(p.communicate(timeout=300), p.returncode) for p in processes]
+    assert all(rc == 0 for _, rc in results), [err[-2000:] for (_, err), _ in results]
+    outputs = [json.loads(out) for (out, _), _ in results]
+    assert {(n, d) for n, d, _ in outputs} == {(350, reference)}
+    assert sorted(k for _, _, k in outputs) == [0, 0, 0, len(GROUPS)], "one process generated, three read"
+    assert any("waiting for" in err for (_, err), _ in results), "the waiting processes said so"
+    assert _leftovers(tmp_path) == []

@@ -18,10 +18,17 @@ Groups (configurations; every cell has at most 32 atoms; all cells are fully per
 Labels: EMT energy (eV), forces (eV/Å) and stress (ASE convention). Every configuration is generated
 from ``numpy.random.default_rng`` seeded per group, so two generations give identical numbers.
 The set is cached as extxyz under ``${MLIAP_TORCH_CACHE:-~/.cache/mliap_torch}/builtin/`` after the
-first call (about 10 s to generate).
+first call (about 10 s to generate), with a manifest (SHA-256, size and configuration count of the
+file) that every read checks. Generation and writing run under the cache's lock file, so concurrent
+first calls generate once (the others wait and read the file); both files are written to temporaries
+and renamed into place, the data first. A file that fails the check — cut short, edited, its
+manifest missing — is regenerated with a warning naming it (:func:`builtin_dataset`).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -31,6 +38,7 @@ from ase import Atoms, units
 from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 
+from ..faults import kill_point
 from .configuration import Configuration
 
 BUILTIN_VERSION = 1
@@ -39,6 +47,8 @@ BUILTIN_VERSION = 1
 ELEMENTS = ("Cu", "Ni")
 LATTICE = {"Cu": 3.61, "Ni": 3.52}
 SOURCE = "builtin:emt_cu_ni"
+
+log = logging.getLogger(__name__)
 
 
 def _labelled(atoms: Atoms, group: str, index: int) -> Configuration:
@@ -159,6 +169,7 @@ def generate_builtin(seed: int = 20240611) -> list[Configuration]:
     configs: list[Configuration] = []
     for k, (group, make) in enumerate(GROUPS.items()):
         rng = np.random.default_rng([seed, k])
+        kill_point("builtin.generate")
         start = len(configs)
         configs.extend(_labelled(atoms, group, start + j) for j, atoms in enumerate(make(rng)))
     return configs
@@ -170,23 +181,82 @@ def builtin_cache_file() -> Path:
     return root / "builtin" / f"emt_cu_ni_v{BUILTIN_VERSION}.extxyz"
 
 
+def builtin_manifest_file() -> Path:
+    """The manifest of :func:`builtin_cache_file`: the same name with ``.json``."""
+    return builtin_cache_file().with_suffix(".json")
+
+
+def _manifest(data: bytes, num_configs: int) -> dict[str, object]:
+    return {"builtin_version": BUILTIN_VERSION, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "configurations": num_configs}
+
+
+def _read_cache(file: Path, manifest_file: Path) -> list[Configuration] | None:
+    """The configurations of the cache ``file``, checked against ``manifest_file`` (SHA-256, size,
+    count); None when neither file exists; :class:`~mliap_torch.data.cache.CacheEntryError` naming
+    ``file`` when they do not agree."""
+    from .cache import CacheEntryError
+    from .readers.ase_io import read_ase
+
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        if manifest_file.exists():
+            raise CacheEntryError(f"{file}: missing, but its manifest {manifest_file.name} exists") from None
+        return None
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except FileNotFoundError:
+        raise CacheEntryError(f"{file}: no manifest {manifest_file.name} (its write was cut short, or it predates "
+                              "manifests)") from None
+    except ValueError as err:
+        raise CacheEntryError(f"{file}: unreadable manifest {manifest_file.name} ({err})") from err
+    if not isinstance(manifest, dict):
+        raise CacheEntryError(f"{file}: its manifest {manifest_file.name} is not a JSON object")
+    expected = _manifest(data, manifest.get("configurations", -1))
+    if manifest != expected:
+        raise CacheEntryError(f"{file}: does not match its manifest {manifest_file.name} (file: {len(data)} bytes, "
+                              f"SHA-256 {expected['sha256'][:12]}…; manifest: {manifest.get('bytes')} bytes, "
+                              f"SHA-256 {str(manifest.get('sha256'))[:12]}…)")
+    configs = read_ase(file)
+    if len(configs) != manifest["configurations"]:
+        raise CacheEntryError(f"{file}: {len(configs)} configurations, its manifest says {manifest['configurations']}")
+    return configs
+
+
+def _generate_cache(file: Path, manifest_file: Path) -> None:
+    """Generate the data set and publish ``file`` (kill point ``builtin.write`` before its rename), then
+    its manifest. Call it holding the cache's lock."""
+    from .cache import publish
+    from .readers.ase_io import write_extxyz
+
+    log.info("generating the built-in data set into %s (about 10 s)", file)
+    configs = generate_builtin()
+    publish(file, lambda tmp: write_extxyz(configs, tmp), "builtin.write")
+    manifest = _manifest(file.read_bytes(), len(configs))
+    publish(manifest_file, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1) + "\n"))
+
+
 def builtin_dataset(cache: bool = True) -> list[Configuration]:
     """The built-in EMT Cu/Cu–Ni data set (module docstring), read from the extxyz cache when present.
 
     Configurations read back from the cache are identical to freshly generated ones (the extxyz
     writer is lossless; ``source`` is ``"builtin:emt_cu_ni"`` and ``index`` the position in both).
+    The cache is checked against its manifest on every read; a cold or invalid cache is generated
+    once across processes (concurrent callers wait for the lock, then read), an invalid one with a
+    warning naming the file. ``cache=False`` generates without touching the cache.
     """
     if not cache:
         return generate_builtin()
-    from .readers.ase_io import read_ase, write_extxyz
+    from .cache import read_or_build  # imports torch, which generating the data set does not need
 
-    file = builtin_cache_file()
-    if not file.is_file():
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".tmp{os.getpid()}.extxyz")
-        write_extxyz(generate_builtin(), tmp)
-        os.replace(tmp, file)
-    configs = read_ase(file)
+    file, manifest_file = builtin_cache_file(), builtin_manifest_file()
+
+    def build() -> list[Configuration]:
+        _generate_cache(file, manifest_file)
+        return _read_cache(file, manifest_file)
+
+    configs = read_or_build(file, lambda: _read_cache(file, manifest_file), build)
     for c in configs:
         c.source = SOURCE
     return configs
