@@ -7,7 +7,7 @@ recovers and that no file is left corrupt. Unset (always, outside such tests), :
 only counts.
 
 Points: ``builtin.generate`` (while generating the built-in data), ``builtin.write`` (cache file
-written, not yet in place), ``cache.write`` (HDF5 data-set cache written, not yet in place),
+written, not yet in place), ``cache.write`` (an HDF5 data-set cache file or descriptor file written, not yet in place),
 ``train.batch`` (before a training batch), ``export`` (model and metrics saved, LAMMPS files not yet).
 """
 from __future__ import annotations
