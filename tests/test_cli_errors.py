@@ -103,3 +103,8 @@ def test_export_of_a_bad_run_folder_is_one_paragraph(tmp_path: Path) -> None:
     (garbage / "model.pt").write_bytes(b"not a torch file")
     message = export(garbage)
     assert str(garbage / "model.pt") in message and "not a mliap_torch model file" in message
+
+
+def test_a_config_error_leaves_no_run_folder_behind(tmp_path: Path) -> None:
+    assert "'descriptor.twojmax' is -2" in user_error(run_cli(["descriptor.twojmax=-2"], cwd=tmp_path))
+    assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]

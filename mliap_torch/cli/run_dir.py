@@ -10,6 +10,7 @@ An explicit ``hydra.run.dir=...`` bypasses both.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -19,7 +20,11 @@ from ..training.ranks import is_global_zero
 RESOLVER = "mliap_torch.run_dir"
 MAX_SUFFIX = 10_000
 
+HYDRA_BOOKKEEPING = (".hydra",)
+"""What Hydra writes into a run folder before the task starts (besides its ``*.log`` file)."""
+
 _claimed: dict[tuple[str, str | None], str] = {}
+_created: set[str] = set()
 
 
 def checkpoint_run_folder(ckpt_path: str | Path) -> Path | None:
@@ -55,8 +60,22 @@ def claim_run_dir(base: str, ckpt_path: str | None = None) -> str:
         except FileExistsError:
             continue
         _claimed[key] = str(candidate)
+        _created.add(str(candidate.resolve()))
         return _claimed[key]
     raise FileExistsError(f"{root}: {MAX_SUFFIX} run folders of this name exist already")
+
+
+def discard_if_unused(run_dir: str | Path) -> bool:
+    """Remove ``run_dir`` when this process created it and nothing but Hydra's bookkeeping is in it (a run
+    stopped by a configuration error before writing anything); True when removed."""
+    folder = Path(run_dir).resolve()
+    if str(folder) not in _created or not folder.is_dir():
+        return False
+    if any(p.name not in HYDRA_BOOKKEEPING and p.suffix != ".log" for p in folder.iterdir()):
+        return False
+    shutil.rmtree(folder)
+    _created.discard(str(folder))
+    return True
 
 
 def register_resolver() -> None:

@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mliap_torch.cli.run_dir import register_resolver
+from mliap_torch.cli.run_dir import discard_if_unused, register_resolver
 from mliap_torch.cli.schema import validate
 from mliap_torch.errors import UserError
 
@@ -33,14 +33,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """Validate ``cfg``, train, and return the test energy MAE (eV/atom) for sweepers."""
     global _task_started
     _task_started = True
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         typed = validate(cfg)
         from mliap_torch.training.run import run
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         result = run(typed, run_dir, resolved_config=resolved)
     except UserError as exc:
+        discard_if_unused(run_dir)
         print(exc, file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_STATUS)
     if result is None:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ModelFileError
 from ..files import atomic_path
+from ..safe_load import load_weights_only, refusal_reason
 from .heads import head_from_settings
 from .potential import Potential
 
@@ -80,11 +81,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Potentia
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = load_weights_only(path, map_location)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a mliap_torch model file, or is not safe to load (it was read with "
-                             f"weights_only=True, which refuses code): {reason}") from exc
+                             f"weights_only=True, which refuses code): {refusal_reason(exc)}.") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a mliap_torch model file (format tag missing)")
     if blob.get("version", 0) > FORMAT_VERSION:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..safe_load import load_weights_only, refusal_reason
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -25,12 +26,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"ckpt_path {path}: no such checkpoint file.")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_weights_only(path)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"ckpt_path {path}: the checkpoint cannot be loaded safely (it is read with "
                               f"weights_only=True, which refuses pickled code and arbitrary objects; the file is "
-                              f"damaged or was not written by mliap_torch): {reason}") from None
+                              f"damaged or was not written by mliap_torch): {refusal_reason(exc)}.") from None
     if not isinstance(blob, dict) or "state_dict" not in blob or "potential_settings" not in (
             blob.get("hyper_parameters") or {}):
         raise CheckpointError(f"ckpt_path {path}: not a checkpoint of a mliap_torch training run (no state_dict "
