@@ -277,7 +277,8 @@ def _at_least(key: str, value: Any, minimum: float, *, strict: bool = False, opt
         raise ConfigError(f"Configuration error: '{key}' is {value}; it must be {bound}.")
 
 
-def _per_element_values(key: str, value: Any) -> list[Any]:
+def _per_element_values(value: Any) -> list[Any]:
+    """A per-element setting (one number for all elements, or a list) as a list."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
@@ -293,16 +294,14 @@ def _check_descriptor_ranges(descriptor: dict) -> None:
         if descriptor["rfac0"] > 1.0:
             raise ConfigError(f"Configuration error: 'descriptor.rfac0' is {descriptor['rfac0']}; it must be in "
                               "(0, 1] (LAMMPS' default 0.99363).")
-        for value in _per_element_values("descriptor.radelem", descriptor["radelem"]):
+        for value in _per_element_values(descriptor["radelem"]):
             _at_least("descriptor.radelem", value, 0.0, strict=True)
         for key in ("sinner", "dinner"):
-            for value in _per_element_values(f"descriptor.{key}", descriptor.get(key)):
+            for value in _per_element_values(descriptor.get(key)):
                 _at_least(f"descriptor.{key}", value, 0.0, strict=True, optional=True)
         return
-    for key in ("rcut",):
-        value = descriptor.get(key)
-        if isinstance(value, (int, float)):
-            _at_least(f"descriptor.{key}", value, 0.0, strict=True)
+    if isinstance(descriptor.get("rcut"), (int, float)):
+        _at_least("descriptor.rcut", descriptor["rcut"], 0.0, strict=True)
     for key in ("dcut", "r_in", "delta_in"):
         value = descriptor.get(key)
         if isinstance(value, (int, float)):
