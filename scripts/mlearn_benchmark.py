@@ -318,7 +318,7 @@ def group_weights(entry: dict) -> dict[str, list[float]]:
 
 
 def experiment_config(entry: dict) -> str:
-    """The Hydra experiment (``configs/experiment/mlearn_<el>_<model>.yaml``) of one benchmark cell:
+    """The Hydra experiment (``mliap_torch/configs/experiment/mlearn_<el>_<model>.yaml``) of one benchmark cell:
     the descriptor settings and the row weights/ridge (exact fits) or network, loss and epochs (NN heads)."""
     el, model, s = entry["element"], entry["model"], entry["settings"]
     name = f"mlearn_{el.lower()}_{model}"
@@ -506,8 +506,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--readme", type=Path, default=DEFAULT_README,
                         help="file whose summary block (short table and plot) is rewritten")
     parser.add_argument("--no-doc", action="store_true", help="do not touch --doc and --readme")
-    parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "configs" / "experiment", default=None,
-                        help="write configs/experiment/mlearn_<el>_<model>.yaml from the results")
+    parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "mliap_torch" / "configs" / "experiment", default=None,
+                        help="write mliap_torch/configs/experiment/mlearn_<el>_<model>.yaml from the results")
     parser.add_argument("--jobs", type=int, default=1,
                         help="fit in this many processes (one element each, one thread each; networks train for "
                              "--nn-minutes of wall time, so give each process its own core), then time the "

@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from cli_helpers import QUICK, ROOT, run_cli, user_error
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import ConfigError, require_accelerator, validate
 
 RANGE_ERRORS = [
@@ -33,7 +34,7 @@ RANGE_ERRORS = [
 
 
 def composed(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=overrides)
 
 

@@ -1,4 +1,4 @@
-"""Every config in configs/ composes with hydra.compose, validates, and builds its cheap parts; bad configs
+"""Every config in mliap_torch/configs/ composes with hydra.compose, validates, and builds its cheap parts; bad configs
 give one clear paragraph (no traceback)."""
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import ConfigError, validate
 from mliap_torch.training.setup import build_descriptor, build_potential
 from mliap_torch.training.trainer import build_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
+CONFIGS = CONFIG_DIR
 
 
 def options(group: str) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.benchmarks.mlearn import RowSet, fit_snap_cell, make_bispectrum, relative_ridge, select_weights
 from mliap_torch.benchmarks.snap_rows import snap_rows
 from mliap_torch.calculator import Calculator
@@ -260,7 +261,7 @@ def test_missing_stress_rows_are_left_out(shared_data):
 
 
 def test_experiment_configs_record_the_benchmark_choices(shared_data):
-    """Every generated configs/experiment/mlearn_<el>_<model>.yaml composes, validates and carries the
+    """Every generated mliap_torch/configs/experiment/mlearn_<el>_<model>.yaml composes, validates and carries the
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
@@ -270,12 +271,12 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
 
     script = _script()
     results = json.loads((ROOT / "docs" / "mlearn_benchmark" / "results.json").read_text())
-    paths = sorted(p for p in (ROOT / "configs" / "experiment").glob("mlearn_*.yaml") if script.CONFIG_MARK in p.read_text())
+    paths = sorted(p for p in (CONFIG_DIR / "experiment").glob("mlearn_*.yaml") if script.CONFIG_MARK in p.read_text())
     assert paths, "no generated mlearn experiment configs"
     for path in paths:
         _, el, model = path.stem.split("_", 2)
         entry = results[f"{el.capitalize()}/{model}"]
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = validate(compose("train", overrides=[f"experiment={path.stem}"]))
         assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
         descriptor = dict(cfg.descriptor)

@@ -16,6 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import mliap_torch
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import validate
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.builtin import builtin_dataset
@@ -32,7 +33,7 @@ TINY = ["descriptor.twojmax=2", "data.max_configs=16", "data.batch_size=4", "tra
 
 
 def config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return validate(compose("train", overrides=TINY + overrides))
 
 

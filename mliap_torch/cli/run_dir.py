@@ -1,6 +1,6 @@
 """Run folders that never collide, and resumed runs that continue in their own folder.
 
-``configs/train.yaml`` names the run folder ``${mliap_torch.run_dir:'outputs/<model>/<time>',${ckpt_path}}``.
+``mliap_torch/configs/train.yaml`` names the run folder ``${mliap_torch.run_dir:'outputs/<model>/<time>',${ckpt_path}}``.
 The resolver :func:`claim_run_dir` creates the folder atomically (``mkdir`` fails if it exists) and,
 when another run took that name in the same second, takes ``<time>_1``, ``<time>_2``, ... instead;
 so simultaneous runs never write into one folder. With ``ckpt_path`` pointing into a run folder

@@ -1,6 +1,6 @@
 """Typed schema of the training configuration and its validation into one-paragraph errors.
 
-Hydra composes plain YAML from ``configs/``; :func:`validate` checks the result against these
+Hydra composes plain YAML from ``mliap_torch/configs/``; :func:`validate` checks the result against these
 dataclasses (unknown keys, wrong types, missing values, missing files) and raises
 :class:`ConfigError` with a message naming the offending key, so that the command line reports a
 single clear paragraph instead of a traceback.
@@ -223,7 +223,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     for section in ("data", "descriptor", "model", "trainer"):
         if section not in cfg:
             raise ConfigError(f"Configuration error: the '{section}' group is missing; choose one, e.g. "
-                              f"{section}=<option> (options are the files in configs/{section}/).")
+                              f"{section}=<option> (options are the files in mliap_torch/configs/{section}/).")
     data = _typed("data", DataConfig, cfg.data)
     model = _typed("model", ModelConfig, cfg.model)
     trainer = _typed("trainer", TrainerConfig, cfg.trainer)

@@ -1,6 +1,7 @@
 """``python train.py [overrides]`` / ``mliap_torch train [overrides]``: Hydra entry point of training.
 
-Configs live in ``configs/`` at the repository root (``$MLIAP_TORCH_CONFIGS`` overrides that).
+Configs ship inside the package, in ``mliap_torch/configs/`` (``$MLIAP_TORCH_CONFIGS`` overrides that),
+so a wheel install trains from any folder.
 The run folder is Hydra's output directory (a new one per run, see :mod:`mliap_torch.cli.run_dir`).
 User errors — a bad override or config value, bad data, an unusable checkpoint, a diverged training
 (any :class:`~mliap_torch.errors.UserError`) — print one paragraph and exit with status 2; anything
@@ -21,7 +22,8 @@ from mliap_torch.cli.schema import validate
 from mliap_torch.errors import UserError
 
 USER_ERROR_STATUS = 2
-CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", PACKAGE_CONFIG_DIR))
 
 
 register_resolver()
