@@ -36,5 +36,9 @@ class RunFolderError(UserError, ValueError):
     """A path that is not a usable run folder."""
 
 
+class ExportRouteError(UserError, ValueError):
+    """A LAMMPS route that cannot express the model (e.g. ``pair_style snap`` for a neural head)."""
+
+
 class TrainingDivergedError(UserError, RuntimeError):
     """Gradient training produced a non-finite or exploding loss; nothing is exported."""

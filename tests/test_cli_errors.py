@@ -109,3 +109,16 @@ def test_export_of_a_bad_run_folder_is_one_paragraph(tmp_path: Path) -> None:
 def test_a_config_error_leaves_no_run_folder_behind(tmp_path: Path) -> None:
     assert "'descriptor.twojmax' is -2" in user_error(run_cli(["descriptor.twojmax=-2"], cwd=tmp_path))
     assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+
+
+def test_export_says_which_routes_cannot_express_the_model(tmp_path: Path) -> None:
+    run_dir = tmp_path / "nn"
+    proc = run_cli(["model=snap_nn", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *QUICK])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    message = user_error(run_cli(["export", str(run_dir), "--routes", "snap"], module="mliap_torch.cli.main"))
+    assert "route(s) snap cannot express this model (bispectrum descriptor with a MLPHead)" in message
+    proc = run_cli(["export", str(run_dir)], module="mliap_torch.cli.main")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "snap     not written" in proc.stdout and "mliap    not written" in proc.stdout
+    assert (run_dir / "lammps" / "model.mliap_unified.pkl").is_file()
+    assert not (run_dir / "lammps" / "model.snapcoeff").exists()

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import RunFolderError, UserError
-from ..export.lammps_export import export_lammps
+from ..errors import ExportRouteError, RunFolderError, UserError
+from ..export.lammps_export import export_lammps, native_snap_supported
 from ..models.io import load
 
 USER_ERROR_STATUS = 2
@@ -43,10 +43,18 @@ def run(args: argparse.Namespace) -> int:
     model_path = find_model(args.model)
     out = args.out or model_path.parent / "lammps"
     potential = load(model_path)
+    skipped = [r for r in args.routes if r != "unified" and not native_snap_supported(potential)]
+    model = f"{potential.descriptor.type_name} descriptor with a {type(potential.head).__name__}"
+    if skipped and len(skipped) == len(set(args.routes)):
+        raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}); "
+                               f"the native snap/mliap files hold bispectrum descriptors with linear or quadratic "
+                               f"heads only. Use --routes unified (any model).")
     result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes))
     print(f"Exported {model_path} ({', '.join(potential.elements)}) to {out}:")
     for route in result.routes.values():
         print(f"  {route.name:8s} include {route.include_file.name}: {'; '.join(route.pair_commands)}")
+    for route in skipped:
+        print(f"  {route:8s} not written: it cannot express this model ({model})")
     return 0
 
 
