@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cli_helpers import QUICK, ROOT, run_cli, user_error
+from cli_helpers import QUICK, run_cli, user_error
 from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import ConfigError, require_accelerator, validate
 

@@ -2,7 +2,6 @@
 simultaneous runs never share a folder, a diverging run stops with an error and exports nothing."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -60,7 +60,7 @@ def test_collapsed_cell_in_extxyz_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "flat.extxyz"
     write_extxyz(configs, path)
     read = read_ase(path)
-    with pytest.raises(SanityError, match=rf"flat.extxyz \[configuration 1\] field 'cell'.*linearly dependent"):
+    with pytest.raises(SanityError, match=r"flat.extxyz \[configuration 1\] field 'cell'.*linearly dependent"):
         for k, config in enumerate(read):
             process_configuration(config, ["Cu"], 4.0, config_id=k)
 
