@@ -77,16 +77,19 @@ def _descriptor(elements: list[str], descriptor: str) -> Bispectrum | ACE:
     raise ValueError(f"unknown descriptor {descriptor!r}")
 
 
-def fitted_model(elements: list[str], descriptor: str, head: str, zbl: bool, seed: int = 0) -> Potential:
-    """A potential fitted to the built-in EMT data (its configurations of ``elements`` only, 80 of them),
-    fit for MD: ``head`` linear or quadratic by exact least squares; mlp (16-16, silu, with a linear
-    term) started from the exact linear fit as training does, then its output layers drawn at random
-    (standard deviation 0.05, ``seed``) so that its nonlinear part takes part. ZBL (1.5-2.5 Å) when ``zbl``."""
+def fitted_model(elements: list[str], descriptor: str, head: str, zbl: bool, seed: int = 0,
+                 max_configs: int | None = 80) -> Potential:
+    """A potential fitted to the built-in EMT data (its configurations of ``elements`` only, the first
+    ``max_configs`` of them; None: all): ``head`` linear or quadratic by exact least squares; mlp
+    (16-16, silu, with a linear term) started from the exact linear fit as training does, then its
+    output layers drawn at random (standard deviation 0.05, ``seed``) so that its nonlinear part takes
+    part. ZBL (1.5-2.5 Å) when ``zbl``. With 80 configurations it is good for short MD (the rank
+    checks); long MD needs the fit to all of them."""
     from mliap_torch.data.builtin import builtin_dataset
     from mliap_torch.fitting.exact_fit import fit_exact
     from mliap_torch.training.setup import initialize_mlp
 
-    configs = [c for c in builtin_dataset() if set(c.symbols) <= set(elements)][:80]
+    configs = [c for c in builtin_dataset() if set(c.symbols) <= set(elements)][:max_configs]
     desc = _descriptor(elements, descriptor)
     n, K = len(elements), desc.num_descriptors
     reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None

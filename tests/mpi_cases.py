@@ -44,10 +44,12 @@ def check_route(folder: Path, potential: Potential, route: str, case_names: tupl
     return rank_check(folder, export.routes[route].include_file, cases, ranks=RANKS, md_steps=10, timeout=600)
 
 
-def assert_rank_equal(differences: dict) -> None:
-    """Every rank count equals 1 rank: 1e-10 at step 0 (energy, forces, pressure), 1e-8 after 10 steps."""
+def assert_rank_equal(differences: dict, label: str) -> None:
+    """Every rank count equals 1 rank: 1e-10 at step 0 (energy, forces, pressure), 1e-8 after 10 steps.
+    Prints the largest differences (seen with ``pytest -s``)."""
     worst = {key: max(d[key] for per_rank in differences.values() for d in per_rank.values())
              for key in ("energy", "force", "pressure", "energy_md", "force_md")}
+    print(f"rank check {label} {sorted(differences)}: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
     assert all(np.isfinite(v) for v in worst.values()), differences
     assert worst["energy"] < STEP0_TOLERANCE, differences
     assert worst["force"] < STEP0_TOLERANCE, differences

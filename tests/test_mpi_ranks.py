@@ -38,13 +38,13 @@ HARD_CASES = ("slab", "ghost_heavy")
 def test_route_on_1_2_4_ranks(tmp_path, name):
     route, descriptor, head, zbl = ROUTES[name]
     potential = fitted_model(CUNI, descriptor, head, zbl, seed=21)
-    assert_rank_equal(check_route(tmp_path, potential, route, ("triclinic",)))
+    assert_rank_equal(check_route(tmp_path, potential, route, ("triclinic",)), name)
 
 
 @pytest.mark.parametrize("route,descriptor,head", [("snap", "bispectrum", "linear"), ("unified", "bispectrum", "mlp")])
 def test_empty_ranks_and_ghost_heavy(tmp_path, route, descriptor, head):
     potential = fitted_model(CUNI, descriptor, head, zbl=True, seed=22)
-    assert_rank_equal(check_route(tmp_path, potential, route, HARD_CASES))
+    assert_rank_equal(check_route(tmp_path, potential, route, HARD_CASES), f"{route}-{descriptor}-{head}-zbl")
 
 
 @pytest.mark.parametrize("route", ["snap", "mliap", "unified"])
@@ -63,9 +63,11 @@ ALL_CASES = ("triclinic", "orthogonal", "ghost_heavy", "slab")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("elements", [["Cu"], CUNI], ids=["Cu", "CuNi"])
 @pytest.mark.parametrize("route,descriptor,head", NATIVE + UNIFIED, ids=lambda v: str(v))
 def test_full_matrix_on_1_2_4_ranks(tmp_path, elements, route, descriptor, head):
     zbl = head != "linear"
     potential = fitted_model(elements, descriptor, head, zbl, seed=23)
-    assert_rank_equal(check_route(tmp_path, potential, route, ALL_CASES))
+    assert_rank_equal(check_route(tmp_path, potential, route, ALL_CASES),
+                      f"{'-'.join(elements)} {route}-{descriptor}-{head}{'-zbl' if zbl else ''}")

@@ -28,7 +28,7 @@ class RankCase:
     Attributes:
         name: label, also the prefix of its output files.
         data_file: LAMMPS data file (atom_style atomic, with masses), relative to the run folder.
-        newton: LAMMPS ``newton`` pair setting (``off``: pairs across ranks are computed on both).
+        newton: LAMMPS ``newton`` pair setting; ``pair_style snap`` and ``mliap`` refuse ``off``.
         processors: the ``processors`` grid, e.g. ``"* 1 1"`` to split along x only (a slab in
             vacuum along x then leaves ranks without atoms).
     """
