@@ -78,18 +78,21 @@ def _descriptor(elements: list[str], descriptor: str) -> Bispectrum | ACE:
 
 
 def fitted_model(elements: list[str], descriptor: str, head: str, zbl: bool, seed: int = 0,
-                 max_configs: int | None = 80) -> Potential:
-    """A potential fitted to the built-in EMT data (its configurations of ``elements`` only, the first
-    ``max_configs`` of them; None: all): ``head`` linear or quadratic by exact least squares; mlp
-    (16-16, silu, with a linear term) started from the exact linear fit as training does, then its
-    output layers drawn at random (standard deviation 0.05, ``seed``) so that its nonlinear part takes
-    part. ZBL (1.5-2.5 Å) when ``zbl``. With 80 configurations it is good for short MD (the rank
-    checks); long MD needs the fit to all of them."""
+                 max_configs: int | None = 80, alpha: float | None = 1e-6) -> Potential:
+    """A potential fitted to the built-in EMT data (its configurations of ``elements`` only; about
+    ``max_configs`` of them spread over the set, None: all): ``head`` linear or quadratic by exact
+    least squares (ridge with ``alpha`` relative to each column's squared norm, None: plain QR);
+    mlp (16-16, silu, with a linear term) started from the exact linear fit as training does, then its
+    output layers drawn at random (standard deviation 0.05, ``seed``) so that its nonlinear part
+    takes part. ZBL (1.5-2.5 Å) when ``zbl``. The ridge keeps quadratic ACE on 80 bulk
+    configurations sane on the slab's surfaces (short MD of the rank checks); long MD uses all data."""
     from mliap_torch.data.builtin import builtin_dataset
     from mliap_torch.fitting.exact_fit import fit_exact
     from mliap_torch.training.setup import initialize_mlp
 
-    configs = [c for c in builtin_dataset() if set(c.symbols) <= set(elements)][:max_configs]
+    configs = [c for c in builtin_dataset() if set(c.symbols) <= set(elements)]
+    if max_configs is not None:
+        configs = configs[:: max(1, len(configs) // max_configs)]
     desc = _descriptor(elements, descriptor)
     n, K = len(elements), desc.num_descriptors
     reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
@@ -102,7 +105,8 @@ def fitted_model(elements: list[str], descriptor: str, head: str, zbl: bool, see
                 net[-1].weight.normal_(0.0, 0.05)
         return potential
     potential = Potential(desc, (LinearHead if head == "linear" else QuadraticHead)(n, K), reference)
-    fit_exact(potential, configs)
+    solver = {} if alpha is None else {"solver": "ridge", "alpha": alpha, "scale_columns": True}
+    fit_exact(potential, configs, **solver)
     return potential
 
 

@@ -43,7 +43,7 @@ def test_nve_energy_drift_is_small(tmp_path, fitted_cu, route):
 def test_nve_drift_on_2_ranks_over_10_ps(tmp_path, model, route):
     """NVE, 1000 atoms, 10 000 steps of 1 fs (10 ps), velocities drawn at 600 K, 2 MPI ranks."""
     potential = fitted_model(["Cu", "Ni"], "bispectrum", "quadratic" if model == "qsnap" else "mlp", zbl=False,
-                             max_configs=None)
+                             max_configs=None, alpha=None)
     export = export_lammps(potential, tmp_path, routes=(route,))
     write_md_input(tmp_path, export.routes[route].include_file, md_structure(["Cu", "Ni"], atoms=1000), ["Cu", "Ni"],
                    temperature=300, steps=10000, timestep_fs=1.0, thermo_every=100)
