@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from ase import Atoms
+
 from ..data.configuration import Configuration
 from ..lammps import lammps_status
 from ..models.potential import Potential
-from .lammps_export import export_lammps
 from ..mpi import lammps_mpi_library, mpi_status
+from .lammps_export import export_lammps
 from .md_input import run_md, write_md_input
 from .md_structures import md_structure, write_lammps_data
 from .rank_check import RankCase, rank_check
@@ -52,9 +54,9 @@ def export_run(potential: Potential, run_dir: str | Path, check_configs: Sequenc
     return report
 
 
-def mpi_rank_check(folder: Path, include_file: Path, structure: Any, elements: list[str], ranks: int,
+def mpi_rank_check(folder: Path, include_file: Path, structure: Atoms, elements: list[str], ranks: int,
                    route: str, md_steps: int = 10) -> dict[str, Any]:
-    """Run ``structure`` (ase Atoms) with the route's pair commands on 1 and ``ranks`` MPI ranks
+    """Run ``structure`` with the route's pair commands on 1 and ``ranks`` MPI ranks
     (``in.ranks.lammps``; step 0 and ``md_steps`` NVE steps) and report the relative differences:
     ``energy``, ``force`` (max|ΔF|/max|F| by atom id), ``pressure``, ``energy_md``, ``force_md``;
     or ``skipped`` with the reason when LAMMPS is a serial build or mpirun is missing."""
