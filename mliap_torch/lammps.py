@@ -76,21 +76,32 @@ def lmp_environment(extra_pythonpath: Sequence[str | Path] = ()) -> dict[str, st
 
 
 def run_lmp(input_file: str | Path, cwd: str | Path | None = None, args: Sequence[str] = (),
-            extra_pythonpath: Sequence[str | Path] = (), timeout: float | None = None) -> subprocess.CompletedProcess:
+            extra_pythonpath: Sequence[str | Path] = (), timeout: float | None = None,
+            ranks: int | None = None) -> subprocess.CompletedProcess:
     """Run ``lmp -in input_file`` and return the finished process (stdout holds the log).
 
+    Args:
+        ranks: ``None`` runs ``lmp`` directly; a number runs it on that many MPI ranks through the
+            build's ``mpirun`` (:func:`mliap_torch.mpi.mpirun_prefix`; ``1`` is a 1-rank MPI job).
+
     Raises:
-        FileNotFoundError: no ``lmp`` executable.
+        FileNotFoundError: no ``lmp`` executable (or no ``mpirun`` when ``ranks`` is given).
         RuntimeError: LAMMPS exited with an error (the tail of its output is in the message).
     """
     exe = lmp_executable()
     if exe is None:
         raise FileNotFoundError(f"no lmp executable; {BUILD_HINT}")
-    proc = subprocess.run([str(exe), "-nocite", "-log", "none", "-in", str(input_file), *args], cwd=cwd,
-                          env=lmp_environment(extra_pythonpath), capture_output=True, text=True, timeout=timeout)
+    command = [str(exe), "-nocite", "-log", "none", "-in", str(input_file), *args]
+    if ranks is not None:
+        from .mpi import mpirun_prefix
+
+        command = mpirun_prefix(ranks) + command
+    proc = subprocess.run(command, cwd=cwd, env=lmp_environment(extra_pythonpath), capture_output=True, text=True,
+                          timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise RuntimeError(f"lmp -in {input_file} failed with exit code {proc.returncode}:\n{tail}")
+        where = "" if ranks is None else f" on {ranks} MPI rank(s)"
+        raise RuntimeError(f"lmp -in {input_file}{where} failed with exit code {proc.returncode}:\n{tail}")
     return proc
 
 

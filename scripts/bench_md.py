@@ -5,9 +5,12 @@ The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ ker
 ``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS every step);
 a quadratic and a neural head on the same descriptor run through the unified route too. All in one
 run, same structure, same thread count; the table reports µs per atom-step and the ratio to native.
+With ``--ranks 1 2`` every route also runs on that many MPI ranks (one thread each) and the table adds
+the parallel efficiency t(1 rank) / (N · t(N ranks)).
 
     python scripts/bench_md.py                       # FitSNAP's Ta potential from ../shared/data
     python scripts/bench_md.py --snapcoeff X.snapcoeff --snapparam X.snapparam --threads 2
+    python scripts/bench_md.py --atoms 16000 --ranks 1 2   # MPI scaling (an MPI build of LAMMPS)
     MLIAP_TORCH_DEVICE=cuda python scripts/bench_md.py   # unified route on a GPU
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ from mliap_torch.models.heads import MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 
 ROOT = Path(__file__).resolve().parent.parent
+ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "unified": "mliap unified (torch)"}
 TA = ROOT.parent / "shared" / "data" / "fitsnap" / "Ta_Linear_JCP2014" / "reference"
 
 
@@ -50,7 +54,9 @@ def main() -> None:
     parser.add_argument("--snapparam", type=Path, default=TA / "Ta_pot.snapparam")
     parser.add_argument("--atoms", type=int, default=2000, help="approximate number of atoms")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP / torch threads per rank")
+    parser.add_argument("--ranks", type=int, nargs="+", default=None,
+                        help="MPI rank counts (through the build's mpirun); default: plain lmp, no MPI")
     args = parser.parse_args()
     for f in (args.snapcoeff, args.snapparam):
         if not f.is_file():
@@ -66,22 +72,37 @@ def main() -> None:
     device = os.environ.get("MLIAP_TORCH_DEVICE", "cpu")
     print(f"{element}: {len(structure)} atoms, {args.steps} NVE steps, {args.threads} thread(s), "
           f"2Jmax {linear.descriptor.settings()['twojmax']}, torch device {device}")
+    ranks = args.ranks or [None]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, potential in variants(linear).items():
-            routes = ("snap", "unified") if label == "linear" else ("unified",)
+            routes = ("snap", "mliap", "unified") if label == "linear" else ("unified",)
             folder = Path(tmp) / label.split()[0]
             result = export_lammps(potential, folder, routes=routes)
             for route in routes:
                 write_md_input(folder, result.routes[route].include_file, structure, potential.elements,
                                temperature=300, steps=args.steps, thermo_every=args.steps, name=f"in.{route}")
-                report = run_md(folder, f"in.{route}")
-                rows.append((label, route, report.seconds_per_atom_step * 1e6))
-    native = rows[0][2]
-    print("\n| head | LAMMPS route | µs/atom-step | ratio to native snap |\n|---|---|---|---|")
-    for label, route, us in rows:
-        name = "pair_style snap" if route == "snap" else "mliap unified (torch)"
-        print(f"| {label} | {name} | {us:.1f} | {us / native:.2f} |")
+                times = {n: run_md(folder, f"in.{route}", ranks=n).seconds_per_atom_step * 1e6 for n in ranks}
+                rows.append((label, route, times))
+                print(f"{label} {route}: " + ", ".join(f"{n or 1} rank(s) {t:.1f} µs/atom-step" for n, t in times.items()),
+                      flush=True)
+    print_table(rows, ranks)
+
+
+def print_table(rows: list[tuple[str, str, dict[int | None, float]]], ranks: list[int | None]) -> None:
+    """Markdown table: µs/atom-step per rank count, ratio to native snap (first rank count) and the
+    parallel efficiency t₁ / (N · t_N) of each further rank count against the first."""
+    native = rows[0][2][ranks[0]]
+    first = ranks[0] or 1
+    head = " | ".join(f"µs/atom-step, {n or 1} rank(s)" for n in ranks)
+    eff = "".join(f" efficiency {n} ranks |" for n in ranks[1:])
+    print(f"\n| head | LAMMPS route | {head} | ratio to native snap |{eff}")
+    print("|---|---|" + "---|" * (len(ranks) + 1 + len(ranks[1:])))
+    for label, route, times in rows:
+        name = ROUTE_NAMES[route]
+        cells = " | ".join(f"{times[n]:.1f}" for n in ranks)
+        effs = "".join(f" {first * times[ranks[0]] / (n * times[n]):.2f} |" for n in ranks[1:])
+        print(f"| {label} | {name} | {cells} | {times[ranks[0]] / native:.2f} |{effs}")
 
 
 if __name__ == "__main__":

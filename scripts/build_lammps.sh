@@ -2,6 +2,12 @@
 # Build LAMMPS (4Feb2025 stable) as a shared library with ML-SNAP, ML-IAP (+ Python coupling),
 # PYTHON, PLUGIN and MANYBODY, and install its Python module into the project's environment.
 #
+# MPI: built with OpenMPI (Debian's libopenmpi-dev and openmpi-bin) so that
+# `mpirun -np N .venv/bin/lmp -in in.lammps` runs N ranks. When they are missing and this runs as
+# root with apt-get, they are installed (and the script says so); otherwise, or with
+# LAMMPS_MPI=off, it falls back to a serial build (MPI stubs) and prints why. The mpirun that
+# matches the build is linked as <cache entry>/mpirun (mliap_torch.lammps.mpirun_executable).
+#
 # The build is cached outside the repository in
 #   ${MLIAP_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mliap_torch}/lammps/<version>-py<X.Y>-<options hash>/
 # so a second run only re-links the Python module (seconds).
@@ -13,7 +19,7 @@
 #   3. a git clone of the LAMMPS stable tag (where github.com is reachable).
 #
 # Usage: scripts/build_lammps.sh [--force]     (environment: PYTHON, MLIAP_TORCH_VENV, LAMMPS_SRC,
-#                                                LAMMPS_JOBS, MLIAP_TORCH_CACHE)
+#                                                LAMMPS_JOBS, MLIAP_TORCH_CACHE, LAMMPS_MPI=on|off)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MLIAP_TORCH_VENV:-$ROOT/.venv}"
@@ -34,11 +40,44 @@ command -v cmake >/dev/null || die "cmake is missing (apt-get install cmake)"
 command -v g++ >/dev/null || die "a C++ compiler (g++) is missing (apt-get install g++)"
 PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 
+openmpi_present() {
+    command -v mpicxx >/dev/null && command -v mpirun >/dev/null && mpirun --version 2>/dev/null | grep -q "Open MPI"
+}
+
+# Sets MPI=on (OpenMPI found or installed) or MPI=off, and says why.
+choose_mpi() {
+    MPI=off
+    if [[ "${LAMMPS_MPI:-on}" == "off" ]]; then
+        say "serial build (MPI stubs): LAMMPS_MPI=off"
+        return
+    fi
+    if ! openmpi_present; then
+        if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+            say "serial build (MPI stubs): OpenMPI (mpicxx, mpirun) is missing and it cannot be installed here" \
+                "(not root or no apt-get); install libopenmpi-dev openmpi-bin for an MPI build"
+            return
+        fi
+        say "OpenMPI is missing: installing libopenmpi-dev openmpi-bin with apt-get (for the MPI build)"
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin; } \
+            > "${TMPDIR:-/tmp}/build_lammps_apt.log" 2>&1; then
+            tail -5 "${TMPDIR:-/tmp}/build_lammps_apt.log"
+            say "serial build (MPI stubs): apt-get could not install libopenmpi-dev openmpi-bin"
+            return
+        fi
+        openmpi_present || { say "serial build (MPI stubs): OpenMPI still not found after apt-get"; return; }
+    fi
+    MPI=on
+    MPIRUN="$(readlink -f "$(command -v mpirun)")"
+    MPI_VERSION="$(mpirun --version 2>/dev/null | head -1)"
+    say "MPI build with $MPI_VERSION ($MPIRUN)"
+}
+choose_mpi
+
 CMAKE_OPTIONS=(
     -DCMAKE_BUILD_TYPE=Release
     -DBUILD_SHARED_LIBS=on
     -DLAMMPS_EXCEPTIONS=on
-    -DBUILD_MPI=off
+    -DBUILD_MPI=$MPI
     -DBUILD_OMP=on
     -DPKG_ML-SNAP=on
     -DPKG_ML-IAP=on
@@ -48,9 +87,15 @@ CMAKE_OPTIONS=(
     -DPKG_MANYBODY=on
     -DWITH_JPEG=off -DWITH_PNG=off -DWITH_FFMPEG=off
 )
-OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" | sha256sum | cut -c1-10)"
+# The key holds the MPI choice twice: -DBUILD_MPI in the options hash, and the MPI library's version.
+if [[ $MPI == on ]]; then
+    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" "$MPI_VERSION" | sha256sum | cut -c1-10)"
+    KEY="${LAMMPS_VERSION}-py${PYVER}-openmpi-${OPTIONS_HASH}"
+else
+    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" | sha256sum | cut -c1-10)"
+    KEY="${LAMMPS_VERSION}-py${PYVER}-${OPTIONS_HASH}"
+fi
 CACHE_ROOT="${MLIAP_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mliap_torch}/lammps"
-KEY="${LAMMPS_VERSION}-py${PYVER}-${OPTIONS_HASH}"
 DEST="$CACHE_ROOT/$KEY"
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
@@ -63,6 +108,11 @@ install_python_module() {
     echo "$DEST/python" > "$SITE/lammps_mliap_torch.pth"
     mkdir -p "$VENV/bin"
     ln -sf "$DEST/build/lmp" "$VENV/bin/lmp"
+    rm -f "$DEST/mpirun"
+    if [[ $MPI == on ]]; then
+        ln -sf "$MPIRUN" "$DEST/mpirun"
+    fi
+    say "lmp -h: $("$VENV/bin/lmp" -h | grep -E '^MPI v' || echo 'no MPI line')"
     "$PY" - <<PYEOF
 import lammps
 lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])

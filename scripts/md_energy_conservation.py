@@ -7,6 +7,7 @@ report the largest and the final drift of the total energy per atom and the cost
 
     python scripts/md_energy_conservation.py outputs/snap_quadratic/<run> outputs/snap_nn/<run> \
         --atoms 1000 --steps 10000 --routes snap unified
+    python scripts/md_energy_conservation.py <run> --ranks 2      # on 2 MPI ranks (an MPI build of LAMMPS)
 """
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--routes", nargs="+", default=["snap", "unified"], choices=["snap", "mliap", "unified"])
     parser.add_argument("--out", type=Path, default=Path("md_conservation"))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="threads per rank")
+    parser.add_argument("--ranks", type=int, default=None, help="MPI ranks (default: plain lmp)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = os.environ["MLIAP_TORCH_NUM_THREADS"] = str(args.threads)
-    print("| model | route | atoms | steps × fs | max drift (eV/atom) | final drift (eV/atom) | µs/atom-step |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | route | ranks | atoms | steps × fs | max drift (eV/atom) | final drift (eV/atom) | µs/atom-step |")
+    print("|---|---|---|---|---|---|---|---|")
     for k, model in enumerate(args.models):
         path = find_model(model)
         potential = load(path)
@@ -46,8 +48,8 @@ def main() -> None:
             write_md_input(folder, export.routes[route].include_file, structure, potential.elements,
                            temperature=args.temperature, steps=args.steps, timestep_fs=args.timestep,
                            thermo_every=max(args.steps // 100, 1), name=name)
-            report = run_md(folder, name)
-            print(f"| {path} ({type(potential.head).__name__}) | {route} | {report.natoms} | "
+            report = run_md(folder, name, ranks=args.ranks)
+            print(f"| {path} ({type(potential.head).__name__}) | {route} | {args.ranks or 1} | {report.natoms} | "
                   f"{report.steps} × {args.timestep} | {report.max_drift_per_atom:.2e} | "
                   f"{report.final_drift_per_atom:.2e} | {report.seconds_per_atom_step * 1e6:.1f} |", flush=True)
 

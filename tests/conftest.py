@@ -1,7 +1,8 @@
 """Shared fixtures and the skip policy for LAMMPS and shared-data tests.
 
 Tests marked ``lammps`` skip with the reason when LAMMPS is missing, except under CI (``CI=true``),
-where a missing LAMMPS fails them. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
+where a missing LAMMPS fails them. Tests marked ``mpi`` (runs of ``lmp`` on several ranks) do the same
+when LAMMPS is a serial build or its ``mpirun`` is missing. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
 """
 from __future__ import annotations
 
@@ -33,12 +34,30 @@ def lammps_status() -> tuple[bool, str]:
     return _LAMMPS_STATUS
 
 
+_MPI_STATUS: tuple[bool, str] | None = None
+
+
+def mpi_status() -> tuple[bool, str]:
+    global _MPI_STATUS
+    if _MPI_STATUS is None:
+        from mliap_torch.mpi import mpi_status as status
+
+        _MPI_STATUS = status()
+    return _MPI_STATUS
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("lammps") is not None:
         ok, reason = lammps_status()
         if not ok:
             if _in_ci():
                 pytest.fail(f"CI=true and LAMMPS is not available: {reason}")
+            pytest.skip(reason)
+    if item.get_closest_marker("mpi") is not None:
+        ok, reason = mpi_status()
+        if not ok:
+            if _in_ci():
+                pytest.fail(f"CI=true and LAMMPS cannot run on several MPI ranks: {reason}")
             pytest.skip(reason)
     if item.get_closest_marker("shared_data") is not None and not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")

@@ -1,4 +1,4 @@
-"""Small random potentials and structures for LAMMPS-vs-torch checks (shared by export tests)."""
+"""Small random potentials and structures for LAMMPS checks (shared by export and MPI tests)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,9 @@ import torch
 from ase.build import bulk
 
 from mliap_torch.data.configuration import Configuration
+from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
+from mliap_torch.descriptors.trainable import TrainableBispectrum
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
@@ -39,13 +41,81 @@ def random_potential(elements: list[str], head: str, zbl: bool, seed: int, twojm
     wj = [1.0, 0.8][:n]
     descriptor = Bispectrum(elements, twojmax=twojmax, rcutfac=4.2 if n == 1 else 4.6, radelem=radelem, wj=wj,
                             bzeroflag=False)
-    K = descriptor.num_descriptors
-    if head == "mlp":
-        model_head = MLPHead(n, K, hidden=(16, 16))
-    else:
-        model_head = (LinearHead if head == "linear" else QuadraticHead)(n, K)
-        coeffs = 0.05 * torch.randn(n, 1 + model_head.num_features, dtype=torch.float64)
-        coeffs[:, 0] = -torch.arange(1, n + 1, dtype=torch.float64)
-        model_head.set_coefficients(coeffs)
+    model_head = _random_head(head, n, descriptor.num_descriptors)
     reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
     return Potential(descriptor, model_head, reference)
+
+
+def _random_head(head: str, n: int, K: int) -> LinearHead | QuadraticHead | MLPHead:
+    """A head with random coefficients (``head``: linear, quadratic or mlp) for ``n`` elements and ``K`` descriptors."""
+    if head == "mlp":
+        return MLPHead(n, K, hidden=(16, 16))
+    model_head = (LinearHead if head == "linear" else QuadraticHead)(n, K)
+    coeffs = 0.05 * torch.randn(n, 1 + model_head.num_features, dtype=torch.float64)
+    coeffs[:, 0] = -torch.arange(1, n + 1, dtype=torch.float64)
+    model_head.set_coefficients(coeffs)
+    return model_head
+
+
+def _descriptor(elements: list[str], descriptor: str) -> Bispectrum | ACE:
+    """bispectrum (2Jmax 4), ace (ranks 1-3) or trainable (a TrainableBispectrum whose wj, radelem and
+    rfac0 have left their starting values), with cutoffs of about 4.1-4.6 Å."""
+    n = len(elements)
+    if descriptor == "bispectrum":
+        return Bispectrum(elements, twojmax=4, rcutfac=4.1, radelem=[0.5, 0.55][:n], wj=[1.0, 0.8][:n],
+                          bzeroflag=False)
+    if descriptor == "ace":
+        return ACE(elements, nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1], rcut=4.6)
+    if descriptor == "trainable":
+        desc = TrainableBispectrum(elements, twojmax=4, rcutfac=4.1, radelem=[0.5, 0.45][:n], wj=[1.0, 0.8][:n],
+                                   rfac0=0.99363, bzeroflag=False, max_cutoff=4.6)
+        with torch.no_grad():
+            desc.wj_raw.add_(torch.tensor([0.3, -0.2][:n]))
+            desc.radelem_raw.add_(torch.tensor([-0.4, 0.3][:n]))
+            desc.rfac0_raw.sub_(0.7)
+        return desc
+    raise ValueError(f"unknown descriptor {descriptor!r}")
+
+
+def fitted_model(elements: list[str], descriptor: str, head: str, zbl: bool, seed: int = 0,
+                 max_configs: int | None = 80, alpha: float | None = 1e-6) -> Potential:
+    """A potential fitted to the built-in EMT data (its configurations of ``elements`` only; about
+    ``max_configs`` of them spread over the set, None: all): ``head`` linear or quadratic by exact
+    least squares (ridge with ``alpha`` relative to each column's squared norm, None: plain QR);
+    mlp (16-16, silu, with a linear term) started from the exact linear fit as training does, then its
+    output layers drawn at random (standard deviation 0.05, ``seed``) so that its nonlinear part
+    takes part. ZBL (1.5-2.5 Å) when ``zbl``. The ridge keeps quadratic ACE on 80 bulk
+    configurations sane on the slab's surfaces (short MD of the rank checks); long MD uses all data."""
+    from mliap_torch.data.builtin import builtin_dataset
+    from mliap_torch.fitting.exact_fit import fit_exact
+    from mliap_torch.training.setup import initialize_mlp
+
+    configs = [c for c in builtin_dataset() if set(c.symbols) <= set(elements)]
+    if max_configs is not None:
+        configs = configs[:: max(1, len(configs) // max_configs)]
+    desc = _descriptor(elements, descriptor)
+    n, K = len(elements), desc.num_descriptors
+    reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
+    if head == "mlp":
+        potential = Potential(desc, MLPHead(n, K, hidden=(16, 16), linear_term=True), reference)
+        initialize_mlp(potential, configs)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for net in potential.head.networks:
+                net[-1].weight.normal_(0.0, 0.05)
+        return potential
+    potential = Potential(desc, (LinearHead if head == "linear" else QuadraticHead)(n, K), reference)
+    solver = {} if alpha is None else {"solver": "ridge", "alpha": alpha, "scale_columns": True}
+    fit_exact(potential, configs, **solver)
+    return potential
+
+
+def random_model(elements: list[str], descriptor: str, head: str, zbl: bool, seed: int) -> Potential:
+    """A potential with random coefficients on :func:`_descriptor` (``head`` linear, quadratic or mlp),
+    a ZBL reference when ``zbl``; for single evaluations (its forces are too large for MD)."""
+    if descriptor == "bispectrum":
+        return random_potential(elements, head, zbl, seed)
+    torch.manual_seed(seed)
+    desc = _descriptor(elements, descriptor)
+    reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
+    return Potential(desc, _random_head(head, len(elements), desc.num_descriptors), reference)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,24 @@ def test_lj_melt_unified_from_python(tmp_path, monkeypatch):
         assert lmp.get_thermo("press") == pytest.approx(PRESS, abs=5e-8)
     finally:
         lmp.close()
+
+
+@pytest.mark.mpi
+def test_lmp_is_an_mpi_build_with_its_mpirun():
+    from mliap_torch.mpi import lammps_mpi_library, mpirun_executable
+
+    assert "Open MPI" in lammps_mpi_library()
+    mpirun = mpirun_executable()
+    assert mpirun is not None and mpirun.resolve().is_file()
+    version = subprocess.run([str(mpirun), "--version"], capture_output=True, text=True, timeout=60).stdout
+    assert "Open MPI" in version
+
+
+@pytest.mark.mpi
+def test_lj_melt_unified_on_2_ranks_equals_serial_reference(tmp_path):
+    """LAMMPS' own ML-IAP unified example on 2 MPI ranks gives the serial reference values."""
+    shutil.copy(INPUT, tmp_path / "in.lammps")
+    rows = thermo_table(run_lmp("in.lammps", cwd=tmp_path, timeout=300, ranks=2).stdout)
+    assert rows and rows[0]["Step"] == 0
+    assert rows[0]["E_pair"] == pytest.approx(E_PAIR, abs=5e-8)
+    assert rows[0]["Press"] == pytest.approx(PRESS, abs=5e-8)

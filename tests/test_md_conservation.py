@@ -1,8 +1,10 @@
-"""A fitted potential exported to LAMMPS conserves energy in NVE MD (native snap and ML-IAP unified)."""
+"""A fitted potential exported to LAMMPS conserves energy in NVE MD (native snap and ML-IAP unified),
+also on 2 MPI ranks over 10 ps (slow)."""
 from __future__ import annotations
 
 import pytest
 
+from lammps_models import fitted_model
 from mliap_torch.data.builtin import builtin_dataset
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps
@@ -31,4 +33,23 @@ def test_nve_energy_drift_is_small(tmp_path, fitted_cu, route):
                    temperature=300, steps=400, timestep_fs=1.0, thermo_every=20)
     report = run_md(tmp_path)
     assert report.natoms == 108 and report.steps == 400
+    assert report.max_drift_per_atom < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("model,route", [("qsnap", "snap"), ("nn", "unified")])
+def test_nve_drift_on_2_ranks_over_10_ps(tmp_path, model, route):
+    """NVE, 1000 atoms, 10 000 steps of 1 fs (10 ps), velocities drawn at 600 K, 2 MPI ranks."""
+    potential = fitted_model(["Cu", "Ni"], "bispectrum", "quadratic" if model == "qsnap" else "mlp", zbl=False,
+                             max_configs=None, alpha=None)
+    export = export_lammps(potential, tmp_path, routes=(route,))
+    write_md_input(tmp_path, export.routes[route].include_file, md_structure(["Cu", "Ni"], atoms=1000), ["Cu", "Ni"],
+                   temperature=300, steps=10000, timestep_fs=1.0, thermo_every=100)
+    report = run_md(tmp_path, ranks=2)
+    print(f"{model} {route} 2 ranks: {report.natoms} atoms, {report.steps} steps, max drift "
+          f"{report.max_drift_per_atom:.2e} eV/atom, final {report.final_drift_per_atom:.2e}, "
+          f"{report.seconds_per_atom_step * 1e6:.1f} µs/atom-step")
+    assert report.natoms == 1000 and report.steps == 10000
     assert report.max_drift_per_atom < 1e-4

@@ -255,10 +255,10 @@ class ACE(Descriptor):
         si, sj = species[pair_i], species[pair_j]
         g, values = self._pair_features(rij, si, sj)
         target = pair_i * nel + sj
-        A1 = _scatter_rows(g, target, num_atoms * nel).reshape(num_atoms, -1)
+        A1 = _scatter_rows(g, target, num_atoms * nel).reshape(num_atoms, nel * g.shape[1])
         if values is None:
             return A1, rij.new_zeros((num_atoms, self._a_width))
-        A = _scatter_rows(values, target, num_atoms * nel).reshape(num_atoms, -1)
+        A = _scatter_rows(values, target, num_atoms * nel).reshape(num_atoms, nel * values.shape[1])
         return A1, A
 
     def _pair_features(self, rij: torch.Tensor, si: torch.Tensor, sj: torch.Tensor

@@ -709,7 +709,7 @@ class Bispectrum(Descriptor):
                 out -= mask[..., None] * self.bzero
             else:
                 out -= self.bzero
-        return out.reshape(natoms, -1), zchunks
+        return out.reshape(natoms, nc ** 3 * self.num_b), zchunks
 
     def _utot_vjp(self, utot: torch.Tensor, zchunks, grad_b: torch.Tensor) -> torch.Tensor:
         """∂(Σ grad_b·B)/∂U for the half U, (num_atoms, nc, num_u_half, 2)."""
@@ -768,7 +768,7 @@ class Bispectrum(Descriptor):
                 blist = blist - mask[..., None] * self.bzero
             else:
                 blist = blist - self.bzero
-        return blist.reshape(num_atoms, -1)
+        return blist.reshape(num_atoms, nc ** 3 * self.num_b)
 
 
 class _BispectrumFunction(torch.autograd.Function):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.io import write
 
 from ..lammps import run_lmp, thermo_table
+from .md_structures import write_lammps_data
 
 
 def write_md_input(folder: str | Path, include_file: str | Path, structure: Atoms, elements: list[str],
@@ -29,12 +29,15 @@ def write_md_input(folder: str | Path, include_file: str | Path, structure: Atom
     if ensemble not in ("nve", "nvt"):
         raise ValueError(f"ensemble must be 'nve' or 'nvt', not {ensemble!r}")
     folder = Path(folder)
-    write(folder / "structure.data", structure, format="lammps-data", specorder=list(elements), masses=True,
-          units="metal", atom_style="atomic")
+    write_lammps_data(folder / "structure.data", structure, elements)
     fix = ("fix integrate all nve" if ensemble == "nve"
            else f"fix integrate all nvt temp {temperature} {temperature} {100 * timestep_fs / 1000.0}")
     text = f"""# MD with the exported mliap_torch potential ({ensemble}, {steps} steps of {timestep_fs} fs).
 # Run from this folder:  lmp -in {name}
+# On N MPI ranks:        mpirun -np N lmp -in {name}
+#   (the mpirun of the MPI that LAMMPS was built with; as root add --allow-run-as-root, with more
+#   ranks than cores --oversubscribe; ML-IAP unified: the environment's bin/ first on PATH and
+#   OMP_NUM_THREADS=1, since every rank runs its own torch)
 units           metal
 atom_style      atomic
 boundary        p p p
@@ -70,10 +73,11 @@ class MDReport:
         return self.loop_seconds / max(self.steps * self.natoms, 1)
 
 
-def run_md(folder: str | Path, input_name: str = "in.md.lammps", timeout: float | None = None) -> MDReport:
-    """Run the MD input with ``lmp`` and report total-energy drift and cost."""
+def run_md(folder: str | Path, input_name: str = "in.md.lammps", timeout: float | None = None,
+           ranks: int | None = None) -> MDReport:
+    """Run the MD input with ``lmp`` (on ``ranks`` MPI ranks when given) and report total-energy drift and cost."""
     folder = Path(folder)
-    proc = run_lmp(input_name, cwd=folder, timeout=timeout)
+    proc = run_lmp(input_name, cwd=folder, timeout=timeout, ranks=ranks)
     rows = thermo_table(proc.stdout)
     if not rows:
         raise RuntimeError(f"no thermo output from {folder / input_name}")

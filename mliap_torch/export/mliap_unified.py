@@ -21,6 +21,7 @@ import torch
 
 from ..models.io import potential_from_settings
 from ..models.potential import Potential
+from .rank_errors import abort_on_error
 
 try:
     from lammps.mliap.mliap_unified_abc import MLIAPUnified
@@ -132,17 +133,27 @@ class MLIAPUnifiedTorch(MLIAPUnified):
         return eatoms_np, float(eatoms_np.sum()), fij_np
 
     def compute_forces(self, data) -> None:
-        """LAMMPS callback: set ``data.eatoms``, ``data.energy`` and add ``fij`` to the forces."""
+        """LAMMPS callback: set ``data.eatoms``, ``data.energy`` and add ``fij`` to the forces.
+
+        A rank may own no atoms (``nlistatoms == 0``) or have no pairs: LAMMPS' array getters and the
+        ``eatoms`` setter refuse zero-length arrays, so empty arrays are built here instead. An error
+        on one of several MPI ranks aborts the whole run (:func:`.rank_errors.abort_on_error`).
+        """
+        with abort_on_error("MLIAPUnifiedTorch.compute_forces"):
+            self._compute_forces(data)
+
+    def _compute_forces(self, data) -> None:
         npairs = int(data.npairs)
         nlist = int(data.nlistatoms)
-        elems = np.asarray(data.elems)
-        iatoms = np.asarray(data.iatoms)[:nlist] if data.iatoms is not None else np.arange(nlist)
+        elems = np.asarray(data.elems) if int(data.ntotal) > 0 else np.zeros(0, np.int64)
+        iatoms = np.asarray(data.iatoms)[:nlist] if nlist > 0 else np.zeros(0, np.int64)
         if npairs > 0:
             rij, pair_i, pair_j = np.asarray(data.rij), np.asarray(data.pair_i), np.asarray(data.pair_j)
         else:
             rij, pair_i, pair_j = np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.int64)
         eatoms, energy, fij = self.evaluate(rij, pair_i, pair_j, elems, iatoms)
-        data.eatoms = np.ascontiguousarray(eatoms)
+        if nlist > 0:
+            data.eatoms = np.ascontiguousarray(eatoms)
         data.energy = energy
         if npairs > 0:
             data.update_pair_forces(fij)

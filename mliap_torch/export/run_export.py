@@ -1,25 +1,33 @@
-"""The export step of a training run: LAMMPS files, a ready MD input, LAMMPS-vs-torch check, short MD."""
+"""The export step of a training run: LAMMPS files, a ready MD input, LAMMPS-vs-torch check, short MD,
+and a check that the deployed route gives on several MPI ranks what it gives on one."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
+from ase import Atoms
+
 from ..data.configuration import Configuration
 from ..lammps import lammps_status
 from ..models.potential import Potential
+from ..mpi import lammps_mpi_library, mpi_status
 from .lammps_export import export_lammps
 from .md_input import run_md, write_md_input
-from .md_structures import md_structure
+from .md_structures import md_structure, write_lammps_data
+from .rank_check import RankCase, rank_check
 from .verify import lammps_torch_differences
 
 
 def export_run(potential: Potential, run_dir: str | Path, check_configs: Sequence[Configuration],
-               md_steps: int = 500, md_atoms: int = 256, temperature: float = 300.0) -> dict[str, Any]:
+               md_steps: int = 500, md_atoms: int = 256, temperature: float = 300.0, mpi_ranks: int = 2,
+               ) -> dict[str, Any]:
     """Write ``<run_dir>/lammps/`` (all routes + ``in.md.lammps``) and, when LAMMPS is available,
-    compare LAMMPS with torch on ``check_configs`` and run ``md_steps`` NVE steps.
+    compare LAMMPS with torch on ``check_configs``, run ``md_steps`` NVE steps and compare the
+    deployed route on ``mpi_ranks`` MPI ranks with 1 rank (:func:`mpi_rank_check`; 0 skips it).
 
-    Returns a JSON-ready report: files, ``lammps_vs_torch`` (max differences per route) and ``md``
-    (energy drift per atom, cost per atom-step), or ``skipped`` with the reason.
+    Returns a JSON-ready report: files, ``lammps_vs_torch`` (max differences per route), ``md``
+    (energy drift per atom, cost per atom-step) and ``mpi`` (relative differences from 1 rank), or
+    ``skipped`` with the reason.
     """
     folder = Path(run_dir) / "lammps"
     export = export_lammps(potential, folder)
@@ -40,7 +48,26 @@ def export_run(potential: Potential, run_dir: str | Path, check_configs: Sequenc
                         "max_energy_drift_per_atom": md.max_drift_per_atom,
                         "final_energy_drift_per_atom": md.final_drift_per_atom,
                         "us_per_atom_step": md.seconds_per_atom_step * 1e6}
+    if mpi_ranks > 1:
+        report["mpi"] = mpi_rank_check(folder, export.routes[deploy].include_file, structure, potential.elements,
+                                       mpi_ranks, deploy)
     return report
+
+
+def mpi_rank_check(folder: Path, include_file: Path, structure: Atoms, elements: list[str], ranks: int,
+                   route: str, md_steps: int = 10) -> dict[str, Any]:
+    """Run ``structure`` with the route's pair commands on 1 and ``ranks`` MPI ranks
+    (``in.ranks.lammps``; step 0 and ``md_steps`` NVE steps) and report the relative differences:
+    ``energy``, ``force`` (max|ΔF|/max|F| by atom id), ``pressure``, ``energy_md``, ``force_md``;
+    or ``skipped`` with the reason when LAMMPS is a serial build or mpirun is missing."""
+    ok, reason = mpi_status()
+    if not ok:
+        return {"route": route, "ranks": ranks, "skipped": reason}
+    write_lammps_data(folder / "ranks.data", structure, elements)
+    case = RankCase("md", "ranks.data")
+    differences = rank_check(folder, include_file, [case], ranks=(1, ranks), md_steps=md_steps)["md"][ranks]
+    return {"route": route, "ranks": ranks, "atoms": len(structure), "md_steps": md_steps,
+            "library": lammps_mpi_library(), **differences}
 
 
 def format_export_report(report: dict[str, Any]) -> str:
@@ -58,4 +85,12 @@ def format_export_report(report: dict[str, Any]) -> str:
         lines.append(f"NVE MD in LAMMPS ({md['route']}): {md['atoms']} atoms, {md['steps']} steps of 1 fs, "
                      f"max total-energy drift {md['max_energy_drift_per_atom']:.1e} eV/atom, "
                      f"{md['us_per_atom_step']:.1f} µs/atom-step")
+    if "mpi" in report:
+        mpi = report["mpi"]
+        if "skipped" in mpi:
+            lines.append(f"MPI check skipped: {mpi['skipped']}")
+        else:
+            lines.append(f"{mpi['ranks']} MPI ranks vs 1 ({mpi['route']}, {mpi['atoms']} atoms): relative "
+                         f"ΔE {mpi['energy']:.1e}, max ΔF {mpi['force']:.1e}, Δp {mpi['pressure']:.1e}; after "
+                         f"{mpi['md_steps']} MD steps ΔE {mpi['energy_md']:.1e}, max ΔF {mpi['force_md']:.1e}")
     return "\n".join(lines)
