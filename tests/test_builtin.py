@@ -147,5 +147,4 @@ def test_concurrent_first_calls_generate_once(reference: str, tmp_path: Path) ->
     outputs = [json.loads(out) for (out, _), _ in results]
     assert {(n, d) for n, d, _ in outputs} == {(350, reference)}
     assert sorted(k for _, _, k in outputs) == [0, 0, 0, len(GROUPS)], "one process generated, three read"
-    assert any("waiting for" in err for (_, err), _ in results), "the waiting processes said so"
     assert _leftovers(tmp_path) == []
