@@ -6,6 +6,7 @@ when LAMMPS is a serial build or its ``mpirun`` is missing. Tests marked ``share
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -22,42 +23,33 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-_LAMMPS_STATUS: tuple[bool, str] | None = None
-
-
+@functools.cache
 def lammps_status() -> tuple[bool, str]:
-    global _LAMMPS_STATUS
-    if _LAMMPS_STATUS is None:
-        from mliap_torch.lammps import lammps_status as status
+    from mliap_torch.lammps import lammps_status as status
 
-        _LAMMPS_STATUS = status()
-    return _LAMMPS_STATUS
+    return status()
 
 
-_MPI_STATUS: tuple[bool, str] | None = None
-
-
+@functools.cache
 def mpi_status() -> tuple[bool, str]:
-    global _MPI_STATUS
-    if _MPI_STATUS is None:
-        from mliap_torch.mpi import mpi_status as status
+    from mliap_torch.mpi import mpi_status as status
 
-        _MPI_STATUS = status()
-    return _MPI_STATUS
+    return status()
+
+
+REQUIREMENTS = {"lammps": (lammps_status, "LAMMPS is not available"),
+                "mpi": (mpi_status, "LAMMPS cannot run on several MPI ranks")}
+"""Marker → (status check, what a failure under CI says)."""
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("lammps") is not None:
-        ok, reason = lammps_status()
+    for marker, (status, missing) in REQUIREMENTS.items():
+        if item.get_closest_marker(marker) is None:
+            continue
+        ok, reason = status()
         if not ok:
             if _in_ci():
-                pytest.fail(f"CI=true and LAMMPS is not available: {reason}")
-            pytest.skip(reason)
-    if item.get_closest_marker("mpi") is not None:
-        ok, reason = mpi_status()
-        if not ok:
-            if _in_ci():
-                pytest.fail(f"CI=true and LAMMPS cannot run on several MPI ranks: {reason}")
+                pytest.fail(f"CI=true and {missing}: {reason}")
             pytest.skip(reason)
     if item.get_closest_marker("shared_data") is not None and not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
