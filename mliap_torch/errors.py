@@ -6,6 +6,9 @@ points print such messages without a traceback; anything else is a bug and keeps
 """
 from __future__ import annotations
 
+USER_ERROR_STATUS = 2
+"""Exit status of the command-line entry points for a :class:`UserError`."""
+
 
 class UserError(Exception):
     """An input problem the user can fix; ``str(error)`` is the one-paragraph message shown as is."""

@@ -14,24 +14,27 @@ QUICK = ["descriptor.twojmax=2", "data.max_configs=40", "data.batch_size=4", "tr
 """Overrides that make a run take seconds: 2Jmax 2, 40 configurations, no plots, no LAMMPS step."""
 
 
+def _environment(cache: Path | None, env: dict[str, str] | None) -> dict[str, str]:
+    """This environment, single-threaded, with Hydra's short errors, ``env`` and ``$MLIAP_TORCH_CACHE=cache``."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    if cache is not None:
+        full_env["MLIAP_TORCH_CACHE"] = str(cache)
+    return full_env
+
+
 def run_cli(args: Sequence[str], *, cache: Path | None = None, env: dict[str, str] | None = None,
             cwd: Path = ROOT, timeout: float = 300, module: str | None = None) -> subprocess.CompletedProcess:
     """``python train.py args`` (or ``python -m module args``), single-threaded, with ``$MLIAP_TORCH_CACHE=cache``."""
     command = [sys.executable, "-m", module] if module else [sys.executable, str(ROOT / "train.py")]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    if cache is not None:
-        full_env["MLIAP_TORCH_CACHE"] = str(cache)
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, env=_environment(cache, env),
+                          timeout=timeout)
 
 
 def start_cli(args: Sequence[str], *, cache: Path | None = None, env: dict[str, str] | None = None
               ) -> subprocess.Popen:
     """``python train.py args`` started in the background (see :func:`run_cli`)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    if cache is not None:
-        full_env["MLIAP_TORCH_CACHE"] = str(cache)
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full_env)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_environment(cache, env))
 
 
 def user_error(proc: subprocess.CompletedProcess) -> str:

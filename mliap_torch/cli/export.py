@@ -9,11 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ExportRouteError, RunFolderError, UserError
-from ..export.lammps_export import export_lammps, native_snap_supported
+from ..errors import USER_ERROR_STATUS, ExportRouteError, RunFolderError, UserError
+from ..export.lammps_export import export_lammps, unsupported_routes
 from ..models.io import load
-
-USER_ERROR_STATUS = 2
 
 
 def find_model(path: Path) -> Path:
@@ -43,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = find_model(args.model)
     out = args.out or model_path.parent / "lammps"
     potential = load(model_path)
-    skipped = [r for r in args.routes if r != "unified" and not native_snap_supported(potential)]
+    skipped = unsupported_routes(potential, tuple(args.routes))
     model = f"{potential.descriptor.type_name} descriptor with a {type(potential.head).__name__}"
     if skipped and len(skipped) == len(set(args.routes)):
         raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}); "

@@ -19,9 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mliap_torch.cli.run_dir import discard_if_unused, register_resolver
 from mliap_torch.cli.schema import validate
-from mliap_torch.errors import UserError
+from mliap_torch.errors import USER_ERROR_STATUS, UserError
 
-USER_ERROR_STATUS = 2
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", PACKAGE_CONFIG_DIR))
 

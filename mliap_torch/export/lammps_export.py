@@ -42,6 +42,11 @@ def native_snap_supported(potential: Potential) -> bool:
     return potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
 
 
+def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
+    """The routes among ``routes`` that cannot express ``potential`` (``export_lammps`` skips them)."""
+    return [r for r in routes if r in ("snap", "mliap") and not native_snap_supported(potential)]
+
+
 def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> list[str]:
     """``pair_style``/``pair_coeff`` lines for ``style`` alone, or overlaid on the ZBL reference."""
     ref = potential.reference
@@ -71,22 +76,21 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     native = Potential(potential.descriptor, potential.head)
     elements = " ".join(potential.elements)
     result = ExportResult(folder)
+    skipped = unsupported_routes(potential, routes)
     for route in routes:
+        if route in skipped:
+            continue
         if route == "unified":
             pkl = write_mliap_unified(potential, folder / f"{name}.mliap_unified.pkl")
             files = [pkl]
             lines = [f"pair_style mliap unified {pkl.name} 0", f"pair_coeff * * {elements}"]
         elif route == "snap":
-            if not native_snap_supported(potential):
-                continue
             from .snap_files import write_snap
 
             coeff, param = write_snap(native, folder / name)
             files = [Path(coeff), Path(param)]
             lines = _zbl_overlay(potential, "snap", [f"* * {Path(coeff).name} {Path(param).name} {elements}"])
         elif route == "mliap":
-            if not native_snap_supported(potential):
-                continue
             from .snap_files import write_mliap
 
             model, descriptor = write_mliap(native, folder / name)
