@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""LAMMPS MD cost per atom-step of exported models: ML-IAP unified against native ``pair_style snap``.
+"""LAMMPS MD cost per atom-step of exported models: the plugin and ML-IAP unified against native ``pair_style snap``.
 
-The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ kernel) and through
-``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS every step);
-a quadratic and a neural head on the same descriptor run through the unified route too. All in one
-run, same structure, same thread count; the table reports µs per atom-step and the ratio to native.
+The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ kernel), ``mliap model
+linear``, the mliap_torch plugin (``pair_style mliap/torch``: LAMMPS' SNA + the head in libtorch, no
+Python) and ``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS
+every step); a quadratic head (also through native snap) and a neural head on the same descriptor run
+through the plugin and unified. All in one run, same structure, same thread count; the table reports
+µs per atom-step and the ratio to native linear snap.
 With ``--ranks 1 2`` every route also runs on that many MPI ranks (one thread each) and the table adds
 the parallel efficiency t(1 rank) / (N · t(N ranks)).
 
@@ -30,7 +32,11 @@ from mliap_torch.models.heads import MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "unified": "mliap unified (torch)"}
+ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "plugin": "mliap/torch plugin",
+               "unified": "mliap unified (torch)"}
+ROUTES = {"linear": ("snap", "mliap", "plugin", "unified"), "quadratic": ("snap", "plugin", "unified"),
+          "mlp 64-64": ("plugin", "unified")}
+"""The routes each head runs through (native snap first: the ratios are to linear native snap)."""
 TA = ROOT.parent / "shared" / "data" / "fitsnap" / "Ta_Linear_JCP2014" / "reference"
 
 
@@ -43,7 +49,7 @@ def variants(linear: Potential) -> dict[str, Potential]:
     coeffs[:, : 1 + K] = linear.head.coefficients().detach()
     coeffs[:, 1 + K:] = 1e-6 * torch.randn(n, quadratic.num_features - K, dtype=torch.float64)
     quadratic.set_coefficients(coeffs)
-    mlp = MLPHead(n, K, hidden=(64, 64))
+    mlp = MLPHead(n, K, hidden=(64, 64), linear_term=True)
     return {"linear": linear, "quadratic": Potential(linear.descriptor, quadratic, linear.reference),
             "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference)}
 
@@ -76,7 +82,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, potential in variants(linear).items():
-            routes = ("snap", "mliap", "unified") if label == "linear" else ("unified",)
+            routes = ROUTES[label]
             folder = Path(tmp) / label.split()[0]
             result = export_lammps(potential, folder, routes=routes)
             for route in routes:

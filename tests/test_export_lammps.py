@@ -67,7 +67,7 @@ def test_lammps_torch_differences_reports_every_route(tmp_path):
     from mliap_torch.export.verify import lammps_torch_differences
 
     report = lammps_torch_differences(potential, export_lammps(potential, tmp_path), configs)
-    assert set(report) == {"unified", "snap", "mliap"}
+    assert set(report) == {"unified", "snap", "mliap", "plugin"}
     for route, diff in report.items():
         assert diff["configurations"] == 2
         assert diff["force_relative"] < (1e-8 if route == "unified" else 1e-10)

@@ -10,9 +10,12 @@ from mliap_torch.export.run_export import export_run, format_export_report
 pytestmark = [pytest.mark.lammps, pytest.mark.mpi]
 
 
-@pytest.mark.parametrize("head,route", [("quadratic", "snap"), ("mlp", "unified")])
-def test_export_run_reports_two_rank_check(tmp_path, head, route):
-    potential = fitted_model(["Cu", "Ni"], "bispectrum", head, zbl=True)
+@pytest.mark.parametrize("descriptor,head,route", [("bispectrum", "quadratic", "snap"),
+                                                   pytest.param("bispectrum", "mlp", "plugin", marks=pytest.mark.plugin),
+                                                   ("ace", "mlp", "unified")])
+def test_export_run_reports_two_rank_check(tmp_path, descriptor, head, route):
+    """The deployed route is the fastest one that can express the model: snap, else the plugin, else unified."""
+    potential = fitted_model(["Cu", "Ni"], descriptor, head, zbl=True)
     report = export_run(potential, tmp_path, random_structures(["Cu", "Ni"], 1, seed=4), md_steps=20, md_atoms=108)
     mpi = report["mpi"]
     assert mpi["route"] == route == report["deploy_route"] and mpi["ranks"] == 2 and mpi["atoms"] == 108

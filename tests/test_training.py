@@ -200,7 +200,7 @@ def test_run_exports_checks_and_runs_md_in_lammps(tmp_path):
     report = json.loads((tmp_path / "metrics.json").read_text())["lammps"]
     assert report == json.loads(json.dumps(result.metrics["lammps"]))
     assert (tmp_path / "lammps" / "in.md.lammps").is_file()
-    assert set(report["lammps_vs_torch"]) == {"unified", "snap", "mliap"}
+    assert set(report["lammps_vs_torch"]) == {"unified", "snap", "mliap", "plugin"}
     for diff in report["lammps_vs_torch"].values():
         assert diff["configurations"] == 2 and diff["force_relative"] < 1e-8
     assert report["md"]["atoms"] == 108 and report["md"]["steps"] == 100

@@ -1,23 +1,32 @@
 /* mliap_torch LAMMPS plugin: pair style mliap/torch.
  *
  *   plugin load mliap_torch_plugin.so
- *   pair_style mliap/torch model.plugin.pt
+ *   pair_style mliap/torch model.plugin.pt      (or model.plugin.pt2)
  *   pair_coeff * * <element of type 1> <element of type 2> ...   (NULL: type not handled here)
  *
- * Bispectrum models: LAMMPS' own SNA class (ML-SNAP) computes B_i and, from the betas dE_i/dB_i,
- * the forces exactly as pair_style snap does; the mliap_torch head (linear, quadratic, MLP) runs in
- * libtorch between the two passes. Needs newton pair on and a full neighbor list (as snap). */
+ * Two kinds of model file, chosen by the file name:
+ * - `.pt` (bispectrum models): LAMMPS' own SNA class (ML-SNAP) computes B_i and, from the betas
+ *   dE_i/dB_i, the forces exactly as pair_style snap does; the mliap_torch head (linear, quadratic,
+ *   MLP) runs in libtorch between the two passes (pair_mliap_torch_snap.cpp);
+ * - `.pt2` (any model, e.g. ACE): the whole descriptor + head compiled ahead of time by torch.export
+ *   and AOTInductor, run on the pair list with its forces by autograd inside the compiled graph
+ *   (pair_mliap_torch_compiled.cpp).
+ * Needs newton pair on and a full neighbor list (as snap). */
 #ifndef MLIAP_TORCH_PAIR_MLIAP_TORCH_H
 #define MLIAP_TORCH_PAIR_MLIAP_TORCH_H
 
 #include "pair.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace LAMMPS_NS {
 class SNA;
+}
+namespace torch::inductor {
+class AOTIModelPackageLoader;
 }
 
 namespace mliap_torch {
@@ -36,12 +45,26 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
 
  private:
   void allocate();
-  void read_model(const std::string &path);
+  std::vector<char> read_file_on_rank0(const std::string &path);
+  // one element per atom of the list (model element index), from LAMMPS types
+  void list_species();
+
+  // bispectrum models (pair_mliap_torch_snap.cpp)
+  void read_snap_model(const std::vector<char> &bytes);
   int gather_neighbors(int i);  // fills the SNA short lists of atom i; returns their number
   void compute_bispectrum();
+  void compute_snap(int eflag, int vflag);
+
+  // compiled models (pair_mliap_torch_compiled.cpp)
+  void read_compiled_model();
+  void compute_compiled(int eflag, int vflag);
 
   std::string model_path;
   std::vector<std::string> model_elements;
+  std::vector<double> cutoffs;     // (nelements, nelements) per element pair, Å
+  std::vector<int64_t> species;    // (inum,) model element index of each listed atom
+
+  // bispectrum models
   std::vector<double> radelem, wjelem, sinnerelem, dinnerelem;
   double rcutfac = 0.0, rfac0 = 0.0, rmin0 = 0.0;
   int twojmax = 0, switchflag = 1, bzeroflag = 1, bnormflag = 0, chemflag = 0, wselfallflag = 0;
@@ -50,7 +73,13 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   LAMMPS_NS::SNA *snaptr = nullptr;
   std::unique_ptr<TorchHead> head;
   std::vector<double> bispectrum;  // (inum, ncoeff)
-  std::vector<int64_t> species;    // (inum,) model element index of each listed atom
+
+  // compiled models
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> compiled;
+  bool compiled_cuda = false;
+  int compiled_min_atoms = 0, compiled_min_pairs = 0;
+  std::vector<double> pair_rij;                            // (npairs, 3)
+  std::vector<int64_t> pair_i, pair_j, all_species;        // (npairs,), (npairs,), (nlocal + nghost,)
 };
 
 }  // namespace mliap_torch
