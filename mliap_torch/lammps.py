@@ -26,6 +26,19 @@ def lmp_executable() -> Path | None:
     return Path(found) if found else None
 
 
+PLUGIN_HINT = "build it with `bash scripts/build_plugin.sh` (or run the test command, which builds it)"
+
+
+def plugin_library() -> Path | None:
+    """The mliap_torch LAMMPS plugin (``pair_style mliap/torch``): ``$MLIAP_TORCH_PLUGIN``, else the one
+    ``scripts/build_plugin.sh`` linked into this environment (``<prefix>/lib/lammps-plugins/``); None when
+    neither exists."""
+    if os.environ.get("MLIAP_TORCH_PLUGIN"):
+        return Path(os.environ["MLIAP_TORCH_PLUGIN"])
+    local = Path(sys.prefix) / "lib" / "lammps-plugins" / "mliap_torch_plugin.so"
+    return local if local.exists() else None
+
+
 def lammps_status() -> tuple[bool, str]:
     """(True, description) when LAMMPS with ML-IAP Python support can be started, else (False, reason)."""
     try:

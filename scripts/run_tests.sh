@@ -6,4 +6,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup_env.sh
 bash scripts/build_lammps.sh
+bash scripts/build_plugin.sh
 exec .venv/bin/python -m pytest "$@"

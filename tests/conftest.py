@@ -2,7 +2,8 @@
 
 Tests marked ``lammps`` skip with the reason when LAMMPS is missing, except under CI (``CI=true``),
 where a missing LAMMPS fails them. Tests marked ``mpi`` (runs of ``lmp`` on several ranks) do the same
-when LAMMPS is a serial build or its ``mpirun`` is missing. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
+when LAMMPS is a serial build or its ``mpirun`` is missing, and tests marked ``plugin`` when the LAMMPS
+plugin (``scripts/build_plugin.sh``) is not built. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
 """
 from __future__ import annotations
 
@@ -37,8 +38,17 @@ def mpi_status() -> tuple[bool, str]:
     return status()
 
 
+@functools.cache
+def plugin_status() -> tuple[bool, str]:
+    from mliap_torch.lammps import PLUGIN_HINT, plugin_library
+
+    library = plugin_library()
+    return (True, str(library)) if library is not None else (False, f"the LAMMPS plugin is not built; {PLUGIN_HINT}")
+
+
 REQUIREMENTS = {"lammps": (lammps_status, "LAMMPS is not available"),
-                "mpi": (mpi_status, "LAMMPS cannot run on several MPI ranks")}
+                "mpi": (mpi_status, "LAMMPS cannot run on several MPI ranks"),
+                "plugin": (plugin_status, "the mliap_torch LAMMPS plugin is not built")}
 """Marker → (status check, what a failure under CI says)."""
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import USER_ERROR_STATUS, ExportRouteError, RunFolderError, UserError
-from ..export.lammps_export import export_lammps, unsupported_routes
+from ..export.lammps_export import ROUTE_MODELS, ROUTES, export_lammps, unsupported_routes
 from ..models.io import load
 
 
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="a model .pt written by mliap_torch, or a run folder")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <run folder>/lammps)")
     parser.add_argument("--name", default="model", help="file name stem of the written files")
-    parser.add_argument("--routes", nargs="+", default=["unified", "snap", "mliap"],
-                        choices=["unified", "snap", "mliap"], help="LAMMPS routes to write")
+    parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES),
+                        help="LAMMPS routes to write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     skipped = unsupported_routes(potential, tuple(args.routes))
     model = f"{potential.descriptor.type_name} descriptor with a {type(potential.head).__name__}"
     if skipped and len(skipped) == len(set(args.routes)):
-        raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}); "
-                               f"the native snap/mliap files hold bispectrum descriptors with linear or quadratic "
-                               f"heads only. Use --routes unified (any model).")
+        holds = "; ".join(f"{r} holds {ROUTE_MODELS[r]}" for r in dict.fromkeys(skipped))
+        raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}): "
+                               f"{holds}. Use --routes unified (any model).")
     result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes))
     print(f"Exported {model_path} ({', '.join(potential.elements)}) to {out}:")
     for route in result.routes.values():

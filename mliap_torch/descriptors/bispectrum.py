@@ -369,7 +369,8 @@ class Bispectrum(Descriptor):
         with torch.enable_grad():
             r = rij.detach().requires_grad_(True)
             frame = self._pair_frame(r, si, sj)
-            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True)[0] for q in frame], dim=1)
+            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True)[0] if q.requires_grad
+                               else torch.zeros_like(r) for q in frame], dim=1)  # w is constant without switching
         a_r, a_i, b_r, b_i, w = (q.detach()[:, None] for q in frame)
         c0, cz, c1, c2 = c.unbind(2)                                          # (p, K)
         cot = torch.stack([w * (-a_i * cz - b_r * c1 - b_i * c2), w * (a_r * cz - b_i * c1 + b_r * c2),
@@ -565,7 +566,10 @@ class Bispectrum(Descriptor):
             cot_ai = wd * (a_r * cz - b_i * c1 + b_r * c2)
             cot_br = wd * (b_i * cz + a_r * c1 - a_i * c2)
             cot_bi = wd * (-b_r * cz + a_i * c1 + a_r * c2)
-            (g,) = torch.autograd.grad((ar, ai, br, bi, w), r, (cot_ar, cot_ai, cot_br, cot_bi, c0))
+            # without switching functions the weight does not depend on r
+            terms = [(out, cot) for out, cot in zip((ar, ai, br, bi, w), (cot_ar, cot_ai, cot_br, cot_bi, c0))
+                     if out.requires_grad]
+            (g,) = torch.autograd.grad([t[0] for t in terms], r, [t[1] for t in terms])
         return g
 
     # ------------------------------------------------------------------ Z and B, chunks of atoms

@@ -6,6 +6,8 @@ Routes:
   with a linear or quadratic head.
 - ``mliap``: ``pair_style mliap model linear|quadratic <name>.mliap.model descriptor sna
   <name>.mliap.descriptor`` — the same models.
+- ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt`` —
+  bispectrum models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 """
@@ -14,9 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..lammps import plugin_library
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
 from .mliap_unified import write_mliap_unified
+from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_model
+
+ROUTES = ("unified", "snap", "mliap", "plugin")
+"""Every LAMMPS route, in the order they are written."""
+
+ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
+                "mliap": "bispectrum descriptors with linear or quadratic heads",
+                "plugin": "bispectrum descriptors (without chemflag) with linear, quadratic or MLP heads"}
+"""What each route can express, for messages."""
 
 
 @dataclass
@@ -44,7 +56,20 @@ def native_snap_supported(potential: Potential) -> bool:
 
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
     """The routes among ``routes`` that cannot express ``potential`` (``export_lammps`` skips them)."""
-    return [r for r in routes if r in ("snap", "mliap") and not native_snap_supported(potential)]
+    supported = {"unified": True, "snap": native_snap_supported(potential),
+                 "mliap": native_snap_supported(potential), "plugin": plugin_supported(potential)}
+    return [r for r in routes if not supported.get(r, True)]
+
+
+def plugin_load_command() -> str:
+    """``plugin load <path>`` of the plugin built here (:func:`mliap_torch.lammps.plugin_library`), or of where
+    ``scripts/build_plugin.sh`` puts it when it has not been built yet."""
+    library = plugin_library()
+    if library is None:
+        import sys
+
+        library = Path(sys.prefix) / "lib" / "lammps-plugins" / "mliap_torch_plugin.so"
+    return f"plugin load {library}"
 
 
 def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> list[str]:
@@ -65,7 +90,7 @@ def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> li
 
 
 def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
-                  routes: tuple[str, ...] = ("unified", "snap", "mliap")) -> ExportResult:
+                  routes: tuple[str, ...] = ROUTES) -> ExportResult:
     """Write ``potential`` for LAMMPS into ``folder``; routes a model does not support are skipped.
 
     Paths inside the pair commands are relative to ``folder`` (run LAMMPS there).
@@ -98,8 +123,12 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             lines = _zbl_overlay(potential, f"mliap model {kind} {Path(model).name} descriptor sna {Path(descriptor).name}",
                                  [f"* * {elements}"])
             files = [Path(model), Path(descriptor)]
+        elif route == "plugin":
+            model = write_plugin_model(native, folder / f"{name}.plugin.pt")
+            files = [model]
+            lines = [plugin_load_command(), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
         else:
-            raise ValueError(f"unknown LAMMPS route {route!r}; choose from unified, snap, mliap")
+            raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"
         include.write_text("\n".join(lines) + "\n")
         result.routes[route] = LammpsRoute(route, files, lines, include)

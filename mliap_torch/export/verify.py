@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data.batch import make_batch
 from ..data.configuration import Configuration
+from ..lammps import PLUGIN_HINT, plugin_library
 from ..lammps_eval import evaluate_in_lammps
 from ..models.potential import Potential
 from .lammps_export import ExportResult
@@ -17,7 +18,8 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
     """Largest LAMMPS − torch differences per route on ``configs`` (fully periodic ones are used).
 
     Returns ``{route: {"energy_per_atom": eV, "atomic_energy": eV, "force": eV/Å, "stress": eV/Å³,
-    "force_relative": |ΔF|max / |F|max, "configurations": n}}``.
+    "force_relative": |ΔF|max / |F|max, "configurations": n}}``; ``{"skipped": reason}`` for the plugin
+    route when the plugin has not been built.
     """
     periodic = [c for c in configs if c.pbc.all() and np.linalg.det(c.cell) > 0]
     if not periodic:
@@ -30,6 +32,9 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
     offsets = np.concatenate([[0], np.cumsum([c.num_atoms for c in periodic])])
     report = {}
     for name, route in export.routes.items():
+        if name == "plugin" and plugin_library() is None:
+            report[name] = {"skipped": f"the LAMMPS plugin is not built; {PLUGIN_HINT}"}
+            continue
         results = evaluate_in_lammps(periodic, potential.elements, route.pair_commands,
                                      activate_mliappy=name == "unified", directory=export.folder)
         de, da, df, ds = [], [], [], []

@@ -1,0 +1,100 @@
+"""Model files of the mliap_torch LAMMPS plugin (``pair_style mliap/torch``, ``lammps_plugin/``).
+
+A plugin model file is a ``torch.save`` archive of one dict of plain values and float64 tensors
+(``torch.load(..., weights_only=True)`` reads it; the plugin reads it with libtorch's unpickler):
+
+- ``format`` ``"mliap_torch.lammps_plugin"``, ``version`` 1, ``elements`` (list of symbols),
+  ``num_descriptors`` K;
+- ``descriptor``: the bispectrum settings as :meth:`Bispectrum.settings` gives them (current values of
+  learned hyperparameters), per-element lists as tensors;
+- ``head``: ``type`` and the head's tensors — ``linear``: ``bias`` (nelements,), ``weight``
+  (nelements, K); ``quadratic``: also ``quadratic`` (nelements, K(K+1)/2); ``mlp``: ``shift``,
+  ``scale`` (K,), ``offset`` (nelements,), ``linear_term`` and ``linear`` (nelements, K),
+  ``activation``, ``networks``: per element a list of ``[weight (out, in), bias (out,)]`` layers.
+
+A reference potential (ZBL) is not in the file: it is its own LAMMPS pair style
+(``pair_style hybrid/overlay zbl ... mliap/torch ...``), as for the native routes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..descriptors.bispectrum import Bispectrum
+from ..files import atomic_path
+from ..models.heads import LinearHead, MLPHead, QuadraticHead
+from ..models.potential import Potential
+
+FORMAT = "mliap_torch.lammps_plugin"
+VERSION = 1
+PAIR_STYLE = "mliap/torch"
+
+
+def plugin_supported(potential: Potential) -> bool:
+    """True when the plugin can run ``potential``: a bispectrum descriptor without ``chemflag`` and a linear,
+    quadratic or MLP head.
+
+    ``chemflag`` is left out because LAMMPS 4Feb2025's ``SNA::compute_yi`` gives chemflag forces that are
+    not the gradient of its chemflag energy (``tests/test_bispectrum_lammps.py``), so the plugin would not
+    reproduce the torch model; such models run through the unified route."""
+    descriptor = potential.descriptor
+    return (isinstance(descriptor, Bispectrum) and not descriptor.chemflag
+            and type(potential.head) in (LinearHead, QuadraticHead, MLPHead))
+
+
+def _float64(values: Any) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float64).detach().cpu().clone().contiguous()
+
+
+def _descriptor_entry(descriptor: Bispectrum) -> dict[str, Any]:
+    settings = descriptor.settings()
+    entry: dict[str, Any] = {"type": "bispectrum", "twojmax": int(settings["twojmax"]),
+                             "rcutfac": float(settings["rcutfac"]), "rfac0": float(settings["rfac0"]),
+                             "rmin0": float(settings["rmin0"]), "radelem": _float64(settings["radelem"]),
+                             "wj": _float64(settings["wj"])}
+    for flag in ("switchflag", "bzeroflag", "bnormflag", "chemflag", "wselfallflag", "switchinnerflag"):
+        entry[flag] = int(bool(settings[flag]))
+    if settings["switchinnerflag"]:
+        entry["sinner"] = _float64(settings["sinner"])
+        entry["dinner"] = _float64(settings["dinner"])
+    return entry
+
+
+def _head_entry(head: nn.Module) -> dict[str, Any]:
+    if isinstance(head, MLPHead):
+        networks = []
+        for net in head.networks:
+            layers = [m for m in net if isinstance(m, nn.Linear)]
+            networks.append([[_float64(m.weight), _float64(m.bias)] for m in layers])
+        entry: dict[str, Any] = {"type": "mlp", "shift": _float64(head.shift), "scale": _float64(head.scale),
+                                 "offset": _float64(head.offset), "linear_term": bool(head.linear_term),
+                                 "activation": head.activation, "networks": networks}
+        if head.linear_term:
+            entry["linear"] = _float64(head.linear)
+        return entry
+    entry = {"type": head.type_name, "bias": _float64(head.bias), "weight": _float64(head.weight)}
+    if isinstance(head, QuadraticHead):
+        entry["quadratic"] = _float64(head.quadratic)
+    return entry
+
+
+def plugin_model(potential: Potential) -> dict[str, Any]:
+    """The plugin model dict of ``potential`` (its descriptor and head; see the module docstring)."""
+    if not plugin_supported(potential):
+        raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) with a linear, quadratic or "
+                        f"MLP head, not {type(potential.descriptor).__name__} + {type(potential.head).__name__}")
+    return {"format": FORMAT, "version": VERSION, "elements": list(potential.elements),
+            "num_descriptors": int(potential.descriptor.num_descriptors),
+            "descriptor": _descriptor_entry(potential.descriptor), "head": _head_entry(potential.head)}
+
+
+def write_plugin_model(potential: Potential, path: str | Path) -> Path:
+    """Write the plugin model file of ``potential`` to ``path`` (atomically); returns the path."""
+    path = Path(path)
+    model = plugin_model(potential)
+    with atomic_path(path) as tmp:
+        torch.save(model, tmp)
+    return path

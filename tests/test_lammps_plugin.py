@@ -1,0 +1,116 @@
+"""The LAMMPS plugin (``pair_style mliap/torch``, ``lammps_plugin/``) reproduces the torch model.
+
+Each case exports a model by the ``plugin`` route only and evaluates strained (triclinic), rattled
+cells in LAMMPS; energies, per-atom energies, forces and the stress (LAMMPS' virial) must equal
+torch's to 1e-10 relative. The models cover every head the plugin runs (linear, quadratic, MLP with
+each activation, with and without its linear term), one and two elements, the SNAP flags the plugin
+passes to LAMMPS' SNA (bzero, bnorm, wselfall, switch, switchinner, rmin0), learned hyperparameters
+and a ZBL reference (``hybrid/overlay zbl``). MPI ranks: ``test_mpi_ranks.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lammps_models import Z, fitted_model, random_structures
+from mliap_torch.data.batch import make_batch
+from mliap_torch.descriptors.bispectrum import Bispectrum
+from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
+from mliap_torch.lammps_eval import evaluate_in_lammps
+from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
+from mliap_torch.models.potential import Potential
+from mliap_torch.models.zbl import ZBL
+
+pytestmark = [pytest.mark.lammps, pytest.mark.plugin]
+
+TOLERANCE = 1e-10
+CUNI = ["Cu", "Ni"]
+DESCRIPTORS = {
+    "ta-2J6": dict(elements=["Ta"], twojmax=6, rcutfac=4.67637, radelem=[0.5], wj=[1.0]),
+    "cuni-2J4": dict(elements=CUNI, twojmax=4, rcutfac=4.6, radelem=[0.5, 0.45], wj=[1.0, 0.8], bzeroflag=False),
+    "cuni-bnorm-wselfall": dict(elements=CUNI, twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7],
+                                bnormflag=True, wselfallflag=True),
+    "cuni-switchinner": dict(elements=CUNI, twojmax=6, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.8],
+                             switchinnerflag=True, sinner=[2.3, 2.1], dinner=[0.35, 0.5]),
+    "ta-rmin0-noswitch": dict(elements=["Ta"], twojmax=4, rcutfac=4.6, radelem=[0.5], wj=[1.0], rmin0=0.9,
+                              rfac0=0.95, switchflag=False),
+}
+
+
+def random_head(kind: str, n: int, k: int, seed: int, activation: str = "silu", linear_term: bool = True):
+    """A head with random coefficients large enough that every part of it matters."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        head = MLPHead(n, k, hidden=(12, 8), activation=activation, linear_term=linear_term)
+        with torch.no_grad():
+            for p in head.parameters():
+                p.normal_(0.0, 0.3)
+            head.set_scaling(torch.rand(k), 0.5 + torch.rand(k))
+        return head
+    head = (LinearHead if kind == "linear" else QuadraticHead)(n, k)
+    coeffs = 0.05 * torch.randn(n, 1 + head.num_features)
+    coeffs[:, 0] = -torch.arange(1, n + 1, dtype=torch.float64)
+    head.set_coefficients(coeffs)
+    return head
+
+
+def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5) -> None:
+    """Export by the plugin route and compare LAMMPS with torch on two triclinic, rattled cells."""
+    export = export_lammps(potential, tmp_path, routes=("plugin",))
+    configs = random_structures(potential.elements, 2, seed)
+    results = evaluate_in_lammps(configs, potential.elements, export.routes["plugin"].pair_commands,
+                                 directory=tmp_path)
+    torch_out = potential(make_batch(configs, potential.elements, potential.cutoff))
+    start = 0
+    for k, (lmp, config) in enumerate(zip(results, configs)):
+        atoms = slice(start, start + config.num_atoms)
+        start += config.num_atoms
+        energy = torch_out["energy"][k].item()
+        atomic = torch_out["atomic_energies"][atoms].detach().numpy()
+        forces = torch_out["forces"][atoms].detach().numpy()
+        stress = torch_out["stress"][k].detach().numpy()
+        assert abs(lmp["energy"] - energy) <= TOLERANCE * abs(energy)
+        assert np.abs(lmp["atomic_energies"] - atomic).max() <= TOLERANCE * np.abs(atomic).max()
+        assert np.abs(lmp["forces"] - forces).max() <= TOLERANCE * np.abs(forces).max()
+        assert np.abs(lmp["stress"] - stress).max() <= TOLERANCE * np.abs(stress).max()
+        assert np.abs(forces).max() > 0.1  # the comparison is not between near-zero forces
+
+
+@pytest.mark.parametrize("descriptor", list(DESCRIPTORS))
+@pytest.mark.parametrize("head", ["linear", "quadratic", "mlp"])
+def test_plugin_matches_torch(tmp_path, descriptor, head):
+    desc = Bispectrum(**DESCRIPTORS[descriptor])
+    n = len(desc.elements)
+    assert_plugin_equals_torch(Potential(desc, random_head(head, n, desc.num_descriptors, seed=11)), tmp_path)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "softplus", "gelu"])
+def test_plugin_mlp_activations_without_linear_term(tmp_path, activation):
+    desc = Bispectrum(**DESCRIPTORS["cuni-2J4"])
+    head = random_head("mlp", 2, desc.num_descriptors, seed=12, activation=activation, linear_term=False)
+    assert_plugin_equals_torch(Potential(desc, head), tmp_path)
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_plugin_with_zbl_and_learned_hyperparameters(tmp_path, head):
+    """A fitted model on a TrainableBispectrum whose wj, radelem and rfac0 have moved, with ZBL overlaid."""
+    potential = fitted_model(CUNI, "trainable", head, zbl=True, seed=13)
+    assert_plugin_equals_torch(potential, tmp_path)
+
+
+def test_plugin_one_element_mapped_in_a_two_type_box(tmp_path):
+    """pair_coeff maps by element name: a Ni-only model in a box whose types are (Cu, Ni) with types
+    ordered differently from the model's elements."""
+    desc = Bispectrum(["Ni", "Cu"], twojmax=4, rcutfac=4.6, radelem=[0.45, 0.5], wj=[0.8, 1.0])
+    potential = Potential(desc, random_head("quadratic", 2, desc.num_descriptors, seed=14),
+                          ZBL(["Ni", "Cu"], [Z["Ni"], Z["Cu"]], inner=1.5, outer=2.5))
+    export = export_lammps(potential, tmp_path, routes=("plugin",))
+    assert export.routes["plugin"].pair_commands[-1].endswith("mliap/torch Ni Cu")
+    assert_plugin_equals_torch(potential, tmp_path)
+
+
+def test_chemflag_models_are_not_written_for_the_plugin():
+    desc = Bispectrum(CUNI, twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7], chemflag=True)
+    potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=15))
+    assert unsupported_routes(potential, ("plugin", "snap", "unified")) == ["plugin"]
