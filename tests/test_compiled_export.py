@@ -155,3 +155,28 @@ def test_unsupported_models_name_the_model(tmp_path):
     with pytest.raises(TypeError, match="head"):
         compiled.compile_potential(Potential(ace, torch.nn.Identity()), tmp_path / "y.pt2")
     assert not list(tmp_path.iterdir())
+
+
+def test_separate_weights_compile_once(package_dir, tmp_path):
+    """weights="separate": models differing only in weights (learned cutoffs included) share one compiled
+    architecture; the weights file with load_constants gives each model's results."""
+    first, second = _model(2, "mlp", trainable=True, seed=0), _model(2, "mlp", trainable=True, seed=5)
+    compiled.compile_potential(first, tmp_path / "first.pt2", weights="separate")
+    archs = sorted((package_dir / "compiled").glob("arch-*.pt2"))
+    path = compiled.compile_potential(second, tmp_path / "second.pt2", weights="separate")
+    assert sorted((package_dir / "compiled").glob("arch-*.pt2")) == archs and len(archs) == 1
+    package = torch._inductor.aoti_load_package(str(path))
+    meta = package.get_metadata()
+    assert meta["mliap_torch.weights"] == "separate" and "mliap_torch.cutoffs" not in meta
+    values = torch.load(compiled.weights_path(path), weights_only=True)
+    cutoffs = values.pop("mliap_torch.cutoffs")
+    assert cutoffs.tolist() == pytest.approx(second.descriptor.pair_cutoffs().reshape(-1).tolist(), abs=1e-15)
+    assert set(values) == set(package.get_constant_fqns())
+    inputs = _inputs(2, 7, 20, 150, 10, seed=4)
+    # as packaged: the first model's weights; after load_constants: the second's
+    _close(package(*inputs)[0], _eager(first, *inputs)[0], 1e-10)
+    package.load_constants(values, check_full_update=True)
+    energies, grad = package(*inputs)
+    expected_e, expected_g = _eager(second, *inputs)
+    _close(energies, expected_e, 1e-10)
+    _close(grad, expected_g, 1e-10)

@@ -163,17 +163,22 @@ def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotenti
     return module.eval()
 
 
-def metadata(module: CompiledPotential, dtype: str) -> dict[str, str]:
-    """The package metadata (see the module doc)."""
+def metadata(module: CompiledPotential, dtype: str, separate: bool = False) -> dict[str, str]:
+    """The package metadata (see the module doc). ``separate``: a package whose weights come from a
+    weights file (see :func:`compile_potential`); ``mliap_torch.weights`` = ``separate`` and no
+    cutoffs (they are in the weights file), else ``inside``."""
     descriptor = module.descriptor
-    cutoffs = descriptor.pair_cutoffs().detach().to(torch.float64).reshape(-1)
-    return {
+    out = {
         "mliap_torch.format": FORMAT,
         "mliap_torch.version": FORMAT_VERSION,
         "mliap_torch.elements": " ".join(descriptor.elements),
-        "mliap_torch.cutoffs": " ".join(repr(float(c)) for c in cutoffs),
         "mliap_torch.dtype": dtype,
+        "mliap_torch.weights": "separate" if separate else "inside",
     }
+    if not separate:
+        cutoffs = descriptor.pair_cutoffs().detach().to(torch.float64).reshape(-1)
+        out["mliap_torch.cutoffs"] = " ".join(repr(float(c)) for c in cutoffs)
+    return out
 
 
 def cache_folder() -> Path:
@@ -232,22 +237,112 @@ def export_module(module: CompiledPotential, dtype: torch.dtype) -> torch.export
     return _export(module, args, dynamic_shapes=dynamic, strict=False, pre_dispatch=False)
 
 
-def _compile_to(module: CompiledPotential, dtype: str, target: Path) -> None:
-    """Export and AOT-compile ``module`` into ``target`` (a ``.pt2``), atomically."""
-    program = export_module(module, DTYPES[dtype])
-    configs = {"aot_inductor.metadata": metadata(module, dtype)}
+WEIGHTS_MODES = ("inside", "separate")
+SEPARATE_CONFIGS = {
+    # every tensor stays a named constant that load_constants can replace (Inductor would otherwise inline
+    # 1-D tensors of ≤ 8 entries, e.g. per-element offsets, as literals into the code)
+    "always_keep_tensor_constants": True,
+    "aot_inductor.package_constants_in_so": False,
+    # the compile-time weights go into the package next to the .so (data/aotinductor/model/*_weights.blob),
+    # which the loader reads, so the package also runs without load_constants
+    "aot_inductor.package_constants_on_disk_format": "binary_blob",
+}
+
+
+def weights_path(path: str | Path) -> Path:
+    """The weights file that goes with a ``weights="separate"`` package: ``<stem>.weights.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.weights.pt")
+
+
+def _compile_to(module: CompiledPotential, dtype: str, target: Path, program: torch.export.ExportedProgram | None = None,
+                separate: bool = False) -> None:
+    """Export (unless ``program`` is given) and AOT-compile ``module`` into ``target`` (``.pt2``), atomically."""
+    program = export_module(module, DTYPES[dtype]) if program is None else program
+    configs: dict[str, Any] = {"aot_inductor.metadata": metadata(module, dtype, separate)}
+    if separate:
+        configs.update(SEPARATE_CONFIGS)
     with atomic_path(target) as tmp, tempfile.TemporaryDirectory(dir=target.parent, prefix=".aoti.") as work:
         package = Path(work) / "model.pt2"
         torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=configs)
         os.replace(package, tmp)
 
 
-def compile_potential(potential: Any, path: str | Path, *, cache: bool = True, dtype: str = "float64") -> Path:
+def architecture_key(module: CompiledPotential, program: torch.export.ExportedProgram, dtype: str) -> str:
+    """sha256 of what a ``weights="separate"`` package depends on: the exported graph's code (any value
+    baked into it as a literal changes it), the names, dtypes and shapes of its tensors, the elements,
+    dtype, torch version, platform and CPU capability — not the tensors' values."""
+    h = hashlib.sha256()
+    tensors = dict(module.named_buffers())
+    tensors.update(dict(module.named_parameters()))
+    head = {"graph": program.graph_module.code, "signature": str(program.graph_signature),
+            "tensors": sorted((k, str(v.dtype), tuple(v.shape)) for k, v in tensors.items()),
+            "elements": list(module.descriptor.elements), "dtype": dtype, "torch": torch.__version__,
+            "machine": platform.machine(), "system": platform.system(),
+            "cpu": torch.backends.cpu.get_cpu_capability(), "format": FORMAT, "version": FORMAT_VERSION,
+            "code": _CODE_VERSION, "configs": sorted(SEPARATE_CONFIGS.items())}
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def constants(module: CompiledPotential, names: list[str]) -> dict[str, torch.Tensor]:
+    """``module``'s tensors under the package's constant names (contiguous copies)."""
+    tensors = dict(module.named_buffers())
+    tensors.update(dict(module.named_parameters()))
+    missing = sorted(set(names) - set(tensors))
+    if missing:
+        raise RuntimeError(f"compile_potential: the package expects constants {missing} the model lacks")
+    return {k: tensors[k].detach().contiguous().clone() for k in names}
+
+
+def _matches(package: Any, module: CompiledPotential, dtype: str) -> bool:
+    """The package (with the model's constants loaded) reproduces ``module`` on example inputs."""
+    rtol = 1e-8 if dtype == "float64" else 1e-4
+    args = example_inputs(module, DTYPES[dtype], num_atoms=4, num_all=9, num_pairs=24, seed=1)
+    got = package(*args)
+    expected = module(*args)
+    return all(bool((g - e).abs().max() <= rtol * e.abs().max().clamp_min(1e-30)) for g, e in zip(got, expected))
+
+
+def _separate(module: CompiledPotential, dtype: str, path: Path, cache: bool) -> None:
+    """Architecture package (compiled once per :func:`architecture_key`) at ``path`` and the model's
+    constants next to it (:func:`weights_path`)."""
+    program = export_module(module, DTYPES[dtype])
+    cached = cache_folder() / f"arch-{architecture_key(module, program, dtype)}.pt2" if cache else path
+    for attempt in range(2):
+        if attempt or not cache or not cached.is_file():
+            _compile_to(module, dtype, cached, program, separate=True)
+        package = torch._inductor.aoti_load_package(str(cached))
+        values = constants(module, package.get_constant_fqns())
+        package.load_constants(values, check_full_update=True)
+        if _matches(package, module, dtype):
+            break
+    else:
+        raise RuntimeError("compile_potential: the compiled package does not reproduce the model with its "
+                           "constants replaced (weights='separate'); use weights='inside'")
+    if cached != path:
+        with atomic_path(path) as tmp:
+            shutil.copyfile(cached, tmp)
+    cutoffs = module.descriptor.pair_cutoffs().detach().to(torch.float64).reshape(-1).contiguous()
+    with atomic_path(weights_path(path)) as tmp:
+        torch.save({**values, "mliap_torch.cutoffs": cutoffs}, tmp)
+
+
+def compile_potential(potential: Any, path: str | Path, *, cache: bool = True, dtype: str = "float64",
+                      weights: str = "inside") -> Path:
     """Export ``potential``'s descriptor and head and compile them with AOTInductor into ``path`` (``.pt2``).
 
     With ``cache`` the package is built once per content hash (see :func:`content_key`) in
     :func:`cache_folder` and copied to ``path``. ``dtype`` ``"float32"`` compiles a float32 model
     (float32 ``rij`` and outputs). Returns ``path``.
+
+    ``weights="separate"`` compiles the architecture once per :func:`architecture_key` (models that
+    differ only in weights, learned cutoffs included, share it) with every tensor kept as a replaceable
+    constant, and writes the model's tensors to :func:`weights_path` (``torch.save`` of a dict
+    FQN → tensor, readable in C++ with ``torch::pickle_load``; plus ``"mliap_torch.cutoffs"``, the
+    per-element-pair cutoffs, as the package's metadata then has none). The C++ side passes them to
+    ``AOTIModelPackageLoader::load_constants(map, false, true)`` before running. The package alone
+    runs with the weights of the model it was first compiled for.
 
     Raises:
         TypeError: the model cannot be compiled (names it; see :func:`exportable_module`).
@@ -255,7 +350,12 @@ def compile_potential(potential: Any, path: str | Path, *, cache: bool = True, d
     path = Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"compile_potential: {path} must end in .pt2")
+    if weights not in WEIGHTS_MODES:
+        raise ValueError(f"compile_potential: weights must be one of {WEIGHTS_MODES}, got {weights!r}")
     module = exportable_module(potential, dtype)
+    if weights == "separate":
+        _separate(module, dtype, path, cache)
+        return path
     if not cache:
         _compile_to(module, dtype, path)
         return path
