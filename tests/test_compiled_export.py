@@ -92,8 +92,11 @@ def _compile(potential: Potential, folder: Path, name: str, dtype: str = "float6
     return torch._inductor.aoti_load_package(str(path))
 
 
-CASES = [(1, "linear", False), (2, "linear", False), (1, "quadratic", False), (2, "quadratic", False),
-         (1, "mlp", False), (2, "mlp", False), (2, "mlp", True), (2, "linear", True)]
+# each case compiles a package (~25-40 s on one core); the slow ones add head × element-count combinations
+SLOW = pytest.mark.slow
+CASES = [(1, "linear", False), (2, "quadratic", False), (2, "mlp", True), (2, "linear", True),
+         pytest.param(2, "linear", False, marks=SLOW), pytest.param(1, "quadratic", False, marks=SLOW),
+         pytest.param(1, "mlp", False, marks=SLOW), pytest.param(2, "mlp", False, marks=SLOW)]
 
 
 @pytest.mark.parametrize("nel,head,trainable", CASES)
