@@ -2,10 +2,13 @@
 
 Each case exports a model by the ``plugin`` route only and evaluates strained (triclinic), rattled
 cells in LAMMPS; energies, per-atom energies, forces and the stress (LAMMPS' virial) must equal
-torch's to 1e-10 relative. The models cover every head the plugin runs (linear, quadratic, MLP with
-each activation, with and without its linear term), one and two elements, the SNAP flags the plugin
-passes to LAMMPS' SNA (bzero, bnorm, wselfall, switch, switchinner, rmin0), learned hyperparameters
-and a ZBL reference (``hybrid/overlay zbl``). MPI ranks: ``test_mpi_ranks.py``.
+torch's to 1e-10 relative. Bispectrum models (the SNA route, ``.pt``) cover every head the plugin
+runs (linear, quadratic, MLP with each activation, with and without its linear term), one and two
+elements, the SNAP flags the plugin passes to LAMMPS' SNA (bzero, bnorm, wselfall, switch,
+switchinner, rmin0), learned hyperparameters and a ZBL reference (``hybrid/overlay zbl``). ACE
+models (compiled by AOTInductor, ``.pt2`` + weights file) cover the three heads, learned radial
+coefficients and cutoffs, ZBL and one element (slow: a cold compile takes about 30 s per
+architecture). MPI ranks: ``test_mpi_ranks.py``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 
 from lammps_models import Z, fitted_model, random_structures
 from mliap_torch.data.batch import make_batch
+from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
 from mliap_torch.lammps_eval import evaluate_in_lammps
@@ -114,3 +118,38 @@ def test_chemflag_models_are_not_written_for_the_plugin():
     desc = Bispectrum(CUNI, twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7], chemflag=True)
     potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=15))
     assert unsupported_routes(potential, ("plugin", "snap", "unified")) == ["plugin"]
+
+
+def ace_model(elements: list[str], head: str, seed: int, trainable: bool = False, zbl: bool = False) -> Potential:
+    """An ACE model (ranks 1-3) with random radial coefficients and head; with ``trainable`` the radial
+    coefficients and per-element-pair cutoffs are learned parameters moved off their start."""
+    torch.manual_seed(seed)
+    kw = dict(nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1])
+    if trainable:
+        desc = ACE(elements, rcut=4.4, trainable=["crad", "rcut"], max_cutoff=4.6, **kw)
+        with torch.no_grad():
+            desc.rcut_raw.add_(0.3 * torch.randn_like(desc.rcut_raw))
+    else:
+        desc = ACE(elements, rcut=4.6, **kw)
+    with torch.no_grad():
+        desc.crad.add_(0.2 * torch.randn_like(desc.crad))
+    reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
+    return Potential(desc, random_head(head, len(elements), desc.num_descriptors, seed=seed), reference)
+
+
+@pytest.mark.parametrize("head", ["linear", "quadratic", "mlp"])
+def test_plugin_runs_compiled_ace(tmp_path, head):
+    potential = ace_model(CUNI, head, seed=16, zbl=head == "quadratic")
+    export = export_lammps(potential, tmp_path, routes=("plugin",))
+    assert [f.name for f in export.routes["plugin"].files] == ["model.plugin.pt2", "model.plugin.weights.pt"]
+    assert_plugin_equals_torch(potential, tmp_path)
+
+
+def test_plugin_runs_compiled_ace_with_learned_cutoffs(tmp_path):
+    assert_plugin_equals_torch(ace_model(CUNI, "mlp", seed=17, trainable=True, zbl=True), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["linear", "quadratic", "mlp"])
+def test_plugin_runs_compiled_ace_one_element(tmp_path, head):
+    assert_plugin_equals_torch(ace_model(["Ta"], head, seed=18), tmp_path)

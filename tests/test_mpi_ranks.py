@@ -33,6 +33,7 @@ ROUTES = {  # id: (route, descriptor, head, zbl) on the triclinic Cu-Ni box
     "unified-ace-mlp-zbl": ("unified", "ace", "mlp", True),
     "plugin-mlp-zbl": ("plugin", "bispectrum", "mlp", True),
     "plugin-trainable-quadratic": ("plugin", "trainable", "quadratic", False),
+    "plugin-ace-mlp-zbl": ("plugin", "ace", "mlp", True),
 }
 HARD_CASES = ("slab", "ghost_heavy")
 
@@ -49,8 +50,9 @@ def test_route_on_1_2_4_ranks(tmp_path, name):
     assert_rank_equal(check_route(tmp_path, potential, route, ("triclinic",)), name)
 
 
-@pytest.mark.parametrize("route,descriptor,head", [needs_plugin(r, r, "bispectrum", h) for r, h in
-                                                  (("snap", "linear"), ("unified", "mlp"), ("plugin", "mlp"))])
+@pytest.mark.parametrize("route,descriptor,head", [needs_plugin(r, r, d, h) for r, d, h in
+                                                  (("snap", "bispectrum", "linear"), ("unified", "bispectrum", "mlp"),
+                                                   ("plugin", "bispectrum", "mlp"), ("plugin", "ace", "mlp"))])
 def test_empty_ranks_and_ghost_heavy(tmp_path, route, descriptor, head):
     potential = fitted_model(CUNI, descriptor, head, zbl=True, seed=22)
     assert_rank_equal(check_route(tmp_path, potential, route, HARD_CASES), f"{route}-{descriptor}-{head}-zbl")
@@ -68,7 +70,7 @@ def test_newton_off_is_refused_on_every_rank(tmp_path, route):
 
 NATIVE = [(route, "bispectrum", head) for route, head in itertools.product(("snap", "mliap"), ("linear", "quadratic"))]
 UNIFIED = [("unified", d, h) for d, h in itertools.product(("bispectrum", "ace", "trainable"), ("linear", "quadratic", "mlp"))]
-PLUGIN = [("plugin", d, h) for d, h in itertools.product(("bispectrum", "trainable"), ("linear", "quadratic", "mlp"))]
+PLUGIN = [("plugin", d, h) for d, h in itertools.product(("bispectrum", "ace", "trainable"), ("linear", "quadratic", "mlp"))]
 ALL_CASES = ("triclinic", "orthogonal", "ghost_heavy", "slab")
 
 

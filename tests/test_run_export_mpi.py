@@ -12,9 +12,10 @@ pytestmark = [pytest.mark.lammps, pytest.mark.mpi]
 
 @pytest.mark.parametrize("descriptor,head,route", [("bispectrum", "quadratic", "snap"),
                                                    pytest.param("bispectrum", "mlp", "plugin", marks=pytest.mark.plugin),
-                                                   ("ace", "mlp", "unified")])
+                                                   pytest.param("ace", "mlp", "plugin", marks=pytest.mark.plugin)])
 def test_export_run_reports_two_rank_check(tmp_path, descriptor, head, route):
-    """The deployed route is the fastest one that can express the model: snap, else the plugin, else unified."""
+    """The deployed route is the fastest one that can express the model: snap, else the plugin (SNA or
+    compiled ACE); unified only where neither can (chemflag) or the plugin is not built."""
     potential = fitted_model(["Cu", "Ni"], descriptor, head, zbl=True)
     report = export_run(potential, tmp_path, random_structures(["Cu", "Ni"], 1, seed=4), md_steps=20, md_atoms=108)
     mpi = report["mpi"]

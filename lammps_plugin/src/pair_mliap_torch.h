@@ -8,9 +8,9 @@
  * - `.pt` (bispectrum models): LAMMPS' own SNA class (ML-SNAP) computes B_i and, from the betas
  *   dE_i/dB_i, the forces exactly as pair_style snap does; the mliap_torch head (linear, quadratic,
  *   MLP) runs in libtorch between the two passes (pair_mliap_torch_snap.cpp);
- * - `.pt2` (any model, e.g. ACE): the whole descriptor + head compiled ahead of time by torch.export
- *   and AOTInductor, run on the pair list with its forces by autograd inside the compiled graph
- *   (pair_mliap_torch_compiled.cpp).
+ * - `.pt2` (ACE models): the whole descriptor + head compiled ahead of time by torch.export and
+ *   AOTInductor, run on the pair list with its forces by autograd inside the compiled graph
+ *   (pair_mliap_torch_compiled.cpp); its weights either inside or in `<stem>.weights.pt` next to it.
  * Needs newton pair on and a full neighbor list (as snap). */
 #ifndef MLIAP_TORCH_PAIR_MLIAP_TORCH_H
 #define MLIAP_TORCH_PAIR_MLIAP_TORCH_H
@@ -76,7 +76,7 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
 
   // compiled models
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> compiled;
-  bool compiled_cuda = false;
+  bool compiled_cuda = false, compiled_float32 = false;
   int compiled_min_atoms = 0, compiled_min_pairs = 0;
   std::vector<double> pair_rij;                            // (npairs, 3)
   std::vector<int64_t> pair_i, pair_j, all_species;        // (npairs,), (npairs,), (nlocal + nghost,)

@@ -19,6 +19,8 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
+#include "torch_head.h"
+
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -61,14 +63,32 @@ void PairMLIAPTorch::read_compiled_model()
     for (std::string e; elements >> e;) model_elements.push_back(e);
     const size_t n = model_elements.size();
     cutoffs.clear();
-    std::istringstream values(metadata_field(metadata, "cutoffs", where));
-    for (double c; values >> c;) cutoffs.push_back(c);
+    if (metadata.count("mliap_torch.weights") && metadata.at("mliap_torch.weights") == "separate") {
+      // the package holds an architecture; this model's tensors (and cutoffs) are in <stem>.weights.pt
+      const std::string weights = model_path.substr(0, model_path.size() - 4) + ".weights.pt";
+      std::unordered_map<std::string, at::Tensor> values;
+      for (const auto &item : read_model_dict(read_file_on_rank0(weights))) {
+        const std::string name = item.key().toStringRef();
+        at::Tensor value = item.value().toTensor().contiguous();
+        if (name == "mliap_torch.cutoffs") {
+          at::Tensor c = value.to(at::kDouble);
+          cutoffs.assign(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+        } else {
+          values[name] = value;
+        }
+      }
+      compiled->load_constants(values, false, true);
+    } else {
+      std::istringstream values(metadata_field(metadata, "cutoffs", where));
+      for (double c; values >> c;) cutoffs.push_back(c);
+    }
     if (n == 0 || cutoffs.size() != n * n)
-      throw std::runtime_error(where + ": metadata lists " + std::to_string(n) + " elements and " +
-                               std::to_string(cutoffs.size()) + " cutoffs (expected one per element pair)");
-    if (metadata_field(metadata, "dtype", where) != "float64")
-      throw std::runtime_error(where + ": compiled for " + metadata_field(metadata, "dtype", where) +
-                               "; this plugin runs float64 models");
+      throw std::runtime_error(where + ": " + std::to_string(n) + " elements and " + std::to_string(cutoffs.size()) +
+                               " cutoffs (expected one per element pair)");
+    const std::string dtype = metadata_field(metadata, "dtype", where);
+    if (dtype != "float64" && dtype != "float32")
+      throw std::runtime_error(where + ": compiled for dtype " + dtype + " (this plugin runs float64 and float32)");
+    compiled_float32 = dtype == "float32";
     compiled_cuda = metadata.count("mliap_torch.device") && metadata.at("mliap_torch.device") == "cuda";
     compiled_min_atoms = metadata.count("mliap_torch.min_atoms") ? std::stoi(metadata.at("mliap_torch.min_atoms")) : 0;
     compiled_min_pairs = metadata.count("mliap_torch.min_pairs") ? std::stoi(metadata.at("mliap_torch.min_pairs")) : 0;
@@ -135,6 +155,7 @@ void PairMLIAPTorch::compute_compiled(int eflag, int vflag)
                                       at::from_blob(pair_j.data(), {p_run}, lng),
                                       at::from_blob(all_species.data(), {m_run}, lng),
                                       at::from_blob(species.data(), {n_run}, lng)};
+    if (compiled_float32) inputs[0] = inputs[0].to(at::kFloat);
     if (compiled_cuda)
       for (auto &t : inputs) t = t.to(at::kCUDA);
     outputs = compiled->run(inputs);

@@ -17,7 +17,9 @@ outputs
 P, n and M are dynamic, each at least :data:`MIN_SIZE`. ``rij`` and the outputs have the package's
 dtype (``float64`` by default, ``float32`` on request). The package metadata (string → string) holds
 ``mliap_torch.format``, ``mliap_torch.version``, ``mliap_torch.elements`` (space-separated symbols),
-``mliap_torch.cutoffs`` (n_el² per-element-pair cutoffs, Å, row-major) and ``mliap_torch.dtype``.
+``mliap_torch.cutoffs`` (n_el² per-element-pair cutoffs, Å, row-major), ``mliap_torch.dtype``,
+``mliap_torch.weights`` (``inside`` or ``separate``) and ``mliap_torch.min_atoms`` /
+``mliap_torch.min_pairs`` (:data:`MIN_SIZE`; the plugin pads smaller inputs).
 
 The training code paths are not used as they are: :meth:`ACE._b_from_base` selects each element's
 atoms with ``nonzero`` and :meth:`MLPHead.forward` with ``masked_scatter`` (data-dependent shapes that
@@ -130,6 +132,12 @@ class CompiledPotential(nn.Module):
 
 
 # ---------------------------------------------------------------------- model → module, key, metadata
+def compiled_supported(potential: Any) -> bool:
+    """True when :func:`compile_potential` can compile ``potential`` (ACE with a linear, quadratic or MLP head)."""
+    return (isinstance(getattr(potential, "descriptor", None), ACE)
+            and type(getattr(potential, "head", None)) in (LinearHead, QuadraticHead, MLPHead))
+
+
 def _unsupported(potential: Any, why: str) -> TypeError:
     return TypeError(f"compile_potential: cannot compile {type(potential).__name__} with descriptor "
                      f"{type(getattr(potential, 'descriptor', None)).__name__} and head "
@@ -174,6 +182,8 @@ def metadata(module: CompiledPotential, dtype: str, separate: bool = False) -> d
         "mliap_torch.elements": " ".join(descriptor.elements),
         "mliap_torch.dtype": dtype,
         "mliap_torch.weights": "separate" if separate else "inside",
+        "mliap_torch.min_atoms": str(MIN_SIZE),
+        "mliap_torch.min_pairs": str(MIN_SIZE),
     }
     if not separate:
         cutoffs = descriptor.pair_cutoffs().detach().to(torch.float64).reshape(-1)

@@ -6,8 +6,8 @@ Routes:
   with a linear or quadratic head.
 - ``mliap``: ``pair_style mliap model linear|quadratic <name>.mliap.model descriptor sna
   <name>.mliap.descriptor`` — the same models.
-- ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt`` —
-  bispectrum models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
+- ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
+  bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 """
@@ -20,14 +20,14 @@ from ..lammps import plugin_library
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
 from .mliap_unified import write_mliap_unified
-from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_model
+from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
 
 ROUTES = ("unified", "snap", "mliap", "plugin")
 """Every LAMMPS route, in the order they are written."""
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
                 "mliap": "bispectrum descriptors with linear or quadratic heads",
-                "plugin": "bispectrum descriptors (without chemflag) with linear, quadratic or MLP heads"}
+                "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads"}
 """What each route can express, for messages."""
 
 
@@ -129,8 +129,8 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                                  [f"* * {elements}"])
             files = [Path(model), Path(descriptor)]
         elif route == "plugin":
-            model = write_plugin_model(native, folder / f"{name}.plugin.pt")
-            files = [model]
+            files = write_plugin_files(native, folder / f"{name}.plugin")
+            model = files[0]
             lines = [plugin_load_command(plugin_library), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")

@@ -1,6 +1,12 @@
 """Model files of the mliap_torch LAMMPS plugin (``pair_style mliap/torch``, ``lammps_plugin/``).
 
-A plugin model file is a ``torch.save`` archive of one dict of plain values and float64 tensors
+Two kinds (:func:`write_plugin_files` picks): bispectrum models become a ``.pt`` file that the plugin
+runs with LAMMPS' own SNA class and the head in libtorch (exact to LAMMPS' ``pair_style snap`` and at
+its speed); ACE models are compiled ahead of time into a ``.pt2`` package
+(:func:`mliap_torch.export.compiled.compile_potential`, weights in ``<stem>.weights.pt`` next to it,
+so that one compiled architecture serves every training run).
+
+The ``.pt`` model file is a ``torch.save`` archive of one dict of plain values and float64 tensors
 (``torch.load(..., weights_only=True)`` reads it; the plugin reads it with libtorch's unpickler):
 
 - ``format`` ``"mliap_torch.lammps_plugin"``, ``version`` 1, ``elements`` (list of symbols),
@@ -27,15 +33,16 @@ from ..descriptors.bispectrum import Bispectrum
 from ..files import atomic_path
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from .compiled import compile_potential, compiled_supported, weights_path
 
 FORMAT = "mliap_torch.lammps_plugin"
 VERSION = 1
 PAIR_STYLE = "mliap/torch"
 
 
-def plugin_supported(potential: Potential) -> bool:
-    """True when the plugin can run ``potential``: a bispectrum descriptor without ``chemflag`` and a linear,
-    quadratic or MLP head.
+def snap_plugin_supported(potential: Potential) -> bool:
+    """True when the plugin's SNA route can run ``potential``: a bispectrum descriptor without ``chemflag`` and
+    a linear, quadratic or MLP head.
 
     ``chemflag`` is left out because LAMMPS 4Feb2025's ``SNA::compute_yi`` gives chemflag forces that are
     not the gradient of its chemflag energy (``tests/test_bispectrum_lammps.py``), so the plugin would not
@@ -43,6 +50,11 @@ def plugin_supported(potential: Potential) -> bool:
     descriptor = potential.descriptor
     return (isinstance(descriptor, Bispectrum) and not descriptor.chemflag
             and type(potential.head) in (LinearHead, QuadraticHead, MLPHead))
+
+
+def plugin_supported(potential: Potential) -> bool:
+    """True when the plugin can run ``potential``: by its SNA route or as a compiled (ACE) model."""
+    return snap_plugin_supported(potential) or compiled_supported(potential)
 
 
 def _float64(values: Any) -> torch.Tensor:
@@ -83,7 +95,7 @@ def _head_entry(head: nn.Module) -> dict[str, Any]:
 
 def plugin_model(potential: Potential) -> dict[str, Any]:
     """The plugin model dict of ``potential`` (its descriptor and head; see the module docstring)."""
-    if not plugin_supported(potential):
+    if not snap_plugin_supported(potential):
         raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) with a linear, quadratic or "
                         f"MLP head, not {type(potential.descriptor).__name__} + {type(potential.head).__name__}")
     return {"format": FORMAT, "version": VERSION, "elements": list(potential.elements),
@@ -92,9 +104,27 @@ def plugin_model(potential: Potential) -> dict[str, Any]:
 
 
 def write_plugin_model(potential: Potential, path: str | Path) -> Path:
-    """Write the plugin model file of ``potential`` to ``path`` (atomically); returns the path."""
+    """Write the ``.pt`` plugin model file of a bispectrum ``potential`` to ``path`` (atomically); returns the path."""
     path = Path(path)
     model = plugin_model(potential)
     with atomic_path(path) as tmp:
         torch.save(model, tmp)
     return path
+
+
+def write_plugin_files(potential: Potential, prefix: str | Path) -> list[Path]:
+    """The plugin's files for ``potential``, the model file (``pair_style mliap/torch <it>``) first:
+    ``<prefix>.pt`` for bispectrum models, ``<prefix>.pt2`` and ``<prefix>.weights.pt`` for ACE models.
+
+    Raises:
+        TypeError: the plugin cannot run the model (:func:`plugin_supported`).
+    """
+    prefix = Path(prefix)
+    if snap_plugin_supported(potential):
+        return [write_plugin_model(potential, prefix.with_name(prefix.name + ".pt"))]
+    if compiled_supported(potential):
+        package = compile_potential(potential, prefix.with_name(prefix.name + ".pt2"), weights="separate")
+        return [package, weights_path(package)]
+    raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) and ACE models with a linear, "
+                    f"quadratic or MLP head, not {type(potential.descriptor).__name__} + "
+                    f"{type(potential.head).__name__}")
