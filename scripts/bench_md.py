@@ -5,8 +5,10 @@ The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ ker
 linear``, the mliap_torch plugin (``pair_style mliap/torch``: LAMMPS' SNA + the head in libtorch, no
 Python) and ``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS
 every step); a quadratic head (also through native snap) and a neural head on the same descriptor run
-through the plugin and unified. All in one run, same structure, same thread count; the table reports
-µs per atom-step and the ratio to native linear snap.
+through the plugin and unified, and so do an ACE model with a linear and with a neural head (the
+project's default ACE basis, ``descriptor=ace``: ranks 1-3, nradmax 8/3/2, lmax 0/2/1, 4.5 Å; the
+plugin runs it compiled by AOTInductor). All in one run, same structure, same thread count; the table
+reports µs per atom-step and the ratio to native linear snap.
 With ``--ranks 1 2`` every route also runs on that many MPI ranks (one thread each) and the table adds
 the parallel efficiency t(1 rank) / (N · t(N ranks)).
 
@@ -28,20 +30,28 @@ from ase.build import bulk
 from mliap_torch.export.lammps_export import export_lammps
 from mliap_torch.export.md_input import run_md, write_md_input
 from mliap_torch.export.snap_files import read_snap
-from mliap_torch.models.heads import MLPHead, QuadraticHead
+from mliap_torch.descriptors.ace import ACE
+from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "plugin": "mliap/torch plugin",
                "unified": "mliap unified (torch)"}
 ROUTES = {"linear": ("snap", "mliap", "plugin", "unified"), "quadratic": ("snap", "plugin", "unified"),
-          "mlp 64-64": ("plugin", "unified")}
+          "mlp 64-64": ("plugin", "unified"), "ACE linear": ("plugin", "unified"),
+          "ACE mlp 64-64": ("plugin", "unified")}
 """The routes each head runs through (native snap first: the ratios are to linear native snap)."""
 TA = ROOT.parent / "shared" / "data" / "fitsnap" / "Ta_Linear_JCP2014" / "reference"
 
 
+ACE_SETTINGS = dict(nradmax_by_orders=[8, 3, 2], lmax_by_orders=[0, 2, 1], radial_basis="ChebExpCos",
+                    radial_parameters=5.25, rcut=4.5, dcut=0.01)
+"""The project's default ACE basis (``mliap_torch/configs/descriptor/ace.yaml``)."""
+
+
 def variants(linear: Potential) -> dict[str, Potential]:
-    """The linear potential plus a quadratic and an MLP head on the same descriptor (small random terms)."""
+    """The linear potential plus a quadratic and an MLP head on the same descriptor (small random terms), and
+    ACE with a linear and an MLP head."""
     torch.manual_seed(0)
     n, K = len(linear.elements), linear.descriptor.num_descriptors
     quadratic = QuadraticHead(n, K)
@@ -50,8 +60,13 @@ def variants(linear: Potential) -> dict[str, Potential]:
     coeffs[:, 1 + K:] = 1e-6 * torch.randn(n, quadratic.num_features - K, dtype=torch.float64)
     quadratic.set_coefficients(coeffs)
     mlp = MLPHead(n, K, hidden=(64, 64), linear_term=True)
+    ace = ACE(linear.elements, **ACE_SETTINGS)
+    ace_linear = LinearHead(n, ace.num_descriptors)
+    ace_linear.set_coefficients(1e-3 * torch.randn(n, 1 + ace.num_descriptors, dtype=torch.float64))
     return {"linear": linear, "quadratic": Potential(linear.descriptor, quadratic, linear.reference),
-            "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference)}
+            "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference),
+            "ACE linear": Potential(ace, ace_linear),
+            "ACE mlp 64-64": Potential(ace, MLPHead(n, ace.num_descriptors, hidden=(64, 64), linear_term=True))}
 
 
 def main() -> None:
@@ -83,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, potential in variants(linear).items():
             routes = ROUTES[label]
-            folder = Path(tmp) / label.split()[0]
+            folder = Path(tmp) / label.replace(" ", "_")
             result = export_lammps(potential, folder, routes=routes)
             for route in routes:
                 write_md_input(folder, result.routes[route].include_file, structure, potential.elements,

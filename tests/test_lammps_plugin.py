@@ -59,9 +59,11 @@ def random_head(kind: str, n: int, k: int, seed: int, activation: str = "silu", 
     return head
 
 
-def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5) -> None:
-    """Export by the plugin route and compare LAMMPS with torch on two triclinic, rattled cells."""
-    export = export_lammps(potential, tmp_path, routes=("plugin",))
+def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5, dtype: str = "float64") -> None:
+    """Export by the plugin route and compare LAMMPS with torch (float64) on two triclinic, rattled cells:
+    1e-10 relative for float64 plugin models, 1e-5 for float32."""
+    tolerance = TOLERANCE if dtype == "float64" else 1e-5
+    export = export_lammps(potential, tmp_path, routes=("plugin",), plugin_dtype=dtype)
     configs = random_structures(potential.elements, 2, seed)
     results = evaluate_in_lammps(configs, potential.elements, export.routes["plugin"].pair_commands,
                                  directory=tmp_path)
@@ -74,10 +76,10 @@ def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5) ->
         atomic = torch_out["atomic_energies"][atoms].detach().numpy()
         forces = torch_out["forces"][atoms].detach().numpy()
         stress = torch_out["stress"][k].detach().numpy()
-        assert abs(lmp["energy"] - energy) <= TOLERANCE * abs(energy)
-        assert np.abs(lmp["atomic_energies"] - atomic).max() <= TOLERANCE * np.abs(atomic).max()
-        assert np.abs(lmp["forces"] - forces).max() <= TOLERANCE * np.abs(forces).max()
-        assert np.abs(lmp["stress"] - stress).max() <= TOLERANCE * np.abs(stress).max()
+        assert abs(lmp["energy"] - energy) <= tolerance * abs(energy)
+        assert np.abs(lmp["atomic_energies"] - atomic).max() <= tolerance * np.abs(atomic).max()
+        assert np.abs(lmp["forces"] - forces).max() <= tolerance * np.abs(forces).max()
+        assert np.abs(lmp["stress"] - stress).max() <= tolerance * np.abs(stress).max()
         assert np.abs(forces).max() > 0.1  # the comparison is not between near-zero forces
 
 
@@ -143,6 +145,17 @@ def test_plugin_runs_compiled_ace(tmp_path, head):
     export = export_lammps(potential, tmp_path, routes=("plugin",))
     assert [f.name for f in export.routes["plugin"].files] == ["model.plugin.pt2", "model.plugin.weights.pt"]
     assert_plugin_equals_torch(potential, tmp_path)
+
+
+def test_plugin_runs_float32_compiled_ace(tmp_path):
+    assert_plugin_equals_torch(ace_model(CUNI, "mlp", seed=19, zbl=True), tmp_path, dtype="float32")
+
+
+def test_float32_is_refused_for_bispectrum_models(tmp_path):
+    desc = Bispectrum(**DESCRIPTORS["cuni-2J4"])
+    potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=20))
+    with pytest.raises(ValueError, match="float64 only"):
+        export_lammps(potential, tmp_path, routes=("plugin",), plugin_dtype="float32")
 
 
 def test_plugin_runs_compiled_ace_with_learned_cutoffs(tmp_path):

