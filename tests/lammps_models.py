@@ -119,3 +119,37 @@ def random_model(elements: list[str], descriptor: str, head: str, zbl: bool, see
     desc = _descriptor(elements, descriptor)
     reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
     return Potential(desc, _random_head(head, len(elements), desc.num_descriptors), reference)
+
+
+def random_head(kind: str, n: int, k: int, seed: int, activation: str = "silu", linear_term: bool = True):
+    """A head with random coefficients large enough that every part of it matters."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        head = MLPHead(n, k, hidden=(12, 8), activation=activation, linear_term=linear_term)
+        with torch.no_grad():
+            for p in head.parameters():
+                p.normal_(0.0, 0.3)
+            head.set_scaling(torch.rand(k), 0.5 + torch.rand(k))
+        return head
+    head = (LinearHead if kind == "linear" else QuadraticHead)(n, k)
+    coeffs = 0.05 * torch.randn(n, 1 + head.num_features)
+    coeffs[:, 0] = -torch.arange(1, n + 1, dtype=torch.float64)
+    head.set_coefficients(coeffs)
+    return head
+
+
+def ace_model(elements: list[str], head: str, seed: int, trainable: bool = False, zbl: bool = False) -> Potential:
+    """An ACE model (ranks 1-3) with random radial coefficients and head; with ``trainable`` the radial
+    coefficients and per-element-pair cutoffs are learned parameters moved off their start."""
+    torch.manual_seed(seed)
+    kw = dict(nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1])
+    if trainable:
+        desc = ACE(elements, rcut=4.4, trainable=["crad", "rcut"], max_cutoff=4.6, **kw)
+        with torch.no_grad():
+            desc.rcut_raw.add_(0.3 * torch.randn_like(desc.rcut_raw))
+    else:
+        desc = ACE(elements, rcut=4.6, **kw)
+    with torch.no_grad():
+        desc.crad.add_(0.2 * torch.randn_like(desc.crad))
+    reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
+    return Potential(desc, random_head(head, len(elements), desc.num_descriptors, seed=seed), reference)

@@ -16,13 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from lammps_models import Z, fitted_model, random_structures
+from lammps_models import Z, ace_model, fitted_model, random_head, random_structures
 from mliap_torch.data.batch import make_batch
-from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
 from mliap_torch.lammps_eval import evaluate_in_lammps
-from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
 
@@ -40,23 +38,6 @@ DESCRIPTORS = {
     "ta-rmin0-noswitch": dict(elements=["Ta"], twojmax=4, rcutfac=4.6, radelem=[0.5], wj=[1.0], rmin0=0.9,
                               rfac0=0.95, switchflag=False),
 }
-
-
-def random_head(kind: str, n: int, k: int, seed: int, activation: str = "silu", linear_term: bool = True):
-    """A head with random coefficients large enough that every part of it matters."""
-    torch.manual_seed(seed)
-    if kind == "mlp":
-        head = MLPHead(n, k, hidden=(12, 8), activation=activation, linear_term=linear_term)
-        with torch.no_grad():
-            for p in head.parameters():
-                p.normal_(0.0, 0.3)
-            head.set_scaling(torch.rand(k), 0.5 + torch.rand(k))
-        return head
-    head = (LinearHead if kind == "linear" else QuadraticHead)(n, k)
-    coeffs = 0.05 * torch.randn(n, 1 + head.num_features)
-    coeffs[:, 0] = -torch.arange(1, n + 1, dtype=torch.float64)
-    head.set_coefficients(coeffs)
-    return head
 
 
 def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5, dtype: str = "float64") -> None:
@@ -120,23 +101,6 @@ def test_chemflag_models_are_not_written_for_the_plugin():
     desc = Bispectrum(CUNI, twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7], chemflag=True)
     potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=15))
     assert unsupported_routes(potential, ("plugin", "snap", "unified")) == ["plugin"]
-
-
-def ace_model(elements: list[str], head: str, seed: int, trainable: bool = False, zbl: bool = False) -> Potential:
-    """An ACE model (ranks 1-3) with random radial coefficients and head; with ``trainable`` the radial
-    coefficients and per-element-pair cutoffs are learned parameters moved off their start."""
-    torch.manual_seed(seed)
-    kw = dict(nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1])
-    if trainable:
-        desc = ACE(elements, rcut=4.4, trainable=["crad", "rcut"], max_cutoff=4.6, **kw)
-        with torch.no_grad():
-            desc.rcut_raw.add_(0.3 * torch.randn_like(desc.rcut_raw))
-    else:
-        desc = ACE(elements, rcut=4.6, **kw)
-    with torch.no_grad():
-        desc.crad.add_(0.2 * torch.randn_like(desc.crad))
-    reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
-    return Potential(desc, random_head(head, len(elements), desc.num_descriptors, seed=seed), reference)
 
 
 @pytest.mark.parametrize("head", ["linear", "quadratic", "mlp"])

