@@ -131,6 +131,10 @@ def run_on_processes(fn: Callable, args: tuple, processes: int, *, threads: int 
 
     if processes < 1:
         raise ValueError(f"run_on_processes: processes is {processes}; it must be at least 1")
+    if torch.device(device).type == "cuda" and processes > torch.cuda.device_count():
+        raise ValueError(f"run_on_processes: {processes} processes on CUDA need {processes} GPUs (NCCL allows one "
+                         f"rank per GPU), this machine has {torch.cuda.device_count()}; use fewer processes or "
+                         f"fit on the CPU")
     context = mp.get_context("spawn")
     results = context.Queue()
     port = free_port()
