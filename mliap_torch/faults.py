@@ -8,7 +8,8 @@ only counts.
 
 Points: ``builtin.generate`` (while generating the built-in data), ``builtin.write`` (cache file
 written, not yet in place), ``cache.write`` (an HDF5 data-set cache file or descriptor file written, not yet in place),
-``train.batch`` (before a training batch), ``export`` (model and metrics saved, LAMMPS files not yet).
+``train.batch`` (before a training batch), ``fit.design.rank<r>`` (after each design chunk of rank r of
+an exact fit; rank 0 outside a process group), ``export`` (model and metrics saved, LAMMPS files not yet).
 """
 from __future__ import annotations
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..fitting.options import FitOptions
 
 DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
 HEAD_TYPES = ("linear", "quadratic", "mlp")
@@ -143,6 +146,16 @@ class ExportConfig:
 
 
 @dataclass
+class FitConfig:
+    """How an exact fit runs (``model.fit=exact``, also the start of ``model.refine``); the solver's own
+    settings stay in ``model.solver``. Both become one :class:`~mliap_torch.fitting.options.FitOptions`."""
+
+    processes: int = 1
+    threads: Optional[int] = None
+    progress: Optional[bool] = None
+
+
+@dataclass
 class TrainConfig:
     """The validated configuration; ``descriptor`` stays a plain dict (its keys depend on its type)."""
 
@@ -155,6 +168,7 @@ class TrainConfig:
     ckpt_path: Optional[str] = None
     plots: bool = True
     export: ExportConfig = field(default_factory=ExportConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
     experiment: Optional[Any] = None
 
 
@@ -229,6 +243,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     trainer = _typed("trainer", TrainerConfig, cfg.trainer)
     descriptor = _check_descriptor(cfg.descriptor)
     export = _typed("export", ExportConfig, cfg.export) if "export" in cfg else ExportConfig()
+    fit = _typed("fit", FitConfig, cfg.fit) if "fit" in cfg else FitConfig()
     try:
         scalars = {k: cfg[k] for k in ("seed", "dtype", "ckpt_path", "plots") if k in cfg}
     except OmegaConfBaseException as exc:
@@ -250,6 +265,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         if value is not None and not 0.0 <= value < 1.0:
             raise ConfigError(f"Configuration error: '{name}' is {value}; it must be in [0, 1).")
     _check_ranges(data, descriptor, model, trainer, export, out)
+    fit_options(model, fit)
     if check_paths:
         data.path = _existing_path("data.path", data.path, required=data.format != "builtin")
         if data.format == "mlearn":
@@ -262,8 +278,35 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
             data.group_weights = _existing_path("data.group_weights", data.group_weights, required=True)
         out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
-                       dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export,
+                       dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export, fit=fit,
                        experiment=cfg.get("experiment"))
+
+
+def fit_options(model: ModelConfig, fit: FitConfig) -> "FitOptions":
+    """The :class:`~mliap_torch.fitting.options.FitOptions` of a run: ``model.solver`` (solver, memory and
+    label settings of :func:`~mliap_torch.fitting.exact_fit.fit_exact`; per-element constants and kept
+    rows unless it says otherwise) plus the ``fit`` section (processes, threads, progress).
+    ConfigError naming the key for anything FitOptions rejects."""
+    from ..fitting.options import EXECUTION_FIELDS, FitOptions
+
+    solver = dict(model.solver)
+    moved = sorted(set(solver) & set(EXECUTION_FIELDS + ("distributed",)))
+    if moved:
+        raise ConfigError(f"Configuration error: 'model.solver.{moved[0]}' is not a solver setting; set "
+                          f"fit.{moved[0]}=... instead (the 'fit' section says how the exact fit runs).")
+    unknown = sorted(set(solver) - set(FitOptions.field_names()))
+    if unknown:
+        valid = [n for n in FitOptions.field_names() if n not in EXECUTION_FIELDS + ("distributed",)]
+        raise ConfigError(f"Configuration error: 'model.solver.{unknown[0]}' is not a setting of the exact fit; "
+                          f"valid keys of 'model.solver': {', '.join(valid)}.")
+    try:
+        return FitOptions.build({"bias": True, "keep_rows": True, **solver}, processes=fit.processes,
+                                threads=fit.threads, progress=fit.progress)
+    except (TypeError, ValueError) as exc:
+        message = str(exc).rstrip(".")
+        name = message.split("'")[1] if message.startswith("fit option '") else "?"
+        key = f"fit.{name}" if name in EXECUTION_FIELDS else f"model.solver.{name}"
+        raise ConfigError(f"Configuration error: {message.replace(f'fit option {name!r}', repr(key))}.") from None
 
 
 def _at_least(key: str, value: Any, minimum: float, *, strict: bool = False, optional: bool = False) -> None:

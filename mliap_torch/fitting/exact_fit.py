@@ -10,6 +10,7 @@ SVD or ridge solver, fitted labels).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -17,16 +18,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 
 from ..data.configuration import Configuration
+from ..faults import kill_point
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
 from ..models.zbl import ZBL
 from .design import FITSNAP_STRESS_SCALE, DesignMatrixBuilder, DesignRows, fitsnap_stress_target_scale
 from .metrics import MetricAccumulator, MetricsTable
+from .options import FitOptions, torch_threads
 from .solvers import LstsqSolution, StreamingQR, distributed_r_factor, solve_r_factor
 
 if TYPE_CHECKING:
@@ -71,8 +74,8 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _shard(n: int, distributed: bool) -> tuple[int, int]:
-    """[start, stop) of this rank's contiguous share of n configurations."""
+def shard_range(n: int, distributed: bool = True) -> tuple[int, int]:
+    """[start, stop) of this rank's contiguous share of n configurations (all of them outside a group)."""
     import torch.distributed as dist
 
     if not (distributed and dist.is_available() and dist.is_initialized()):
@@ -80,6 +83,74 @@ def _shard(n: int, distributed: bool) -> tuple[int, int]:
     rank, world = dist.get_rank(), dist.get_world_size()
     per = math.ceil(n / world)
     return min(rank * per, n), min((rank + 1) * per, n)
+
+
+_shard = shard_range
+
+
+def _rank() -> int:
+    """This process's ``torch.distributed`` rank (0 outside a group)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _design_progress(total: int, opts: FitOptions):
+    """tqdm bar of the design stage on stderr: configurations of this rank's shard, configs/s and ETA."""
+    from tqdm.auto import tqdm
+
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if opts.distributed and dist.is_available() and dist.is_initialized() else 1
+    desc = "design" if world == 1 else f"design (rank 0 of {world})"
+    return tqdm(total=total, desc=desc, unit="config", dynamic_ncols=True, smoothing=0.1)
+
+
+def _fit_on_processes(potential: Potential, configurations: Sequence[Configuration], test, split,
+                      group_names: Sequence[str] | None, opts: FitOptions, t_start: float) -> FitResult:
+    """:func:`fit_exact` with ``opts.processes`` new local processes (rank 0's result, all predictions)."""
+    from .processes import backend_for, run_on_processes
+
+    head = next(iter(potential.head.parameters()))
+    device = head.device
+    shipped = copy.deepcopy(potential).cpu() if device.type != "cpu" else potential
+    threads = opts.threads_per_process()
+    rank_opts = dataclasses.replace(opts, processes=1, threads=None, distributed=True,
+                                    progress=opts.show_progress())
+    result = run_on_processes(_fit_rank, (shipped, list(configurations), test, split, group_names, rank_opts,
+                                          str(device)), opts.processes, threads=threads, device=device)
+    potential.head.set_coefficients(result.coefficients.to(device=device, dtype=head.dtype))
+    result.timings["total"] = time.perf_counter() - t_start
+    result.notes.append(f"fitted on {opts.processes} processes ({backend_for(device)}, {threads} threads each)")
+    return result
+
+
+def _fit_rank(potential: Potential, configurations: Sequence[Configuration], test, split,
+              group_names: Sequence[str] | None, opts: FitOptions, device: str) -> FitResult | None:
+    """One rank of :func:`_fit_on_processes`: fit its shard; rank 0 gathers every rank's predictions."""
+    from .processes import rank_device
+
+    potential = potential.to(rank_device(device))
+    result = fit_exact(potential, configurations, test=test, split=split, group_names=group_names, options=opts)
+    return gather_result(result)
+
+
+def gather_result(result: FitResult) -> FitResult | None:
+    """Rank 0: ``result`` with the predictions of all ranks (rank order = configuration order), on the
+    CPU, without ``rows``; other ranks: None. Every rank of the group must call it."""
+    import torch.distributed as dist
+
+    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(result.predictions, parts, dst=0)
+    if dist.get_rank() != 0:
+        return None
+    predictions = RowPredictions(*(torch.cat([getattr(p, f.name) for p in parts])
+                                   for f in dataclasses.fields(RowPredictions)))
+    solution = LstsqSolution(**{f.name: v.cpu() if torch.is_tensor(v) else v
+                                for f in dataclasses.fields(LstsqSolution)
+                                for v in [getattr(result.solution, f.name)]})
+    return dataclasses.replace(result, coefficients=result.coefficients.cpu(), solution=solution,
+                               predictions=predictions, rows=None)
 
 
 class RowStore:
@@ -112,13 +183,8 @@ class RowStore:
 
 
 def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
-              test: Sequence[bool] | torch.Tensor | None = None, split=None, solver: str = "qr",
-              rcond: float | None = None,
-              alpha: float = 0.0, scale_columns: bool = False, chunk_atoms: int = 2000, stress_scale: float = 1.0,
-              stress_target_scale: float | None = None, bias: bool | None = None,
-              energy: bool = True, forces: bool = True, stress: bool = True, group_names: Sequence[str] | None = None,
-              keep_rows: bool | str = True, distributed: bool = False, stress_unit: str | None = None,
-              progress: bool = False) -> FitResult:
+              test: Sequence[bool] | torch.Tensor | None = None, split=None, group_names: Sequence[str] | None = None,
+              options: FitOptions | Mapping[str, Any] | None = None, **kwargs: Any) -> FitResult:
     """Fit the head coefficients of ``potential`` to ``configurations`` by weighted least squares.
 
     Args:
@@ -128,31 +194,39 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
         test: (nconfigs,) True for test configurations (not fitted, reported separately).
         split: a :class:`mliap_torch.data.groups.Split` of ``configurations`` instead of ``test``: its
             train and test sets, with the split's weights, are used (in that order).
-        solver: ``"qr"`` (default), ``"svd"`` (with cutoff ``rcond``) or ``"ridge"`` (``alpha``).
-        scale_columns: solve for unit-norm columns (:func:`~mliap_torch.fitting.solvers.solve_r_factor`):
-            ``alpha`` is then relative to each column's squared norm, and the fit does not depend on
-            the columns' scales.
-        chunk_atoms: atoms per chunk of configurations (memory: one chunk of rows plus the factor).
-        stress_scale: stress unit of rows and targets (1: eV/Å³ tension positive; FitSNAP:
-            :data:`~mliap_torch.fitting.design.FITSNAP_STRESS_SCALE`, bar compression positive).
-        stress_target_scale: factor of the labelled stresses (default ``stress_scale``; see
-            :class:`~mliap_torch.fitting.design.DesignMatrixBuilder`).
-        bias: constant per-element columns (None: FitSNAP's rule, off with ``bzeroflag``).
-        energy, forces, stress: which labels to fit.
         group_names: group order of the metrics (default: groups in order of first appearance).
-        keep_rows: ``True`` keeps all design rows in memory (metrics without a second descriptor pass,
-            rows returned in the result); ``"disk"`` spills each chunk's rows to a temporary folder
-            (memory bounded by one chunk, no second descriptor pass; disk: 8·rows·columns bytes);
-            ``False`` keeps nothing and the metrics pass recomputes the rows.
-        distributed: shard configurations over ``torch.distributed`` ranks and combine by TSQR; all
-            ranks get the same coefficients and the metrics of all rows.
-        stress_unit: label of the stress unit for the metrics table (default from ``stress_scale``).
-        progress: print one line per chunk.
+        options: a :class:`~mliap_torch.fitting.options.FitOptions` (or a mapping of its fields): the
+            solver (``solver``, ``rcond``, ``alpha``, ``scale_columns``, ``bias``, fitted labels,
+            stress units), memory (``chunk_atoms``, ``keep_rows``) and execution (``processes``,
+            ``threads``, ``progress``, ``distributed``); defaults and validation live there.
+        **kwargs: the same fields as keywords (``solver="svd"``, ``processes=2``, ...); they override
+            ``options``.
+
+    With ``processes=N > 1`` the fit runs on N new local processes (gloo; NCCL when the head is on
+    CUDA) that shard the configurations and combine by TSQR
+    (:func:`~mliap_torch.fitting.processes.run_on_processes`); the result has the metrics and
+    predictions of all rows, and ``rows`` is None. ``distributed=True`` instead makes this process
+    one rank of an initialised ``torch.distributed`` group (every rank calls ``fit_exact`` with the
+    same configurations; predictions are then this rank's rows only).
 
     Returns:
         :class:`FitResult`; the head's coefficients are set.
     """
     t_start = time.perf_counter()
+    opts = FitOptions.build(options, **kwargs)
+    if opts.processes > 1:
+        return _fit_on_processes(potential, configurations, test, split, group_names, opts, t_start)
+    with torch_threads(opts.threads):
+        return _fit_exact(potential, configurations, test, split, group_names, opts, t_start)
+
+
+def _fit_exact(potential: Potential, configurations: Sequence[Configuration], test, split,
+               group_names: Sequence[str] | None, opts: FitOptions, t_start: float) -> FitResult:
+    """:func:`fit_exact` in this process (``opts.distributed``: as one rank of the initialised group)."""
+    solver, rcond, alpha, scale_columns, chunk_atoms = (opts.solver, opts.rcond, opts.alpha, opts.scale_columns,
+                                                        opts.chunk_atoms)
+    stress_scale, stress_unit, keep_rows, distributed = (opts.stress_scale, opts.stress_unit, opts.keep_rows,
+                                                         opts.distributed)
     configs = list(configurations)
     if split is not None:
         if test is not None:
@@ -170,25 +244,29 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
     if missing:
         raise ValueError(f"fit_exact: group(s) {missing} are not in group_names {names}")
     gindex = {g: k for k, g in enumerate(names)}
-    builder = DesignMatrixBuilder(potential, bias=bias, energy=energy, forces=forces, stress=stress,
-                                  stress_scale=stress_scale, stress_target_scale=stress_target_scale)
+    builder = DesignMatrixBuilder(potential, bias=opts.bias, energy=opts.energy, forces=opts.forces,
+                                  stress=opts.stress, stress_scale=stress_scale,
+                                  stress_target_scale=opts.stress_target_scale)
     dtype = next(iter(potential.head.parameters())).dtype
     device = next(iter(potential.head.parameters())).device
     start, stop = _shard(n, distributed)
     shard = configs[start:stop]
 
-    def chunks():
+    def chunks(bar=None):
         for batch in builder.batches(shard, chunk_atoms, gindex, offset=start, dtype=dtype):
             batch = batch.to(device)
-            yield builder.rows(batch, test_flags.to(device)[batch.config_id])
+            rows = builder.rows(batch, test_flags.to(device)[batch.config_id])
+            if bar is not None:
+                bar.update(batch.num_configs)
+            yield rows
 
-    if keep_rows not in (True, False, "disk"):
-        raise ValueError(f"fit_exact: keep_rows must be True, False or 'disk', not {keep_rows!r}")
     timings = {"design": 0.0, "solve": 0.0, "metrics": 0.0}
     acc = StreamingQR(builder.num_columns, dtype=dtype, device=device)
     kept = RowStore(on_disk=keep_rows == "disk", device=device) if keep_rows else None
+    bar = _design_progress(len(shard), opts) if opts.show_progress() and _rank() == 0 else None
     t0 = time.perf_counter()
-    for k, rows in enumerate(chunks()):
+    for k, rows in enumerate(chunks(bar)):
+        kill_point(f"fit.design.rank{_rank()}")
         t1 = time.perf_counter()
         timings["design"] += t1 - t0
         train = ~rows.test
@@ -197,8 +275,8 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
             kept.append(rows)
         t0 = time.perf_counter()
         timings["solve"] += t0 - t1
-        if progress:
-            print(f"fit_exact: chunk {k}, {acc.num_rows} training rows folded", flush=True)
+    if bar is not None:
+        bar.close()
     t1 = time.perf_counter()
     r = distributed_r_factor(acc.r) if distributed else acc.r
     num_rows = acc.num_rows

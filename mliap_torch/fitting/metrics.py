@@ -196,8 +196,11 @@ class MetricAccumulator:
         if not (dist.is_available() and dist.is_initialized()):
             return
         stacked = torch.stack([self.stats[k] for k in _STATS])
+        if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
+            stacked = stacked.to(torch.device("cuda", torch.cuda.current_device()))
         gathered = [torch.empty_like(stacked) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, stacked)
+        gathered = [part.cpu() for part in gathered]
         self.stats = {k: torch.zeros_like(self.stats[k]) for k in _STATS}
         for part in gathered:
             other = MetricAccumulator(self.group_names)

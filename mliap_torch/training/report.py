@@ -160,22 +160,52 @@ def _check_finite(result: dict[str, Any], run_dir: Path) -> None:
                                     f"learning rate or check the data and the solver settings.")
 
 
+def evaluate(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
+             group_names: Sequence[str], batch_size: int = 16, distributed: bool = False
+             ) -> tuple[MetricsTable, dict[str, Predictions]]:
+    """Metrics table and predictions of ``potential`` on train and test.
+
+    ``distributed``: this process is one rank of an initialised ``torch.distributed`` group; each
+    rank evaluates its contiguous share of train and of test, the statistics are all-reduced (every
+    rank gets the table) and rank 0 gathers the predictions (in configuration order; the other
+    ranks get their own). Every rank must call it with the same configurations.
+    """
+    potential = potential.eval()
+    accumulator = MetricAccumulator(group_names)
+    share = (lambda configs: configs)
+    if distributed:
+        from ..fitting.exact_fit import shard_range
+
+        share = (lambda configs: list(configs)[slice(*shard_range(len(configs)))])
+    sets = {"train": predict(potential, share(train), group_names, accumulator, False, batch_size)}
+    if len(test):
+        sets["test"] = predict(potential, share(test), group_names, accumulator, True, batch_size)
+    if distributed:
+        import torch.distributed as dist
+
+        accumulator.all_reduce()
+        parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(sets, parts, dst=0)
+        if parts is not None:
+            sets = {name: Predictions(**{f: np.concatenate([getattr(p[name], f) for p in parts])
+                                         for f in Predictions.__dataclass_fields__}) for name in sets}
+    return accumulator.table(), sets
+
+
 def evaluate_and_report(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
                         run_dir: Path, group_names: Sequence[str], batch_size: int = 16, plots: bool = True,
-                        timings: dict[str, float] | None = None, echo: bool = True) -> dict[str, Any]:
+                        timings: dict[str, float] | None = None, echo: bool = True,
+                        evaluated: tuple[MetricsTable, dict[str, Predictions]] | None = None) -> dict[str, Any]:
     """Errors on train and test, written to ``run_dir``, the model saved, and the error table printed.
 
     Files: ``model.pt`` (:func:`mliap_torch.save`), ``metrics.md`` and ``metrics.json`` (FitSNAP-style
     rows per group, weighted and unweighted, plus a summary), ``parity.png``, ``loss_curves.png``.
+    ``evaluated``: the result of :func:`evaluate` when it already ran (e.g. on several processes).
     Returns the summary (see :func:`summary`) with ``timings``.
     """
     run_dir = Path(run_dir)
     potential = potential.eval()
-    accumulator = MetricAccumulator(group_names)
-    sets = {"train": predict(potential, train, group_names, accumulator, False, batch_size)}
-    if len(test):
-        sets["test"] = predict(potential, test, group_names, accumulator, True, batch_size)
-    table = accumulator.table()
+    table, sets = evaluated or evaluate(potential, train, test, group_names, batch_size)
     result = {**summary(table), "timings": dict(timings or {})}
     _check_finite(result, run_dir)
     io.save(potential, run_dir / "model.pt", metadata={"metrics": result})

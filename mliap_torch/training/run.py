@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
-from ..cli.schema import require_accelerator
+from ..cli.schema import FitConfig, fit_options, require_accelerator
 from ..data.configuration import Configuration
 from ..data.sanity import SanityLimits, sanity_limits
 from ..errors import ConfigError
@@ -85,13 +85,21 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
     if resume is not None:
         check_resumable(cfg.ckpt_path, resume, potential.settings())
     t1 = time.perf_counter()
+    evaluated = None
     if resume is None:
         if m.fit == "exact":
             from ..fitting.exact_fit import fit_exact
+            from ..fitting.options import torch_threads
             # Per-element constants also with bzeroflag (FitSNAP omits them); rows kept so that the
-            # fit's own metrics need no second descriptor pass.
-            solver = {"bias": True, "keep_rows": True, **m.solver}
-            fit = fit_exact(potential, data.train, group_names=data.group_names, **solver)
+            # fit's own metrics need no second descriptor pass (cli.schema.fit_options).
+            options = fit_options(m, getattr(cfg, "fit", None) or FitConfig())
+            if options.processes > 1 and not m.refine:
+                # The fit and the run's metrics pass on the same processes; rank 0's results come back.
+                fit, evaluated = _exact_fit_on_processes(potential, data.train, data.test, data.group_names,
+                                                         options, cfg.data.batch_size)
+            else:
+                with torch_threads(options.threads if options.processes == 1 else None):
+                    fit = fit_exact(potential, data.train, group_names=data.group_names, options=options)
             timings["exact_fit_design_s"] = fit.timings.get("design", float("nan"))
             timings["exact_fit_solve_s"] = fit.timings.get("solve", float("nan"))
         elif m.head == "mlp":
@@ -110,11 +118,43 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
     potential = potential.to(torch.float64)
     timings["total_training_s"] = time.perf_counter() - t0
     metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
-                                  batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings)
+                                  batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings,
+                                  evaluated=evaluated)
     kill_point("export")
     if cfg.export.lammps:
         metrics["lammps"] = export_to_lammps(cfg.export, potential, data.test or data.train, run_dir)
     return RunResult(potential, run_dir, metrics, timings, checkpoint)
+
+
+def _exact_fit_on_processes(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
+                            group_names: Sequence[str], options: Any, batch_size: int) -> tuple[Any, Any]:
+    """``fit.processes=N``: the exact fit and the metrics pass of train and test on N local processes
+    (:func:`~mliap_torch.fitting.processes.run_on_processes`); sets the coefficients on ``potential`` and
+    returns rank 0's fit result and :func:`~.report.evaluate` result (metrics of all configurations)."""
+    import dataclasses
+
+    from ..fitting.processes import run_on_processes
+
+    rank_options = dataclasses.replace(options, processes=1, threads=None, distributed=True,
+                                       progress=options.show_progress())
+    fit, evaluated = run_on_processes(_exact_fit_rank, (potential, list(train), list(test), list(group_names),
+                                                        rank_options, batch_size),
+                                      options.processes, threads=options.threads_per_process())
+    head = next(iter(potential.head.parameters()))
+    potential.head.set_coefficients(fit.coefficients.to(dtype=head.dtype))
+    fit.notes.append(f"fitted on {options.processes} processes (gloo, {options.threads_per_process()} threads each)")
+    return fit, evaluated
+
+
+def _exact_fit_rank(potential: Potential, train: list[Configuration], test: list[Configuration],
+                    group_names: list[str], options: Any, batch_size: int) -> tuple[Any, Any] | None:
+    """One rank of :func:`_exact_fit_on_processes`: fit this rank's share, then evaluate its share."""
+    from ..fitting.exact_fit import fit_exact, gather_result
+    from .report import evaluate
+
+    fit = gather_result(fit_exact(potential, train, group_names=group_names, options=options))
+    evaluated = evaluate(potential.to(torch.float64), train, test, group_names, batch_size, distributed=True)
+    return None if fit is None else (fit, evaluated)
 
 
 def export_to_lammps(export: Any, potential: Potential, check: Sequence[Configuration], run_dir: Path
