@@ -43,15 +43,13 @@ CACHE_ROOT="${MLIAP_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mliap_torch}/pl
 DEST="$CACHE_ROOT/$KEY"
 LINK_DIR="$VENV/lib/lammps-plugins"
 
-# Loads the plugin into the project's LAMMPS and asks for a model file that does not exist: the
-# plugin's own error message proves that LAMMPS found pair style mliap/torch.
+# shellcheck source=scripts/plugin_build_steps.sh
+source "$ROOT/scripts/plugin_build_steps.sh"
+
 install_link() {
     mkdir -p "$LINK_DIR"
     ln -sfn "$DEST/mliap_torch_plugin.so" "$LINK_DIR/mliap_torch_plugin.so"
-    printf 'plugin load %s\npair_style mliap/torch /nonexistent.plugin.pt\n' "$LINK_DIR/mliap_torch_plugin.so" \
-        | "$VENV/bin/lmp" -nocite -log none > "$DEST/load_check.log" 2>&1 || true
-    grep -q "cannot open model file /nonexistent.plugin.pt" "$DEST/load_check.log" \
-        || { cat "$DEST/load_check.log"; die "LAMMPS ($VENV/bin/lmp) cannot load $DEST/mliap_torch_plugin.so"; }
+    plugin_load_check "$VENV/bin/lmp" "$LINK_DIR/mliap_torch_plugin.so" "$DEST/load_check.log"
 }
 
 if [[ $FORCE == 0 && -f "$DEST/.complete" ]]; then
@@ -60,14 +58,9 @@ else
     rm -rf "$DEST"
     mkdir -p "$DEST"
     say "configuring against LAMMPS $LAMMPS_ENTRY (MPI $MPI) and libtorch $TORCH_ID"
-    cmake -S "$ROOT/lammps_plugin" -B "$DEST/build" -DLAMMPS_HEADER_DIR="$LAMMPS_HEADERS" -DBUILD_MPI=$MPI \
-        -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" > "$DEST/cmake.log" 2>&1 \
-        || { tail -30 "$DEST/cmake.log"; die "cmake configuration failed; full log: $DEST/cmake.log"; }
+    plugin_configure "$DEST" -DLAMMPS_HEADER_DIR="$LAMMPS_HEADERS" -DBUILD_MPI=$MPI -DCMAKE_PREFIX_PATH="$TORCH_PREFIX"
     say "compiling (about 20 s); log: $DEST/build.log"
-    cmake --build "$DEST/build" -j "$(nproc)" > "$DEST/build.log" 2>&1 \
-        || { tail -30 "$DEST/build.log"; die "compilation failed; full log: $DEST/build.log"; }
-    cp "$DEST/build/mliap_torch_plugin.so" "$DEST/mliap_torch_plugin.so"
-    rm -rf "$DEST/build"
+    plugin_compile "$DEST" "$(nproc)"
     install_link
     touch "$DEST/.complete"
 fi

