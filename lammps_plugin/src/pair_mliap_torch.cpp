@@ -142,6 +142,20 @@ void PairMLIAPTorch::list_species()
   for (int ii = 0; ii < list->inum; ii++) species[ii] = map[atom->type[list->ilist[ii]]];
 }
 
+void PairMLIAPTorch::add_pair_force(int i, int j, const double *fij, const double *rij, int vflag)
+{
+  double **f = atom->f;
+  f[i][0] += fij[0];
+  f[i][1] += fij[1];
+  f[i][2] += fij[2];
+  f[j][0] -= fij[0];
+  f[j][1] -= fij[1];
+  f[j][2] -= fij[2];
+  if (vflag)
+    ev_tally_xyz(i, j, atom->nlocal, force->newton_pair, 0.0, 0.0, fij[0], fij[1], fij[2], -rij[0], -rij[1],
+                 -rij[2]);
+}
+
 void PairMLIAPTorch::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);

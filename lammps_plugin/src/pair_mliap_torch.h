@@ -48,6 +48,8 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   std::vector<char> read_file_on_rank0(const std::string &path);
   // one element per atom of the list (model element index), from LAMMPS types
   void list_species();
+  // F_i += fij, F_j -= fij and (vflag) the virial of the pair, for fij = dE/dr_ij and rij = x_j - x_i
+  void add_pair_force(int i, int j, const double *fij, const double *rij, int vflag);
 
   // bispectrum models (pair_mliap_torch_snap.cpp)
   void read_snap_model(const std::vector<char> &bytes);

@@ -13,7 +13,6 @@
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
-#include "force.h"
 #include "neigh_list.h"
 
 #include <ATen/ATen.h>
@@ -101,11 +100,8 @@ void PairMLIAPTorch::read_compiled_model()
 void PairMLIAPTorch::compute_compiled(int eflag, int vflag)
 {
   double **x = atom->x;
-  double **f = atom->f;
   const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const int newton_pair = force->newton_pair;
+  const int nall = atom->nlocal + atom->nghost;
   const int inum = list->inum;
   if (inum == 0) return;
 
@@ -166,20 +162,8 @@ void PairMLIAPTorch::compute_compiled(int eflag, int vflag)
   const double *energies = outputs.at(0).data_ptr<double>();
   const double *fij = outputs.at(1).data_ptr<double>();
 
-  for (int64_t p = 0; p < npairs; p++) {
-    const int i = list->ilist[pair_i[p]];
-    const int j = static_cast<int>(pair_j[p]);
-    const double *g = fij + 3 * p;
-    f[i][0] += g[0];
-    f[i][1] += g[1];
-    f[i][2] += g[2];
-    f[j][0] -= g[0];
-    f[j][1] -= g[1];
-    f[j][2] -= g[2];
-    if (vflag)
-      ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, g[0], g[1], g[2], -pair_rij[3 * p], -pair_rij[3 * p + 1],
-                   -pair_rij[3 * p + 2]);
-  }
+  for (int64_t p = 0; p < npairs; p++)
+    add_pair_force(list->ilist[pair_i[p]], static_cast<int>(pair_j[p]), fij + 3 * p, pair_rij.data() + 3 * p, vflag);
   if (eflag)
     for (int ii = 0; ii < inum; ii++) ev_tally_full(list->ilist[ii], 2.0 * energies[ii], 0.0, 0.0, 0.0, 0.0, 0.0);
 }

@@ -7,7 +7,6 @@
 
 #include "atom.h"
 #include "error.h"
-#include "force.h"
 #include "neigh_list.h"
 #include "sna.h"
 
@@ -147,9 +146,6 @@ void PairMLIAPTorch::compute_bispectrum()
 
 void PairMLIAPTorch::compute_snap(int eflag, int vflag)
 {
-  double **f = atom->f;
-  const int nlocal = atom->nlocal;
-  const int newton_pair = force->newton_pair;
   const int inum = list->inum;
   at::Tensor species_t = at::from_blob(species.data(), {inum}, at::TensorOptions().dtype(at::kLong));
 
@@ -177,18 +173,9 @@ void PairMLIAPTorch::compute_snap(int eflag, int vflag)
     snaptr->compute_ui(ninside, chemflag ? ielem : 0);
     snaptr->compute_yi(beta + static_cast<size_t>(ii) * ncoeff);
     for (int jj = 0; jj < ninside; jj++) {
-      const int j = snaptr->inside[jj];
       snaptr->compute_duidrj(jj);
       snaptr->compute_deidrj(fij);
-      f[i][0] += fij[0];
-      f[i][1] += fij[1];
-      f[i][2] += fij[2];
-      f[j][0] -= fij[0];
-      f[j][1] -= fij[1];
-      f[j][2] -= fij[2];
-      if (vflag)
-        ev_tally_xyz(i, j, nlocal, newton_pair, 0.0, 0.0, fij[0], fij[1], fij[2], -snaptr->rij[jj][0],
-                     -snaptr->rij[jj][1], -snaptr->rij[jj][2]);
+      add_pair_force(i, snaptr->inside[jj], fij, snaptr->rij[jj], vflag);
     }
     if (eflag) ev_tally_full(i, 2.0 * energies.data_ptr<double>()[ii], 0.0, 0.0, 0.0, 0.0, 0.0);
   }
