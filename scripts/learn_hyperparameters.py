@@ -25,10 +25,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))   # the study package scripts/mlearn_study
 
-from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import errors, evaluate, make_bispectrum, study_settings  # noqa: E402
-from mliap_torch.benchmarks.snap_rows import snap_rows  # noqa: E402
+from mlearn_study import mlearn_published as published  # noqa: E402
+from mlearn_study.mlearn import errors, evaluate, make_bispectrum, study_settings  # noqa: E402
+from mlearn_study.snap_rows import snap_rows  # noqa: E402
 from mliap_torch.data.readers.mlearn import read_mlearn  # noqa: E402
 from mliap_torch.descriptors.trainable import TrainableBispectrum, frozen_copy  # noqa: E402
 from mliap_torch.fitting.design import DesignMatrixBuilder  # noqa: E402

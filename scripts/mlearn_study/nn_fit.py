@@ -1,7 +1,7 @@
 """Train an MLP head on precomputed descriptors and their position Jacobians (energies + forces).
 
 With ``E = Σ_i E_i(B_i)`` the forces are ``F_j = Σ_p dB_p · ∂E_{i(p)}/∂B_{i(p)}`` over the sparse
-Jacobian blocks ``dB_p = −∂B_i/∂x_j`` (:class:`~mliap_torch.benchmarks.snap_rows.SnapJacobian`), so an
+Jacobian blocks ``dB_p = −∂B_i/∂x_j`` (:class:`~mlearn_study.snap_rows.SnapJacobian`), so an
 epoch costs the MLP and one contraction, not a descriptor evaluation: this is how FitSNAP trains its
 networks. The loss is ``λ_E · mean((ΔE/N)²) + mean(ΔF²)`` (eV/atom, eV/Å); the weights of the epoch
 with the lowest validation loss are kept.
@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.configuration import Configuration
-from ..models.heads import MLPHead
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.models.heads import MLPHead
 from .snap_rows import SnapJacobian
 
 
