@@ -35,8 +35,15 @@ from mliap_torch.descriptors.trainable import TrainableBispectrum, frozen_copy  
 from mliap_torch.fitting.design import DesignMatrixBuilder  # noqa: E402
 from mliap_torch.models.heads import LinearHead  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
-from mliap_torch.training.hyper import (_rows, _solve, _maes, bilevel_objective, make_batches,  # noqa: E402
-                                        result_table, train_bilevel)
+from mliap_torch.training.hyper import (  # noqa: E402
+    _maes,
+    _rows,
+    _solve,
+    bilevel_objective,
+    make_batches,
+    result_table,
+    train_bilevel,
+)
 
 DATA = ROOT.parent / "shared" / "data" / "mlearn"
 OUT = ROOT / "docs" / "differentiable_descriptors"

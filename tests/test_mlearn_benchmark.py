@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mliap_torch.cli.train import CONFIG_DIR
 from mlearn_study.mlearn import RowSet, fit_snap_cell, make_bispectrum, relative_ridge, select_weights
 from mlearn_study.snap_rows import snap_rows
 from mliap_torch.calculator import Calculator
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.readers import read_mlearn
 from mliap_torch.models.heads import QuadraticHead
@@ -265,8 +265,13 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
-    from mlearn_study.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, SNAP_CUTOFF_OFFSETS,
-                                               SNAP_TWOJMAX_OFFSETS, study_settings)
+    from mlearn_study.mlearn import (
+        ACE_CUTOFF_OFFSETS,
+        EV_PER_A3_IN_GPA,
+        SNAP_CUTOFF_OFFSETS,
+        SNAP_TWOJMAX_OFFSETS,
+        study_settings,
+    )
     from mliap_torch.cli.schema import validate
 
     script = _script()
@@ -339,7 +344,6 @@ def test_ace_cutoff_is_chosen_by_training_cross_validation():
     """A 2.6 Å cutoff sees almost no Li neighbours (nearest ones at ~3 Å): cross-validation on the
     training set must reject it for the study's 5.1 Å, and report both scores (≥ 2 by construction)."""
     from conftest import SHARED_DATA as shared_data
-
     from mlearn_study.mlearn import select_ace_cutoff
 
     train = read_mlearn(shared_data / "mlearn" / "Li" / "training.json")[:12]

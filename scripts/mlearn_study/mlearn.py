@@ -20,9 +20,9 @@ import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.fitting.solvers import combine_r_factors, lstsq_r_factor, solve_r_factor
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
+
 from . import mlearn_published as published
 from .snap_rows import SnapRows, snap_rows
 
@@ -97,7 +98,7 @@ class RowSet:
     group_names: tuple[str, ...]
 
     @classmethod
-    def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> "RowSet":
+    def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> RowSet:
         """Stack the rows of ``configs``; a configuration without stress contributes no stress rows."""
         ncol = rows[0].energy.shape[0]
         e = np.stack([r.energy for r in rows])

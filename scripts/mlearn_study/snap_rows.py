@@ -22,8 +22,7 @@ import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 
 from mliap_torch.data.configuration import Configuration, full_to_voigt, voigt_to_full
-from mliap_torch.lammps import start
-from mliap_torch.lammps import lammps_cell
+from mliap_torch.lammps import lammps_cell, start
 
 
 @dataclass

@@ -14,7 +14,7 @@ Since ``r_p = x_{j(p)} − x_{i(p)} + shift``: ``−∂B_i/∂x_j`` collects ``�
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.fitting.design import descriptor_and_pair_jacobian
 from mliap_torch.models.potential import voigt
+
 from .snap_rows import SnapJacobian, SnapRows
 
 
