@@ -265,7 +265,7 @@ def _fit_exact(potential: Potential, configurations: Sequence[Configuration], te
     kept = RowStore(on_disk=keep_rows == "disk", device=device) if keep_rows else None
     bar = _design_progress(len(shard), opts) if opts.show_progress() and _rank() == 0 else None
     t0 = time.perf_counter()
-    for k, rows in enumerate(chunks(bar)):
+    for rows in chunks(bar):
         kill_point(f"fit.design.rank{_rank()}")
         t1 = time.perf_counter()
         timings["design"] += t1 - t0

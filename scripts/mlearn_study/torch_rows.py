@@ -75,7 +75,7 @@ def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk
         srows = voigt(strain) / volume[:, None, None]                          # (nconfigs, K, 6)
         offsets = np.cumsum([0] + [c.num_atoms for c in part])
         pair_cfg = batch.pair_config
-        for local, config in enumerate(part):
+        for local in range(len(part)):
             a0, a1 = int(offsets[local]), int(offsets[local + 1])
             n = a1 - a0
             energy = np.concatenate([[1.0], B[a0:a1].sum(0).numpy() / n])
