@@ -7,8 +7,8 @@ into the configuration's frame, with stress in ASE's convention (tension positiv
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers

@@ -12,9 +12,9 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 WHEEL_VERSION = "2025.7.22.4.0"
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_plugin_stock.sh"

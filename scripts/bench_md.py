@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from ase.build import bulk
 
+from mliap_torch.descriptors.ace import ACE
 from mliap_torch.export.lammps_export import export_lammps
 from mliap_torch.export.md_input import run_md, write_md_input
 from mliap_torch.export.snap_files import read_snap
-from mliap_torch.descriptors.ace import ACE
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 

@@ -121,7 +121,7 @@ def main() -> None:
             rows.append(references.pop("Ta_PACE_RIDGE"))
         rows += fit(which)
 
-    print(f"\n{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
+    print(f"\n{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {cpu_name()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64\n")
     print("| fit | functions | energy MAE (eV/atom) | energy RMSE (eV/atom) | force MAE (eV/Å) | force RMSE (eV/Å) | time (s) |")
     print("|:--|--:|--:|--:|--:|--:|--:|")

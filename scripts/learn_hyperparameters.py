@@ -25,17 +25,25 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))   # the study package scripts/mlearn_study
 
-from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.mlearn import errors, evaluate, make_bispectrum, study_settings  # noqa: E402
-from mliap_torch.benchmarks.snap_rows import snap_rows  # noqa: E402
+from mlearn_study import mlearn_published as published  # noqa: E402
+from mlearn_study.mlearn import errors, evaluate, make_bispectrum, study_settings  # noqa: E402
+from mlearn_study.snap_rows import snap_rows  # noqa: E402
 from mliap_torch.data.readers.mlearn import read_mlearn  # noqa: E402
 from mliap_torch.descriptors.trainable import TrainableBispectrum, frozen_copy  # noqa: E402
 from mliap_torch.fitting.design import DesignMatrixBuilder  # noqa: E402
 from mliap_torch.models.heads import LinearHead  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
-from mliap_torch.training.hyper import (_rows, _solve, _maes, bilevel_objective, make_batches,  # noqa: E402
-                                        result_table, train_bilevel)
+from mliap_torch.training.hyper import (  # noqa: E402
+    _maes,
+    _rows,
+    _solve,
+    bilevel_objective,
+    make_batches,
+    result_table,
+    train_bilevel,
+)
 
 DATA = ROOT.parent / "shared" / "data" / "mlearn"
 OUT = ROOT / "docs" / "differentiable_descriptors"

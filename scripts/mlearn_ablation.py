@@ -25,10 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))   # the study package scripts/mlearn_study
 
-from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.doc_blocks import write_block  # noqa: E402
-from mliap_torch.benchmarks.mlearn import MODEL_LABELS, study_settings  # noqa: E402
+from mlearn_study import mlearn_published as published  # noqa: E402
+from mlearn_study.doc_blocks import write_block  # noqa: E402
+from mlearn_study.mlearn import MODEL_LABELS, study_settings  # noqa: E402
 
 BENCHMARK = ROOT / "scripts" / "mlearn_benchmark.py"
 DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"

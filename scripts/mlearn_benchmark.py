@@ -31,19 +31,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))   # the study package scripts/mlearn_study
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLIAP_TORCH_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from mliap_torch.benchmarks import mlearn_published as published  # noqa: E402
-from mliap_torch.benchmarks.doc_blocks import write_block  # noqa: E402
-from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, MODEL_LABELS,  # noqa: E402
-                                           SNAP_CUTOFF_OFFSETS, SNAP_TWOJMAX_OFFSETS, CellResult,
-                                           bulk_cell, deploy_route, fit_ace_cell, fit_ace_nn_cell, fit_snap_cell,
-                                           fit_snap_nn_cell, make_bispectrum, md_cost, score_on_test,
-                                           select_ace_cutoff, study_settings)
+from mlearn_study import mlearn_published as published  # noqa: E402
+from mlearn_study.doc_blocks import write_block  # noqa: E402
+from mlearn_study.mlearn import (  # noqa: E402
+    ACE_CUTOFF_OFFSETS,
+    EV_PER_A3_IN_GPA,
+    MODEL_LABELS,
+    SNAP_CUTOFF_OFFSETS,
+    SNAP_TWOJMAX_OFFSETS,
+    CellResult,
+    bulk_cell,
+    deploy_route,
+    fit_ace_cell,
+    fit_ace_nn_cell,
+    fit_snap_cell,
+    fit_snap_nn_cell,
+    make_bispectrum,
+    md_cost,
+    score_on_test,
+    select_ace_cutoff,
+    study_settings,
+)
 from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402

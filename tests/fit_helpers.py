@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.base import Descriptor
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
-from mliap_torch.data.batch import make_batch
 from mliap_torch.models.zbl import ZBL
 
 ELEMENTS = ["W", "Be"]

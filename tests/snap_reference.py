@@ -2,8 +2,8 @@
 ``pair_style mliap`` energies, forces and virials of arbitrary (triclinic) periodic structures."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -50,7 +50,7 @@ SPECS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pyace_basis(name: str, seed: int = 0) -> ACEBBasisSet:
     """pyace basis of a spec with random (pair-symmetric) radial and function coefficients (not modified by tests)."""
     spec = SPECS[name]

@@ -3,15 +3,24 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from mliap_torch.data.configuration import Configuration
-from mliap_torch.data.readers import (DataError, DroppedConfigurationWarning, read_ase, read_dataset,
-                                      read_fitsnap_input, read_fitsnap_json, read_mlearn, write_extxyz)
+from mliap_torch.data.readers import (
+    DataError,
+    DroppedConfigurationWarning,
+    read_ase,
+    read_dataset,
+    read_fitsnap_input,
+    read_fitsnap_json,
+    read_mlearn,
+    write_extxyz,
+)
 
 
 def _fitsnap_doc(**changes: Any) -> dict:

@@ -13,7 +13,6 @@ from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 from snap_reference import pair_list, random_structure, triclinic_cell
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SETTINGS = {

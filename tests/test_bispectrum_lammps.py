@@ -15,8 +15,7 @@ from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.snap_files import write_snap
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
-from snap_reference import (lammps_energy_forces_virial, lammps_sna_atom, pair_list, random_structure,
-                            triclinic_cell)
+from snap_reference import lammps_energy_forces_virial, lammps_sna_atom, pair_list, random_structure, triclinic_cell
 
 pytestmark = [pytest.mark.lammps, pytest.mark.usefixtures("one_thread")]
 

@@ -19,8 +19,13 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 
 from mliap_torch import faults
-from mliap_torch.data.builtin import (GROUPS, builtin_cache_file, builtin_dataset, builtin_manifest_file,
-                                      generate_builtin)
+from mliap_torch.data.builtin import (
+    GROUPS,
+    builtin_cache_file,
+    builtin_dataset,
+    builtin_manifest_file,
+    generate_builtin,
+)
 from mliap_torch.data.readers import read_ase, read_dataset
 
 

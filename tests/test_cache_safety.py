@@ -17,8 +17,15 @@ import h5py
 import numpy as np
 import pytest
 
-from mliap_torch.data.cache import (CacheEntryError, cached_dataset, descriptor_file, load_dataset_file,
-                                    load_descriptors, save_dataset, store_descriptors)
+from mliap_torch.data.cache import (
+    CacheEntryError,
+    cached_dataset,
+    descriptor_file,
+    load_dataset_file,
+    load_descriptors,
+    save_dataset,
+    store_descriptors,
+)
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.data.dataset import ConfigurationDataset
 from mliap_torch.data.readers import read_ase, write_extxyz

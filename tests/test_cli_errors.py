@@ -8,8 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from cli_helpers import QUICK, run_cli, user_error
-from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import ConfigError, require_accelerator, validate
+from mliap_torch.cli.train import CONFIG_DIR
 
 RANGE_ERRORS = [
     (["descriptor.twojmax=-2"], "'descriptor.twojmax' is -2"),

@@ -12,8 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import ConfigError, validate
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.training.setup import build_descriptor, build_potential
 from mliap_torch.training.trainer import build_trainer
 

@@ -12,8 +12,15 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from mliap_torch.data.batch import AtomsBatch, make_batch
-from mliap_torch.data.cache import (cache_dir, cached_dataset, load_dataset, load_descriptors, save_dataset,
-                                    load_dataset_file, store_descriptors)
+from mliap_torch.data.cache import (
+    cache_dir,
+    cached_dataset,
+    load_dataset,
+    load_dataset_file,
+    load_descriptors,
+    save_dataset,
+    store_descriptors,
+)
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.data.dataset import AtomsCollate, ConfigurationDataset, collate_processed
 from mliap_torch.data.readers import read_ase, write_extxyz

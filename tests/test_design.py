@@ -6,7 +6,7 @@ import torch
 
 from fit_helpers import label, potential, structures
 from mliap_torch.data.batch import make_batch
-from mliap_torch.fitting.design import (ENERGY, FITSNAP_STRESS_SCALE, FORCE, STRESS, DesignMatrixBuilder, DesignRows)
+from mliap_torch.fitting.design import ENERGY, FITSNAP_STRESS_SCALE, FORCE, STRESS, DesignMatrixBuilder, DesignRows
 from mliap_torch.models.potential import Potential
 
 

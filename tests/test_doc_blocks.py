@@ -1,9 +1,9 @@
-"""Generated Markdown blocks (mliap_torch.benchmarks.doc_blocks.write_block)."""
+"""Generated Markdown blocks (mlearn_study.doc_blocks.write_block)."""
 from __future__ import annotations
 
 import pytest
 
-from mliap_torch.benchmarks.doc_blocks import write_block
+from mlearn_study.doc_blocks import write_block
 
 BEGIN, END = "<!-- t:begin -->", "<!-- t:end -->"
 

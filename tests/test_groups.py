@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from mliap_torch.data.configuration import Configuration
-from mliap_torch.data.groups import (GroupSpec, Split, apply_energy_shift, assign_group_weights,
-                                     group_fraction_specs, make_split)
+from mliap_torch.data.groups import (
+    GroupSpec,
+    Split,
+    apply_energy_shift,
+    assign_group_weights,
+    group_fraction_specs,
+    make_split,
+)
 
 
 def _configs(sizes: dict[str, int]) -> list[Configuration]:

@@ -11,8 +11,14 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.trainable import TrainableBispectrum
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
-from mliap_torch.training.hyper import (bilevel_gradient, bilevel_objective, descriptor_parameters, make_batches,
-                                        train_bilevel, train_joint)
+from mliap_torch.training.hyper import (
+    bilevel_gradient,
+    bilevel_objective,
+    descriptor_parameters,
+    make_batches,
+    train_bilevel,
+    train_joint,
+)
 
 
 def _configs(n: int, seed: int) -> list[Configuration]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lammps_models import Z, ace_model, fitted_model, random_head, random_structures
 from mliap_torch.data.batch import make_batch

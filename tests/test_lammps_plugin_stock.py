@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase.io.lammpsdata import read_lammps_data
 
 from lammps_models import Z, ace_model, random_head, random_potential

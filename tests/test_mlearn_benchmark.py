@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mliap_torch.cli.train import CONFIG_DIR
-from mliap_torch.benchmarks.mlearn import RowSet, fit_snap_cell, make_bispectrum, relative_ridge, select_weights
-from mliap_torch.benchmarks.snap_rows import snap_rows
+from mlearn_study.mlearn import RowSet, fit_snap_cell, make_bispectrum, relative_ridge, select_weights
+from mlearn_study.snap_rows import snap_rows
 from mliap_torch.calculator import Calculator
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.readers import read_mlearn
 from mliap_torch.models.heads import QuadraticHead
@@ -265,8 +265,13 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
-    from mliap_torch.benchmarks.mlearn import (ACE_CUTOFF_OFFSETS, EV_PER_A3_IN_GPA, SNAP_CUTOFF_OFFSETS,
-                                               SNAP_TWOJMAX_OFFSETS, study_settings)
+    from mlearn_study.mlearn import (
+        ACE_CUTOFF_OFFSETS,
+        EV_PER_A3_IN_GPA,
+        SNAP_CUTOFF_OFFSETS,
+        SNAP_TWOJMAX_OFFSETS,
+        study_settings,
+    )
     from mliap_torch.cli.schema import validate
 
     script = _script()
@@ -318,7 +323,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
 
 def test_native_snap_route_reproduces_torch(run, shared_data, tmp_path, monkeypatch):
     """The fitted qSNAP run through LAMMPS ``pair_style snap`` (the cost route) gives the torch energies and forces."""
-    from mliap_torch.benchmarks.mlearn import deploy_route
+    from mlearn_study.mlearn import deploy_route
     from mliap_torch.export.lammps_export import export_lammps
     from mliap_torch.lammps_eval import evaluate_in_lammps
 
@@ -339,8 +344,7 @@ def test_ace_cutoff_is_chosen_by_training_cross_validation():
     """A 2.6 Å cutoff sees almost no Li neighbours (nearest ones at ~3 Å): cross-validation on the
     training set must reject it for the study's 5.1 Å, and report both scores (≥ 2 by construction)."""
     from conftest import SHARED_DATA as shared_data
-
-    from mliap_torch.benchmarks.mlearn import select_ace_cutoff
+    from mlearn_study.mlearn import select_ace_cutoff
 
     train = read_mlearn(shared_data / "mlearn" / "Li" / "training.json")[:12]
     basis = {"nradmax_by_orders": [4, 2], "lmax_by_orders": [0, 2], "radial_basis": "ChebExpCos",

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mliap_torch.benchmarks import mlearn
-from mliap_torch.benchmarks.mlearn import (MIN_RELATIVE_RIDGE, SEARCH_TOLERANCE, CrossValidation, RowSet,
-                                           exact_fit, refine_group_weights, select_weights, uniform_weights)
+from mlearn_study import mlearn
+from mlearn_study.mlearn import (
+    MIN_RELATIVE_RIDGE,
+    SEARCH_TOLERANCE,
+    CrossValidation,
+    RowSet,
+    exact_fit,
+    refine_group_weights,
+    select_weights,
+    uniform_weights,
+)
 
 
 def _rowset(seed: int = 0, configs: int = 24, ncol: int = 5) -> RowSet:

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import torch
 
-from mliap_torch.benchmarks import nn_fit
-from mliap_torch.benchmarks.nn_fit import JacobianSet, train_mlp_head
+from mlearn_study import nn_fit
+from mlearn_study.nn_fit import JacobianSet, train_mlp_head
 
 
 def _jacobian_set(configs: int = 12, atoms: int = 3, k: int = 4, seed: int = 0) -> JacobianSet:

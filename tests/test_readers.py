@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from mliap_torch.data.configuration import Configuration
-from mliap_torch.data.readers import (detect_format, read_ase, read_dataset, read_fitsnap_data, read_fitsnap_input,
-                                      read_fitsnap_json, read_mlearn, write_extxyz)
+from mliap_torch.data.readers import (
+    detect_format,
+    read_ase,
+    read_dataset,
+    read_fitsnap_data,
+    read_fitsnap_input,
+    read_fitsnap_json,
+    read_mlearn,
+    write_extxyz,
+)
 
 pytestmark = pytest.mark.shared_data
 

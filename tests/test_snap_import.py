@@ -32,7 +32,7 @@ def write_files(tmp_path: Path, elements, radii, weights, params: str, quadratic
     k = _num_b(twojmax)
     ncoeff = 1 + k + (k * (k + 1) // 2 if quadratic else 0)
     lines = ["# generated for a test", "", f"{len(elements)} {ncoeff}   # nelements ncoeff"]
-    for e, (el, rad, w) in enumerate(zip(elements, radii, weights)):
+    for el, rad, w in zip(elements, radii, weights):
         lines.append(f"'{el}' {rad} {w}")
         coeffs = rng.normal(0, 0.01, ncoeff)
         coeffs[0] = rng.normal(-3, 1)

@@ -16,8 +16,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import mliap_torch
-from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.cli.schema import validate
+from mliap_torch.cli.train import CONFIG_DIR
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.builtin import builtin_dataset
 from mliap_torch.data.configuration import Configuration

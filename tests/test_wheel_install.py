@@ -28,6 +28,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (path,) = out.glob("mliap_torch-*.whl")
     names = zipfile.ZipFile(path).namelist()
     assert "mliap_torch/configs/train.yaml" in names and "mliap_torch/configs/model/snap_nn.yaml" in names
+    assert not [n for n in names if n.startswith(("mliap_torch/benchmarks/", "mlearn_study/"))]   # study code stays out
     return path
 
 

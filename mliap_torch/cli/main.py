@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 USAGE = """usage: mliap_torch <command> [arguments]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,21 +32,21 @@ DTYPES = ("float64", "float32")
 class ChecksConfig:
     """Physical sanity checks of the data (see :mod:`mliap_torch.data.sanity`); ``null`` turns one off."""
 
-    min_distance: Optional[float] = 0.5
-    max_pairs_per_atom: Optional[int] = 1000
+    min_distance: float | None = 0.5
+    max_pairs_per_atom: int | None = 1000
 
 
 @dataclass
 class DataConfig:
     format: str = "builtin"
-    path: Optional[str] = None
-    element: Optional[str] = None
-    max_configs: Optional[int] = None
-    test_fraction: Optional[float] = 0.2
+    path: str | None = None
+    element: str | None = None
+    max_configs: int | None = None
+    test_fraction: float | None = 0.2
     val_fraction: float = 0.1
     batch_size: int = 8
     num_workers: int = 0
-    group_weights: Optional[Any] = None
+    group_weights: Any | None = None
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     options: dict = field(default_factory=dict)
 
@@ -54,7 +54,7 @@ class DataConfig:
 @dataclass
 class BispectrumConfig:
     type: str = "bispectrum"
-    elements: Optional[list] = None
+    elements: list | None = None
     twojmax: int = 6
     rcutfac: float = 4.1
     radelem: Any = 0.5
@@ -67,8 +67,8 @@ class BispectrumConfig:
     wselfallflag: bool = False
     chemflag: bool = False
     switchinnerflag: bool = False
-    sinner: Optional[Any] = None
-    dinner: Optional[Any] = None
+    sinner: Any | None = None
+    dinner: Any | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -104,7 +104,7 @@ class ModelConfig:
     fit: str = "exact"
     refine: bool = False
     solver: dict = field(default_factory=dict)
-    reference: Optional[dict] = None
+    reference: dict | None = None
     use_config_weights: bool = True
     store_descriptors: bool = True
     loss: LossConfig = field(default_factory=LossConfig)
@@ -119,17 +119,17 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     max_epochs: int = 100
-    max_time: Optional[str] = None
-    gradient_clip_val: Optional[float] = None
+    max_time: str | None = None
+    gradient_clip_val: float | None = None
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     fast_dev_run: Any = False
-    limit_train_batches: Optional[Any] = None
-    limit_val_batches: Optional[Any] = None
+    limit_train_batches: Any | None = None
+    limit_val_batches: Any | None = None
     enable_progress_bar: bool = True
     deterministic: bool = False
-    early_stopping_patience: Optional[int] = 30
-    divergence_factor: Optional[float] = 1.0e4
+    early_stopping_patience: int | None = 30
+    divergence_factor: float | None = 1.0e4
     checkpoint: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -151,8 +151,8 @@ class FitConfig:
     settings stay in ``model.solver``. Both become one :class:`~mliap_torch.fitting.options.FitOptions`."""
 
     processes: int = 1
-    threads: Optional[int] = None
-    progress: Optional[bool] = None
+    threads: int | None = None
+    progress: bool | None = None
 
 
 @dataclass
@@ -165,11 +165,11 @@ class TrainConfig:
     trainer: TrainerConfig
     seed: int = 42
     dtype: str = "float64"
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     plots: bool = True
     export: ExportConfig = field(default_factory=ExportConfig)
     fit: FitConfig = field(default_factory=FitConfig)
-    experiment: Optional[Any] = None
+    experiment: Any | None = None
 
 
 def _typed(section: str, schema: type, node: Any) -> Any:
@@ -282,7 +282,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
                        experiment=cfg.get("experiment"))
 
 
-def fit_options(model: ModelConfig, fit: FitConfig) -> "FitOptions":
+def fit_options(model: ModelConfig, fit: FitConfig) -> FitOptions:
     """The :class:`~mliap_torch.fitting.options.FitOptions` of a run: ``model.solver`` (solver, memory and
     label settings of :func:`~mliap_torch.fitting.exact_fit.fit_exact`; per-element constants and kept
     rows unless it says otherwise) plus the ``fit`` section (processes, threads, progress).
@@ -382,7 +382,7 @@ def require_accelerator(name: str) -> None:
 
 
 def _check_ranges(data: DataConfig, descriptor: dict, model: ModelConfig, trainer: TrainerConfig,
-                  export: ExportConfig, top: "_TopScalars") -> None:
+                  export: ExportConfig, top: _TopScalars) -> None:
     """Out-of-range values become a ConfigError before any data is read."""
     _at_least("data.batch_size", data.batch_size, 1)
     _at_least("data.max_configs", data.max_configs, 1, optional=True)
@@ -428,7 +428,7 @@ def _check_ranges(data: DataConfig, descriptor: dict, model: ModelConfig, traine
 class _TopScalars:
     seed: int = 42
     dtype: str = "float64"
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     plots: bool = True
 
 
@@ -442,7 +442,7 @@ def absolute_path(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _existing_path(key: str, path: Optional[str], *, required: bool) -> Optional[str]:
+def _existing_path(key: str, path: str | None, *, required: bool) -> str | None:
     if path is None:
         if required:
             raise ConfigError(f"Configuration error: '{key}' must be given (a file or folder).")

@@ -1,8 +1,8 @@
 """Many configurations concatenated into one pair batch, the unit every model evaluates."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -76,7 +76,7 @@ class AtomsBatch:
         """(nconfigs,) cell volumes, Å³."""
         return torch.linalg.det(self.cell).abs()
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomsBatch":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AtomsBatch:
         """Copy onto ``device``; floating tensors are cast to ``dtype`` when given."""
         out = {}
         for f in fields(self):

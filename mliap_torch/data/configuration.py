@@ -98,7 +98,7 @@ class Configuration:
         return atoms
 
     @classmethod
-    def from_ase(cls, atoms, *, group: str = "default", source: str = "", index: int = 0) -> "Configuration":
+    def from_ase(cls, atoms, *, group: str = "default", source: str = "", index: int = 0) -> Configuration:
         """Configuration from an ``ase.Atoms``; labels are taken from its calculator when present."""
         energy = forces = stress = None
         calc = atoms.calc

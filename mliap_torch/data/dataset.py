@@ -1,8 +1,8 @@
 """A torch ``Dataset`` of processed configurations (species indices + neighbor list) and its collate function."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset

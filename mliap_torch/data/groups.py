@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ class Split:
         write_text_atomically(path, json.dumps(dataclasses.asdict(self), indent=1))
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Split":
+    def from_json(cls, path: str | Path) -> Split:
         data = json.loads(Path(path).read_text())
         try:
             return cls(**data)

@@ -14,10 +14,10 @@ The limits in force are those of the innermost :func:`sanity_limits` block, else
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -18,8 +18,9 @@ with fewer functions get zeros in the remaining columns (K = the largest per-ele
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -372,7 +373,7 @@ class ACE(Descriptor):
         return torch.stack(tangents, dim=2)
 
     @classmethod
-    def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> "ACE":
+    def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> ACE:
         """The descriptor of a pyace/PACE B-basis: a ``.yaml`` potential path, ``BBasisConfiguration``
         or ``ACEBBasisSet`` (needs ``pyace``). Columns follow pyace's projections; ``crad`` is copied."""
         bbasis = _pyace_bbasis(basis)

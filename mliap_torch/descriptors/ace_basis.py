@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class BFunction:
         return len(self.mus)
 
 
-@lru_cache(maxsize=None)
+@cache
 def clebsch_gordan(j1: int, m1: int, j2: int, m2: int, J: int, M: int) -> float:
     """Clebsch–Gordan coefficient ⟨j1 m1 j2 m2 | J M⟩ (integer momenta, Condon–Shortley convention)."""
     if m1 + m2 != M or not (abs(j1 - j2) <= J <= j1 + j2) or abs(m1) > j1 or abs(m2) > j2 or abs(M) > J:
@@ -72,7 +72,7 @@ def clebsch_gordan(j1: int, m1: int, j2: int, m2: int, J: int, M: int) -> float:
     return float(math.copysign(math.sqrt(pref * total * total), total))
 
 
-@lru_cache(maxsize=None)
+@cache
 def coupling_tree(rank: int) -> tuple[tuple[int, int, int], ...]:
     """PACE's coupling tree of a rank: (child, child, parent) nodes; node ``2·rank-2`` is the root (L=0).
 
@@ -124,7 +124,7 @@ def valid_LS(ls: Sequence[int]) -> list[tuple[int, ...]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def generalized_cg(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
     """Dense complex-basis coupling tensor C[m_1+l_1, …, m_r+l_r] of PACE's B function (L = 0)."""
     rank = len(ls)
@@ -148,13 +148,13 @@ def generalized_cg(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
     return C
 
 
-@lru_cache(maxsize=None)
+@cache
 def real_coupling(ls: tuple[int, ...], LS: tuple[int, ...]) -> np.ndarray:
     """Coupling tensor for real harmonics: ``B = Σ C_real[m'...] Π A^real_{l_t m'_t}`` (real-valued)."""
     return _to_real_harmonics(generalized_cg(ls, LS), ls)
 
 
-@lru_cache(maxsize=None)
+@cache
 def explicit_real_coupling(ls: tuple[int, ...], coupling: tuple[tuple[tuple[int, ...], float], ...]) -> np.ndarray:
     """Real-harmonic coupling tensor of ``B = Re Σ_(ms, c) c Π_t A_{l_t m_t}`` (complex harmonics)."""
     C = np.zeros([2 * l + 1 for l in ls])

@@ -18,7 +18,7 @@ parameters ``r_in``, ``delta_in``) multiplies them by a quintic switch that rise
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

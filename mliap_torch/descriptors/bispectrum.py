@@ -30,7 +30,8 @@ least-squares fits (∂B/∂U from Z lists as LAMMPS' ``compute_dbidrj``, then t
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.nn import functional as F

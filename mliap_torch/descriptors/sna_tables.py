@@ -8,7 +8,7 @@ doubled (``j = 2J``), magnetic indices are offsets ``0 ≤ ma, mb ≤ j``, and t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from math import factorial, sqrt
 
 import numpy as np
@@ -36,7 +36,7 @@ def _deltacg(j1: int, j2: int, j: int) -> float:
                 / sfaccg)
 
 
-@lru_cache(maxsize=None)
+@cache
 def clebsch_gordan_block(j1: int, j2: int, j: int) -> np.ndarray:
     """(j1 + 1, j2 + 1) Clebsch–Gordan coefficients ``cg[m1, m2]`` coupling to level j (VMK 8.2.1(3)).
 
@@ -149,7 +149,7 @@ def _z_entry_terms(j1: int, j2: int, j: int, mb: int, ma: int, cg: np.ndarray, u
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def sna_tables(twojmax: int) -> SNATables:
     """Build (and cache) the tables for ``twojmax``."""
     if twojmax < 0:
@@ -328,7 +328,7 @@ def _half_weight(j: int, mb: int, ma: int) -> float:
     return 1.0 if ma == mb else 0.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def jacobian_tables(twojmax: int, bnorm: bool):
     """Tables for ∂B/∂U of a single-element bispectrum, as LAMMPS' ``SNA::compute_dbidrj`` uses them.
 

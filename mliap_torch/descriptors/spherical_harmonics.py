@@ -40,7 +40,7 @@ def real_spherical_harmonics(unit: torch.Tensor, lmax: int) -> torch.Tensor:
     # C_m + i S_m = (x + i y)^m
     cos_m = [torch.ones_like(x)]
     sin_m = [torch.zeros_like(x)]
-    for m in range(1, lmax + 1):
+    for _ in range(1, lmax + 1):
         c, s_ = cos_m[-1], sin_m[-1]
         cos_m.append(c * x - s_ * y)
         sin_m.append(s_ * x + c * y)

@@ -25,8 +25,9 @@ mode is on, otherwise the fast path runs with the current (detached) values.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -14,7 +14,7 @@ import ctypes
 import os
 import sys
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 _SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 _RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK")

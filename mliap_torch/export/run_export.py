@@ -2,8 +2,9 @@
 and a check that the deployed route gives on several MPI ranks what it gives on one."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ase import Atoms
 

@@ -1,7 +1,7 @@
 """Check an exported potential in LAMMPS against torch on a few configurations."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -30,8 +30,8 @@ stress rows) is the stable sort of the concatenated chunks by :attr:`DesignRows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Iterator, Sequence
 
 import torch
 
@@ -68,13 +68,13 @@ class DesignRows:
     test: torch.Tensor
 
     @staticmethod
-    def cat(parts: Sequence["DesignRows"]) -> "DesignRows":
+    def cat(parts: Sequence[DesignRows]) -> DesignRows:
         return DesignRows(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(DesignRows)})
 
-    def select(self, mask: torch.Tensor) -> "DesignRows":
+    def select(self, mask: torch.Tensor) -> DesignRows:
         return DesignRows(**{f.name: getattr(self, f.name)[mask] for f in fields(DesignRows)})
 
-    def fitsnap_order(self) -> "DesignRows":
+    def fitsnap_order(self) -> DesignRows:
         """Rows stably sorted by kind: FitSNAP's reference layout (energies, forces, stresses)."""
         order = torch.sort(self.kind, stable=True).indices
         return self.select(order)

@@ -16,9 +16,10 @@ import math
 import re
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -97,9 +98,8 @@ def _rank() -> int:
 
 def _design_progress(total: int, opts: FitOptions):
     """tqdm bar of the design stage on stderr: configurations of this rank's shard, configs/s and ETA."""
-    from tqdm.auto import tqdm
-
     import torch.distributed as dist
+    from tqdm.auto import tqdm
 
     world = dist.get_world_size() if opts.distributed and dist.is_available() and dist.is_initialized() else 1
     desc = "design" if world == 1 else f"design (rank 0 of {world})"
@@ -265,7 +265,7 @@ def _fit_exact(potential: Potential, configurations: Sequence[Configuration], te
     kept = RowStore(on_disk=keep_rows == "disk", device=device) if keep_rows else None
     bar = _design_progress(len(shard), opts) if opts.show_progress() and _rank() == 0 else None
     t0 = time.perf_counter()
-    for k, rows in enumerate(chunks(bar)):
+    for rows in chunks(bar):
         kill_point(f"fit.design.rank{_rank()}")
         t1 = time.perf_counter()
         timings["design"] += t1 - t0

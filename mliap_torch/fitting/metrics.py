@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -207,7 +207,7 @@ class MetricAccumulator:
             other.stats = {k: part[i] for i, k in enumerate(_STATS)}
             self.merge(other)
 
-    def merge(self, other: "MetricAccumulator") -> None:
+    def merge(self, other: MetricAccumulator) -> None:
         """Add the statistics of ``other`` (same groups) to these."""
         s, o = self.stats, other.stats
         n = s["n"] + o["n"]

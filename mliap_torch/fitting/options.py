@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 SOLVERS = ("qr", "svd", "ridge")
 
@@ -83,7 +84,7 @@ class FitOptions:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def build(cls, options: "FitOptions | Mapping[str, Any] | None" = None, **overrides: Any) -> "FitOptions":
+    def build(cls, options: FitOptions | Mapping[str, Any] | None = None, **overrides: Any) -> FitOptions:
         """``options`` (a FitOptions, a mapping of its fields, or None for the defaults) with ``overrides``.
 
         Unknown names raise TypeError naming the valid ones; bad values raise ValueError naming the field.

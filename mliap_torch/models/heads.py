@@ -1,7 +1,8 @@
 """Per-element energy heads: E_i = head(B_i, species_i)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -12,7 +12,8 @@ plus, for all r < outer, the constant ``C`` and, for inner < r < outer, the swit
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..data.configuration import Configuration
-from ..files import write_text_atomically
 from ..data.groups import GroupSpec, Split, config_keys, group_fraction_specs, make_split
+from ..files import write_text_atomically
 
 
 @dataclass

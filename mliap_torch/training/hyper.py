@@ -27,8 +27,9 @@ by the number of rows of its kind (its own weights, ``val_weights``, may differ 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

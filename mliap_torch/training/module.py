@@ -1,7 +1,8 @@
 """The one LightningModule: a :class:`Potential` trained on energies, forces and stresses."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch

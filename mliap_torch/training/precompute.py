@@ -8,7 +8,7 @@ differentiates the head twice, never the descriptor.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -4,9 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def error_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
             continue
 
         def cell(key: str, scale: float, fmt: str) -> str:
-            value = m.get(key)
+            value = m.get(key)  # noqa: B023 -- called only within this iteration, for this m
             return "–" if value is None or not np.isfinite(value) else format(value * scale, fmt)
 
         lines.append(f"| {name} | {m.get('num_configs', 0)} | {cell('energy_mae', 1e3, '.3f')} | "
@@ -172,11 +173,15 @@ def evaluate(potential: Potential, train: Sequence[Configuration], test: Sequenc
     """
     potential = potential.eval()
     accumulator = MetricAccumulator(group_names)
-    share = (lambda configs: configs)
-    if distributed:
+
+    def share(configs: Sequence[Configuration]) -> Sequence[Configuration]:
+        """This rank's contiguous share of ``configs`` (all of them when not ``distributed``)."""
+        if not distributed:
+            return configs
         from ..fitting.exact_fit import shard_range
 
-        share = (lambda configs: list(configs)[slice(*shard_range(len(configs)))])
+        return list(configs)[slice(*shard_range(len(configs)))]
+
     sets = {"train": predict(potential, share(train), group_names, accumulator, False, batch_size)}
     if len(test):
         sets["test"] = predict(potential, share(test), group_names, accumulator, True, batch_size)

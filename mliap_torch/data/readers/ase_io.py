@@ -7,8 +7,9 @@ as they are (eV, eV/Å, ASE stress in eV/Å³ tension positive, 6 Voigt or 9 val
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..groups import GroupSpec
-from ._common import DataError, KNOWN_ELEMENTS, located
+from ._common import KNOWN_ELEMENTS, DataError, located
 
 GROUP_SETTINGS = ("group_sections", "group_types", "smartweights", "random_sampling", "random_seed", "boltz")
 _TYPES = {"str": str, "float": float, "int": int}

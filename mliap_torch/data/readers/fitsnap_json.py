@@ -26,14 +26,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..configuration import Configuration, full_to_voigt
-from ._common import (ENERGY_UNITS, FORCE_UNITS, LENGTH_UNITS, PRESSURE_UNITS, DataError, ReadReport,
-                      check_on_error, element_symbols, float_array, float_scalar, located, unit_factor)
+from ._common import (
+    ENERGY_UNITS,
+    FORCE_UNITS,
+    LENGTH_UNITS,
+    PRESSURE_UNITS,
+    DataError,
+    ReadReport,
+    check_on_error,
+    element_symbols,
+    float_array,
+    float_scalar,
+    located,
+    unit_factor,
+)
 
 STYLE_TABLES = {"PositionsStyle": LENGTH_UNITS, "LatticeStyle": LENGTH_UNITS, "EnergyStyle": ENERGY_UNITS,
                 "ForcesStyle": FORCE_UNITS, "StressStyle": PRESSURE_UNITS}

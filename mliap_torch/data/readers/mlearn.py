@@ -23,8 +23,16 @@ from typing import Any
 import numpy as np
 
 from ..configuration import Configuration
-from ._common import (PRESSURE_UNITS, DataError, ReadReport, check_on_error, element_symbols, float_array,
-                      float_scalar, located)
+from ._common import (
+    PRESSURE_UNITS,
+    DataError,
+    ReadReport,
+    check_on_error,
+    element_symbols,
+    float_array,
+    float_scalar,
+    located,
+)
 
 SHEAR_ORDERS: dict[str, tuple[str, ...]] = {
     "Cu": ("xx", "yy", "zz", "xy", "xz", "yz"),

@@ -3,7 +3,7 @@
 One cell of the table = one element × one model form:
 
 1. design rows of the training set from LAMMPS ``compute snap``
-   (:func:`~mliap_torch.benchmarks.snap_rows.snap_rows`), with the study's descriptor settings;
+   (:func:`~mlearn_study.snap_rows.snap_rows`), with the study's descriptor settings;
 2. energy/force/stress weights chosen by k-fold cross-validation *on the training set* over a small
    grid (:data:`WEIGHT_GRID`); the R factor of every (fold, row kind) is computed once, so each
    candidate costs one small solve;
@@ -20,19 +20,20 @@ import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from ase.build import bulk
 
-from ..data.batch import make_batch
-from ..data.configuration import Configuration
-from ..fitting.solvers import combine_r_factors, lstsq_r_factor, solve_r_factor
-from ..models.heads import LinearHead, QuadraticHead
-from ..models.potential import Potential
+from mliap_torch.data.batch import make_batch
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.fitting.solvers import combine_r_factors, lstsq_r_factor, solve_r_factor
+from mliap_torch.models.heads import LinearHead, QuadraticHead
+from mliap_torch.models.potential import Potential
+
 from . import mlearn_published as published
 from .snap_rows import SnapRows, snap_rows
 
@@ -65,7 +66,7 @@ def study_settings(element: str, model: str) -> tuple[float, int]:
 def make_bispectrum(element: str, rcut: float, twojmax: int):
     """One-element Bispectrum with the study's conventions: radelem 0.5 (cutoff = ``rcut``), rfac0 0.99363,
     rmin0 0, bzeroflag 0, switchflag 1, wj 1."""
-    from ..descriptors.bispectrum import Bispectrum
+    from mliap_torch.descriptors.bispectrum import Bispectrum
 
     return Bispectrum([element], twojmax, rcut, [published.RADELEM], [1.0], rfac0=published.RFAC0,
                       rmin0=published.RMIN0, bzeroflag=False)
@@ -97,7 +98,7 @@ class RowSet:
     group_names: tuple[str, ...]
 
     @classmethod
-    def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> "RowSet":
+    def build(cls, configs: Sequence[Configuration], rows: Sequence[SnapRows]) -> RowSet:
         """Stack the rows of ``configs``; a configuration without stress contributes no stress rows."""
         ncol = rows[0].energy.shape[0]
         e = np.stack([r.energy for r in rows])
@@ -687,7 +688,7 @@ def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequenc
                      minutes: float = 3.0, energy_weight: float = 1000.0, val_fraction: float = 0.1,
                      seed: int = 0, linear_start: bool = True, folds: int = 5) -> tuple[CellResult, Potential]:
     """SNAP+NN: an MLP head on the study's SNAP bispectrum (``rcut``/``twojmax`` default to it), trained
-    on energies and forces (:func:`~mliap_torch.benchmarks.nn_fit.train_mlp_head`, ``minutes`` of wall
+    on energies and forces (:func:`~mlearn_study.nn_fit.train_mlp_head`, ``minutes`` of wall
     time) with descriptors and Jacobians from LAMMPS; ``val_fraction`` of the training configurations
     pick the best epoch. With ``linear_start`` the head has a linear term started from the
     cross-validated linear SNAP fit. Test errors come from the torch ``Potential(Bispectrum, MLPHead)``."""
@@ -715,7 +716,7 @@ ACE_BASIS = {"nradmax_by_orders": [8, 4, 2, 1], "lmax_by_orders": [0, 3, 2, 1], 
 
 def make_ace(element: str, rcut: float | None = None, basis: dict | None = None):
     """One-element ACE with :data:`ACE_BASIS` and cutoff ``rcut`` (default: the study's SNAP cutoff)."""
-    from ..descriptors.ace import ACE
+    from mliap_torch.descriptors.ace import ACE
 
     rcut = study_settings(element, "snap")[0] if rcut is None else rcut
     return ACE([element], rcut=rcut, **(basis or ACE_BASIS))
@@ -739,7 +740,7 @@ ACE_CUTOFF_OFFSETS = (0.0, 0.35, 0.7)
 
 def ace_data(element: str, train: Sequence[Configuration], rcut: float | None = None,
              basis: dict | None = None) -> AceData:
-    """Rows and Jacobians of the training set from torch autograd (:mod:`~mliap_torch.benchmarks.torch_rows`)."""
+    """Rows and Jacobians of the training set from torch autograd (:mod:`~mlearn_study.torch_rows`)."""
     from .torch_rows import torch_rows_and_jacobians
 
     t0 = time.perf_counter()
@@ -822,7 +823,7 @@ def bulk_cell(element: str, atoms: int = 1500):
 def deploy_route(potential: Potential) -> str:
     """The LAMMPS route a user deploys: native ``pair_style snap`` for linear/quadratic bispectrum
     models, ML-IAP unified otherwise."""
-    from ..export.lammps_export import native_snap_supported
+    from mliap_torch.export.lammps_export import native_snap_supported
 
     return "snap" if native_snap_supported(potential) else "unified"
 
@@ -834,8 +835,8 @@ def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Pat
     The thread count follows ``OMP_NUM_THREADS``/``MLIAP_TORCH_NUM_THREADS`` of the environment (the
     benchmark script sets both to 1). Returns (seconds per atom-step, route).
     """
-    from ..export.lammps_export import export_lammps
-    from ..export.md_input import run_md, write_md_input
+    from mliap_torch.export.lammps_export import export_lammps
+    from mliap_torch.export.md_input import run_md, write_md_input
 
     route = route or deploy_route(potential)
     with tempfile.TemporaryDirectory() as tmp:

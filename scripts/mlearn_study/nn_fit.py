@@ -1,7 +1,7 @@
 """Train an MLP head on precomputed descriptors and their position Jacobians (energies + forces).
 
 With ``E = Σ_i E_i(B_i)`` the forces are ``F_j = Σ_p dB_p · ∂E_{i(p)}/∂B_{i(p)}`` over the sparse
-Jacobian blocks ``dB_p = −∂B_i/∂x_j`` (:class:`~mliap_torch.benchmarks.snap_rows.SnapJacobian`), so an
+Jacobian blocks ``dB_p = −∂B_i/∂x_j`` (:class:`~mlearn_study.snap_rows.SnapJacobian`), so an
 epoch costs the MLP and one contraction, not a descriptor evaluation: this is how FitSNAP trains its
 networks. The loss is ``λ_E · mean((ΔE/N)²) + mean(ΔF²)`` (eV/atom, eV/Å); the weights of the epoch
 with the lowest validation loss are kept.
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..data.configuration import Configuration
-from ..models.heads import MLPHead
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.models.heads import MLPHead
+
 from .snap_rows import SnapJacobian
 
 
@@ -44,7 +45,7 @@ class JacobianSet:
 
     @classmethod
     def build(cls, configs: Sequence[Configuration], jacobians: Sequence[SnapJacobian],
-              dtype: torch.dtype = torch.float64) -> "JacobianSet":
+              dtype: torch.dtype = torch.float64) -> JacobianSet:
         offsets = np.cumsum([0] + [c.num_atoms for c in configs])
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
         i = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
@@ -58,7 +59,7 @@ class JacobianSet:
                    energy=t([c.energy / c.num_atoms for c in configs]),
                    forces=t(np.concatenate([np.asarray(c.forces) for c in configs])))
 
-    def subset(self, configs: torch.Tensor) -> "JacobianSet":
+    def subset(self, configs: torch.Tensor) -> JacobianSet:
         """The configurations ``configs`` (indices), renumbered."""
         keep_c = torch.zeros(len(self.num_atoms), dtype=torch.bool)
         keep_c[configs] = True

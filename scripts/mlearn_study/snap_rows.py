@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 
-from ..data.configuration import Configuration, full_to_voigt, voigt_to_full
-from ..lammps import start
-from ..lammps import lammps_cell
+from mliap_torch.data.configuration import Configuration, full_to_voigt, voigt_to_full
+from mliap_torch.lammps import lammps_cell, start
 
 
 @dataclass

@@ -4,9 +4,9 @@ For descriptors LAMMPS cannot compute here (ACE: this LAMMPS build has no ML-PAC
 Jacobian ``∂B_{i(p)}/∂r_p`` comes from :func:`mliap_torch.fitting.design.descriptor_and_pair_jacobian`
 (K batched vector–Jacobian products) and gives, in one pass, both
 
-- the rows of a linear model ``E_i = β0 + β·B_i`` (:class:`~mliap_torch.benchmarks.snap_rows.SnapRows`:
+- the rows of a linear model ``E_i = β0 + β·B_i`` (:class:`~mlearn_study.snap_rows.SnapRows`:
   energy per atom, forces, stress in the ASE convention), and
-- the sparse blocks ``−∂B_i/∂x_j`` of :class:`~mliap_torch.benchmarks.snap_rows.SnapJacobian` for
+- the sparse blocks ``−∂B_i/∂x_j`` of :class:`~mlearn_study.snap_rows.SnapJacobian` for
   training a network head on precomputed descriptors.
 
 Since ``r_p = x_{j(p)} − x_{i(p)} + shift``: ``−∂B_i/∂x_j`` collects ``−∂B_i/∂r_p`` over the pairs
@@ -14,15 +14,16 @@ Since ``r_p = x_{j(p)} − x_{i(p)} + shift``: ``−∂B_i/∂x_j`` collects ``�
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..data.batch import make_batch
-from ..data.configuration import Configuration
-from ..fitting.design import descriptor_and_pair_jacobian
-from ..models.potential import voigt
+from mliap_torch.data.batch import make_batch
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.fitting.design import descriptor_and_pair_jacobian
+from mliap_torch.models.potential import voigt
+
 from .snap_rows import SnapJacobian, SnapRows
 
 
@@ -74,7 +75,7 @@ def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk
         srows = voigt(strain) / volume[:, None, None]                          # (nconfigs, K, 6)
         offsets = np.cumsum([0] + [c.num_atoms for c in part])
         pair_cfg = batch.pair_config
-        for local, config in enumerate(part):
+        for local in range(len(part)):
             a0, a1 = int(offsets[local]), int(offsets[local + 1])
             n = a1 - a0
             energy = np.concatenate([[1.0], B[a0:a1].sum(0).numpy() / n])
