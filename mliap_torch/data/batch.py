@@ -20,17 +20,28 @@ class AtomsBatch:
     (their values are zeros and never used).
 
     Attributes:
-        positions: (natoms, 3) Å.  cell: (nconfigs, 3, 3) Å, rows.  species: (natoms,) element index.
+        positions: (natoms, 3) Å.
+        cell: (nconfigs, 3, 3) Å, rows.
+        species: (natoms,) element index.
         atom_config: (natoms,) configuration index of each atom.
-        pair_i, pair_j: (npairs,) atom indices (global in the batch); shifts: (npairs, 3) cell shifts.
-        num_atoms: (nconfigs,).  energy: (nconfigs,) eV.  forces: (natoms, 3) eV/Å.
+        pair_i: (npairs,) atom indices (global in the batch), first atom of each pair.
+        pair_j: (npairs,) atom indices (global in the batch), second atom of each pair.
+        shifts: (npairs, 3) cell shifts.
+        num_atoms: (nconfigs,).
+        energy: (nconfigs,) eV.
+        forces: (natoms, 3) eV/Å.
         stress: (nconfigs, 6) eV/Å³, tension positive, Voigt ``xx yy zz yz xz xy``.
-        energy_mask, stress_mask: (nconfigs,) bool.  forces_mask: (natoms,) bool.
-        energy_weight, force_weight, stress_weight: (nconfigs,) fit weights.
-        group: (nconfigs,) group index into ``group_names``.  config_id: (nconfigs,) dataset index.
-        descriptors: optional precomputed descriptors (natoms, K) of a frozen descriptor, and
+        energy_mask: (nconfigs,) bool.
+        stress_mask: (nconfigs,) bool.
+        forces_mask: (natoms,) bool.
+        energy_weight: (nconfigs,) fit weights.
+        force_weight: (nconfigs,) fit weights.
+        stress_weight: (nconfigs,) fit weights.
+        group: (nconfigs,) group index into ``group_names``.
+        config_id: (nconfigs,) dataset index.
+        descriptors: optional precomputed descriptors (natoms, K) of a frozen descriptor; ``None`` otherwise.
         descriptor_jacobian: (npairs, 3, K) ``∂B_k(pair_i)/∂rij`` per pair (see
-        :func:`mliap_torch.training.precompute.attach_descriptor_jacobians`); ``None`` otherwise.
+            :func:`mliap_torch.training.precompute.attach_descriptor_jacobians`); ``None`` otherwise.
     """
 
     positions: torch.Tensor

@@ -437,7 +437,8 @@ def cached_dataset(sources: Sequence[str | Path], reader: Callable[[], Sequence[
     Args:
         sources: files/folders the reader reads (their fingerprint is part of the key).
         reader: returns the configurations (e.g. ``lambda: read_dataset(path)``).
-        elements, cutoff: processing settings (part of the key).
+        elements: processing setting (part of the key).
+        cutoff: processing setting (part of the key).
         settings: further settings that change the result (reader name and options; part of the key).
         group_names: group index order (part of the key).
         directory: cache folder (default :func:`cache_dir`).

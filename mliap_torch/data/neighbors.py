@@ -46,7 +46,8 @@ def pair_vectors(positions: torch.Tensor, cell: torch.Tensor, pair_i: torch.Tens
     Args:
         positions: (natoms, 3) Å.
         cell: (3, 3) or (nconfigs, 3, 3) Å, rows are cell vectors.
-        pair_i, pair_j: (npairs,) atom indices.
+        pair_i: (npairs,) atom indices, first atom of each pair.
+        pair_j: (npairs,) atom indices, second atom of each pair.
         shifts: (npairs, 3) integer cell shifts (any dtype).
         pair_config: (npairs,) configuration index of each pair; required when ``cell`` is batched.
 

@@ -114,7 +114,9 @@ def check_pairs(config: Configuration, cutoff: float, pair_i: np.ndarray, pair_j
     """After the neighbour list: pairs per atom and the closest interatomic distance within limits.
 
     Args:
-        pair_i, pair_j: (npairs,) atom indices; shifts: (npairs, 3) integer cell shifts.
+        pair_i: (npairs,) atom indices, first atom of each pair.
+        pair_j: (npairs,) atom indices, second atom of each pair.
+        shifts: (npairs, 3) integer cell shifts.
     """
     limits = limits or current_limits()
     natoms = config.num_atoms

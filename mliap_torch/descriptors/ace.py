@@ -74,18 +74,21 @@ class ACE(Descriptor):
         radial_parameters: λ of ``ChebExpCos``/``ChebPow`` (scalar or per element pair).
         rcut: outer cutoff, Å (scalar or per element pair ``[e_i][e_j]``).
         dcut: width of the ``ChebExpCos`` cutoff switch, Å.
-        r_in, delta_in: inner cutoff and its width, Å (PACE's ``inner_cutoff_type: distance``);
-            ``r_in = 0`` disables it.
-        nradbase, nradmax, lmax: sizes of the radial basis, of the radial functions R_nl and the
-            largest l; default to what the functions need.
+        r_in: inner cutoff, Å (PACE's ``inner_cutoff_type: distance``); ``r_in = 0`` disables it.
+        delta_in: width of the inner cutoff, Å.
+        nradbase: size of the radial basis; defaults to what the functions need.
+        nradmax: number of radial functions R_nl; defaults to what the functions need.
+        lmax: largest l; defaults to what the functions need.
         functions: explicit B functions instead of the generated ones: a list of dicts with keys
             ``elements`` (central element first, then one per factor), ``ns``, ``ls`` and ``LS``
             (PACE's ``BBasisFunctionSpecification``), listed per central element in column order;
             optional ``ms_combs`` (one m per factor) and ``ctildes`` give an explicit complex-harmonic
             coupling ``B = Re Σ c Π A_{l m}`` instead of ``LS`` (C-tilde files, see :mod:`.ace_files`).
         trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
-        trainable: (keyword, optional) hyperparameters to learn, among ``"crad"`` and ``"rcut"``; when
-            given, the object is a :class:`~.trainable.TrainableACE` (also takes ``max_cutoff``, ``rcut_min``).
+
+    The keyword ``trainable`` (optional, taken by ``__new__``) names hyperparameters to learn, among ``"crad"`` and
+    ``"rcut"``; when given, the object is a :class:`~.trainable.TrainableACE` (also takes ``max_cutoff``,
+    ``rcut_min``).
 
     ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
     initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict. As in pyace, ``nradbase``

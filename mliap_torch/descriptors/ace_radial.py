@@ -99,8 +99,10 @@ class RadialBasis(nn.Module):
         nradbase: number of basis functions.
         kinds: (nelements, nelements) names from :data:`RADIAL_BASES`.
         lam: radial parameter λ (ignored by ``ChebLinear`` and ``SBessel``).
-        rcut, dcut: outer cutoff and the width of the ``ChebExpCos`` cutoff switch, Å.
-        r_in, delta_in: inner cutoff and its width, Å (``r_in = 0`` switches it off).
+        rcut: outer cutoff, Å.
+        dcut: width of the ``ChebExpCos`` cutoff switch, Å.
+        r_in: inner cutoff, Å (``r_in = 0`` switches it off).
+        delta_in: width of the inner cutoff, Å.
     """
 
     def __init__(self, nradbase: int, kinds: Sequence[Sequence[str]], lam: torch.Tensor, rcut: torch.Tensor,

@@ -94,7 +94,8 @@ class Bispectrum(Descriptor):
         rcutfac: cutoff scale; the cutoff of an (i, j) pair is ``rcutfac·(radelem_i + radelem_j)``.
         radelem: per-element radii.
         wj: per-element neighbor weights (a neighbor contributes with the weight of its element).
-        rfac0, rmin0: angular mapping ``θ0 = rfac0·π·(r - rmin0)/(rcut - rmin0)``.
+        rfac0: angular mapping ``θ0 = rfac0·π·(r - rmin0)/(rcut - rmin0)``.
+        rmin0: angular mapping (see ``rfac0``), Å.
         switchflag: smooth cosine switching function at the outer cutoff.
         bzeroflag: subtract the bispectrum of an isolated atom.
         bnormflag: divide Z (hence B) by ``j + 1`` (2J+1).
@@ -103,7 +104,8 @@ class Bispectrum(Descriptor):
             ``(e1·n + e2)·n + e3`` as in LAMMPS.
         switchinnerflag: inner switching function; a pair uses the averages of its two elements'
             ``sinner``/``dinner``, as LAMMPS does.
-        sinner, dinner: per-element inner switching centres and half-widths, Å.
+        sinner: per-element inner switching centres, Å.
+        dinner: per-element inner switching half-widths, Å.
 
     ``num_descriptors`` is ``nB`` (times ``nelements³`` with chemflag). All tables are buffers, so
     ``.to(device, dtype)`` moves everything; float64 and float32 both work, on CPU and CUDA.

@@ -71,7 +71,8 @@ class TrainableBispectrum(Bispectrum):
     """:class:`Bispectrum` whose ``wj``, ``radelem`` and/or ``rfac0`` are learned.
 
     Args:
-        *args, **kwargs: as :class:`Bispectrum` (the values are the starting point).
+        *args: as :class:`Bispectrum` (the values are the starting point).
+        **kwargs: as :class:`Bispectrum` (the values are the starting point).
         trainable: names among ``"wj"``, ``"radelem"``, ``"rfac0"`` (others stay fixed).
         max_cutoff: neighbor-list radius, Å, that every learned pair cutoff stays below
             (default: 1.05 × the starting largest cutoff).
@@ -239,7 +240,8 @@ class TrainableACE(ACE):
     """:class:`ACE` whose radial coefficients ``crad`` and/or per-element-pair cutoffs are learned.
 
     Args:
-        *args, **kwargs: as :class:`ACE` (the values are the starting point).
+        *args: as :class:`ACE` (the values are the starting point).
+        **kwargs: as :class:`ACE` (the values are the starting point).
         trainable: names among ``"crad"`` (unconstrained; the same as ``trainable_radial``) and
             ``"rcut"`` (every (e_i, e_j) entry its own parameter).
         max_cutoff: neighbor-list radius, Å, the upper bound of the cutoffs (default: 1.05 × the

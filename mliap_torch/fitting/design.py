@@ -136,7 +136,9 @@ class DesignMatrixBuilder:
             + optional reference potential, whose energy, forces and stress are subtracted.
         bias: constant per-element columns; ``None`` = FitSNAP's rule (``not descriptor.bzeroflag``,
             on for descriptors without that flag).
-        energy, forces, stress: which rows to build.
+        energy: build the energy rows.
+        forces: build the force rows.
+        stress: build the stress rows.
         stress_scale: factor applied to stress rows and reference stresses (see the module docstring).
         stress_target_scale: factor applied to the labelled stresses (default ``stress_scale``).
             FitSNAP takes its truth in the file's own bar but rows and reference stress through

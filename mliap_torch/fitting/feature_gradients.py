@@ -81,7 +81,10 @@ def feature_gradient_rows(B: torch.Tensor, dB: torch.Tensor, rij: torch.Tensor, 
 
     Args:
         B: (natoms, K) descriptors.  dB: (npairs, 3, K) ``∂B_{i(p)}/∂r_p``.  rij: (npairs, 3) Å.
-        pair_i, pair_j: (npairs,) atoms.  species: (natoms,).  pair_config: (npairs,) configuration.
+        pair_i: (npairs,) first atom of each pair.
+        pair_j: (npairs,) second atom of each pair.
+        species: (natoms,).
+        pair_config: (npairs,) configuration.
         quadratic: features ``[B, quadratic_features(B)]`` (M = K + K(K+1)/2), else ``B`` (M = K).
     Returns:
         forces[x, :, e] = Σ_{p: i=x, e_i=e} ∂f/∂r_p − Σ_{p: j=x, e_i=e} ∂f/∂r_p (the force rows up to sign

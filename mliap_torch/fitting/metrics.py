@@ -155,13 +155,23 @@ class MetricAccumulator:
         """Per-configuration predictions and labels (e.g. one Lightning batch).
 
         Args:
-            energy_pred, energy_ref: (nconfigs,) total energies, eV (compared per atom).
-            num_atoms: (nconfigs,).  group: (nconfigs,) group index.  test: (nconfigs,) bool.
-            energy_mask, stress_mask: (nconfigs,) bool; forces_mask: (natoms,) bool (missing = all True).
-            energy_weight, force_weight, stress_weight: (nconfigs,) row weights (missing = 1).
-            forces_pred, forces_ref: (natoms, 3) eV/Å; atom_config: (natoms,) configuration index.
-            stress_pred, stress_ref: (nconfigs, 6) eV/Å³, multiplied by ``stress_scale`` (e.g. −1.6021765e6
-                for FitSNAP's compression-positive bar).
+            energy_pred: (nconfigs,) predicted total energies, eV (compared per atom).
+            energy_ref: (nconfigs,) reference total energies, eV.
+            num_atoms: (nconfigs,).
+            group: (nconfigs,) group index.
+            test: (nconfigs,) bool.
+            energy_mask: (nconfigs,) bool (missing = all True).
+            energy_weight: (nconfigs,) row weights (missing = 1).
+            forces_pred: (natoms, 3) predicted forces, eV/Å.
+            forces_ref: (natoms, 3) reference forces, eV/Å.
+            atom_config: (natoms,) configuration index.
+            forces_mask: (natoms,) bool (missing = all True).
+            force_weight: (nconfigs,) row weights (missing = 1).
+            stress_pred: (nconfigs, 6) predicted stresses, eV/Å³, multiplied by ``stress_scale``.
+            stress_ref: (nconfigs, 6) reference stresses, eV/Å³, multiplied by ``stress_scale``.
+            stress_mask: (nconfigs,) bool (missing = all True).
+            stress_weight: (nconfigs,) row weights (missing = 1).
+            stress_scale: factor of the stresses (e.g. −1.6021765e6 for FitSNAP's compression-positive bar).
         """
         nconf = energy_pred.shape[0]
         group = group.long().cpu()

@@ -13,8 +13,11 @@ def parity_plot(truth: dict[str, torch.Tensor | np.ndarray], pred: dict[str, tor
     """One panel per quantity (e.g. ``"Energy"``, ``"Force"``): predicted vs reference, train and test.
 
     Args:
-        truth, pred: quantity → (m,) values.  test: quantity → (m,) bool (test rows drawn separately).
-        path: PNG file to write (folders are created).  units: quantity → unit label.
+        truth: quantity → (m,) reference values.
+        pred: quantity → (m,) predicted values.
+        test: quantity → (m,) bool (test rows drawn separately).
+        path: PNG file to write (folders are created).
+        units: quantity → unit label.
     """
     import matplotlib
 

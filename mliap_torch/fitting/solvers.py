@@ -47,7 +47,8 @@ class StreamingQR:
 
     Args:
         num_columns: n, the number of unknowns.
-        dtype, device: of the factor (float64 recommended for fits).
+        dtype: of the factor (float64 recommended for fits).
+        device: of the factor.
     """
 
     def __init__(self, num_columns: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None):

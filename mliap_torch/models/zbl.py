@@ -47,7 +47,8 @@ class ZBL(nn.Module):
     Args:
         elements: element symbols (index = species index).
         z: nuclear charge of each element (LAMMPS ``pair_coeff i i zbl Z Z``; mixed pairs use Z_a, Z_b).
-        inner, outer: switching start and cutoff, Å.
+        inner: switching start, Å.
+        outer: cutoff, Å.
     """
 
     type_name = "zbl"

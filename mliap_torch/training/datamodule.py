@@ -26,7 +26,9 @@ class AtomsDataModule(L.LightningDataModule):
     sees ``1/world_size`` of the configurations per epoch).
 
     Args:
-        train, val, test: configurations of each split (val/test may be empty).
+        train: configurations of the training split.
+        val: configurations of the validation split (may be empty).
+        test: configurations of the test split (may be empty).
         elements: element symbols in species-index order.
         cutoff: neighbor-list radius, Å.
         group_names: group names; a configuration's ``group`` is stored as its index here.

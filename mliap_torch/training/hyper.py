@@ -293,7 +293,8 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
     Args:
         potential: trainable descriptor + :class:`~mliap_torch.models.heads.LinearHead` or
             :class:`~mliap_torch.models.heads.QuadraticHead`.
-        train, val: batches (:func:`make_batches`) of the inner fit and of the validation loss.
+        train: batches (:func:`make_batches`) of the inner fit.
+        val: batches (:func:`make_batches`) of the validation loss.
         weights: (w_E, w_F) row weights of energy (eV/atom) and force (eV/Å) rows.
         ridge: λ added to the diagonal of the normal matrix.
         val_weights: row weights of the validation loss (default ``weights``), e.g. the inverse RMS
