@@ -94,6 +94,9 @@ class ACE(Descriptor):
     """
 
     type_name = "ace"
+    # a buffer or a parameter (trainable_radial), and a buffer registered in __init__
+    crad: torch.Tensor
+    l_of_lm: torch.Tensor
 
     def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
         if trainable and cls is ACE:

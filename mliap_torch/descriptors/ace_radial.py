@@ -103,6 +103,14 @@ class RadialBasis(nn.Module):
         r_in, delta_in: inner cutoff and its width, Å (``r_in = 0`` switches it off).
     """
 
+    # buffers registered in __init__ (declared for the type checker)
+    kind_index: torch.Tensor
+    lam: torch.Tensor
+    rcut: torch.Tensor
+    dcut: torch.Tensor
+    r_in: torch.Tensor
+    delta_in: torch.Tensor
+
     def __init__(self, nradbase: int, kinds: Sequence[Sequence[str]], lam: torch.Tensor, rcut: torch.Tensor,
                  dcut: torch.Tensor, r_in: torch.Tensor, delta_in: torch.Tensor):
         super().__init__()

@@ -109,6 +109,9 @@ class MLPHead(nn.Module):
     """
 
     type_name = "mlp"
+    # buffers registered in __init__ (declared for the type checker)
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, num_elements: int, num_descriptors: int, hidden: Sequence[int] = (64, 64),
                  activation: str = "silu", linear_term: bool = False):

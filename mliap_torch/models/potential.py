@@ -43,6 +43,11 @@ class Potential(nn.Module):
     gradient with respect to the pair vectors.
     """
 
+    # duck-typed modules (any head / reference potential of the registries in models.io): besides forward they
+    # provide ``settings()``; a reference also ``type_name`` and ``cutoff``
+    head: Any
+    reference: Any
+
     def __init__(self, descriptor: Descriptor, head: nn.Module, reference: nn.Module | None = None):
         super().__init__()
         self.descriptor = descriptor

@@ -31,6 +31,8 @@ def _info_lookup(atoms) -> dict[str, Any]:
 def _labels(atoms, info: dict, natoms: int, source: Path, index: int, energy_key: str | None,
             forces_key: str | None, stress_key: str | None) -> tuple[Any, Any, Any]:
     results = dict(getattr(atoms.calc, "results", {}) or {}) if atoms.calc is not None else {}
+    energy: float | None
+    forces: np.ndarray | None
     if energy_key is not None:
         if energy_key not in info:
             raise located(source, index, energy_key, f"energy key not in the configuration's info "
@@ -132,7 +134,7 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str |
         if format in (None, "db") and path.suffix == ".db":
             frames = _read_db(path, index)
         else:
-            frames = ase.io.read(path, index=index, format=format)
+            frames = ase.io.read(path, index=index, format=format)  # type: ignore[assignment]  # Atoms for an int index, made a list below
     except Exception as exc:  # ASE raises many types for unreadable files
         raise located(path, None, None, f"ASE could not read it ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frames, list):
