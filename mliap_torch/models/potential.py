@@ -90,6 +90,7 @@ class Potential(nn.Module):
                                        create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energies (natoms,) eV and, with ``need_grad``, ∂E/∂rij (npairs, 3) eV/Å from the batch's
         stored descriptors: ∂E/∂r_p = Σ_k ∂E_i/∂B_ik · ∂B_ik/∂r_p (+ the reference potential's gradient)."""
+        assert batch.descriptors is not None and batch.descriptor_jacobian is not None, "no stored descriptors"
         B = batch.descriptors.detach().requires_grad_(need_grad)
         head = self.head(B, batch.species)
         reference = None

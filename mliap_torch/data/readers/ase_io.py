@@ -98,7 +98,8 @@ def _read_db(path: Path, index: str | int | slice) -> list:
     with connect(path) as db:
         frames = [row.toatoms(add_additional_information=True) for row in db.select()]
     selected = string2index(index) if isinstance(index, str) else index
-    return frames[selected] if isinstance(selected, slice) else [frames[selected]]
+    # a non-integer string index (an ASE database query) raises TypeError here, reported by read_ase
+    return frames[selected] if isinstance(selected, slice) else [frames[selected]]  # type: ignore[index]
 
 
 def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str | None = None,
