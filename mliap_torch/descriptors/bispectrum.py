@@ -82,7 +82,8 @@ _COMPILED: dict[str, Any] = {}
 def _compiled(name: str):
     """``torch.compile`` of a kernel (static shapes), created once per process."""
     if name not in _COMPILED:
-        fn: Callable[..., Any] = {"z": _z_kernel, "z_vjp": _z_vjp_kernel}[name]
+        kernels: dict[str, Callable[..., Any]] = {"z": _z_kernel, "z_vjp": _z_vjp_kernel}
+        fn = kernels[name]
         _COMPILED[name] = torch.compile(fn, dynamic=False)
     return _COMPILED[name]
 
