@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Exported {model_path} ({', '.join(potential.elements)}) to {out}:")
     for route in result.routes.values():
         print(f"  {route.name:8s} include {route.include_file.name}: {'; '.join(route.pair_commands)}")
-    for route in skipped:
-        print(f"  {route:8s} not written: it cannot express this model ({model})")
+    for skipped_route in skipped:
+        print(f"  {skipped_route:8s} not written: it cannot express this model ({model})")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -207,7 +207,7 @@ def _check_descriptor(desc: Any) -> dict:
         from dataclasses import asdict
         return asdict(_typed("descriptor", BispectrumConfig, desc))
     if kind == "ace":
-        values = OmegaConf.to_container(desc, resolve=True)
+        values = cast(dict[str, Any], OmegaConf.to_container(desc, resolve=True))  # a DictConfig gives a dict
         values.setdefault("options", {})
         from ..models.io import DESCRIPTOR_TYPES, _resolve
         try:
@@ -230,7 +230,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     (``hydra.utils.to_absolute_path``), else against the current directory.
     """
     top = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(cfg.keys()) - top - {"hydra"})
+    unknown = sorted({str(k) for k in cfg.keys()} - top - {"hydra"})  # the keys of a composed config are str
     if unknown:
         raise ConfigError(f"Configuration error: unknown top-level key(s) {unknown}; valid keys: "
                           f"{', '.join(sorted(top))}.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -39,7 +40,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         typed = validate(cfg)
         from mliap_torch.training.run import run
 
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
         result = run(typed, run_dir, resolved_config=resolved)
     except UserError as exc:
         discard_if_unused(run_dir)

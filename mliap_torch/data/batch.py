@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class AtomsBatch:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AtomsBatch:
         """Copy onto ``device``; floating tensors are cast to ``dtype`` when given."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             t = getattr(self, f.name)
             if t is None:

@@ -32,6 +32,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -186,7 +187,7 @@ def builtin_manifest_file() -> Path:
     return builtin_cache_file().with_suffix(".json")
 
 
-def _manifest(data: bytes, num_configs: int) -> dict[str, object]:
+def _manifest(data: bytes, num_configs: int) -> dict[str, Any]:
     return {"builtin_version": BUILTIN_VERSION, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "configurations": num_configs}
 
@@ -254,9 +255,11 @@ def builtin_dataset(cache: bool = True) -> list[Configuration]:
 
     def build() -> list[Configuration]:
         _generate_cache(file, manifest_file)
-        return _read_cache(file, manifest_file)
+        configs = _read_cache(file, manifest_file)
+        assert configs is not None, f"{file}: missing right after it was generated"
+        return configs
 
-    configs = read_or_build(file, lambda: _read_cache(file, manifest_file), build)
+    configs: list[Configuration] = read_or_build(file, lambda: _read_cache(file, manifest_file), build)
     for c in configs:
         c.source = SOURCE
     return configs

@@ -132,7 +132,7 @@ def remove_stale_temporaries(path: str | Path) -> None:
         log.info("removed %d stale temporary file(s) of %s: %s", len(stale), path, ", ".join(f.name for f in stale))
 
 
-def publish(target: Path, write: Callable[[Path], None], kill_at: str | None = None) -> None:
+def publish(target: Path, write: Callable[[Path], object], kill_at: str | None = None) -> None:
     """Create or replace ``target`` atomically: ``write(temporary)`` (``<stem>.tmp<pid>-<token>`` beside
     it), flush it to disk, then rename it over ``target``. Readers see the old file or the new one,
     never a partial one, and a published file is never modified in place. ``kill_at`` names the
@@ -469,7 +469,7 @@ def load_dataset(path: str | Path, elements: Sequence[str], cutoff: float, forma
     if str(path) != "builtin" and Path(path).suffix == ".in":
         from .readers import read_fitsnap_input
         sources.append(read_fitsnap_input(path)["PATH"]["data_path"])
-    settings = {"reader": format, "path": str(path), "options": reader_options}
+    settings: dict[str, Any] = {"reader": format, "path": str(path), "options": reader_options}
     if str(path) == "builtin":
         from .builtin import BUILTIN_VERSION
         settings["builtin_version"] = BUILTIN_VERSION

@@ -97,6 +97,9 @@ class ACE(Descriptor):
     """
 
     type_name = "ace"
+    # a buffer or a parameter (trainable_radial), and a buffer registered in __init__
+    crad: torch.Tensor
+    l_of_lm: torch.Tensor
 
     def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
         if trainable and cls is ACE:
@@ -452,7 +455,7 @@ def _plain_function(spec: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in ("elements", "ns", "ls") if k not in spec]
     if missing:
         raise ValueError(f"ACE: function specification {spec!r} lacks {missing}")
-    out = {"elements": [str(e) for e in spec["elements"]], "ns": [int(n) for n in spec["ns"]],
+    out: dict[str, Any] = {"elements": [str(e) for e in spec["elements"]], "ns": [int(n) for n in spec["ns"]],
            "ls": [int(l) for l in spec["ls"]], "LS": [int(L) for L in spec.get("LS", [])]}
     if "ms_combs" in spec or "ctildes" in spec:
         ms_combs = [[int(m) for m in ms] for ms in spec.get("ms_combs", [])]

@@ -45,7 +45,7 @@ def ace_from_yace(path: str | Path) -> ACE:
     elements = [str(e) for e in _field(data, "elements", path, "the file")]
     nel = len(elements)
     bonds = _field(data, "bonds", path, "the file")
-    tables: dict[str, list[list[Any]]] = {k: [[None] * nel for _ in range(nel)] for k in
+    tables: dict[str, Any] = {k: [[None] * nel for _ in range(nel)] for k in
                                           ("radial_basis", "radial_parameters", "rcut", "dcut", "r_in", "delta_in")}
     crads: dict[tuple[int, int], Any] = {}
     nradbase = nradmax = lmax = 0

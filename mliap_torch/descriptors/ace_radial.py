@@ -105,6 +105,14 @@ class RadialBasis(nn.Module):
         delta_in: width of the inner cutoff, Å.
     """
 
+    # buffers registered in __init__ (declared for the type checker)
+    kind_index: torch.Tensor
+    lam: torch.Tensor
+    rcut: torch.Tensor
+    dcut: torch.Tensor
+    r_in: torch.Tensor
+    delta_in: torch.Tensor
+
     def __init__(self, nradbase: int, kinds: Sequence[Sequence[str]], lam: torch.Tensor, rcut: torch.Tensor,
                  dcut: torch.Tensor, r_in: torch.Tensor, delta_in: torch.Tensor):
         super().__init__()

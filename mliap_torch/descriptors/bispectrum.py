@@ -30,8 +30,8 @@ least-squares fits (∂B/∂U from Z lists as LAMMPS' ``compute_dbidrj``, then t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 import torch
 from torch.nn import functional as F
@@ -40,6 +40,10 @@ from .base import Descriptor
 from .sna_tables import half_gradient_tables, jacobian_tables, sna_tables, z_terms
 
 
+@overload
+def _floats(values: Sequence[float], n: int, name: str) -> list[float]: ...
+@overload
+def _floats(values: Sequence[float] | None, n: int, name: str) -> list[float] | None: ...
 def _floats(values: Sequence[float] | None, n: int, name: str) -> list[float] | None:
     if values is None:
         return None
@@ -78,7 +82,8 @@ _COMPILED: dict[str, Any] = {}
 def _compiled(name: str):
     """``torch.compile`` of a kernel (static shapes), created once per process."""
     if name not in _COMPILED:
-        fn = {"z": _z_kernel, "z_vjp": _z_vjp_kernel}[name]
+        kernels: dict[str, Callable[..., Any]] = {"z": _z_kernel, "z_vjp": _z_vjp_kernel}
+        fn = kernels[name]
         _COMPILED[name] = torch.compile(fn, dynamic=False)
     return _COMPILED[name]
 
@@ -114,6 +119,27 @@ class Bispectrum(Descriptor):
     """
 
     type_name = "bispectrum"
+    # buffers registered in __init__ (declared for the type checker; sinner_pair/dinner_pair only with switchinnerflag)
+    rcut: torch.Tensor
+    wjelem: torch.Tensor
+    sinner_pair: torch.Tensor
+    dinner_pair: torch.Tensor
+    u_half_diag: torch.Tensor
+    full_from_half: torch.Tensor
+    full_sign_re: torch.Tensor
+    full_sign_im: torch.Tensor
+    phi_dst: torch.Tensor
+    phi_src: torch.Tensor
+    phi_coeff_re: torch.Tensor
+    phi_coeff_im: torch.Tensor
+    term_u1: torch.Tensor
+    term_u2: torch.Tensor
+    term_z: torch.Tensor
+    term_coeff: torch.Tensor
+    z_u: torch.Tensor
+    z_b: torch.Tensor
+    z_weight: torch.Tensor
+    bzero: torch.Tensor
 
     def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
         if trainable and cls is Bispectrum:
@@ -326,7 +352,7 @@ class Bispectrum(Descriptor):
             dB[keep[sl]] = self._pair_frame_jacobian(r[sl], si[sl], sj[sl], c)
         return b, dB
 
-    def _jacobian_tables(self) -> dict[str, torch.Tensor]:
+    def _jacobian_tables(self) -> dict[str, Any]:
         """:func:`jacobian_tables` as tensors on this module's device and dtype (built on first use)."""
         key = (self.term_coeff.device, self.term_coeff.dtype)
         cache = self.__dict__.setdefault("_jac_cache", {})

@@ -267,11 +267,11 @@ def generator_matrices(twojmax: int) -> list[tuple[np.ndarray, np.ndarray, np.nd
         per level j: (ρ_j(Z), ρ_j(E1), ρ_j(E2)), complex (j+1, j+1).
     """
     basis = [(1j, 0.0), (0.0, 1.0), (0.0, 1j)]          # (X00, X01) of Z, E1, E2
-    out = []
-    prev = [np.zeros((1, 1), dtype=complex) for _ in basis]
-    out.append(tuple(prev))
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    prev: list[np.ndarray] = [np.zeros((1, 1), dtype=complex) for _ in basis]
+    out.append((prev[0], prev[1], prev[2]))
     for j in range(1, twojmax + 1):
-        cur = []
+        cur: list[np.ndarray] = []
         for (x00, x01), rp in zip(basis, prev):
             rho = np.zeros((j + 1, j + 1), dtype=complex)
             ca, cb = np.conj(x00), np.conj(x01)           # first-order parts of conj(a), conj(b)
@@ -286,7 +286,7 @@ def generator_matrices(twojmax: int) -> list[tuple[np.ndarray, np.ndarray, np.nd
             for ma in range(j + 1):                       # row j: u[j, j-ma] = (-1)^ma conj(u[0, ma])
                 rho[j, j - ma] = (-1) ** ma * np.conj(rho[0, ma])
             cur.append(rho)
-        out.append(tuple(cur))
+        out.append((cur[0], cur[1], cur[2]))
         prev = cur
     return out
 

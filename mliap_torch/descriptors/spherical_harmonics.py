@@ -12,6 +12,7 @@ real harmonics of one ``l`` to the complex ones, used to carry complex coupling 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,9 +53,9 @@ def real_spherical_harmonics(unit: torch.Tensor, lmax: int) -> torch.Tensor:
             q[(m + 1, m)] = (2 * m + 1) * z * q[(m, m)]
         for l in range(m + 2, lmax + 1):
             q[(l, m)] = ((2 * l - 1) * z * q[(l - 1, m)] - (l + m - 1) * q[(l - 2, m)]) / (l - m)
-    columns = []
+    columns: list[torch.Tensor] = []
     for l in range(lmax + 1):
-        row = [None] * (2 * l + 1)
+        row: list[Any] = [None] * (2 * l + 1)  # every entry is set below
         for m in range(l + 1):
             norm = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
             if m == 0:

@@ -46,7 +46,7 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -107,7 +107,7 @@ class CompiledPotential(nn.Module):
 
     Holds a plain :class:`ACE` descriptor and a linear, quadratic or MLP head (see the module doc)."""
 
-    def __init__(self, descriptor: ACE, head: nn.Module):
+    def __init__(self, descriptor: ACE, head: LinearHead | MLPHead):
         super().__init__()
         self.descriptor = descriptor
         self.head = head
@@ -155,7 +155,7 @@ def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotenti
 
     if dtype not in DTYPES:
         raise ValueError(f"compile_potential: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    descriptor, head = getattr(potential, "descriptor", None), getattr(potential, "head", None)
+    descriptor, head = getattr(potential, "descriptor", None), cast(Any, getattr(potential, "head", None))
     if not isinstance(descriptor, ACE):
         raise _unsupported(potential, "only ACE descriptors (plain or with learned hyperparameters) can be "
                                       "compiled; bispectrum models run through the plugin's SNA route")
@@ -166,7 +166,7 @@ def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotenti
     plain = potential_from_settings(settings)
     state = {k: v for k, v in potential.state_dict().items() if k.split(".", 1)[0] in ("descriptor", "head")}
     plain.load_state_dict({k: v.detach().cpu().clone() for k, v in state.items()})
-    module = CompiledPotential(plain.descriptor, plain.head).to(DTYPES[dtype])
+    module = CompiledPotential(cast(ACE, plain.descriptor), plain.head).to(DTYPES[dtype])  # rebuilt from an ACE
     module.requires_grad_(False)
     return module.eval()
 

@@ -24,7 +24,7 @@ A reference potential (ZBL) is not in the file: it is its own LAMMPS pair style
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ def _head_entry(head: nn.Module) -> dict[str, Any]:
     if isinstance(head, MLPHead):
         networks = []
         for net in head.networks:
-            layers = [m for m in net if isinstance(m, nn.Linear)]
+            layers = [m for m in cast(nn.Sequential, net) if isinstance(m, nn.Linear)]
             networks.append([[_float64(m.weight), _float64(m.bias)] for m in layers])
         entry: dict[str, Any] = {"type": "mlp", "shift": _float64(head.shift), "scale": _float64(head.scale),
                                  "offset": _float64(head.offset), "linear_term": bool(head.linear_term),
@@ -100,7 +100,8 @@ def plugin_model(potential: Potential) -> dict[str, Any]:
                         f"MLP head, not {type(potential.descriptor).__name__} + {type(potential.head).__name__}")
     return {"format": FORMAT, "version": VERSION, "elements": list(potential.elements),
             "num_descriptors": int(potential.descriptor.num_descriptors),
-            "descriptor": _descriptor_entry(potential.descriptor), "head": _head_entry(potential.head)}
+            "descriptor": _descriptor_entry(cast(Bispectrum, potential.descriptor)),  # snap_plugin_supported
+            "head": _head_entry(potential.head)}
 
 
 def write_plugin_model(potential: Potential, path: str | Path) -> Path:

@@ -170,7 +170,7 @@ def _read_coefficient_blocks(path: str | Path, with_names: bool):
     ncoeff = int(_number(header, header.words[1], "number of coefficients", integer=True))
     if nelem < 1 or ncoeff < 1:
         raise header.error(f"the header needs at least one element and one coefficient, got {nelem} {ncoeff}")
-    blocks = []
+    blocks: list[tuple[Any, ...]] = []  # (name, radius, weight, coefficients)
     for _ in range(nelem):
         name, radius, weight = None, None, None
         if with_names:
@@ -281,6 +281,7 @@ def _snapparam_text(d: Bispectrum, quadratic: bool) -> str:
              f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
              f"switchinnerflag {int(d.switchinnerflag)}"]
     if d.switchinnerflag:
+        assert d.sinner is not None and d.dinner is not None  # Bispectrum checks this
         lines.append("sinner " + " ".join(_fmt(v) for v in d.sinner))
         lines.append("dinner " + " ".join(_fmt(v) for v in d.dinner))
     return "\n".join(lines) + "\n"
@@ -390,6 +391,7 @@ def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
           f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
           f"switchinnerflag {int(d.switchinnerflag)}"]
     if d.switchinnerflag:
+        assert d.sinner is not None and d.dinner is not None  # Bispectrum checks this
         dl.append("sinnerelems " + " ".join(_fmt(v) for v in d.sinner))
         dl.append("dinnerelems " + " ".join(_fmt(v) for v in d.dinner))
     desc_path.write_text("\n".join(dl) + "\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .lammps_export import ExportResult
 
 
 def lammps_torch_differences(potential: Potential, export: ExportResult, configs: Sequence[Configuration],
-                             ) -> dict[str, dict[str, float]]:
+                             ) -> dict[str, dict[str, Any]]:
     """Largest LAMMPS − torch differences per route on ``configs`` (fully periodic ones are used).
 
     Returns ``{route: {"energy_per_atom": eV, "atomic_energy": eV, "force": eV/Å, "stress": eV/Å³,
@@ -30,7 +31,7 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
     forces = out["forces"].detach().numpy()
     stress = out["stress"].detach().numpy()
     offsets = np.concatenate([[0], np.cumsum([c.num_atoms for c in periodic])])
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     for name, route in export.routes.items():
         if name == "plugin" and plugin_library() is None:
             report[name] = {"skipped": f"the LAMMPS plugin is not built; {PLUGIN_HINT}"}

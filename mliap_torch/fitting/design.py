@@ -231,6 +231,7 @@ class DesignMatrixBuilder:
             add(energy.reshape(nconf, -1)[m], ((batch.energy - e_ref) / natoms_f)[m], batch.energy_weight[m],
                 ENERGY, cfg)
         if need_grad:
+            assert dB is not None
             force_rows, virial = self._gradient_rows(batch, rij, B, dB)
         if self.forces:
             m = batch.forces_mask.repeat_interleave(3)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data.configuration import Configuration
+from ..descriptors.base import Descriptor
 from ..faults import kill_point
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
@@ -140,15 +141,16 @@ def gather_result(result: FitResult) -> FitResult | None:
     CPU, without ``rows``; other ranks: None. Every rank of the group must call it."""
     import torch.distributed as dist
 
-    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    parts: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(result.predictions, parts, dst=0)
     if dist.get_rank() != 0:
         return None
+    assert parts is not None
     predictions = RowPredictions(*(torch.cat([getattr(p, f.name) for p in parts])
                                    for f in dataclasses.fields(RowPredictions)))
-    solution = LstsqSolution(**{f.name: v.cpu() if torch.is_tensor(v) else v
-                                for f in dataclasses.fields(LstsqSolution)
-                                for v in [getattr(result.solution, f.name)]})
+    values: dict[str, Any] = {f.name: v.cpu() if torch.is_tensor(v) else v
+                              for f in dataclasses.fields(LstsqSolution) for v in [getattr(result.solution, f.name)]}
+    solution = LstsqSolution(**values)
     return dataclasses.replace(result, coefficients=result.coefficients.cpu(), solution=solution,
                                predictions=predictions, rows=None)
 
@@ -314,7 +316,8 @@ def _fit_exact(potential: Potential, configurations: Sequence[Configuration], te
     timings["total"] = time.perf_counter() - t_start
     return FitResult(coefficients=coefficients.detach(), solution=solution, metrics=metrics.table(), timings=timings,
                      predictions=predictions, group_names=names,
-                     rows=kept.all() if keep_rows is True and len(kept) else None, notes=list(solution.notes))
+                     rows=kept.all() if keep_rows is True and kept is not None and len(kept) else None,
+                     notes=list(solution.notes))
 
 
 def _per_element(value: Any, n: int, name: str, source: str) -> list[float]:
@@ -366,7 +369,7 @@ def zbl_from_fitsnap_reference(reference: dict[str, Any], elements: Sequence[str
         if (zi, zj) != (z[a], z[b]):
             raise ValueError(f"{source}: [REFERENCE] pair {elements[a]}-{elements[b]} uses Z = {zi}, {zj}, "
                              f"not the elements' own {z[a]}, {z[b]}")
-    return ZBL(list(elements), [float(v) for v in z], inner, outer)
+    return ZBL(list(elements), [float(v) for v in z if v is not None], inner, outer)  # none is None (checked above)
 
 
 @dataclass
@@ -402,7 +405,7 @@ class FitSNAPSetup:
 
     def fit(self, **kwargs: Any) -> FitResult:
         """:func:`fit_exact` with this setup's data, splits, groups, solver, fitted labels and stress units."""
-        options = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "alpha": self.alpha,
+        options: dict[str, Any] = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "alpha": self.alpha,
                    "energy": self.energy, "forces": self.forces, "stress": self.stress,
                    "stress_scale": self.stress_scale,
                    "stress_target_scale": fitsnap_stress_target_scale(), "group_names": self.group_names}
@@ -415,6 +418,7 @@ def fitsnap_potential(settings: dict[str, Any], source: str = "<input>") -> Pote
     (linear ACE, :func:`~mliap_torch.fitting.fitsnap_ace.ace_from_fitsnap`), plus ``[REFERENCE]``."""
     if "BISPECTRUM" in settings and "ACE" in settings:
         raise ValueError(f"{source}: both [BISPECTRUM] and [ACE] sections; give one descriptor")
+    descriptor: Descriptor
     if "ACE" in settings:
         from .fitsnap_ace import ace_from_fitsnap
 

@@ -183,6 +183,7 @@ class MetricAccumulator:
         self.add_rows((energy_pred.double().cpu() / natoms)[e_mask], (energy_ref.double().cpu() / natoms)[e_mask],
                       ew[e_mask], torch.zeros(int(e_mask.sum()), dtype=torch.long), group[e_mask], test[e_mask])
         if forces_pred is not None:
+            assert atom_config is not None and forces_ref is not None, "forces_pred needs forces_ref and atom_config"
             ac = atom_config.long().cpu()
             f_mask = torch.ones(ac.numel(), dtype=torch.bool) if forces_mask is None else forces_mask.bool().cpu()
             fw = (ones if force_weight is None else force_weight.double().cpu())[ac]
@@ -191,6 +192,7 @@ class MetricAccumulator:
                           fw.repeat_interleave(3)[sel], torch.ones(int(sel.sum()), dtype=torch.long),
                           group[ac].repeat_interleave(3)[sel], test[ac].repeat_interleave(3)[sel])
         if stress_pred is not None:
+            assert stress_ref is not None, "stress_pred needs stress_ref"
             s_mask = torch.ones(nconf, dtype=torch.bool) if stress_mask is None else stress_mask.bool().cpu()
             sw = ones if stress_weight is None else stress_weight.double().cpu()
             sel = s_mask.repeat_interleave(6)

@@ -145,7 +145,9 @@ def run_on_processes(fn: Callable, args: tuple, processes: int, *, threads: int 
                                name=f"mliap_torch-fit-rank{rank}", daemon=True) for rank in range(processes)]
     for w in workers:
         w.start()
-    value, done, errors = None, set(), {}
+    done: set[int] = set()
+    errors: dict[int, Any] = {}
+    value = None
     deadline = None  # after the first failure: a short grace to hear from the other ranks
     try:
         while len(done) + len(errors) < processes and (deadline is None or time.monotonic() < deadline):

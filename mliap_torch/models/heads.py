@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -109,6 +109,9 @@ class MLPHead(nn.Module):
     """
 
     type_name = "mlp"
+    # buffers registered in __init__ (declared for the type checker)
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, num_elements: int, num_descriptors: int, hidden: Sequence[int] = (64, 64),
                  activation: str = "silu", linear_term: bool = False):
@@ -147,8 +150,9 @@ class MLPHead(nn.Module):
         self.linear.copy_(c[:, 1:] * self.scale)
         self.offset.copy_(c[:, 0] + c[:, 1:] @ self.shift)
         for net in self.networks:
-            net[-1].weight.zero_()
-            net[-1].bias.zero_()
+            out = cast(nn.Linear, cast(nn.Sequential, net)[-1])  # the output layer of a network of __init__
+            out.weight.zero_()
+            out.bias.zero_()
 
     @torch.no_grad()
     def set_scaling(self, shift: torch.Tensor, scale: torch.Tensor) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import importlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from ..descriptors.base import Descriptor
 from ..errors import ModelFileError
 from ..files import atomic_path
 from ..safe_load import load_weights_only, refusal_reason
@@ -27,7 +28,7 @@ REFERENCE_TYPES = {
 }
 
 
-def _resolve(table: dict[str, str], kind: str, what: str) -> type:
+def _resolve(table: dict[str, str], kind: str, what: str) -> type[Any]:
     if kind not in table:
         raise ValueError(f"unknown {what} type {kind!r}; known: {sorted(table)}")
     module, name = table[kind].split(":")
@@ -58,7 +59,7 @@ def potential_from_settings(settings: dict[str, Any]) -> Potential:
 
 
 def _potential_from_settings(settings: dict[str, Any]) -> Potential:
-    descriptor = _build(DESCRIPTOR_TYPES, settings["descriptor"], "descriptor")
+    descriptor = cast(Descriptor, _build(DESCRIPTOR_TYPES, settings["descriptor"], "descriptor"))
     head = head_from_settings(settings["head"])
     reference = None if settings.get("reference") is None else _build(REFERENCE_TYPES, settings["reference"],
                                                                        "reference potential")

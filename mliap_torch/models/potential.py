@@ -43,6 +43,11 @@ class Potential(nn.Module):
     gradient with respect to the pair vectors.
     """
 
+    # duck-typed modules (any head / reference potential of the registries in models.io): besides forward they
+    # provide ``settings()``; a reference also ``type_name`` and ``cutoff``
+    head: Any
+    reference: Any
+
     def __init__(self, descriptor: Descriptor, head: nn.Module, reference: nn.Module | None = None):
         super().__init__()
         self.descriptor = descriptor
@@ -85,6 +90,7 @@ class Potential(nn.Module):
                                        create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-atom energies (natoms,) eV and, with ``need_grad``, ∂E/∂rij (npairs, 3) eV/Å from the batch's
         stored descriptors: ∂E/∂r_p = Σ_k ∂E_i/∂B_ik · ∂B_ik/∂r_p (+ the reference potential's gradient)."""
+        assert batch.descriptors is not None and batch.descriptor_jacobian is not None, "no stored descriptors"
         B = batch.descriptors.detach().requires_grad_(need_grad)
         head = self.head(B, batch.species)
         reference = None

@@ -52,6 +52,12 @@ class ZBL(nn.Module):
     """
 
     type_name = "zbl"
+    # buffers registered in __init__ (declared for the type checker)
+    ainv: torch.Tensor
+    zze: torch.Tensor
+    switch: torch.Tensor
+    c: torch.Tensor
+    d: torch.Tensor
 
     def __init__(self, elements: Sequence[str], z: Sequence[float], inner: float, outer: float):
         super().__init__()

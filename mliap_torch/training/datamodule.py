@@ -69,6 +69,7 @@ class AtomsDataModule(L.LightningDataModule):
     def _store_descriptors(self) -> None:
         """Attach descriptors and pair Jacobians to every split, unless they would exceed ``DEFAULT_MAX_GB``."""
         potential, self.stored_descriptors = self.stored_descriptors, None
+        assert potential is not None
         items = [it for d in self.datasets.values() for it in d.items]
         size = jacobian_bytes(items, potential.descriptor.num_descriptors) / 1e9
         if size > DEFAULT_MAX_GB:
@@ -81,7 +82,7 @@ class AtomsDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[name]
-        sampler = None
+        sampler: DistributedSampler | None = None
         distributed = self.trainer is not None and self.trainer.world_size > 1
         if shuffle and not distributed:
             # Lightning calls set_epoch before every epoch; under DDP it inserts its own DistributedSampler.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -56,14 +56,14 @@ class DivergenceGuard(L.Callback):
                 f"Training diverged in epoch {trainer.current_epoch}, batch {batch_idx}: the loss {value:.3g} is "
                 f"{value / reference:.3g} times the reference {reference:.3g} (the first batch's loss or the best "
                 f"epoch mean; trainer.divergence_factor={self.factor:g}). "
-                + ADVICE.format(lr=pl_module.optimizer_settings["lr"]))
+                + ADVICE.format(lr=cast(Any, pl_module).optimizer_settings["lr"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
         loss = float(value)
-        lr = pl_module.optimizer_settings["lr"]
+        lr = cast(Any, pl_module).optimizer_settings["lr"]  # a PotentialModule
         epoch = trainer.current_epoch
         if not math.isfinite(loss):
             raise TrainingDivergedError(f"Training diverged in epoch {epoch}: the mean training loss is {loss}. "

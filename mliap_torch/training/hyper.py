@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -73,7 +73,7 @@ def descriptor_parameters(potential: Potential) -> list[torch.nn.Parameter]:
 
 def current_hyperparameters(potential: Potential) -> dict[str, list[float]]:
     """Current values of the trainable hyperparameters as plain floats (``crad`` left out: too many)."""
-    desc = potential.descriptor
+    desc: Any = potential.descriptor  # the methods of trainable descriptors, checked with hasattr
     out: dict[str, list[float]] = {}
     if hasattr(desc, "hyperparameters"):
         out = {k: [float(x) for x in v.detach().reshape(-1)] for k, v in desc.hyperparameters().items()}
@@ -267,7 +267,7 @@ def bilevel_gradient(potential: Potential, train: Sequence[AtomsBatch], val: Seq
     q = _loss_weights(rows_v)
     res_v = [r.A @ beta - r.b for r in rows_v]
     loss = float(sum((qv * rv ** 2).sum() for qv, rv in zip(q, res_v)))
-    g = sum(r.A.T @ (2 * qv * rv) for r, qv, rv in zip(rows_v, q, res_v))
+    g = cast(torch.Tensor, sum(r.A.T @ (2 * qv * rv) for r, qv, rv in zip(rows_v, q, res_v)))  # rows_v: not empty
     v = _normal_solve(R, g)
     for batch, r, qv, rv in zip(val, rows_v, q, res_v):
         ((e, f),) = _pseudo_rows(potential, builder, batch, [beta])
@@ -321,6 +321,7 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
             best = (loss, [p.detach().clone() for p in params], beta.detach().clone())
         if step < steps:
             opt.step()
+    assert best is not None  # set in the first step
     with torch.no_grad():
         for p, value in zip(params, best[1]):
             p.copy_(value)

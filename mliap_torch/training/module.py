@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 
 from ..data.batch import AtomsBatch
 from ..faults import kill_point
@@ -80,7 +81,7 @@ class PotentialModule(L.LightningModule):
 
     def _loss(self, pred: dict[str, torch.Tensor], batch: AtomsBatch, stage: str) -> torch.Tensor:
         terms = loss_terms(pred, batch, self.use_config_weights)
-        loss = sum(self.loss_weights[k] * v for k, v in terms.items() if self.loss_weights[k] > 0)
+        loss = cast(torch.Tensor, sum(self.loss_weights[k] * v for k, v in terms.items() if self.loss_weights[k] > 0))
         n = batch.num_configs
         for k, v in terms.items():
             self.log(f"{stage}/loss_{k}", v.detach(), batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
@@ -137,7 +138,7 @@ class PotentialModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         o = self.optimizer_settings
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[o["name"]]
         optimizer = cls(self.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
@@ -148,7 +149,7 @@ class PotentialModule(L.LightningModule):
             epochs = max(int(self.trainer.max_epochs or 1), 1)
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=s["min_lr"])
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=s["factor"], patience=s["patience"],
-                                                               min_lr=s["min_lr"])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss",
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=s["factor"], patience=s["patience"],
+                                                             min_lr=s["min_lr"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss",
                                                          "interval": "epoch"}}

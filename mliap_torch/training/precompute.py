@@ -63,11 +63,11 @@ def attach_descriptor_jacobians(items: Sequence[ProcessedConfiguration], potenti
         batch = collate(chunk, torch.float64).to(device)
         B, dB = descriptor_and_pair_jacobian(descriptor, batch.rij(), batch.pair_i, batch.pair_j, batch.species,
                                              batch.total_atoms)
-        B, dB = B.cpu().numpy(), dB.cpu().numpy()
+        B_np, dB_np = B.cpu().numpy(), dB.cpu().numpy()
         atom_ends = np.cumsum([it.config.num_atoms for it in chunk])
         pair_ends = np.cumsum([len(it.pair_i) for it in chunk])
         for item, a0, a1, p0, p1 in zip(chunk, np.r_[0, atom_ends[:-1]], atom_ends, np.r_[0, pair_ends[:-1]],
                                         pair_ends):
-            item.descriptors = B[a0:a1]
-            item.descriptor_jacobian = dB[p0:p1]
+            item.descriptors = B_np[a0:a1]
+            item.descriptor_jacobian = dB_np[p0:p1]
 

@@ -122,7 +122,9 @@ def predict(potential: Potential, configs: Sequence[Configuration], group_names:
 def write_parity_plot(sets: dict[str, Predictions], path: Path, title: str = "") -> Path:
     """Energy per atom, force and stress parity panels, train and test marked apart."""
     quantities = {"Energy": "energy", "Force": "forces", "Stress": "stress"}
-    truth, pred, test = {}, {}, {}
+    truth: dict[str, torch.Tensor | np.ndarray] = {}
+    pred: dict[str, torch.Tensor | np.ndarray] = {}
+    test: dict[str, torch.Tensor | np.ndarray] = {}
     for q, key in quantities.items():
         parts = [(getattr(p, f"{key}_ref"), getattr(p, f"{key}_pred"), name == "test") for name, p in sets.items()]
         if sum(len(t) for t, _, _ in parts) == 0:
@@ -189,7 +191,7 @@ def evaluate(potential: Potential, train: Sequence[Configuration], test: Sequenc
         import torch.distributed as dist
 
         accumulator.all_reduce()
-        parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        parts: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
         dist.gather_object(sets, parts, dst=0)
         if parts is not None:
             sets = {name: Predictions(**{f: np.concatenate([getattr(p[name], f) for p in parts])
@@ -211,7 +213,7 @@ def evaluate_and_report(potential: Potential, train: Sequence[Configuration], te
     run_dir = Path(run_dir)
     potential = potential.eval()
     table, sets = evaluated or evaluate(potential, train, test, group_names, batch_size)
-    result = {**summary(table), "timings": dict(timings or {})}
+    result: dict[str, Any] = {**summary(table), "timings": dict(timings or {})}
     _check_finite(result, run_dir)
     io.save(potential, run_dir / "model.pt", metadata={"metrics": result})
     write_text_atomically(run_dir / "metrics.md", f"# Errors\n\n{error_table(result)}\n\n## Per group (FitSNAP style)\n\n"

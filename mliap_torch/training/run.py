@@ -6,10 +6,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..cli.schema import FitConfig, fit_options, require_accelerator
 from ..data.configuration import Configuration
@@ -111,11 +112,12 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
     if m.fit == "gradient" or m.refine:
         t2 = time.perf_counter()
         resume_epoch = None if resume is None else int(resume.get("epoch", 0))
-        potential, checkpoint = train_lightning(cfg, potential, data.fit, data.val, data.group_names, run_dir, dtype,
-                                                resume_epoch)
+        trained, checkpoint = train_lightning(cfg, potential, data.fit, data.val, data.group_names, run_dir, dtype,
+                                              resume_epoch)
         timings["gradient_training_s"] = time.perf_counter() - t2
-        if potential is None:
+        if trained is None:
             return None
+        potential = trained
     potential = potential.to(torch.float64)
     timings["total_training_s"] = time.perf_counter() - t0
     metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
@@ -200,9 +202,10 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return None, None
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+    callback = cast(ModelCheckpoint | None, trainer.checkpoint_callback)  # build_trainer's ModelCheckpoint
+    best_path = callback.best_model_path if callback else None
     state = best_weights(run_dir, best_path)
-    if state is None:
+    if state is None or best_path is None:  # a state comes only from a best_path
         return module.potential.cpu(), None
     module.load_state_dict(state)
     return module.potential.cpu(), Path(best_path)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
+from ..descriptors.base import Descriptor
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.io import DESCRIPTOR_TYPES, REFERENCE_TYPES, _resolve
 from ..models.potential import Potential
@@ -30,7 +31,7 @@ def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
     return values
 
 
-def build_descriptor(settings: dict[str, Any], elements: Sequence[str]) -> torch.nn.Module:
+def build_descriptor(settings: dict[str, Any], elements: Sequence[str]) -> Descriptor:
     """A descriptor from the ``descriptor`` config section (``type`` plus keyword arguments).
 
     Bispectrum ``radelem`` and ``wj`` may be one number for all elements; ``options`` holds extra
@@ -67,6 +68,7 @@ def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[st
     optional reference, in float64."""
     desc = build_descriptor(descriptor, elements)
     nel, K = len(elements), desc.num_descriptors
+    h: torch.nn.Module
     if head == "linear":
         h = LinearHead(nel, K)
     elif head == "quadratic":
@@ -87,13 +89,15 @@ def _loader(potential: Potential, configs: Sequence[Configuration], batch_size: 
 def descriptor_statistics(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(K,) mean and (K,) standard deviation of the descriptors of all atoms in ``configs``."""
-    total = sq = None
+    total: torch.Tensor | None = None
+    sq: torch.Tensor | None = None
     count = 0
     for batch in _loader(potential, configs, batch_size):
         B = potential.descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
         total = B.sum(0) if total is None else total + B.sum(0)
         sq = (B ** 2).sum(0) if sq is None else sq + (B ** 2).sum(0)
         count += B.shape[0]
+    assert total is not None and sq is not None, "no configurations"
     mean = total / count
     return mean, (sq / count - mean ** 2).clamp_min(0).sqrt()
 

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,6 @@ def read_dataset(path: str | Path, format: str = "auto", **options: Any) -> list
         return builtin_dataset(**options)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such data file or folder")
-    readers = {"fitsnap": read_fitsnap_json, "fitsnap-input": read_fitsnap_data, "mlearn": read_mlearn,
+    readers: dict[str, Callable[..., list[Configuration]]] = {"fitsnap": read_fitsnap_json, "fitsnap-input": read_fitsnap_data, "mlearn": read_mlearn,
                "ase": read_ase}
     return readers[kind](path, **options)

@@ -31,6 +31,8 @@ def _info_lookup(atoms) -> dict[str, Any]:
 def _labels(atoms, info: dict, natoms: int, source: Path, index: int, energy_key: str | None,
             forces_key: str | None, stress_key: str | None) -> tuple[Any, Any, Any]:
     results = dict(getattr(atoms.calc, "results", {}) or {}) if atoms.calc is not None else {}
+    energy: float | None
+    forces: np.ndarray | None
     if energy_key is not None:
         if energy_key not in info:
             raise located(source, index, energy_key, f"energy key not in the configuration's info "
@@ -96,7 +98,8 @@ def _read_db(path: Path, index: str | int | slice) -> list:
     with connect(path) as db:
         frames = [row.toatoms(add_additional_information=True) for row in db.select()]
     selected = string2index(index) if isinstance(index, str) else index
-    return frames[selected] if isinstance(selected, slice) else [frames[selected]]
+    # a non-integer string index (an ASE database query) raises TypeError here, reported by read_ase
+    return frames[selected] if isinstance(selected, slice) else [frames[selected]]  # type: ignore[index]
 
 
 def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str | None = None,
@@ -132,7 +135,7 @@ def read_ase(path: str | Path, index: str | int | slice = ":", energy_key: str |
         if format in (None, "db") and path.suffix == ".db":
             frames = _read_db(path, index)
         else:
-            frames = ase.io.read(path, index=index, format=format)
+            frames = ase.io.read(path, index=index, format=format)  # type: ignore[assignment]  # Atoms for an int index, made a list below
     except Exception as exc:  # ASE raises many types for unreadable files
         raise located(path, None, None, f"ASE could not read it ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frames, list):

@@ -113,7 +113,7 @@ def read_fitsnap_input(path: str | Path) -> dict[str, Any]:
         raise located(path, None, None, "file is empty")
     parser = configparser.ConfigParser(inline_comment_prefixes=("#",), interpolation=None, strict=True,
                                        delimiters=("=",))
-    parser.optionxform = str
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep keys' case: the documented override
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:

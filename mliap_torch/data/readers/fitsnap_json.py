@@ -117,7 +117,7 @@ def _configuration(entry: Any, factors: dict[str, float], path: Path, index: int
         if np.abs(tensor - tensor.T).max() > SYMMETRY_TOLERANCE * scale:
             raise located(path, index, "Stress", "is not symmetric")
         stress = -full_to_voigt(0.5 * (tensor + tensor.T)) * factors["StressStyle"]
-    return Configuration(positions=positions, cell=cell, pbc=True, symbols=symbols, energy=energy,
+    return Configuration(positions=positions, cell=cell, pbc=np.ones(3, dtype=bool), symbols=symbols, energy=energy,
                          forces=forces, stress=stress, group=group, source=str(path), index=index,
                          info={"file": path.name})
 
@@ -167,7 +167,7 @@ def fitsnap_files(path: str | Path, groups: Sequence[str] | None = None,
         return files
     if order not in ("sorted", "listdir"):
         raise ValueError(f"order must be 'sorted', 'listdir' or a list of 'group/file' names, got {order!r}")
-    out = []
+    out: list[tuple[str, Path]] = []
     for group, folder in _group_folders(root, groups):
         names = os.listdir(folder) if order == "listdir" else sorted(os.listdir(folder))
         out.extend((group, folder / n) for n in names)

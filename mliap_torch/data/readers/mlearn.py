@@ -60,7 +60,7 @@ def _element_of(path: Path, docs: list, element: str | None) -> str:
             raise located(path, None, "element", f"no known virial_stress order for {element!r}; "
                                                  f"known: {sorted(SHEAR_ORDERS)}")
         return element
-    names = {d.get("element") for d in docs if isinstance(d, dict)}
+    names: set[Any] = {d.get("element") for d in docs if isinstance(d, dict)}
     names.discard(None)
     if len(names) == 1 and next(iter(names)) in SHEAR_ORDERS:
         return next(iter(names))
@@ -108,7 +108,7 @@ def _configuration(doc: Any, path: Path, index: int, order: tuple[str, ...]) -> 
     if virial is not None:
         stress = virial_to_ase(float_array(virial, (6,), path, index, "outputs.virial_stress"), order)
     info = {k: doc[k] for k in ("tag", "description", "element") if k in doc}
-    return Configuration(positions=positions, cell=cell, pbc=True, symbols=symbols, energy=energy,
+    return Configuration(positions=positions, cell=cell, pbc=np.ones(3, dtype=bool), symbols=symbols, energy=energy,
                          forces=forces, stress=stress, group=str(doc.get("group", "default")),
                          source=str(path), index=index, info=info)
 
