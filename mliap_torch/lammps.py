@@ -30,13 +30,18 @@ def lmp_executable() -> Path | None:
 PLUGIN_HINT = "build it with `bash scripts/build_plugin.sh` (or run the test command, which builds it)"
 
 
+def installed_plugin_path() -> Path:
+    """Where ``scripts/build_plugin.sh`` links the plugin in this environment (it may not exist yet)."""
+    return Path(sys.prefix) / "lib" / "lammps-plugins" / "mliap_torch_plugin.so"
+
+
 def plugin_library() -> Path | None:
     """The mliap_torch LAMMPS plugin (``pair_style mliap/torch``): ``$MLIAP_TORCH_PLUGIN``, else the one
-    ``scripts/build_plugin.sh`` linked into this environment (``<prefix>/lib/lammps-plugins/``); None when
+    ``scripts/build_plugin.sh`` linked into this environment (:func:`installed_plugin_path`); None when
     neither exists."""
     if os.environ.get("MLIAP_TORCH_PLUGIN"):
         return Path(os.environ["MLIAP_TORCH_PLUGIN"])
-    local = Path(sys.prefix) / "lib" / "lammps-plugins" / "mliap_torch_plugin.so"
+    local = installed_plugin_path()
     return local if local.exists() else None
 
 
@@ -110,12 +115,21 @@ def run_lmp(input_file: str | Path, cwd: str | Path | None = None, args: Sequenc
         from .mpi import mpirun_prefix
 
         command = mpirun_prefix(ranks) + command
-    proc = subprocess.run(command, cwd=cwd, env=lmp_environment(extra_pythonpath), capture_output=True, text=True,
-                          timeout=timeout)
+    where = "" if ranks is None else f" on {ranks} MPI rank(s)"
+    return run_checked(command, cwd, lmp_environment(extra_pythonpath), timeout, f"lmp -in {input_file}{where}")
+
+
+def run_checked(command: Sequence[str], cwd: str | Path | None, env: dict[str, str], timeout: float | None,
+                label: str) -> subprocess.CompletedProcess:
+    """Run ``command`` and return the finished process (output captured as text).
+
+    Raises:
+        RuntimeError: a non-zero exit; the message names ``label`` and holds the last 30 lines of output.
+    """
+    proc = subprocess.run(list(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        where = "" if ranks is None else f" on {ranks} MPI rank(s)"
-        raise RuntimeError(f"lmp -in {input_file}{where} failed with exit code {proc.returncode}:\n{tail}")
+        raise RuntimeError(f"{label} failed with exit code {proc.returncode}:\n{tail}")
     return proc
 
 

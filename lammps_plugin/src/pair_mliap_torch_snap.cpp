@@ -164,6 +164,7 @@ void PairMLIAPTorch::compute_snap(int eflag, int vflag)
     error->one(FLERR, "pair_style mliap/torch: the head failed: {}", exc.what());
   }
   const double *beta = betas.data_ptr<double>();
+  const double *energy = eflag ? energies.data_ptr<double>() : nullptr;
 
   double fij[3];
   for (int ii = 0; ii < inum; ii++) {
@@ -177,7 +178,7 @@ void PairMLIAPTorch::compute_snap(int eflag, int vflag)
       snaptr->compute_deidrj(fij);
       add_pair_force(i, snaptr->inside[jj], fij, snaptr->rij[jj], vflag);
     }
-    if (eflag) ev_tally_full(i, 2.0 * energies.data_ptr<double>()[ii], 0.0, 0.0, 0.0, 0.0, 0.0);
+    if (eflag) ev_tally_full(i, 2.0 * energy[ii], 0.0, 0.0, 0.0, 0.0, 0.0);
   }
 }
 

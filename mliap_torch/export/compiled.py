@@ -199,18 +199,26 @@ def cache_folder() -> Path:
     return Path(root) / "compiled"
 
 
+def _named_tensors(module: CompiledPotential) -> dict[str, torch.Tensor]:
+    """Every buffer and parameter of ``module`` by its fully qualified name."""
+    return {**dict(module.named_buffers()), **dict(module.named_parameters())}
+
+
+def _build_environment(dtype: str) -> dict[str, Any]:
+    """What a compiled package depends on besides the model: dtype, torch, platform, CPU, format and code version."""
+    return {"dtype": dtype, "torch": torch.__version__, "machine": platform.machine(), "system": platform.system(),
+            "cpu": torch.backends.cpu.get_cpu_capability(), "format": FORMAT, "version": FORMAT_VERSION,
+            "code": _CODE_VERSION}
+
+
 def content_key(module: CompiledPotential, dtype: str) -> str:
     """sha256 of everything the package depends on: settings, every tensor's bytes, dtype, torch version,
     platform and CPU capability, and this module's code version."""
     h = hashlib.sha256()
     head = {"descriptor": module.descriptor.settings(), "descriptor_type": module.descriptor.type_name,
-            "head": module.head.settings(), "dtype": dtype, "torch": torch.__version__,
-            "machine": platform.machine(), "system": platform.system(),
-            "cpu": torch.backends.cpu.get_cpu_capability(), "format": FORMAT, "version": FORMAT_VERSION,
-            "code": _CODE_VERSION}
+            "head": module.head.settings(), **_build_environment(dtype)}
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
-    tensors = dict(module.named_buffers())
-    tensors.update(dict(module.named_parameters()))
+    tensors = _named_tensors(module)
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -283,22 +291,18 @@ def architecture_key(module: CompiledPotential, program: torch.export.ExportedPr
     baked into it as a literal changes it), the names, dtypes and shapes of its tensors, the elements,
     dtype, torch version, platform and CPU capability — not the tensors' values."""
     h = hashlib.sha256()
-    tensors = dict(module.named_buffers())
-    tensors.update(dict(module.named_parameters()))
+    tensors = _named_tensors(module)
     head = {"graph": program.graph_module.code, "signature": str(program.graph_signature),
             "tensors": sorted((k, str(v.dtype), tuple(v.shape)) for k, v in tensors.items()),
-            "elements": list(module.descriptor.elements), "dtype": dtype, "torch": torch.__version__,
-            "machine": platform.machine(), "system": platform.system(),
-            "cpu": torch.backends.cpu.get_cpu_capability(), "format": FORMAT, "version": FORMAT_VERSION,
-            "code": _CODE_VERSION, "configs": sorted(SEPARATE_CONFIGS.items())}
+            "elements": list(module.descriptor.elements), **_build_environment(dtype),
+            "configs": sorted(SEPARATE_CONFIGS.items())}
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
 def constants(module: CompiledPotential, names: list[str]) -> dict[str, torch.Tensor]:
     """``module``'s tensors under the package's constant names (contiguous copies)."""
-    tensors = dict(module.named_buffers())
-    tensors.update(dict(module.named_parameters()))
+    tensors = _named_tensors(module)
     missing = sorted(set(names) - set(tensors))
     if missing:
         raise RuntimeError(f"compile_potential: the package expects constants {missing} the model lacks")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lammps import plugin_library
+from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
 from .mliap_unified import write_mliap_unified
@@ -67,12 +67,7 @@ def plugin_load_command(library: str | Path | None = None) -> str:
     been built yet."""
     if library is not None:
         return f"plugin load {Path(library)}"
-    library = plugin_library()
-    if library is None:
-        import sys
-
-        library = Path(sys.prefix) / "lib" / "lammps-plugins" / "mliap_torch_plugin.so"
-    return f"plugin load {library}"
+    return f"plugin load {plugin_library() or installed_plugin_path()}"
 
 
 def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> list[str]:
