@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase.build import bulk
 
 from lammps_models import Z, ace_model, fitted_model, random_head, random_structures
 from mliap_torch.data.batch import make_batch
+from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
 from mliap_torch.lammps_eval import evaluate_in_lammps
@@ -39,12 +41,13 @@ DESCRIPTORS = {
 }
 
 
-def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5, dtype: str = "float64") -> None:
-    """Export by the plugin route and compare LAMMPS with torch (float64) on two triclinic, rattled cells:
-    1e-10 relative for float64 plugin models, 1e-5 for float32."""
+def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5, dtype: str = "float64",
+                               configs: list[Configuration] | None = None) -> None:
+    """Export by the plugin route and compare LAMMPS with torch (float64) on ``configs`` (default: two
+    triclinic, rattled cells): 1e-10 relative for float64 plugin models, 1e-5 for float32."""
     tolerance = TOLERANCE if dtype == "float64" else 1e-5
     export = export_lammps(potential, tmp_path, routes=("plugin",), plugin_dtype=dtype)
-    configs = random_structures(potential.elements, 2, seed)
+    configs = configs or random_structures(potential.elements, 2, seed)
     results = evaluate_in_lammps(configs, potential.elements, export.routes["plugin"].pair_commands,
                                  directory=tmp_path)
     torch_out = potential(make_batch(configs, potential.elements, potential.cutoff))
@@ -69,6 +72,20 @@ def test_plugin_matches_torch(tmp_path, descriptor, head):
     desc = Bispectrum(**DESCRIPTORS[descriptor])
     n = len(desc.elements)
     assert_plugin_equals_torch(Potential(desc, random_head(head, n, desc.num_descriptors, seed=11)), tmp_path)
+
+
+@pytest.mark.parametrize("head", ["quadratic", "mlp"])
+def test_plugin_nonlinear_head_over_several_chunks(tmp_path, head):
+    """A nonlinear head runs on chunks of 256 atoms (B of the chunk, the head, then the forces with the U
+    lists kept from the first pass): 600 atoms of mixed species are two full chunks and a partial one."""
+    rng = np.random.default_rng(21)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((5, 5, 6))
+    atoms.set_chemical_symbols(rng.choice(CUNI, size=len(atoms)).tolist())
+    atoms.set_cell(atoms.cell @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))), scale_atoms=True)
+    atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+    desc = Bispectrum(**DESCRIPTORS["cuni-switchinner"])
+    potential = Potential(desc, random_head(head, 2, desc.num_descriptors, seed=22))
+    assert_plugin_equals_torch(potential, tmp_path, configs=[Configuration.from_ase(atoms)])
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "softplus", "gelu"])

@@ -174,6 +174,7 @@ double PairMLIAPTorch::memory_usage()
   bytes += static_cast<double>(species.capacity() + pair_i.capacity() + pair_j.capacity() + all_species.capacity()) *
       sizeof(int64_t);
   if (snaptr) bytes += snaptr->memory_usage();
+  bytes += sna_passes.memory_usage();
   return bytes;
 }
 

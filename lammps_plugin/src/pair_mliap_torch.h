@@ -17,6 +17,8 @@
 
 #include "pair.h"
 
+#include "sna_passes.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,8 +56,10 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   // bispectrum models (pair_mliap_torch_snap.cpp)
   void read_snap_model(const std::vector<char> &bytes);
   int gather_neighbors(int i);  // fills the SNA short lists of atom i; returns their number
-  void compute_bispectrum();
   void compute_snap(int eflag, int vflag);
+  void compute_snap_linear(int vflag);
+  void compute_snap_chunks(int eflag, int vflag);
+  void add_snap_forces(int i, int ninside, const double *beta, int vflag);
 
   // compiled models (pair_mliap_torch_compiled.cpp)
   void read_compiled_model();
@@ -74,7 +78,9 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   int ncoeff = 0;
   LAMMPS_NS::SNA *snaptr = nullptr;
   std::unique_ptr<TorchHead> head;
-  std::vector<double> bispectrum;  // (inum, ncoeff)
+  static constexpr int CHUNK_ATOMS = 256;  // atoms per head call when B is needed
+  std::vector<double> bispectrum;         // (CHUNK_ATOMS, ncoeff) B_i of a chunk
+  SNAPasses sna_passes;                   // the two SNA passes of a chunk
 
   // compiled models
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> compiled;

@@ -83,6 +83,7 @@ void PairMLIAPTorch::read_snap_model(const std::vector<char> &bytes)
     delete snaptr;
     snaptr = new SNA(lmp, rfac0, twojmax, rmin0, switchflag, bzeroflag, chemflag, bnormflag, wselfallflag,
                      static_cast<int>(n), switchinnerflag);
+    sna_passes = SNAPasses();
     ncoeff = snaptr->ncoeff;
     const int64_t declared = require(model, "num_descriptors", where).toInt();
     if (declared != ncoeff)
@@ -131,54 +132,83 @@ int PairMLIAPTorch::gather_neighbors(int i)
   return ninside;
 }
 
-void PairMLIAPTorch::compute_bispectrum()
-{
-  for (int ii = 0; ii < list->inum; ii++) {
-    const int i = list->ilist[ii];
-    const int ielem = map[atom->type[i]];
-    const int ninside = gather_neighbors(i);
-    snaptr->compute_ui(ninside, chemflag ? ielem : 0);
-    snaptr->compute_zi();
-    snaptr->compute_bi(chemflag ? ielem : 0);
-    std::copy(snaptr->blist, snaptr->blist + ncoeff, bispectrum.begin() + static_cast<size_t>(ii) * ncoeff);
-  }
-}
-
 void PairMLIAPTorch::compute_snap(int eflag, int vflag)
 {
-  const int inum = list->inum;
-  at::Tensor species_t = at::from_blob(species.data(), {inum}, at::TensorOptions().dtype(at::kLong));
+  if (eflag || !head->linear())
+    compute_snap_chunks(eflag, vflag);
+  else
+    compute_snap_linear(vflag);
+}
 
-  // betas dE_i/dB_i of every listed atom (and energies when asked); a linear head needs no B for betas
-  at::Tensor energies, betas;
+/* A linear head without energies: the betas are the coefficients, no B needed (as pair_style snap). */
+void PairMLIAPTorch::compute_snap_linear(int vflag)
+{
+  const int inum = list->inum;
+  at::Tensor betas;
   try {
-    if (eflag || !head->linear()) {
-      bispectrum.resize(static_cast<size_t>(inum) * ncoeff);
-      compute_bispectrum();
-      at::Tensor B = at::from_blob(bispectrum.data(), {inum, ncoeff}, at::TensorOptions().dtype(at::kDouble));
-      std::tie(energies, betas) = head->energies_and_betas(B, species_t);
-    } else {
-      betas = head->linear_betas(species_t);
-    }
+    betas = head->linear_betas(at::from_blob(species.data(), {inum}, at::TensorOptions().dtype(at::kLong)));
   } catch (const std::exception &exc) {
     error->one(FLERR, "pair_style mliap/torch: the head failed: {}", exc.what());
   }
   const double *beta = betas.data_ptr<double>();
-  const double *energy = eflag ? energies.data_ptr<double>() : nullptr;
-
-  double fij[3];
   for (int ii = 0; ii < inum; ii++) {
     const int i = list->ilist[ii];
-    const int ielem = map[atom->type[i]];
     const int ninside = gather_neighbors(i);
-    snaptr->compute_ui(ninside, chemflag ? ielem : 0);
-    snaptr->compute_yi(beta + static_cast<size_t>(ii) * ncoeff);
-    for (int jj = 0; jj < ninside; jj++) {
-      snaptr->compute_duidrj(jj);
-      snaptr->compute_deidrj(fij);
-      add_pair_force(i, snaptr->inside[jj], fij, snaptr->rij[jj], vflag);
+    snaptr->compute_ui(ninside, chemflag ? map[atom->type[i]] : 0);
+    add_snap_forces(i, ninside, beta + static_cast<size_t>(ii) * ncoeff, vflag);
+  }
+}
+
+/* Chunks of CHUNK_ATOMS atoms: B_i of the chunk, the head on the chunk, then the forces from the betas,
+ * with each atom's U lists kept from the first pass to the second and Z computed for B only
+ * (SNAPasses). */
+void PairMLIAPTorch::compute_snap_chunks(int eflag, int vflag)
+{
+  const int inum = list->inum;
+  bispectrum.resize(static_cast<size_t>(std::min(inum, CHUNK_ATOMS)) * ncoeff);
+  for (int first = 0; first < inum; first += CHUNK_ATOMS) {
+    const int n = std::min(CHUNK_ATOMS, inum - first);
+    for (int k = 0; k < n; k++) {
+      const int i = list->ilist[first + k];
+      const int ielem = chemflag ? map[atom->type[i]] : 0;
+      const int ninside = gather_neighbors(i);
+      sna_passes.begin_bispectrum(snaptr, k, ninside);
+      snaptr->compute_ui(ninside, ielem);
+      snaptr->compute_zi();
+      snaptr->compute_bi(ielem);
+      sna_passes.end(snaptr);
+      std::copy(snaptr->blist, snaptr->blist + ncoeff, bispectrum.begin() + static_cast<size_t>(k) * ncoeff);
     }
-    if (eflag) ev_tally_full(i, 2.0 * energy[ii], 0.0, 0.0, 0.0, 0.0, 0.0);
+    at::Tensor energies, betas;
+    try {
+      at::Tensor B = at::from_blob(bispectrum.data(), {n, ncoeff}, at::TensorOptions().dtype(at::kDouble));
+      at::Tensor chunk_species = at::from_blob(species.data() + first, {n}, at::TensorOptions().dtype(at::kLong));
+      std::tie(energies, betas) = head->energies_and_betas(B, chunk_species);
+    } catch (const std::exception &exc) {
+      error->one(FLERR, "pair_style mliap/torch: the head failed: {}", exc.what());
+    }
+    const double *beta = betas.data_ptr<double>();
+    const double *energy = eflag ? energies.data_ptr<double>() : nullptr;
+    for (int k = 0; k < n; k++) {
+      const int i = list->ilist[first + k];
+      const int ninside = gather_neighbors(i);
+      sna_passes.begin_forces(snaptr, k, ninside);
+      add_snap_forces(i, ninside, beta + static_cast<size_t>(k) * ncoeff, vflag);
+      sna_passes.end(snaptr);
+      if (eflag) ev_tally_full(i, 2.0 * energy[k], 0.0, 0.0, 0.0, 0.0, 0.0);
+    }
+  }
+}
+
+/* The forces of atom i's pairs from its betas dE_i/dB_i, with SNA's U lists of atom i in place. */
+void PairMLIAPTorch::add_snap_forces(int i, int ninside, const double *beta, int vflag)
+{
+  double fij[3];
+  snaptr->compute_yi(beta);
+  for (int jj = 0; jj < ninside; jj++) {
+    snaptr->compute_duidrj(jj);
+    snaptr->compute_deidrj(fij);
+    add_pair_force(i, snaptr->inside[jj], fij, snaptr->rij[jj], vflag);
   }
 }
 
