@@ -7,8 +7,11 @@ Python) and ``pair_style mliap unified`` (mliap_torch's descriptor and head in t
 every step); a quadratic head (also through native snap) and a neural head on the same descriptor run
 through the plugin and unified, and so do an ACE model with a linear and with a neural head (the
 project's default ACE basis, ``descriptor=ace``: ranks 1-3, nradmax 8/3/2, lmax 0/2/1, 4.5 Å; the
-plugin runs it compiled by AOTInductor). All in one run, same structure, same thread count; the table
-reports µs per atom-step and the ratio to native linear snap.
+plugin runs it compiled by AOTInductor). One of the mlearn study's SNAP+NN models runs too: an MLP 64-64
+(SiLU, with its linear term) on the study's Mo bispectrum (2Jmax 8, 4.3 Å), through the plugin and
+unified, on bcc Mo, next to native linear snap on that descriptor. All in one run, same thread count;
+the table reports µs per atom-step and the ratio to native linear snap on the same descriptor and
+structure (the Ta one for the ACE rows).
 With ``--ranks 1 2`` every route also runs on that many MPI ranks (one thread each) and the table adds
 the parallel efficiency t(1 rank) / (N · t(N ranks)).
 
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 from ase.build import bulk
 
+from mlearn_study.mlearn import make_bispectrum, study_settings
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.export.lammps_export import export_lammps
 from mliap_torch.export.md_input import run_md, write_md_input
@@ -39,8 +43,11 @@ ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "plugin
                "unified": "mliap unified (torch)"}
 ROUTES = {"linear": ("snap", "mliap", "plugin", "unified"), "quadratic": ("snap", "plugin", "unified"),
           "mlp 64-64": ("plugin", "unified"), "ACE linear": ("plugin", "unified"),
-          "ACE mlp 64-64": ("plugin", "unified")}
+          "ACE mlp 64-64": ("plugin", "unified"), "mlearn Mo linear": ("snap",),
+          "mlearn Mo SNAP+NN 64-64": ("plugin", "unified")}
 """The routes each head runs through (native snap first: the ratios are to linear native snap)."""
+MLEARN_ELEMENT = "Mo"
+"""The element of the mlearn SNAP+NN rows (the study's SNAP settings for it: 2Jmax 8, 4.3 Å)."""
 TA = ROOT.parent / "shared" / "data" / "fitsnap" / "Ta_Linear_JCP2014" / "reference"
 
 
@@ -50,8 +57,9 @@ ACE_SETTINGS = dict(nradmax_by_orders=[8, 3, 2], lmax_by_orders=[0, 2, 1], radia
 
 
 def variants(linear: Potential) -> dict[str, Potential]:
-    """The linear potential plus a quadratic and an MLP head on the same descriptor (small random terms), and
-    ACE with a linear and an MLP head."""
+    """The linear potential plus a quadratic and an MLP head on the same descriptor (small random terms),
+    ACE with a linear and an MLP head, and the mlearn SNAP+NN architecture with a linear head (small random
+    coefficients) and an MLP head on its descriptor."""
     torch.manual_seed(0)
     n, K = len(linear.elements), linear.descriptor.num_descriptors
     quadratic = QuadraticHead(n, K)
@@ -66,7 +74,30 @@ def variants(linear: Potential) -> dict[str, Potential]:
     return {"linear": linear, "quadratic": Potential(linear.descriptor, quadratic, linear.reference),
             "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference),
             "ACE linear": Potential(ace, ace_linear),
-            "ACE mlp 64-64": Potential(ace, MLPHead(n, ace.num_descriptors, hidden=(64, 64), linear_term=True))}
+            "ACE mlp 64-64": Potential(ace, MLPHead(n, ace.num_descriptors, hidden=(64, 64), linear_term=True)),
+            **mlearn_variants()}
+
+
+def mlearn_variants() -> dict[str, Potential]:
+    """The mlearn study's SNAP+NN for MLEARN_ELEMENT (``mlearn_study.fit_snap_nn_cell``'s architecture:
+    MLP 64-64, SiLU, with a linear term, on the study's SNAP bispectrum) and a linear head on that
+    descriptor for native snap; random weights (the cost does not depend on them)."""
+    rcut, twojmax = study_settings(MLEARN_ELEMENT, "snap")
+    descriptor = make_bispectrum(MLEARN_ELEMENT, rcut, twojmax)
+    K = descriptor.num_descriptors
+    linear = LinearHead(1, K)
+    linear.set_coefficients(1e-3 * torch.randn(1, 1 + K, dtype=torch.float64))
+    mlp = MLPHead(1, K, hidden=(64, 64), activation="silu", linear_term=True)
+    return {"mlearn Mo linear": Potential(descriptor, linear), "mlearn Mo SNAP+NN 64-64": Potential(descriptor, mlp)}
+
+
+def md_structure(element: str, atoms: int):
+    """A rattled cubic bulk cell of ``element`` (ASE's reference lattice) with about ``atoms`` atoms."""
+    cell = bulk(element, cubic=True)
+    reps = max(1, round((atoms / len(cell)) ** (1 / 3)))
+    structure = cell.repeat((reps, reps, reps))
+    structure.rattle(0.02, seed=1)
+    return structure
 
 
 def main() -> None:
@@ -86,10 +117,8 @@ def main() -> None:
     os.environ["MLIAP_TORCH_NUM_THREADS"] = str(args.threads)
     linear = read_snap(args.snapcoeff, args.snapparam)
     element = linear.elements[0]
-    cell = bulk(element, cubic=True)
-    reps = max(1, round((args.atoms / len(cell)) ** (1 / 3)))
-    structure = cell.repeat((reps, reps, reps))
-    structure.rattle(0.02, seed=1)
+    structures = {element: md_structure(element, args.atoms), MLEARN_ELEMENT: md_structure(MLEARN_ELEMENT, args.atoms)}
+    structure = structures[element]
     device = os.environ.get("MLIAP_TORCH_DEVICE", "cpu")
     print(f"{element}: {len(structure)} atoms, {args.steps} NVE steps, {args.threads} thread(s), "
           f"2Jmax {linear.descriptor.settings()['twojmax']}, torch device {device}")
@@ -98,10 +127,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, potential in variants(linear).items():
             routes = ROUTES[label]
-            folder = Path(tmp) / label.replace(" ", "_")
+            folder = Path(tmp) / label.replace(" ", "_").replace("+", "")
             result = export_lammps(potential, folder, routes=routes)
             for route in routes:
-                write_md_input(folder, result.routes[route].include_file, structure, potential.elements,
+                write_md_input(folder, result.routes[route].include_file, structures[potential.elements[0]],
+                               potential.elements,
                                temperature=300, steps=args.steps, thermo_every=args.steps, name=f"in.{route}")
                 times = {n: run_md(folder, f"in.{route}", ranks=n).seconds_per_atom_step * 1e6 for n in ranks}
                 rows.append((label, route, times))
@@ -110,10 +140,17 @@ def main() -> None:
     print_table(rows, ranks)
 
 
+def descriptor_of(label: str) -> str:
+    """The native-snap reference of a row: the mlearn descriptor for the mlearn rows, else the Ta one."""
+    return "mlearn" if label.startswith("mlearn") else "ta"
+
+
 def print_table(rows: list[tuple[str, str, dict[int | None, float]]], ranks: list[int | None]) -> None:
-    """Markdown table: µs/atom-step per rank count, ratio to native snap (first rank count) and the
-    parallel efficiency t₁ / (N · t_N) of each further rank count against the first."""
-    native = rows[0][2][ranks[0]]
+    """Markdown table: µs/atom-step per rank count, ratio to native snap (first rank count; the mlearn rows
+    to native snap on their own descriptor, the others to the first row's) and the parallel efficiency
+    t₁ / (N · t_N) of each further rank count against the first."""
+    natives = {descriptor_of(label): times[ranks[0]] for label, route, times in rows
+               if route == "snap" and label.endswith("linear")}
     first = ranks[0] or 1
     head = " | ".join(f"µs/atom-step, {n or 1} rank(s)" for n in ranks)
     eff = "".join(f" efficiency {n} ranks |" for n in ranks[1:])
@@ -123,6 +160,7 @@ def print_table(rows: list[tuple[str, str, dict[int | None, float]]], ranks: lis
         name = ROUTE_NAMES[route]
         cells = " | ".join(f"{times[n]:.1f}" for n in ranks)
         effs = "".join(f" {first * times[ranks[0]] / (n * times[n]):.2f} |" for n in ranks[1:])
+        native = natives[descriptor_of(label)]
         print(f"| {label} | {name} | {cells} | {times[ranks[0]] / native:.2f} |{effs}")
 
 
