@@ -5,7 +5,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "__version__"]
+__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
     if name in ("load", "save"):
         from .models import io
         return getattr(io, name)
-    if name == "read_snap":
-        from .export.snap_files import read_snap
-        return read_snap
+    if name in ("read_snap", "read_mliap", "write_mliap"):
+        from .export import snap_files
+        return getattr(snap_files, name)
     raise AttributeError(f"module 'mliap_torch' has no attribute {name!r}")

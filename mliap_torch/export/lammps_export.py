@@ -4,8 +4,8 @@ Routes:
 - ``unified``: ``pair_style mliap unified <name>.mliap_unified.pkl 0`` — every model.
 - ``snap``: ``pair_style snap`` with ``<name>.snapcoeff``/``<name>.snapparam`` — bispectrum models
   with a linear or quadratic head.
-- ``mliap``: ``pair_style mliap model linear|quadratic <name>.mliap.model descriptor sna
-  <name>.mliap.descriptor`` — the same models.
+- ``mliap``: ``pair_style mliap model linear|quadratic|nn <name>.mliap.model descriptor sna
+  <name>.mliap.descriptor`` — the same models, and MLP heads that LAMMPS' ``nn`` model can hold.
 - ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
   bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
@@ -19,6 +19,7 @@ from pathlib import Path
 from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
+from .mliap_nn import nn_export_problem
 from .mliap_unified import write_mliap_unified
 from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
 
@@ -26,7 +27,7 @@ ROUTES = ("unified", "snap", "mliap", "plugin")
 """Every LAMMPS route, in the order they are written."""
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
-                "mliap": "bispectrum descriptors with linear or quadratic heads",
+                "mliap": "bispectrum descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
                 "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads"}
 """What each route can express, for messages."""
 
@@ -54,10 +55,17 @@ def native_snap_supported(potential: Potential) -> bool:
     return potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
 
 
+def native_mliap_supported(potential: Potential) -> bool:
+    """True when the potential can be written as ``pair_style mliap model linear|quadratic|nn`` files
+    (an MLP head: see :func:`~mliap_torch.export.mliap_nn.nn_export_problem`)."""
+    return native_snap_supported(potential) or (potential.descriptor.type_name == "bispectrum"
+                                                and nn_export_problem(potential.head) is None)
+
+
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
     """The routes among ``routes`` that cannot express ``potential`` (``export_lammps`` skips them)."""
     supported = {"unified": True, "snap": native_snap_supported(potential),
-                 "mliap": native_snap_supported(potential), "plugin": plugin_supported(potential)}
+                 "mliap": native_mliap_supported(potential), "plugin": plugin_supported(potential)}
     return [r for r in routes if not supported.get(r, True)]
 
 
@@ -118,10 +126,10 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             files = [Path(coeff), Path(param)]
             lines = _zbl_overlay(potential, "snap", [f"* * {Path(coeff).name} {Path(param).name} {elements}"])
         elif route == "mliap":
-            from .snap_files import write_mliap
+            from .snap_files import mliap_model_kind, write_mliap
 
             model, descriptor = write_mliap(native, folder / name)
-            kind = "quadratic" if isinstance(potential.head, QuadraticHead) else "linear"
+            kind = mliap_model_kind(native)
             lines = _zbl_overlay(potential, f"mliap model {kind} {Path(model).name} descriptor sna {Path(descriptor).name}",
                                  [f"* * {elements}"])
             files = [Path(model), Path(descriptor)]

@@ -40,16 +40,24 @@ VERSION = 1
 PAIR_STYLE = "mliap/torch"
 
 
+PLUGIN_ACTIVATIONS = ("silu", "tanh", "relu", "softplus", "gelu")
+"""The MLP activations the plugin's libtorch head evaluates (``lammps_plugin/src/torch_head.cpp``)."""
+
+
 def snap_plugin_supported(potential: Potential) -> bool:
     """True when the plugin's SNA route can run ``potential``: a bispectrum descriptor without ``chemflag`` and
-    a linear, quadratic or MLP head.
+    a linear, quadratic or MLP head (an MLP with one of PLUGIN_ACTIVATIONS on every hidden layer and none
+    on its output).
 
     ``chemflag`` is left out because LAMMPS 4Feb2025's ``SNA::compute_yi`` gives chemflag forces that are
     not the gradient of its chemflag energy (``tests/test_bispectrum_lammps.py``), so the plugin would not
     reproduce the torch model; such models run through the unified route."""
-    descriptor = potential.descriptor
-    return (isinstance(descriptor, Bispectrum) and not descriptor.chemflag
-            and type(potential.head) in (LinearHead, QuadraticHead, MLPHead))
+    descriptor, head = potential.descriptor, potential.head
+    if isinstance(head, MLPHead):
+        head_supported = head.activation in PLUGIN_ACTIVATIONS and head.output_activation == "linear"
+    else:
+        head_supported = type(head) in (LinearHead, QuadraticHead)
+    return isinstance(descriptor, Bispectrum) and not descriptor.chemflag and head_supported
 
 
 def plugin_supported(potential: Potential) -> bool:
@@ -78,9 +86,8 @@ def _descriptor_entry(descriptor: Bispectrum) -> dict[str, Any]:
 def _head_entry(head: nn.Module) -> dict[str, Any]:
     if isinstance(head, MLPHead):
         networks = []
-        for net in head.networks:
-            layers = [m for m in cast(nn.Sequential, net) if isinstance(m, nn.Linear)]
-            networks.append([[_float64(m.weight), _float64(m.bias)] for m in layers])
+        for e in range(head.num_elements):
+            networks.append([[_float64(m.weight), _float64(m.bias)] for m in head.layers(e)])
         entry: dict[str, Any] = {"type": "mlp", "shift": _float64(head.shift), "scale": _float64(head.scale),
                                  "offset": _float64(head.offset), "linear_term": bool(head.linear_term),
                                  "activation": head.activation, "networks": networks}

@@ -2,9 +2,10 @@
 
 * ``pair_style snap``: ``.snapcoeff`` (per-element radius, weight and coefficients) + ``.snapparam``
   (descriptor keywords) — :func:`read_snap`, :func:`write_snap`;
-* ``pair_style mliap model linear|quadratic ... descriptor sna ...``: ``.mliap.model`` (a block of
-  coefficients per element, no element names) + ``.mliap.descriptor`` (keywords including the
-  element list, radii and weights) — :func:`read_mliap`, :func:`write_mliap`.
+* ``pair_style mliap model linear|quadratic|nn ... descriptor sna ...``: ``.mliap.model`` (a block of
+  coefficients per element, no element names; or a network, :mod:`mliap_torch.export.mliap_nn`) +
+  ``.mliap.descriptor`` (keywords including the element list, radii and weights) —
+  :func:`read_mliap`, :func:`write_mliap`.
 
 Formats follow ``src/ML-SNAP/pair_snap.cpp``, ``src/ML-IAP/mliap_model.cpp`` and
 ``src/ML-IAP/mliap_descriptor_snap.cpp`` (LAMMPS 4Feb2025): ``#`` starts a comment, quotes are
@@ -23,10 +24,11 @@ from typing import Any
 import torch
 
 from ..descriptors.bispectrum import Bispectrum
-from ..models.heads import LinearHead, QuadraticHead
+from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from .mliap_nn import nn_export_problem, nn_model_text, read_nn_model
 
-__all__ = ["SnapFileError", "read_snap", "write_snap", "read_mliap", "write_mliap"]
+__all__ = ["SnapFileError", "read_snap", "write_snap", "read_mliap", "write_mliap", "mliap_model_kind"]
 
 
 class SnapFileError(ValueError):
@@ -224,14 +226,19 @@ def read_snap(snapcoeff: str | Path, snapparam: str | Path) -> Potential:
     return Potential(descriptor, head)
 
 
-def _check_exportable(potential: Potential) -> tuple[Bispectrum, LinearHead]:
-    descriptor, head = potential.descriptor, potential.head
+def _check_descriptor(potential: Potential) -> Bispectrum:
+    descriptor = potential.descriptor
     if not isinstance(descriptor, Bispectrum):
         raise TypeError(f"SNAP files need a Bispectrum descriptor, not {type(descriptor).__name__}")
-    if type(head) not in (LinearHead, QuadraticHead):
-        raise TypeError(f"SNAP files need a linear or quadratic head, not {type(head).__name__}")
     if potential.reference is not None:
         raise TypeError("SNAP files cannot hold a reference potential (write it as a separate pair style)")
+    return descriptor
+
+
+def _check_exportable(potential: Potential) -> tuple[Bispectrum, LinearHead]:
+    descriptor, head = _check_descriptor(potential), potential.head
+    if type(head) not in (LinearHead, QuadraticHead):
+        raise TypeError(f"SNAP files need a linear or quadratic head, not {type(head).__name__}")
     return descriptor, head
 
 
@@ -337,17 +344,28 @@ def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], li
     return per_element["elems"], per_element["radelems"], per_element["welems"], params
 
 
+def _is_nn_model(path: str | Path) -> bool:
+    """True when the model file has a ``NET`` line (``mliap model nn``)."""
+    return any(line.words[0].startswith("NET") for line in _lines(path))
+
+
 def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None = None) -> Potential:
     """A :class:`Potential` from an ML-IAP ``model`` file and ``descriptor sna`` file.
 
     Args:
-        model: the ``.mliap.model`` file (coefficient blocks in the descriptor's element order).
+        model: the ``.mliap.model`` file (coefficient blocks in the descriptor's element order, or an
+            ``nn`` network: :mod:`mliap_torch.export.mliap_nn`).
         descriptor: the ``.mliap.descriptor`` (SNAP) file.
-        model_type: ``"linear"`` or ``"quadratic"``; by default inferred from the number of
-            coefficients per element (K + 1 or 1 + K + K(K+1)/2 for K descriptors).
+        model_type: ``"linear"``, ``"quadratic"`` or ``"nn"``; by default ``nn`` when the file has a
+            ``NET`` line, else inferred from the number of coefficients per element (K + 1 or
+            1 + K + K(K+1)/2 for K descriptors).
     """
     elements, radelem, wj, params = _read_mliap_descriptor(descriptor)
     desc = _descriptor_from_params(elements, radelem, wj, params, f"{descriptor}")
+    if model_type not in (None, "linear", "quadratic", "nn"):
+        raise ValueError(f"model_type must be 'linear', 'quadratic' or 'nn', got {model_type!r}")
+    if model_type == "nn" or (model_type is None and _is_nn_model(model)):
+        return Potential(desc, read_nn_model(model, desc.num_descriptors, len(elements)))
     nparams, blocks = _read_coefficient_blocks(model, with_names=False)
     if len(blocks) != len(elements):
         raise SnapFileError(f"{model}: {len(blocks)} element block(s), the descriptor {descriptor} has "
@@ -355,34 +373,49 @@ def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None
     k = desc.num_descriptors
     if model_type is None:
         model_type = "quadratic" if nparams == 1 + k + k * (k + 1) // 2 else "linear"
-    if model_type not in ("linear", "quadratic"):
-        raise ValueError(f"model_type must be 'linear' or 'quadratic', got {model_type!r}")
     head = _head_for(nparams - 1, k, len(elements), model_type == "quadratic", f"{model} with {descriptor}")
     head.set_coefficients(torch.tensor([b[3] for b in blocks], dtype=torch.float64))
     return Potential(desc, head)
 
 
+def mliap_model_kind(potential: Potential) -> str:
+    """The ``pair_style mliap model`` keyword of ``potential``'s head: linear, quadratic or nn."""
+    if isinstance(potential.head, MLPHead):
+        return "nn"
+    return "quadratic" if isinstance(potential.head, QuadraticHead) else "linear"
+
+
 def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
     """Write ``prefix.mliap.model`` and ``prefix.mliap.descriptor``.
 
-    Use in LAMMPS as ``pair_style mliap model linear|quadratic prefix.mliap.model descriptor sna
-    prefix.mliap.descriptor`` and ``pair_coeff * * <elements in type order>``.
+    Use in LAMMPS as ``pair_style mliap model linear|quadratic|nn prefix.mliap.model descriptor sna
+    prefix.mliap.descriptor`` (:func:`mliap_model_kind`) and ``pair_coeff * * <elements in type order>``.
+    A linear or quadratic head, or an MLP head that LAMMPS' ``nn`` can hold
+    (:func:`~mliap_torch.export.mliap_nn.nn_export_problem` says why not otherwise).
 
     Returns:
         (model path, descriptor path).
     """
-    d, head = _check_exportable(potential)
+    if isinstance(potential.head, MLPHead):
+        d = _check_descriptor(potential)
+        problem = nn_export_problem(potential.head)
+        if problem is not None:
+            raise TypeError(f"cannot write an mliap nn model: {problem}")
+        model_text = nn_model_text(potential.head)
+    else:
+        d, head = _check_exportable(potential)
+        coeffs = head.coefficients().detach().cpu().to(torch.float64)
+        kind = mliap_model_kind(potential)
+        lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
+                 f"{len(d.elements)} {coeffs.shape[1]}"]
+        for e in range(len(d.elements)):
+            lines += [_fmt(c) for c in coeffs[e].tolist()]
+        model_text = "\n".join(lines) + "\n"
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     model_path = prefix.with_name(prefix.name + ".mliap.model")
     desc_path = prefix.with_name(prefix.name + ".mliap.descriptor")
-    coeffs = head.coefficients().detach().cpu().to(torch.float64)
-    kind = "quadratic" if isinstance(head, QuadraticHead) else "linear"
-    lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
-             f"{len(d.elements)} {coeffs.shape[1]}"]
-    for e in range(len(d.elements)):
-        lines += [_fmt(c) for c in coeffs[e].tolist()]
-    model_path.write_text("\n".join(lines) + "\n")
+    model_path.write_text(model_text)
     dl = ["# ML-IAP SNAP descriptor written by mliap_torch (pair_style mliap ... descriptor sna)",
           f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}", f"nelems {len(d.elements)}",
           "elems " + " ".join(d.elements), "radelems " + " ".join(_fmt(v) for v in d.radelem),

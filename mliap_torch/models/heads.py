@@ -98,10 +98,17 @@ class QuadraticHead(LinearHead):
         return linear + (quadratic_features(B) * self.quadratic[species]).sum(-1)
 
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
+                                           "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
+"""The activations of :class:`MLPHead` by name (``linear``: none)."""
+
+
 class MLPHead(nn.Module):
     """Per-element multilayer perceptron on standardised descriptors.
 
-    ``E_i = offset[s] + MLP_s(x_i) [+ linear[s]·x_i]`` with ``x_i = (B_i - shift) / scale``;
+    ``E_i = offset[s] + MLP_s(x_i) [+ linear[s]·x_i]`` with ``x_i = (B_i - shift) / scale``; ``activation``
+    names one activation for every hidden layer or one per layer (:data:`ACTIVATIONS`), and
+    ``output_activation`` one on the output (``linear``: none, the default);
     ``shift``/``scale`` (K,) are buffers set from training statistics (:meth:`set_scaling`), ``offset``
     (nelements,) per-element energies, eV. With ``linear_term`` the head also has a linear part,
     which :meth:`start_from_linear` sets from an exact linear fit, so that training starts at the
@@ -114,30 +121,42 @@ class MLPHead(nn.Module):
     scale: torch.Tensor
 
     def __init__(self, num_elements: int, num_descriptors: int, hidden: Sequence[int] = (64, 64),
-                 activation: str = "silu", linear_term: bool = False):
+                 activation: str | Sequence[str] = "silu", linear_term: bool = False,
+                 output_activation: str = "linear"):
         super().__init__()
         self.num_elements = num_elements
         self.num_descriptors = num_descriptors
         self.hidden = [int(h) for h in hidden]
-        self.activation = activation
+        self.activation = activation if isinstance(activation, str) else [str(a) for a in activation]
+        self.activations = ([activation] * len(self.hidden) if isinstance(activation, str)
+                            else [str(a) for a in activation])
+        self.output_activation = output_activation
         self.linear_term = bool(linear_term)
-        act = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "gelu": nn.GELU}
-        if activation not in act:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(act)}")
+        if len(self.activations) != len(self.hidden):
+            raise ValueError(f"{len(self.activations)} activations for {len(self.hidden)} hidden layers")
+        for name in [*self.activations, output_activation]:
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
         self.networks = nn.ModuleList()
         for _ in range(num_elements):
             layers: list[nn.Module] = []
             width = num_descriptors
-            for h in self.hidden:
-                layers += [nn.Linear(width, h, dtype=torch.float64), act[activation]()]
+            for h, name in zip(self.hidden, self.activations):
+                layers += [nn.Linear(width, h, dtype=torch.float64), ACTIVATIONS[name]()]
                 width = h
             layers.append(nn.Linear(width, 1, dtype=torch.float64))
+            if output_activation != "linear":
+                layers.append(ACTIVATIONS[output_activation]())
             self.networks.append(nn.Sequential(*layers))
         self.register_buffer("shift", torch.zeros(num_descriptors, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(num_descriptors, dtype=torch.float64))
         self.offset = nn.Parameter(torch.zeros(num_elements, dtype=torch.float64))
         if self.linear_term:
             self.linear = nn.Parameter(torch.zeros(num_elements, num_descriptors, dtype=torch.float64))
+
+    def layers(self, element: int) -> list[nn.Linear]:
+        """The linear layers of ``element``'s network, input to output."""
+        return [m for m in cast(nn.Sequential, self.networks[element]) if isinstance(m, nn.Linear)]
 
     @torch.no_grad()
     def start_from_linear(self, coefficients: torch.Tensor) -> None:
@@ -149,8 +168,8 @@ class MLPHead(nn.Module):
         c = torch.as_tensor(coefficients, dtype=self.offset.dtype, device=self.offset.device)
         self.linear.copy_(c[:, 1:] * self.scale)
         self.offset.copy_(c[:, 0] + c[:, 1:] @ self.shift)
-        for net in self.networks:
-            out = cast(nn.Linear, cast(nn.Sequential, net)[-1])  # the output layer of a network of __init__
+        for e in range(self.num_elements):
+            out = self.layers(e)[-1]
             out.weight.zero_()
             out.bias.zero_()
 
@@ -162,7 +181,8 @@ class MLPHead(nn.Module):
 
     def settings(self) -> dict[str, Any]:
         return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors,
-                "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term}
+                "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term,
+                "output_activation": self.output_activation}
 
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         x = (B - self.shift) / self.scale
