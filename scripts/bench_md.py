@@ -5,7 +5,8 @@ The same linear SNAP potential runs through ``pair_style snap`` (LAMMPS' C++ ker
 linear``, the mliap_torch plugin (``pair_style mliap/torch``: LAMMPS' SNA + the head in libtorch, no
 Python) and ``pair_style mliap unified`` (mliap_torch's descriptor and head in torch, called by LAMMPS
 every step); a quadratic head (also through native snap) and a neural head on the same descriptor run
-through the plugin and unified, and so do an ACE model with a linear and with a neural head (the
+through the plugin and unified, a tanh network without linear term (what LAMMPS' own ``mliap model nn``
+holds) through ``mliap model nn`` and the plugin, and so do an ACE model with a linear and with a neural head (the
 project's default ACE basis, ``descriptor=ace``: ranks 1-3, nradmax 8/3/2, lmax 0/2/1, 4.5 Å; the
 plugin runs it compiled by AOTInductor). One of the mlearn study's SNAP+NN models runs too: an MLP 64-64
 (SiLU, with its linear term) on the study's Mo bispectrum (2Jmax 8, 4.3 Å), through the plugin and
@@ -34,15 +35,16 @@ from mlearn_study.mlearn import make_bispectrum, study_settings
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.export.lammps_export import export_lammps
 from mliap_torch.export.md_input import run_md, write_md_input
-from mliap_torch.export.snap_files import read_snap
+from mliap_torch.export.snap_files import mliap_model_kind, read_snap
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model linear", "plugin": "mliap/torch plugin",
+ROUTE_NAMES = {"snap": "pair_style snap", "mliap": "mliap model {kind}", "plugin": "mliap/torch plugin",
                "unified": "mliap unified (torch)"}
 ROUTES = {"linear": ("snap", "mliap", "plugin", "unified"), "quadratic": ("snap", "plugin", "unified"),
-          "mlp 64-64": ("plugin", "unified"), "ACE linear": ("plugin", "unified"),
+          "mlp 64-64": ("plugin", "unified"), "mlp 64-64 tanh, no linear term": ("mliap", "plugin"),
+          "ACE linear": ("plugin", "unified"),
           "ACE mlp 64-64": ("plugin", "unified"), "mlearn Mo linear": ("snap",),
           "mlearn Mo SNAP+NN 64-64": ("plugin", "unified")}
 """The routes each head runs through (native snap first: the ratios are to linear native snap)."""
@@ -68,11 +70,13 @@ def variants(linear: Potential) -> dict[str, Potential]:
     coeffs[:, 1 + K:] = 1e-6 * torch.randn(n, quadratic.num_features - K, dtype=torch.float64)
     quadratic.set_coefficients(coeffs)
     mlp = MLPHead(n, K, hidden=(64, 64), linear_term=True)
+    native_mlp = MLPHead(n, K, hidden=(64, 64), activation="tanh")  # what LAMMPS' mliap model nn holds
     ace = ACE(linear.elements, **ACE_SETTINGS)
     ace_linear = LinearHead(n, ace.num_descriptors)
     ace_linear.set_coefficients(1e-3 * torch.randn(n, 1 + ace.num_descriptors, dtype=torch.float64))
     return {"linear": linear, "quadratic": Potential(linear.descriptor, quadratic, linear.reference),
             "mlp 64-64": Potential(linear.descriptor, mlp, linear.reference),
+            "mlp 64-64 tanh, no linear term": Potential(linear.descriptor, native_mlp, linear.reference),
             "ACE linear": Potential(ace, ace_linear),
             "ACE mlp 64-64": Potential(ace, MLPHead(n, ace.num_descriptors, hidden=(64, 64), linear_term=True)),
             **mlearn_variants()}
@@ -134,7 +138,7 @@ def main() -> None:
                                potential.elements,
                                temperature=300, steps=args.steps, thermo_every=args.steps, name=f"in.{route}")
                 times = {n: run_md(folder, f"in.{route}", ranks=n).seconds_per_atom_step * 1e6 for n in ranks}
-                rows.append((label, route, times))
+                rows.append((label, ROUTE_NAMES[route].format(kind=mliap_model_kind(potential)), times))
                 print(f"{label} {route}: " + ", ".join(f"{n or 1} rank(s) {t:.1f} µs/atom-step" for n, t in times.items()),
                       flush=True)
     print_table(rows, ranks)
@@ -150,14 +154,13 @@ def print_table(rows: list[tuple[str, str, dict[int | None, float]]], ranks: lis
     to native snap on their own descriptor, the others to the first row's) and the parallel efficiency
     t₁ / (N · t_N) of each further rank count against the first."""
     natives = {descriptor_of(label): times[ranks[0]] for label, route, times in rows
-               if route == "snap" and label.endswith("linear")}
+               if route == ROUTE_NAMES["snap"] and label.endswith("linear")}
     first = ranks[0] or 1
     head = " | ".join(f"µs/atom-step, {n or 1} rank(s)" for n in ranks)
     eff = "".join(f" efficiency {n} ranks |" for n in ranks[1:])
     print(f"\n| head | LAMMPS route | {head} | ratio to native snap |{eff}")
     print("|---|---|" + "---|" * (len(ranks) + 1 + len(ranks[1:])))
-    for label, route, times in rows:
-        name = ROUTE_NAMES[route]
+    for label, name, times in rows:
         cells = " | ".join(f"{times[n]:.1f}" for n in ranks)
         effs = "".join(f" {first * times[ranks[0]] / (n * times[n]):.2f} |" for n in ranks[1:])
         native = natives[descriptor_of(label)]

@@ -10,15 +10,16 @@ import pytest
 import torch
 
 import mliap_torch
-from lammps_models import random_structures
+from lammps_models import Z, random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
-from mliap_torch.export.mliap_nn import NNFileError, nn_export_problem
+from mliap_torch.export.mliap_nn import NNFileError, nn_export_problem, split_linear_term
 from mliap_torch.lammps import lmp_executable
 from mliap_torch.lammps_eval import evaluate_in_lammps
 from mliap_torch.models.heads import MLPHead
 from mliap_torch.models.potential import Potential
+from mliap_torch.models.zbl import ZBL
 
 pytestmark = [pytest.mark.lammps]
 
@@ -133,15 +134,36 @@ def test_mlp_heads_written_for_lammps_nn_run_as_in_torch_and_read_back(tmp_path,
     assert torch.allclose(e_back, e_torch, rtol=1e-12, atol=0.0)
 
 
+def test_mlp_with_a_linear_term_runs_as_a_linear_model_overlaid_on_the_network(tmp_path):
+    """LAMMPS' nn has no skip connection: the mliap route writes the linear term as ``mliap model linear``
+    and overlays it (and the ZBL reference) on ``mliap model nn``."""
+    desc = Bispectrum(CUNI, twojmax=4, rcutfac=4.6, radelem=[0.5, 0.45], wj=[1.0, 0.8])
+    torch.manual_seed(36)
+    head = MLPHead(2, desc.num_descriptors, hidden=(8,), activation="tanh", linear_term=True)
+    with torch.no_grad():
+        head.set_scaling(torch.rand(desc.num_descriptors, dtype=torch.float64),
+                         0.5 + torch.rand(desc.num_descriptors, dtype=torch.float64))
+        head.linear.copy_(0.3 * torch.randn(2, desc.num_descriptors, dtype=torch.float64))
+        head.offset.copy_(torch.tensor([-3.5, -4.25], dtype=torch.float64))
+    potential = Potential(desc, head, ZBL(CUNI, [Z["Cu"], Z["Ni"]], inner=1.5, outer=2.5))
+    commands = export_lammps(potential, tmp_path, routes=("mliap",)).routes["mliap"].pair_commands
+    assert commands[0].startswith("pair_style hybrid/overlay zbl 1.5 2.5 mliap model linear model.linear.mliap.model")
+    assert "pair_coeff * * mliap 1 Cu Ni" in commands and "pair_coeff * * mliap 2 Cu Ni" in commands
+    assert_lammps_equals_torch(potential, commands, tmp_path, seed=37)
+
+
 def test_heads_lammps_nn_cannot_hold_are_refused_with_the_reason():
     desc = Bispectrum(["Cu"], twojmax=2, rcutfac=4.6, radelem=[0.5], wj=[1.0])
     skip = MLPHead(1, desc.num_descriptors, hidden=(4,), activation="tanh", linear_term=True)
-    silu = MLPHead(1, desc.num_descriptors, hidden=(4,), activation="silu")
+    silu = MLPHead(1, desc.num_descriptors, hidden=(4,), activation="silu", linear_term=True)
     assert "linear term" in nn_export_problem(skip)
-    assert "silu" in nn_export_problem(silu)
+    assert "silu" in nn_export_problem(split_linear_term(silu)[1])
+    assert unsupported_routes(Potential(desc, skip), ("mliap", "unified")) == []
     assert unsupported_routes(Potential(desc, silu), ("mliap", "unified")) == ["mliap"]
+    with pytest.raises(TypeError, match="linear term"):
+        mliap_torch.write_mliap(Potential(desc, skip), "unused")
     with pytest.raises(TypeError, match="silu"):
-        mliap_torch.write_mliap(Potential(desc, silu), "unused")
+        mliap_torch.write_mliap(Potential(desc, split_linear_term(silu)[1]), "unused")
 
 
 @pytest.mark.parametrize("net_line, message", [("NET 5 1 softmax 1", "LAMMPS would silently evaluate it as linear"),

@@ -5,7 +5,8 @@ Routes:
 - ``snap``: ``pair_style snap`` with ``<name>.snapcoeff``/``<name>.snapparam`` — bispectrum models
   with a linear or quadratic head.
 - ``mliap``: ``pair_style mliap model linear|quadratic|nn <name>.mliap.model descriptor sna
-  <name>.mliap.descriptor`` — the same models, and MLP heads that LAMMPS' ``nn`` model can hold.
+  <name>.mliap.descriptor`` — the same models, and MLP heads that LAMMPS' ``nn`` model can hold (with a
+  linear term: ``hybrid/overlay`` of ``mliap model linear <name>.linear.mliap.model`` and the network).
 - ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
   bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..lammps import installed_plugin_path, plugin_library
-from ..models.heads import LinearHead, QuadraticHead
+from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
-from .mliap_nn import nn_export_problem
+from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
 from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
 
@@ -57,9 +58,13 @@ def native_snap_supported(potential: Potential) -> bool:
 
 def native_mliap_supported(potential: Potential) -> bool:
     """True when the potential can be written as ``pair_style mliap model linear|quadratic|nn`` files
-    (an MLP head: see :func:`~mliap_torch.export.mliap_nn.nn_export_problem`)."""
+    (an MLP head: see :func:`~mliap_torch.export.mliap_nn.nn_export_problem`; its linear term, if any, becomes
+    a second, linear model overlaid on the network)."""
+    head = potential.head
+    if isinstance(head, MLPHead) and head.linear_term:
+        head = split_linear_term(head)[1]
     return native_snap_supported(potential) or (potential.descriptor.type_name == "bispectrum"
-                                                and nn_export_problem(potential.head) is None)
+                                                and nn_export_problem(head) is None)
 
 
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
@@ -78,21 +83,47 @@ def plugin_load_command(library: str | Path | None = None) -> str:
     return f"plugin load {plugin_library() or installed_plugin_path()}"
 
 
-def _zbl_overlay(potential: Potential, style: str, style_coeff: list[str]) -> list[str]:
-    """``pair_style``/``pair_coeff`` lines for ``style`` alone, or overlaid on the ZBL reference."""
+def _pair_lines(potential: Potential, styles: list[tuple[str, str]]) -> list[str]:
+    """``pair_style``/``pair_coeff`` lines for ``styles`` ((style with its arguments, pair_coeff arguments
+    after ``* *``), alone or overlaid on each other and on the ZBL reference (a style keyword used twice
+    gets its index in ``pair_coeff``, as ``hybrid/overlay`` asks)."""
     ref = potential.reference
-    if ref is None:
-        return [f"pair_style {style}", *(f"pair_coeff {c}" for c in style_coeff)]
-    s = ref.settings()
-    lines = [f"pair_style hybrid/overlay zbl {s['inner']!r} {s['outer']!r} {style}"]
-    z = s["z"]
-    n = len(potential.elements)
-    for a in range(n):
-        for b in range(a, n):
-            lines.append(f"pair_coeff {a + 1} {b + 1} zbl {z[a]!r} {z[b]!r}")
-    keyword = style.split()[0]
-    lines += [f"pair_coeff {c.replace('* * ', f'* * {keyword} ', 1)}" for c in style_coeff]
-    return lines
+    if ref is None and len(styles) == 1:
+        style, coeff = styles[0]
+        return [f"pair_style {style}", f"pair_coeff * * {coeff}"]
+    keywords = [style.split()[0] for style, _ in styles]
+    head = "pair_style hybrid/overlay"
+    lines = []
+    if ref is not None:
+        s = ref.settings()
+        head += f" zbl {s['inner']!r} {s['outer']!r}"
+        z = s["z"]
+        n = len(potential.elements)
+        lines += [f"pair_coeff {a + 1} {b + 1} zbl {z[a]!r} {z[b]!r}" for a in range(n) for b in range(a, n)]
+    for k, ((style, coeff), keyword) in enumerate(zip(styles, keywords)):
+        head += f" {style}"
+        index = f" {keywords[:k + 1].count(keyword)}" if keywords.count(keyword) > 1 else ""
+        lines.append(f"pair_coeff * * {keyword}{index} {coeff}")
+    return [head, *lines]
+
+
+def _mliap_styles(native: Potential, folder: Path, name: str, elements: str) -> tuple[list[tuple[str, str]], list[Path]]:
+    """The ``mliap model`` pair styles of ``native`` and their files: one model, or for an MLP with a linear
+    term the linear part and the network as two models on the same descriptor (overlaid)."""
+    from .snap_files import mliap_model_kind, write_mliap
+
+    head = native.head
+    parts = [native]
+    if isinstance(head, MLPHead) and head.linear_term:
+        linear, network = split_linear_term(head)
+        parts = [Potential(native.descriptor, linear), Potential(native.descriptor, network)]
+    styles, files = [], []
+    for k, part in enumerate(parts):
+        prefix = name if k == len(parts) - 1 else f"{name}.linear"
+        model, descriptor = write_mliap(part, folder / prefix)
+        styles.append((f"mliap model {mliap_model_kind(part)} {model.name} descriptor sna {descriptor.name}", elements))
+        files += [model, descriptor]
+    return styles, files
 
 
 def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
@@ -124,19 +155,14 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
 
             coeff, param = write_snap(native, folder / name)
             files = [Path(coeff), Path(param)]
-            lines = _zbl_overlay(potential, "snap", [f"* * {Path(coeff).name} {Path(param).name} {elements}"])
+            lines = _pair_lines(potential, [("snap", f"{Path(coeff).name} {Path(param).name} {elements}")])
         elif route == "mliap":
-            from .snap_files import mliap_model_kind, write_mliap
-
-            model, descriptor = write_mliap(native, folder / name)
-            kind = mliap_model_kind(native)
-            lines = _zbl_overlay(potential, f"mliap model {kind} {Path(model).name} descriptor sna {Path(descriptor).name}",
-                                 [f"* * {elements}"])
-            files = [Path(model), Path(descriptor)]
+            styles, files = _mliap_styles(native, folder, name, elements)
+            lines = _pair_lines(potential, styles)
         elif route == "plugin":
             files = write_plugin_files(native, folder / f"{name}.plugin", dtype=plugin_dtype)
             model = files[0]
-            lines = [plugin_load_command(plugin_library), *_zbl_overlay(potential, f"{PAIR_STYLE} {model.name}", [f"* * {elements}"])]
+            lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"

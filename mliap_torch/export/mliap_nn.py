@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ..models.heads import MLPHead
+from ..models.heads import LinearHead, MLPHead
 
-__all__ = ["LAMMPS_ACTIVATIONS", "nn_export_problem", "read_nn_model", "nn_model_text"]
+__all__ = ["LAMMPS_ACTIVATIONS", "nn_export_problem", "read_nn_model", "nn_model_text", "split_linear_term"]
 
 LAMMPS_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
 """The activations LAMMPS' ``mliap model nn`` evaluates."""
@@ -151,8 +151,8 @@ def nn_export_problem(head: torch.nn.Module) -> str | None:
     if not isinstance(head, MLPHead):
         return f"a {type(head).__name__} is not a neural network"
     if head.linear_term:
-        return ("the MLP has a linear term, and LAMMPS' nn has no skip connection "
-                "(train with model.linear_term=false for this route)")
+        return ("the MLP has a linear term, and LAMMPS' nn has no skip connection (the mliap route of "
+                "export_lammps writes it as a linear model overlaid on the network: split_linear_term)")
     unsupported = sorted({a for a in [*head.activations, head.output_activation] if a not in LAMMPS_ACTIVATIONS})
     if unsupported:
         return (f"activation(s) {', '.join(unsupported)} are not among LAMMPS' nn activations "
@@ -160,6 +160,18 @@ def nn_export_problem(head: torch.nn.Module) -> str | None:
     if head.output_activation != "linear" and bool((head.offset != 0).any()):
         return "the per-element energy offset sits after a nonlinear output activation, which LAMMPS' nn cannot add"
     return None
+
+
+def split_linear_term(head: MLPHead) -> tuple[LinearHead, MLPHead]:
+    """``head`` (with a linear term) as a linear head on the raw descriptors and the network without the
+    term, whose energies add up to ``head``'s: lin·(B - shift)/scale = (lin/scale)·B - lin·(shift/scale)."""
+    network = MLPHead(head.num_elements, head.num_descriptors, hidden=head.hidden, activation=head.activation,
+                      output_activation=head.output_activation)
+    network.load_state_dict({k: v for k, v in head.state_dict().items() if k != "linear"})
+    linear = LinearHead(head.num_elements, head.num_descriptors)
+    weight = head.linear.detach() / head.scale
+    linear.set_coefficients(torch.cat([-(weight * head.shift).sum(1, keepdim=True), weight], dim=1))
+    return linear, network
 
 
 def _fmt(x: float) -> str:
