@@ -10,9 +10,9 @@ pytest, lightning, ...) but no ase, vesin-torch or Hydra, no network and no ``..
   3.10–3.13 (its only binary wheel), and antlr4-python3-runtime 4.9.3 (an sdist on PyPI, built
   into a wheel here). Never torch or nvidia packages; numpy, scipy, h5py and matplotlib are not
   carried either (tens of MB per Python version; the GPU image has them), the check reports them.
-- ``data/fitsnap/Ta_Linear_JCP2014`` and ``Ta_Quadratic_JCP2018`` from ``../shared/data`` (5.6 MB):
-  the FitSNAP Ta examples that ``bench_fit.py`` and ``tests/test_fit_ta.py`` read there through
-  ``MLIAP_TORCH_SHARED_DATA``.
+- ``data/fitsnap/Ta_Linear_JCP2014`` and ``Ta_Quadratic_JCP2018`` from ``../shared/data`` (1.7 MB: inputs,
+  the JSON data and FitSNAP's coefficients and metrics, not its ``*.npy`` design-matrix dumps): the
+  FitSNAP Ta examples that ``bench_fit.py`` reads there through ``MLIAP_TORCH_SHARED_DATA``.
 - ``manifest.json``: every carried package with its version, wheel files, import name and the
   requirement the host's copy must meet to be used instead (the project's own requirement from
   ``pyproject.toml`` combined with those of the other carried wheels), plus the data files.
@@ -84,7 +84,8 @@ SDIST_ONLY = {"antlr4-python3-runtime"}
 HOST = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "h5py": "h5py", "matplotlib": "matplotlib",
         "sympy": "sympy", "tensorboard": "tensorboard"}
 """Distribution → import name of what the GPU machine must bring itself (reported, never installed)."""
-DATA = [("fitsnap/Ta_Linear_JCP2014", None), ("fitsnap/Ta_Quadratic_JCP2018", None)]
+DATA = [("fitsnap/Ta_Linear_JCP2014", "*.npy"), ("fitsnap/Ta_Quadratic_JCP2018", "*.npy")]
+"""(folder under the shared data, files left out) carried for ``bench_fit.py``."""
 
 
 def canonical(name: str) -> str:
@@ -201,11 +202,11 @@ def build(out: Path, shared: Path) -> int:
             raise SystemExit(f"carried {dist} {pins[dist]} does not meet {requirements[canonical(dist)]}")
 
     data_files = []
-    for rel, _ in DATA:
+    for rel, leave_out in DATA:
         src = shared / rel
         if not src.is_dir():
-            raise SystemExit(f"{src} is missing: the bundle carries it for bench_fit.py and tests/test_fit_ta.py")
-        shutil.copytree(src, out / "data" / rel)
+            raise SystemExit(f"{src} is missing: the bundle carries it for bench_fit.py")
+        shutil.copytree(src, out / "data" / rel, ignore=shutil.ignore_patterns(leave_out) if leave_out else None)
     for path in sorted((out / "data").rglob("*")):
         if path.is_file():
             data_files.append({"path": str(path.relative_to(out)), "bytes": path.stat().st_size})

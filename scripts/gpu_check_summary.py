@@ -83,21 +83,25 @@ def main() -> None:
     out += ["## Tests", "", "| run | tests | passed | failed | errors | skipped |", "|---|---:|---:|---:|---:|---:|"]
     skip_lines: list[str] = []
     failed_lines: list[str] = []
-    for label, name in (("CUDA (tests/test_cuda.py)", "junit-cuda.xml"), ("CPU selection", "junit-cpu.xml")):
+    status = {s[0]: s[1] for s in steps}
+    for label, name, step in (("CUDA (tests/test_cuda.py)", "junit-cuda.xml", "tests-cuda"),
+                              ("CPU selection", "junit-cpu.xml", "tests-cpu-selection")):
         result = junit_counts(args.work / name)
         if result is None:
-            out.append(f"| {label} | – | – | – | – | – | (no result: the step did not finish)")
+            out.append(f"| {label} | – | – | – | – | – |")
+            failed_lines.append(f"- {label}: no result ({step}: {status.get(step, 'not run')})")
             continue
         counts, reasons, failed = result
-        out.append(f"| {label} | {counts['tests']} | {counts['passed']} | {counts['failed']} | {counts['errors']} | "
-                   f"{counts['skipped']} |")
+        note = "" if status.get(step) == "ok" else f" ({step}: {status.get(step)}; counts of the tests run before it stopped)"
+        out.append(f"| {label}{note} | {counts['tests']} | {counts['passed']} | {counts['failed']} | "
+                   f"{counts['errors']} | {counts['skipped']} |")
         skip_lines += [f"- {label}: {n} × {reason}" for reason, n in reasons.most_common()]
         failed_lines += [f"- {label}: {name}" for name in failed]
     out += ["", "Only 'passed' ran and passed; skipped tests did not run."]
     if skip_lines:
         out += ["", "Skipped, with pytest's reasons:", *skip_lines]
     if failed_lines:
-        out += ["", "Failed:", *failed_lines]
+        out += ["", "Failed or missing:", *failed_lines]
     out.append("")
 
     for title, log in (("Bispectrum (scripts/bench_bispectrum.py)", "bench_bispectrum.log"),
