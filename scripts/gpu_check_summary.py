@@ -44,7 +44,7 @@ def tables(log: Path) -> list[str]:
         return []
     keep = []
     for line in log.read_text(errors="replace").splitlines():
-        if line.startswith(("|", "# ", "### ", "bcc Ta", "machine:", "rank ", "device ")) or line.startswith("==="):
+        if line.startswith(("|", "# ", "### ", "bcc Ta", "machine:", "rank ", "device ", "check ", "===")):
             keep.append(line)
     return keep
 
