@@ -83,8 +83,13 @@ step() {
 
 ENV_LOG="$OUT_DIR/environment.log"
 {
-    echo "gpu_check.sh at $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname); repo $ROOT"
-    echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "gpu_check.sh at $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -n); repo $ROOT"
+    if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+        git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit (+ uncommitted changes)"
+    else
+        commit="unknown (not a git checkout)"
+    fi
+    echo "commit $commit"
     echo "python: $(command -v "$PY") ($("$PY" -V 2>&1)); bundle: $BUNDLE; work folder: $WORK; budget ${BUDGET}s; step timeouts x$SCALE"
 } | tee -a "$ENV_LOG"
 if [ ! -f "$BUNDLE/manifest.json" ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -38,6 +39,7 @@ def test_every_runtime_dependency_is_carried_or_expected_on_the_host() -> None:
 
 
 def test_the_files_gpu_check_names_exist() -> None:
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")], check=True)
     for path in set(re.findall(r"(?:tests|scripts)/[\w/]+\.(?:py|sh)", CHECK)):
         assert (ROOT / path).is_file(), path
     for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", CHECK):
