@@ -220,3 +220,18 @@ def test_from_pyace_rejects_ctilde_files(tmp_path) -> None:
         ACE.from_pyace(path)
     with pytest.raises(FileNotFoundError, match="no PACE basis file"):
         ACE.from_pyace(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("embedding, message", [
+    ({"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1, 1, 0.5], "ndensity": 2}, "ndensity 2"),
+    ({"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 0.5], "ndensity": 1}, "fs_parameters"),
+])
+def test_nonlinear_pace_potentials_are_refused_not_read_as_their_first_density(embedding, message) -> None:
+    """A PACE potential with a nonlinear embedding (pacemaker's default: two densities, F = ρ₁ + √ρ₂) is not
+    c·B: reading its first density's coefficients would be a different potential."""
+    spec = SPECS["unary_chebexpcos_rank5"]
+    config = create_multispecies_basis_config({"deltaSplineBins": 1e-5, "embeddings": {"ALL": embedding}, **spec})
+    basis = ACEBBasisSet(config)
+    ace = ACE.from_pyace(basis)
+    with pytest.raises(ValueError, match=message):
+        pyace_linear_coefficients(basis, ace)

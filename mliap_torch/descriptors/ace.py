@@ -420,15 +420,47 @@ def _scatter_rows(values: torch.Tensor, target: torch.Tensor, num_rows: int) -> 
     return out.index_put((target,), values, accumulate=True)
 
 
+LINEAR_EMBEDDINGS = ("FinnisSinclair", "FinnisSinclairShiftedScaled")
+"""PACE embeddings that are F(ρ) = ρ with ``fs_parameters: [1, 1]`` and one density."""
+
+
 def pyace_linear_coefficients(basis: Any, descriptor: ACE) -> torch.Tensor:
-    """(nelements, 1 + K) ``[0, c_1 … c_K]`` linear coefficients of a pyace basis (first density), in
-    the column order of ``descriptor`` (built by :meth:`ACE.from_pyace` from the same basis)."""
+    """(nelements, 1 + K) ``[0, c_1 … c_K]`` linear coefficients of a pyace basis, in the column order of
+    ``descriptor`` (built by :meth:`ACE.from_pyace` from the same basis).
+
+    Only a linear PACE potential is a linear model on the B functions: one density with a linear
+    embedding (``ndensity: 1``, ``FinnisSinclair``/``FinnisSinclairShiftedScaled`` with ``fs_parameters:
+    [1, 1]``) and no core repulsion; anything else raises ``ValueError`` (its energy is not c·B).
+    """
     bbasis = _pyace_bbasis(basis)
+    _require_linear_embedding(bbasis)
     out = torch.zeros(len(descriptor.elements), 1 + descriptor.num_descriptors, dtype=torch.float64)
     for e in range(len(descriptor.elements)):
         fs = list(bbasis.basis_rank1[e]) + list(bbasis.basis[e])
         out[e, 1:1 + len(fs)] = torch.tensor([float(f.coeffs[0]) for f in fs], dtype=torch.float64)
     return out
+
+
+def _require_linear_embedding(bbasis: Any) -> None:
+    """Raise ``ValueError`` unless every element of the pyace basis has PACE's linear embedding."""
+    for block in bbasis.to_BBasisConfiguration().funcspecs_blocks:
+        if block.number_of_species != 1:
+            continue
+        element = block.elements_vec[0]
+        fs = [float(v) for v in block.fs_parameters]
+        problems = []
+        if block.ndensityi != 1:
+            problems.append(f"ndensity {block.ndensityi}")
+        if block.npoti not in LINEAR_EMBEDDINGS or fs != [1.0, 1.0]:
+            problems.append(f"embedding {block.npoti} with fs_parameters {fs}")
+        if float(block.core_rep_parameters[0]) != 0.0:
+            problems.append(f"core repulsion {list(block.core_rep_parameters)}")
+        if problems:
+            raise ValueError(f"the PACE potential of {element} is not linear in its B functions "
+                             f"({', '.join(problems)}): its energy is not one coefficient vector times B, so "
+                             "pyace_linear_coefficients would give a different potential; only ndensity 1 "
+                             f"with {' or '.join(LINEAR_EMBEDDINGS)} and fs_parameters [1, 1] and no core "
+                             "repulsion is read as a linear model")
 
 
 def _pyace_bbasis(basis: Any) -> Any:
