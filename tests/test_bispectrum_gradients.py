@@ -8,6 +8,7 @@ import torch
 
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
+from mliap_torch.descriptors import sna_backend
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
@@ -269,6 +270,7 @@ def test_compiled_kernels_match_eager():
     cfg = make_config({"elements": ["Ta"]}, seed=18, natoms=20)
     rij, i, j = pair_list(cfg.positions, cfg.cell, d.cutoff)
     sp = torch.zeros(cfg.num_atoms, dtype=torch.long)
+    d.sna_jacobian = False                             # the torch kernels, not LAMMPS' SNA
     b_eager, db_eager = d.pair_jacobian(rij, i, j, sp, cfg.num_atoms)
     d.compile_kernels = True
     b_comp, db_comp = d.pair_jacobian(rij, i, j, sp, cfg.num_atoms)
@@ -276,11 +278,15 @@ def test_compiled_kernels_match_eager():
     assert torch.allclose(db_comp, db_eager, rtol=1e-12, atol=1e-12 * float(db_eager.abs().max()))
 
 
+@pytest.mark.parametrize("route", ["torch", pytest.param("sna", marks=pytest.mark.lammps)])
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_pair_jacobian_equals_autograd(name):
-    """pair_jacobian's (B, ∂B_i/∂r_ij) equal autograd (one backward pass per component)."""
+def test_pair_jacobian_equals_autograd(name, route):
+    """pair_jacobian's (B, ∂B_i/∂r_ij) equal autograd (one backward pass per component), through the torch
+    kernels and through LAMMPS' SNA (sna_backend)."""
     kw = SETTINGS[name]
     d = Bispectrum(**kw)
+    d.sna_jacobian = route == "sna"
+    assert d.sna_jacobian is False or sna_backend.available()
     config = make_config(kw, seed=17, natoms=16)
     species = torch.as_tensor(np.array([d.elements.index(s) for s in config.symbols]))
     rij, i, j = pair_list(config.positions, config.cell, d.cutoff + 0.8)   # some pairs beyond the cutoff
@@ -289,7 +295,10 @@ def test_pair_jacobian_equals_autograd(name):
     ref_b = d(r, i, j, species, config.num_atoms)
     total = ref_b.sum(0)
     ref = torch.stack([torch.autograd.grad(total[k], r, retain_graph=True)[0] for k in range(d.num_descriptors)], 2)
-    assert torch.equal(b, ref_b.detach())
+    if route == "torch":
+        assert torch.equal(b, ref_b.detach())
+    else:
+        assert float((b - ref_b).abs().max()) <= 1e-12 * float(ref_b.abs().max())
     assert db.shape == (len(i), 3, d.num_descriptors)
     assert float((db - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
     outside = rij.norm(dim=1) >= d.pair_cutoffs()[species[i], species[j]]

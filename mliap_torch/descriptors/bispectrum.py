@@ -25,7 +25,9 @@ Two implementations share these tables:
   forces), the fast path's backward recomputes through the reference path, so double backward works.
 
 :meth:`Bispectrum.pair_jacobian` gives B and the per-pair Jacobian ∂B_i/∂r_ij in one pass for the
-least-squares fits (∂B/∂U from Z lists as LAMMPS' ``compute_dbidrj``, then the same ρ contraction).
+least-squares fits: through LAMMPS' own ``SNA`` class when the project's LAMMPS is built
+(:mod:`.sna_backend`, ``compute snap``'s speed), else in torch (∂B/∂U from Z lists as LAMMPS'
+``compute_dbidrj``, then the same ρ contraction).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from typing import Any, overload
 import torch
 from torch.nn import functional as F
 
+from . import sna_backend
 from .base import Descriptor
 from .sna_tables import half_gradient_tables, jacobian_tables, sna_tables, z_terms
 
@@ -201,6 +204,9 @@ class Bispectrum(Descriptor):
         #: run the Z kernels through ``torch.compile`` (fused, several times faster; the first call on a
         #: new shape compiles for tens of seconds, later processes reuse Inductor's on-disk cache)
         self.compile_kernels: bool = False
+        #: :meth:`pair_jacobian` through LAMMPS' own SNA when the project's LAMMPS is built (:mod:`.sna_backend`;
+        #: ``False``, or ``MLIAP_TORCH_SNA_JACOBIAN=0``, keeps it in torch)
+        self.sna_jacobian: bool = True
 
         # All tables derive from the settings: non-persistent buffers (moved by .to(), not saved).
         def buf(name: str, value) -> None:
@@ -298,6 +304,8 @@ class Bispectrum(Descriptor):
         if rij.dtype != self.term_coeff.dtype:
             rij = rij.to(self.term_coeff.dtype)
         num_atoms = int(num_atoms)
+        if self._sna_route(rij):
+            return sna_backend.pair_jacobian(self.settings(), self.rcut, rij.detach(), pair_i, pair_j, species, num_atoms)
         if self.chemflag:
             return self._pair_jacobian_autograd(rij, pair_i, pair_j, species, num_atoms)
         nuh, device = self.num_u_half, rij.device
@@ -382,6 +390,15 @@ class Bispectrum(Descriptor):
         out[:, 0].index_add_(0, dst, gr * cr - gi * ci)
         out[:, 1].index_add_(0, dst, gi * cr + gr * ci)
         return torch.view_as_complex(out.permute(2, 0, 1).contiguous()).view(u.shape[0], 4, nuh)
+
+    def _sna_route(self, rij: torch.Tensor) -> bool:
+        """True when :meth:`pair_jacobian` runs through LAMMPS' SNA (:mod:`.sna_backend`): float64 on the CPU,
+        nothing to differentiate, ``sna_jacobian`` on and the extension available."""
+        if not self.sna_jacobian or rij.device.type != "cpu" or rij.dtype != torch.float64:
+            return False
+        if torch.is_grad_enabled() and (rij.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        return sna_backend.available()
 
     def _pair_jacobian_autograd(self, rij, pair_i, pair_j, species, num_atoms):
         """B and dB by K batched backward passes (chemflag)."""

@@ -1,0 +1,46 @@
+"""When ``Bispectrum.pair_jacobian`` runs through LAMMPS' SNA (sna_backend) and when through torch.
+
+The values of both routes are compared with autograd in ``test_bispectrum_gradients.py``
+(``test_pair_jacobian_equals_autograd[...-sna]``: one and two elements, switchinner, chemflag with bnorm)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lammps_models import random_structures
+from mliap_torch.data.batch import make_batch
+from mliap_torch.data.configuration import Configuration
+from mliap_torch.descriptors import sna_backend
+from mliap_torch.descriptors.bispectrum import Bispectrum
+
+pytestmark = [pytest.mark.lammps]
+
+
+def ta_case():
+    d = Bispectrum(["Ta"], twojmax=4, rcutfac=4.6, radelem=[0.5], wj=[1.0])
+    configs: list[Configuration] = random_structures(["Ta"], 1, 41)
+    batch = make_batch(configs, ["Ta"], d.cutoff)
+    return d, batch
+
+
+def test_the_sna_route_runs_when_lammps_is_built_and_equals_the_torch_route():
+    d, batch = ta_case()
+    assert sna_backend.available()
+    assert d._sna_route(batch.rij().detach())
+    B, dB = d.pair_jacobian(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    d.sna_jacobian = False
+    B_torch, dB_torch = d.pair_jacobian(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    assert float((B - B_torch).abs().max()) <= 1e-12 * float(B_torch.abs().max())
+    assert float((dB - dB_torch).abs().max()) <= 1e-12 * float(dB_torch.abs().max())
+    assert float(dB.abs().max()) > 0.0
+
+
+def test_the_environment_switch_and_gradients_keep_the_torch_route(monkeypatch):
+    d, batch = ta_case()
+    rij = batch.rij().detach()
+    assert d._sna_route(rij)
+    assert not d._sna_route(rij.clone().requires_grad_(True))        # something to differentiate
+    assert not d._sna_route(rij.to(torch.float32))
+    monkeypatch.setenv(sna_backend.ENV_SWITCH, "0")
+    assert not sna_backend.available()
+    assert not d._sna_route(rij)
