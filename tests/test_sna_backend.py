@@ -44,3 +44,18 @@ def test_the_environment_switch_and_gradients_keep_the_torch_route(monkeypatch):
     monkeypatch.setenv(sna_backend.ENV_SWITCH, "0")
     assert not sna_backend.available()
     assert not d._sna_route(rij)
+
+
+def test_threads_share_the_atoms_with_identical_results():
+    """One SNA per OpenMP thread: the atoms' results do not depend on how many threads computed them."""
+    d, batch = ta_case()
+    threads = torch.get_num_threads()
+    args = (batch.rij().detach(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    try:
+        torch.set_num_threads(1)
+        one = d.pair_jacobian(*args)
+        torch.set_num_threads(2)
+        two = d.pair_jacobian(*args)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])

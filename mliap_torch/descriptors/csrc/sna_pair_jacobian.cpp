@@ -2,11 +2,16 @@
 // the work LAMMPS' `compute snap` does per atom (compute_ui, compute_zi, compute_bi, then per neighbour
 // compute_duidrj and compute_dbidrj), on mliap_torch's pair list. Built by torch.utils.cpp_extension
 // against the project's LAMMPS (mliap_torch/descriptors/sna_backend.py); the SNA lives in a LAMMPS
-// instance the Python side creates, passed here by address.
+// instance the Python side creates, passed here by address. With OpenMP the atoms are shared among
+// threads, one SNA per thread (SNA keeps per-atom work arrays).
 #include <torch/extension.h>
 
 #include "lammps.h"
 #include "sna.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <memory>
@@ -27,12 +32,15 @@ class SNAJacobian {
   {
     auto *lmp = reinterpret_cast<LAMMPS_NS::LAMMPS *>(lammps_address);
     const int nelements = static_cast<int>(radelem_.size());
-    sna_ = std::make_unique<LAMMPS_NS::SNA>(lmp, rfac0, static_cast<int>(twojmax), rmin0, switchflag, bzeroflag,
-                                            chemflag, bnormflag, wselfallflag, nelements, switchinnerflag);
-    sna_->init();
+    for (int t = 0; t < max_threads(); t++) {
+      sna_.push_back(std::make_unique<LAMMPS_NS::SNA>(lmp, rfac0, static_cast<int>(twojmax), rmin0, switchflag,
+                                                      bzeroflag, chemflag, bnormflag, wselfallflag, nelements,
+                                                      switchinnerflag));
+      sna_.back()->init();
+    }
   }
 
-  int64_t num_descriptors() const { return sna_->ncoeff; }
+  int64_t num_descriptors() const { return sna_[0]->ncoeff; }
 
   // rij (nkept, 3) Å, pairs grouped by central atom (starts: (natoms + 1,) offsets), all inside their
   // cutoff; species_i (natoms,), species_j (nkept,) element indices; pair_index (nkept,): each pair's row
@@ -46,7 +54,7 @@ class SNAJacobian {
     TORCH_CHECK(starts.dtype() == at::kLong && species_i.dtype() == at::kLong && species_j.dtype() == at::kLong &&
                     pair_index.dtype() == at::kLong,
                 "starts, species and pair_index must be int64");
-    const int64_t natoms = species_i.size(0), npairs = rij.size(0), K = sna_->ncoeff;
+    const int64_t natoms = species_i.size(0), npairs = rij.size(0), K = sna_[0]->ncoeff;
     TORCH_CHECK(starts.size(0) == natoms + 1 && species_j.size(0) == npairs && pair_index.size(0) == npairs,
                 "inconsistent sizes");
     at::Tensor B = at::empty({natoms, K}, rij.options());
@@ -65,41 +73,61 @@ class SNAJacobian {
     }
     for (int64_t q = 0; q < total_pairs; q++)
       if (!given[static_cast<size_t>(q)]) std::fill(db + q * 3 * K, db + (q + 1) * 3 * K, 0.0);
+    const int threads = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(at::get_num_threads()), static_cast<int64_t>(sna_.size()), natoms}));
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads > 0 ? threads : 1)
     for (int64_t i = 0; i < natoms; i++) {
+      LAMMPS_NS::SNA *sna = sna_[static_cast<size_t>(thread_index())].get();
       const int64_t first = start[i], n = start[i + 1] - start[i];
       const int ielem = static_cast<int>(si[i]);
-      sna_->grow_rij(static_cast<int>(n));
+      sna->grow_rij(static_cast<int>(n));
       for (int64_t jj = 0; jj < n; jj++) {
         const int64_t p = first + jj;
         const int jelem = static_cast<int>(sj[p]);
-        for (int d = 0; d < 3; d++) sna_->rij[jj][d] = r[3 * p + d];
-        sna_->inside[jj] = static_cast<int>(jj);
-        sna_->wj[jj] = wj_[jelem];
-        sna_->rcutij[jj] = (radelem_[ielem] + radelem_[jelem]) * rcutfac_;
+        for (int d = 0; d < 3; d++) sna->rij[jj][d] = r[3 * p + d];
+        sna->inside[jj] = static_cast<int>(jj);
+        sna->wj[jj] = wj_[jelem];
+        sna->rcutij[jj] = (radelem_[ielem] + radelem_[jelem]) * rcutfac_;
         if (switchinnerflag_) {
-          sna_->sinnerij[jj] = 0.5 * (sinner_[ielem] + sinner_[jelem]);
-          sna_->dinnerij[jj] = 0.5 * (dinner_[ielem] + dinner_[jelem]);
+          sna->sinnerij[jj] = 0.5 * (sinner_[ielem] + sinner_[jelem]);
+          sna->dinnerij[jj] = 0.5 * (dinner_[ielem] + dinner_[jelem]);
         }
-        if (chemflag_) sna_->element[jj] = jelem;
+        if (chemflag_) sna->element[jj] = jelem;
       }
       const int center = chemflag_ ? ielem : 0;
-      sna_->compute_ui(static_cast<int>(n), center);
-      sna_->compute_zi();
-      sna_->compute_bi(center);
-      std::copy(sna_->blist, sna_->blist + K, b + i * K);
+      sna->compute_ui(static_cast<int>(n), center);
+      sna->compute_zi();
+      sna->compute_bi(center);
+      std::copy(sna->blist, sna->blist + K, b + i * K);
       for (int64_t jj = 0; jj < n; jj++) {
-        sna_->compute_duidrj(static_cast<int>(jj));
-        sna_->compute_dbidrj();
+        sna->compute_duidrj(static_cast<int>(jj));
+        sna->compute_dbidrj();
         double *out = db + row[first + jj] * 3 * K;
         for (int64_t k = 0; k < K; k++)
-          for (int d = 0; d < 3; d++) out[d * K + k] = sna_->dblist[k][d];
+          for (int d = 0; d < 3; d++) out[d * K + k] = sna->dblist[k][d];
       }
     }
     return {B, dB};
   }
 
  private:
-  std::unique_ptr<LAMMPS_NS::SNA> sna_;
+  static int max_threads()
+  {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+  }
+  static int thread_index()
+  {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+  }
+
+  std::vector<std::unique_ptr<LAMMPS_NS::SNA>> sna_;  // one per OpenMP thread
   double rcutfac_;
   bool chemflag_, switchinnerflag_;
   std::vector<double> radelem_, wj_, sinner_, dinner_;
