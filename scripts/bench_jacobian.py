@@ -16,8 +16,14 @@ minutes per structure, so it is left out for ``inp`` unless ``--torch-chemflag``
 timed as ``run 0`` with the compute evaluated minus ``run 0`` without it (neighbour lists in both).
 One thread (``--threads``); best of ``--repeats``.
 
+With ``--ace`` it also times ``ACE.pair_jacobian`` for the mlearn study's ACE basis (ranks 1-4,
+``mlearn_study.mlearn.ACE_BASIS``, at the element's SNAP cutoff) next to the bispectrum's (the study's
+SNAP settings, LAMMPS' SNA route) on each element's 250-atom bulk cell; there is no LAMMPS reference for
+ACE here (the build has no ML-PACE).
+
     .venv/bin/python scripts/bench_jacobian.py                 # all three cases
     .venv/bin/python scripts/bench_jacobian.py --cases wbe --repeats 5
+    .venv/bin/python scripts/bench_jacobian.py --cases --ace Ni Mo Si
 """
 from __future__ import annotations
 
@@ -123,7 +129,9 @@ def time_pair_jacobian(d: Bispectrum, atoms: Atoms, route: str, repeats: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--ace", nargs="*", default=[], metavar="ELEMENT",
+                        help="mlearn elements for the ACE rows (Ni Cu Li Mo Si Ge)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--torch-chemflag", action="store_true", help="also time the torch route on chemflag")
@@ -148,7 +156,33 @@ def main() -> None:
             ours = time_pair_jacobian(d, atoms, route, args.repeats)
             print(f"| {case} | {len(atoms)} | {neighbours:.1f} | {lammps * 1e6:.0f} | {route} | {ours * 1e6:.0f} | "
                   f"{ours / lammps:.2f} |", flush=True)
+    if args.ace:
+        ace_rows(args.ace, args.repeats)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def ace_rows(elements: list[str], repeats: int) -> None:
+    """µs/atom of ACE.pair_jacobian (the mlearn study's basis) and of the bispectrum's at the study's SNAP
+    settings, per element."""
+    from mlearn_study.mlearn import bulk_cell, make_ace, make_bispectrum, study_settings
+
+    print("\n| element | atoms | ACE functions | ACE pair_jacobian µs/atom | SNAP 2Jmax | bispectrum (SNA) µs/atom |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for element in elements:
+        atoms = bulk_cell(element, 250)
+        ace = make_ace(element)
+        batch = make_batch([Configuration.from_ase(atoms)], [element], ace.cutoff)
+        rij = batch.rij().detach()
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                ace.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+                times.append(time.perf_counter() - t0)
+        rcut, twojmax = study_settings(element, "snap")
+        snap = time_pair_jacobian(make_bispectrum(element, rcut, twojmax), atoms, "sna", repeats)
+        print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {min(times) / len(atoms) * 1e6:.0f} | {twojmax} | "
+              f"{snap * 1e6:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
