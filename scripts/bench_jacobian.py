@@ -113,18 +113,26 @@ def time_compute_snap(d: Bispectrum, atoms: Atoms, repeats: int) -> float:
         lmp.close()
 
 
-def time_pair_jacobian(d: Bispectrum, atoms: Atoms, route: str, repeats: int) -> float:
-    """Seconds per atom of ``d.pair_jacobian`` through ``route`` (best of ``repeats``; pair list excluded)."""
-    d.sna_jacobian = route == "sna"
-    batch = make_batch([Configuration.from_ase(atoms)], d.elements, d.cutoff)
-    rij = batch.rij().detach()
+def best_seconds(run, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``run()`` (no gradients)."""
     times = []
     with torch.no_grad():
         for _ in range(repeats):
             t0 = time.perf_counter()
-            d.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+            run()
             times.append(time.perf_counter() - t0)
-    return min(times) / len(atoms)
+    return min(times)
+
+
+def time_pair_jacobian(d, atoms: Atoms, route: str | None, repeats: int) -> float:
+    """Seconds per atom of ``d.pair_jacobian`` (best of ``repeats``; pair list excluded); ``route`` ``sna`` or
+    ``torch`` for a bispectrum, None for other descriptors."""
+    if route is not None:
+        d.sna_jacobian = route == "sna"
+    batch = make_batch([Configuration.from_ase(atoms)], d.elements, d.cutoff)
+    rij = batch.rij().detach()
+    return best_seconds(lambda: d.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms),
+                        repeats) / len(atoms)
 
 
 def main() -> None:
@@ -171,17 +179,10 @@ def ace_rows(elements: list[str], repeats: int) -> None:
     for element in elements:
         atoms = bulk_cell(element, 250)
         ace = make_ace(element)
-        batch = make_batch([Configuration.from_ase(atoms)], [element], ace.cutoff)
-        rij = batch.rij().detach()
-        times = []
-        with torch.no_grad():
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                ace.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
-                times.append(time.perf_counter() - t0)
+        ace_seconds = time_pair_jacobian(ace, atoms, None, repeats)
         rcut, twojmax = study_settings(element, "snap")
         snap = time_pair_jacobian(make_bispectrum(element, rcut, twojmax), atoms, "sna", repeats)
-        print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {min(times) / len(atoms) * 1e6:.0f} | {twojmax} | "
+        print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {ace_seconds * 1e6:.0f} | {twojmax} | "
               f"{snap * 1e6:.0f} |", flush=True)
 
 

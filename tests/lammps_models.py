@@ -153,3 +153,23 @@ def ace_model(elements: list[str], head: str, seed: int, trainable: bool = False
         desc.crad.add_(0.2 * torch.randn_like(desc.crad))
     reference = ZBL(elements, [Z[e] for e in elements], inner=1.5, outer=2.5) if zbl else None
     return Potential(desc, random_head(head, len(elements), desc.num_descriptors, seed=seed), reference)
+
+
+def assert_results_equal(results: list[dict], configs: list[Configuration], torch_out: dict, tolerance: float,
+                         min_force: float = 0.1) -> None:
+    """LAMMPS ``results`` (``evaluate_in_lammps``) equal the torch outputs of the same ``configs`` to
+    ``tolerance`` relative: energy, per-atom energies, forces, stress; the largest force exceeds
+    ``min_force`` eV/Å so that the comparison is not between near-zero forces."""
+    start = 0
+    for k, (lmp, config) in enumerate(zip(results, configs)):
+        atoms = slice(start, start + config.num_atoms)
+        start += config.num_atoms
+        energy = torch_out["energy"][k].item()
+        atomic = torch_out["atomic_energies"][atoms].detach().numpy()
+        forces = torch_out["forces"][atoms].detach().numpy()
+        stress = torch_out["stress"][k].detach().numpy()
+        assert abs(lmp["energy"] - energy) <= tolerance * abs(energy)
+        assert np.abs(lmp["atomic_energies"] - atomic).max() <= tolerance * np.abs(atomic).max()
+        assert np.abs(lmp["forces"] - forces).max() <= tolerance * np.abs(forces).max()
+        assert np.abs(lmp["stress"] - stress).max() <= tolerance * np.abs(stress).max()
+        assert np.abs(forces).max() > min_force

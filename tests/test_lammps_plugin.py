@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from lammps_models import Z, ace_model, fitted_model, random_head, random_structures
+from lammps_models import Z, ace_model, assert_results_equal, fitted_model, random_head, random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.bispectrum import Bispectrum
@@ -51,19 +51,7 @@ def assert_plugin_equals_torch(potential: Potential, tmp_path, seed: int = 5, dt
     results = evaluate_in_lammps(configs, potential.elements, export.routes["plugin"].pair_commands,
                                  directory=tmp_path)
     torch_out = potential(make_batch(configs, potential.elements, potential.cutoff))
-    start = 0
-    for k, (lmp, config) in enumerate(zip(results, configs)):
-        atoms = slice(start, start + config.num_atoms)
-        start += config.num_atoms
-        energy = torch_out["energy"][k].item()
-        atomic = torch_out["atomic_energies"][atoms].detach().numpy()
-        forces = torch_out["forces"][atoms].detach().numpy()
-        stress = torch_out["stress"][k].detach().numpy()
-        assert abs(lmp["energy"] - energy) <= tolerance * abs(energy)
-        assert np.abs(lmp["atomic_energies"] - atomic).max() <= tolerance * np.abs(atomic).max()
-        assert np.abs(lmp["forces"] - forces).max() <= tolerance * np.abs(forces).max()
-        assert np.abs(lmp["stress"] - stress).max() <= tolerance * np.abs(stress).max()
-        assert np.abs(forces).max() > 0.1  # the comparison is not between near-zero forces
+    assert_results_equal(results, configs, torch_out, tolerance)
 
 
 @pytest.mark.parametrize("descriptor", list(DESCRIPTORS))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mliap_torch
-from lammps_models import Z, random_structures
+from lammps_models import Z, assert_results_equal, random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
@@ -51,19 +51,7 @@ def assert_lammps_equals_torch(potential: Potential, pair_commands: list[str], f
     configs = random_structures(potential.elements, 2, seed)
     results = evaluate_in_lammps(configs, potential.elements, pair_commands, directory=folder)
     out = potential(make_batch(configs, potential.elements, potential.cutoff))
-    start = 0
-    for k, (lmp, config) in enumerate(zip(results, configs)):
-        atoms = slice(start, start + config.num_atoms)
-        start += config.num_atoms
-        energy = out["energy"][k].item()
-        atomic = out["atomic_energies"][atoms].detach().numpy()
-        forces = out["forces"][atoms].detach().numpy()
-        stress = out["stress"][k].detach().numpy()
-        assert abs(lmp["energy"] - energy) <= TOLERANCE * abs(energy)
-        assert np.abs(lmp["atomic_energies"] - atomic).max() <= TOLERANCE * np.abs(atomic).max()
-        assert np.abs(lmp["forces"] - forces).max() <= TOLERANCE * np.abs(forces).max()
-        assert np.abs(lmp["stress"] - stress).max() <= TOLERANCE * np.abs(stress).max()
-        assert np.abs(forces).max() > 1e-3
+    assert_results_equal(results, configs, out, TOLERANCE, min_force=1e-3)
 
 
 @pytest.mark.parametrize("model, descriptor", [("Cu.nn.mliap.model", "Cu.snap.mliap.descriptor"),
