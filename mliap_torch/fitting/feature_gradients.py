@@ -73,6 +73,34 @@ class QuadraticIndex:
         return self.scale * (B[:, None, self.a] * v[:, :, self.b] + v[:, :, self.a] * B[:, None, self.b])
 
 
+def virial_sums(dB: torch.Tensor, rij: torch.Tensor, elem: torch.Tensor, pair_config: torch.Tensor,
+                num_configs: int, num_elements: int) -> torch.Tensor:
+    """``Σ_{p ∈ c, e_i = e} sym(r_p ⊗ dB_p)`` in Voigt order: (num_configs, num_elements, 6, K).
+
+    Args:
+        dB: (P, 3, K) ``∂B_{i(p)}/∂r_p``.  rij: (P, 3) Å.  elem: (P,) element of each pair's central atom.
+        pair_config: (P,) configuration of each pair, non-decreasing (pairs of a batch come configuration by
+            configuration; otherwise the pairs are sorted first).
+    One ``(3·nel × P_c) @ (P_c × 3K)`` product per configuration on the pairs as they lie, so no (P, 6, K)
+    array of per-pair virials is formed (on large data sets that array, not the arithmetic, is the cost).
+    """
+    P, _, K = dB.shape
+    if P and bool((pair_config[1:] < pair_config[:-1]).any()):
+        order = torch.argsort(pair_config, stable=True)
+        dB, rij, elem, pair_config = dB[order], rij[order], elem[order], pair_config[order]
+    onehot = torch.nn.functional.one_hot(elem, num_elements).to(rij.dtype)                # (P, nel)
+    weighted = (rij[:, :, None] * onehot[:, None, :]).reshape(P, 3 * num_elements)      # (P, 3·nel)
+    flat = dB.reshape(P, 3 * K)
+    bounds = torch.searchsorted(pair_config, torch.arange(num_configs + 1, device=dB.device)).tolist()
+    outer = dB.new_zeros((num_configs, 3 * num_elements, 3 * K))
+    for c in range(num_configs):
+        p0, p1 = bounds[c], bounds[c + 1]
+        if p1 > p0:
+            torch.mm(weighted[p0:p1].T, flat[p0:p1], out=outer[c])
+    o = outer.view(num_configs, 3, num_elements, 3, K)                                 # [c, a, e, b, k]
+    return torch.stack([0.5 * (o[:, a, :, b] + o[:, b, :, a]) for a, b in VOIGT], dim=2)
+
+
 def feature_gradient_rows(B: torch.Tensor, dB: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor,
                           pair_j: torch.Tensor, species: torch.Tensor, pair_config: torch.Tensor,
                           num_configs: int, num_elements: int, quadratic: bool
@@ -94,15 +122,15 @@ def feature_gradient_rows(B: torch.Tensor, dB: torch.Tensor, rij: torch.Tensor, 
     natoms, K = B.shape
     nel = num_elements
     elem = species[pair_i]
-    va, vb = torch.tensor(VOIGT, device=B.device).T
-    W = 0.5 * (rij[:, va, None] * dB[:, vb, :] + rij[:, vb, None] * dB[:, va, :])          # (P, 6, K)
     center = B.new_zeros((natoms, 3, K)).index_add_(0, pair_i, dB)
     neighbour_key = pair_j * nel + elem
     neighbour = B.new_zeros((natoms * nel, 3, K)).index_add_(0, neighbour_key, dB)
     virial_key = pair_config * nel + elem
-    virial = B.new_zeros((num_configs * nel, 6, K)).index_add_(0, virial_key, W)
+    virial = virial_sums(dB, rij, elem, pair_config, num_configs, nel).reshape(num_configs * nel, 6, K)
     own = torch.arange(natoms, device=B.device) * nel + species
     if quadratic:
+        va, vb = torch.tensor(VOIGT, device=B.device).T
+        W = 0.5 * (rij[:, va, None] * dB[:, vb, :] + rij[:, vb, None] * dB[:, va, :])      # (P, 6, K)
         qi = QuadraticIndex(K, B)
         Bp = B[pair_i]
         outer_n = segment_outer(neighbour_key, Bp, dB.reshape(-1, 3 * K), natoms * nel).view(-1, K, 3, K)
