@@ -1,7 +1,16 @@
-"""Time the exact Ta fits end to end (read data → descriptors and rows → solve → metrics) against FitSNAP.
+"""Time the exact fits end to end (read data → descriptors and rows → solve → metrics) against FitSNAP.
 
 Usage:
     .venv/bin/python scripts/bench_fit.py [--which linear quadratic] [--chunk-atoms 2000] [--threads N] [--device cuda]
+    .venv/bin/python scripts/bench_fit.py --which wbe [--processes 1 2] [--every 1]
+
+``--which wbe``: FitSNAP's W–Be fit (``WBe_PRB2019``, 531 642 atoms, 2Jmax 8) end to end on each of
+``--processes`` process counts (``fit.processes``: configurations sharded, TSQR; one torch thread per
+process), with the peak resident memory of each process, and in the same run LAMMPS ``compute snap``
+on the same configurations with the same settings split over as many processes as FitSNAP splits them
+over MPI ranks (contiguous blocks of configurations per rank, one LAMMPS per rank): FitSNAP's descriptor
+stage, most of its time. The table gives the ratio of the whole fit to that stage. ``--every k`` takes
+every k-th configuration (a quick run).
 
 Reads ``../shared/data/fitsnap/Ta_Linear_JCP2014`` and ``Ta_Quadratic_JCP2018`` (FitSNAP inputs and
 reference outputs), prints the stage timings, their ratio to FitSNAP's on this machine (linear:
@@ -103,9 +112,70 @@ def run(which: str, chunk_atoms: int, device: str = "cpu", failures: list[str] |
     return lines
 
 
+def compute_snap_block(args: tuple) -> float:
+    """Seconds of ``compute snap`` over a block of configurations in one LAMMPS (one FitSNAP rank's work)."""
+    from bench_jacobian import compute_snap_command, load_structure
+    from mliap_torch.lammps import start
+
+    descriptor, configs = args
+    torch.set_num_threads(1)
+    lmp = start()
+    t0 = time.perf_counter()
+    for config in configs:
+        load_structure(lmp, descriptor.elements, config.cell, config.positions, list(config.symbols),
+                       descriptor.cutoff)
+        lmp.commands_list([compute_snap_command(descriptor), "thermo_style custom step pe c_desc[1][1]", "run 0"])
+    seconds = time.perf_counter() - t0
+    lmp.close()
+    return seconds
+
+
+def compute_snap_stage(descriptor, configurations: list, ranks: int) -> float:
+    """Wall seconds of ``compute snap`` over ``configurations`` split into ``ranks`` contiguous blocks run at once."""
+    import multiprocessing
+
+    bounds = np.linspace(0, len(configurations), ranks + 1).round().astype(int)
+    blocks = [(descriptor, configurations[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(ranks) as pool:
+        pool.map(compute_snap_block, blocks)
+    return time.perf_counter() - t0
+
+
+def run_wbe(processes: list[int], every: int, chunk_atoms: int) -> list[str]:
+    """The WBe fit on each process count and LAMMPS ``compute snap`` on as many ranks (module doc)."""
+    import resource
+
+    from fit_wbe import wbe_setup
+
+    setup = wbe_setup(Path("/tmp/mliap_torch_wbe"), every)
+    natoms = sum(c.num_atoms for c in setup.configurations)
+    ref = read_fitsnap_metrics(DATA / "WBe_PRB2019" / "reference" / "WBe_metrics.md")
+    lines = [f"### WBe ({len(setup.configurations)} configurations, {natoms} atoms, 2Jmax 8, every {every})", "",
+             "| processes | fit end to end (s) | design (s) | peak RSS per process (MB) | compute snap, as many ranks (s) "
+             "| ratio | Energy RMSE (FitSNAP) | Force RMSE (FitSNAP) |",
+             "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for n in processes:
+        t0 = time.perf_counter()
+        result = setup.fit(chunk_atoms=chunk_atoms, keep_rows="disk", processes=n, threads=1)
+        total = time.perf_counter() - t0
+        peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+        lammps = compute_snap_stage(setup.potential.descriptor, setup.configurations, n)
+        rmse = {q: (result.metrics.value("*ALL", "Unweighted", "Training", q, "rmse"),
+                    ref[("*ALL", "Unweighted", "Training", q)]["rmse"]) for q in ("Energy", "Force")}
+        lines.append(f"| {n} | {total:.1f} | {result.timings['design']:.1f} | {peak:.0f} | {lammps:.1f} | "
+                     f"{total / lammps:.2f} | {rmse['Energy'][0]:.4g} ({rmse['Energy'][1]:.4g}) | "
+                     f"{rmse['Force'][0]:.4g} ({rmse['Force'][1]:.4g}) |")
+        print(lines[-1], flush=True)
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--which", nargs="+", choices=sorted(CASES), default=["linear", "quadratic"])
+    parser.add_argument("--which", nargs="+", choices=[*sorted(CASES), "wbe"], default=["linear", "quadratic"])
+    parser.add_argument("--processes", nargs="+", type=int, default=[1, 2], help="process counts of the WBe fit")
+    parser.add_argument("--every", type=int, default=1, help="WBe: every k-th configuration only")
     parser.add_argument("--chunk-atoms", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="torch device of the fit (cpu, cuda, cuda:1, ...)")
@@ -121,6 +191,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, device {args.device}\n")
     failures: list[str] = []
     for which in args.which:
+        if which == "wbe":
+            print("\n".join(run_wbe(args.processes, args.every, args.chunk_atoms)), flush=True)
+            continue
         print("\n".join(run(which, args.chunk_atoms, args.device, failures)), flush=True)
     if args.check:
         print("check against FitSNAP's reference: " + ("; ".join(failures) if failures else "ok"))

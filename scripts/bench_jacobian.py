@@ -79,22 +79,28 @@ def compute_snap_command(d: Bispectrum) -> str:
     return " ".join(words)
 
 
+def load_structure(lmp, elements: list[str], cell: np.ndarray, positions: np.ndarray, symbols: list[str],
+                   cutoff: float) -> None:
+    """Set ``lmp`` up (after ``clear``) with one periodic structure, types 1..n = ``elements``, ``pair_style zero``."""
+    lower, rot = lammps_cell(np.asarray(cell, dtype=np.float64))
+    (ax, _, _), (bx, by, _), (cx, cy, cz) = (map(float, row) for row in lower)
+    lmp.commands_list(["clear", "units metal", "atom_style atomic", "atom_modify map array sort 0 0.0",
+                       "boundary p p p", f"region box prism 0 {ax!r} 0 {by!r} 0 {cz!r} {bx!r} {cx!r} {cy!r} units box",
+                       f"create_box {len(elements)} box"])
+    for k, e in enumerate(elements):
+        lmp.command(f"mass {k + 1} {float(atomic_masses[atomic_numbers[e]])!r}")
+    x = (np.asarray(positions, dtype=np.float64) @ rot).reshape(-1)
+    n = len(symbols)
+    lmp.create_atoms(n, list(range(1, n + 1)), [elements.index(s) + 1 for s in symbols], x.tolist(), None, None, True)
+    lmp.commands_list([f"pair_style zero {cutoff!r}", "pair_coeff * *", "thermo_style custom step pe"])
+
+
 def time_compute_snap(d: Bispectrum, atoms: Atoms, repeats: int) -> float:
     """Seconds per atom of ``compute snap`` (best of ``repeats``), neighbour lists subtracted."""
     lmp = start()
     try:
-        lower, rot = lammps_cell(np.asarray(atoms.cell[:], dtype=np.float64))
-        (ax, _, _), (bx, by, _), (cx, cy, cz) = (map(float, row) for row in lower)
-        n = len(d.elements)
-        lmp.commands_list(["units metal", "atom_style atomic", "atom_modify map array sort 0 0.0", "boundary p p p",
-                           f"region box prism 0 {ax!r} 0 {by!r} 0 {cz!r} {bx!r} {cx!r} {cy!r} units box",
-                           f"create_box {n} box"])
-        for k, e in enumerate(d.elements):
-            lmp.command(f"mass {k + 1} {float(atomic_masses[atomic_numbers[e]])!r}")
-        x = (atoms.positions @ rot).reshape(-1)
-        types = [d.elements.index(s) + 1 for s in atoms.get_chemical_symbols()]
-        lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types, x.tolist(), None, None, True)
-        lmp.commands_list([f"pair_style zero {d.cutoff!r}", "pair_coeff * *", "thermo_style custom step pe", "run 0"])
+        load_structure(lmp, d.elements, atoms.cell[:], atoms.positions, atoms.get_chemical_symbols(), d.cutoff)
+        lmp.command("run 0")
 
         def best(with_compute: bool) -> float:
             times = []

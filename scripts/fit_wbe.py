@@ -32,6 +32,20 @@ from mliap_torch.fitting.metrics import read_fitsnap_metrics  # noqa: E402
 DATA = Path(os.environ.get("MLIAP_TORCH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fitsnap" / "WBe_PRB2019"
 
 
+def wbe_setup(workdir: Path, every: int = 1):
+    """FitSNAP's WBe input with its data unpacked into ``workdir`` (once); every ``every``-th configuration."""
+    json_dir = workdir / "JSON"
+    if not json_dir.is_dir():
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(DATA / "JSON.tar.gz") as archive:
+            archive.extractall(workdir, filter="data")
+    setup = fitsnap_setup(DATA / "WBe-example.in", data_path=json_dir)
+    if every > 1:
+        setup.configurations = setup.configurations[::every]
+        setup.test = setup.test[::every]
+    return setup
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/mliap_torch_wbe"))
@@ -39,16 +53,8 @@ def main() -> None:
     parser.add_argument("--chunk-atoms", type=int, default=4000)
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
-    json_dir = args.workdir / "JSON"
-    if not json_dir.is_dir():
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(DATA / "JSON.tar.gz") as archive:
-            archive.extractall(args.workdir, filter="data")
     t0 = time.perf_counter()
-    setup = fitsnap_setup(DATA / "WBe-example.in", data_path=json_dir)
-    if args.every > 1:
-        setup.configurations = setup.configurations[::args.every]
-        setup.test = setup.test[::args.every]
+    setup = wbe_setup(args.workdir, args.every)
     t_read = time.perf_counter() - t0
     natoms = sum(c.num_atoms for c in setup.configurations)
     print(f"{len(setup.configurations)} configurations, {natoms} atoms, read in {t_read:.1f} s", flush=True)
