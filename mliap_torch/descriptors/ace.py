@@ -27,6 +27,9 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
+from ..config_checks import at_least
+from ..errors import ConfigError
+from ..registry import register_descriptor
 from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
 from .ace_radial import RadialBasis
 from .base import Descriptor
@@ -59,6 +62,7 @@ def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
     return [[value] * nelements for _ in range(nelements)]
 
 
+@register_descriptor("ace")
 class ACE(Descriptor):
     """PACE B-basis descriptors (any body order) with PACE's radial bases.
 
@@ -96,7 +100,6 @@ class ACE(Descriptor):
     n > nradbase until ``crad`` is set or trained (pass a larger ``nradbase`` to avoid that).
     """
 
-    type_name = "ace"
     # a buffer or a parameter (trainable_radial), and a buffer registered in __init__
     crad: torch.Tensor
     l_of_lm: torch.Tensor
@@ -230,6 +233,20 @@ class ACE(Descriptor):
                     spec["ctildes"] = [c for _, c in f.coupling]
                 out.append(spec)
         return out
+
+    @classmethod
+    def check_config(cls, settings: dict[str, Any]) -> None:
+        if isinstance(settings.get("rcut"), (int, float)):
+            at_least("descriptor.rcut", settings["rcut"], 0.0, strict=True)
+        for key in ("dcut", "r_in", "delta_in"):
+            value = settings.get(key)
+            if isinstance(value, (int, float)):
+                at_least(f"descriptor.{key}", value, 0.0)
+        for key in ("nradmax_by_orders", "lmax_by_orders"):
+            for value in settings.get(key) or []:
+                if not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"Configuration error: 'descriptor.{key}' is {settings[key]!r}; it must be a "
+                                      "list of integers of at least 0 (one per rank).")
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 import torch
 from torch.nn import functional as F
 
+from ..config_checks import at_least, per_element_values
+from ..errors import ConfigError
+from ..registry import register_descriptor
 from .base import Descriptor
 from .sna_tables import half_gradient_tables, jacobian_tables, sna_tables, z_terms
 
@@ -88,6 +92,41 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
+@dataclass
+class BispectrumConfig:
+    """The training configuration's ``descriptor`` section of a bispectrum (keywords of :class:`Bispectrum`;
+    ``radelem``, ``wj``: one value for all elements or one per element; ``options``: extra keywords)."""
+
+    type: str = "bispectrum"
+    elements: list | None = None
+    twojmax: int = 6
+    rcutfac: float = 4.1
+    radelem: Any = 0.5
+    wj: Any = 1.0
+    rfac0: float = 0.99363
+    rmin0: float = 0.0
+    switchflag: bool = True
+    bzeroflag: bool = True
+    bnormflag: bool = False
+    wselfallflag: bool = False
+    chemflag: bool = False
+    switchinnerflag: bool = False
+    sinner: Any | None = None
+    dinner: Any | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
+    """One number for all ``elements``, or a list with one per element."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * len(elements)
+    values = [float(v) for v in value]
+    if len(values) != len(elements):
+        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
+    return values
+
+
+@register_descriptor("bispectrum")
 class Bispectrum(Descriptor):
     """Bispectrum components B_{j1 j2 j} of every atom, in LAMMPS' order and conventions.
 
@@ -118,7 +157,6 @@ class Bispectrum(Descriptor):
     :class:`~mliap_torch.descriptors.trainable.TrainableBispectrum` whose listed values are learned.
     """
 
-    type_name = "bispectrum"
     # buffers registered in __init__ (declared for the type checker; sinner_pair/dinner_pair only with switchinnerflag)
     rcut: torch.Tensor
     wjelem: torch.Tensor
@@ -140,6 +178,8 @@ class Bispectrum(Descriptor):
     z_b: torch.Tensor
     z_weight: torch.Tensor
     bzero: torch.Tensor
+
+    config_schema = BispectrumConfig
 
     def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
         if trainable and cls is Bispectrum:
@@ -245,6 +285,31 @@ class Bispectrum(Descriptor):
         buf("bzero", torch.ones_like(bz) if self.bnormflag else bz)
 
     # ------------------------------------------------------------------ interface
+    @classmethod
+    def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
+        """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
+        s = dict(settings)
+        s["radelem"] = _per_element(s["radelem"], elements, "radelem")
+        s["wj"] = _per_element(s["wj"], elements, "wj")
+        return cls(elements=list(elements), **s)
+
+    @classmethod
+    def check_config(cls, settings: dict[str, Any]) -> None:
+        if not isinstance(settings["twojmax"], int) or settings["twojmax"] < 0:
+            raise ConfigError(f"Configuration error: 'descriptor.twojmax' is {settings['twojmax']!r}; it must be "
+                              "an integer of at least 0 (2·Jmax, e.g. 6 or 8).")
+        at_least("descriptor.rcutfac", settings["rcutfac"], 0.0, strict=True)
+        at_least("descriptor.rmin0", settings["rmin0"], 0.0)
+        at_least("descriptor.rfac0", settings["rfac0"], 0.0, strict=True)
+        if settings["rfac0"] > 1.0:
+            raise ConfigError(f"Configuration error: 'descriptor.rfac0' is {settings['rfac0']}; it must be in "
+                              "(0, 1] (LAMMPS' default 0.99363).")
+        for value in per_element_values(settings["radelem"]):
+            at_least("descriptor.radelem", value, 0.0, strict=True)
+        for key in ("sinner", "dinner"):
+            for value in per_element_values(settings.get(key)):
+                at_least(f"descriptor.{key}", value, 0.0, strict=True, optional=True)
+
     @property
     def num_descriptors(self) -> int:
         return self.num_b * self.num_chem ** 3

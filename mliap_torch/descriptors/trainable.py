@@ -275,6 +275,11 @@ class TrainableACE(ACE):
             self.radial.rcut = self.current_rcut().detach().clone()
         return super().state_dict(*args, **kwargs)
 
+    def hyperparameters(self) -> dict[str, torch.Tensor]:
+        """Current learned cutoffs ``rcut`` (nelements, nelements), Å (differentiable), when they are trainable;
+        ``crad`` (many values) is left out."""
+        return {"rcut": self.current_rcut()} if "rcut" in self.trainable else {}
+
     def current_rcut(self) -> torch.Tensor:
         """(nelements, nelements) current cutoffs, Å (differentiable)."""
         if "rcut" not in self.trainable:
