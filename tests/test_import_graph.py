@@ -7,14 +7,6 @@ from __future__ import annotations
 
 import grimp
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # Issue 20, part 3, not done yet: ``Bispectrum(..., trainable=...)`` and ``ACE(..., trainable=...)`` return the
-    # subclasses of descriptors/trainable.py from ``__new__``, which imports them back.
-    frozenset({"mliap_torch.descriptors.bispectrum", "mliap_torch.descriptors.trainable"}),
-    frozenset({"mliap_torch.descriptors.ace", "mliap_torch.descriptors.trainable"}),
-}
-"""Cycles (as the set of their modules) that are known and to be removed; any other cycle fails the test."""
-
 
 def import_cycles(graph: grimp.ImportGraph) -> set[tuple[str, ...]]:
     """Every cycle through a direct import ``a → b``: ``a`` followed by the shortest chain from ``b`` back to ``a``."""
@@ -32,11 +24,8 @@ def import_cycles(graph: grimp.ImportGraph) -> set[tuple[str, ...]]:
 def test_package_has_no_import_cycles():
     graph = grimp.build_graph("mliap_torch", cache_dir=None, exclude_type_checking_imports=True)
     assert len(graph.modules) > 50
-    found = import_cycles(graph)
-    unexpected = sorted(" -> ".join(c) for c in found if frozenset(c) not in KNOWN_CYCLES)
-    assert not unexpected, "import cycles:\n" + "\n".join(unexpected)
-    stale = KNOWN_CYCLES - {frozenset(c) for c in found}
-    assert not stale, f"cycles listed in KNOWN_CYCLES are gone; remove them from the list: {stale}"
+    cycles = sorted(" -> ".join(c) for c in import_cycles(graph))
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
 def test_cycle_finder_sees_a_cycle_through_a_lazy_import():

@@ -22,7 +22,7 @@ class Descriptor(nn.Module, ABC):
     the neighbor-list radius plus skin).
 
     Optional capabilities have working defaults that a subclass may override: :meth:`pair_jacobian`
-    (autograd; override with an analytic one), :meth:`hyperparameters` (none learned),
+    (autograd; override with an analytic one), :meth:`hyperparameters` and :meth:`trainable_settings` (none learned),
     :meth:`from_config` and :meth:`check_config` (the training configuration's ``descriptor`` section).
     """
 
@@ -85,6 +85,11 @@ class Descriptor(nn.Module, ABC):
 
     def hyperparameters(self) -> dict[str, torch.Tensor]:
         """Current values of the learned hyperparameters (differentiable), by name; empty when none are learned."""
+        return {}
+
+    def trainable_settings(self) -> dict[str, Any]:
+        """Extra keywords that, with :meth:`settings`, rebuild this descriptor with its hyperparameters still
+        learned (``trainable``, bounds); empty when none are learned."""
         return {}
 
     @classmethod

@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from ..config_checks import at_least, per_element_values
 from ..errors import ConfigError
 from ..registry import register_descriptor
 from .base import Descriptor
+from .constraints import bounded, bounded_raw, softplus_inverse, trainable_names
 from .sna_tables import half_gradient_tables, jacobian_tables, sna_tables, z_terms
 
 
@@ -90,6 +92,10 @@ def _compiled(name: str):
         fn = kernels[name]
         _COMPILED[name] = torch.compile(fn, dynamic=False)
     return _COMPILED[name]
+
+
+BISPECTRUM_TRAINABLE = ("wj", "radelem", "rfac0")
+"""The hyperparameters a :class:`Bispectrum` can learn (its ``trainable`` keyword)."""
 
 
 @dataclass
@@ -150,11 +156,25 @@ class Bispectrum(Descriptor):
             ``sinner``/``dinner``, as LAMMPS does.
         sinner: per-element inner switching centres, Å.
         dinner: per-element inner switching half-widths, Å.
+        trainable: hyperparameters to learn, among ``"wj"``, ``"radelem"``, ``"rfac0"`` (see below).
+        max_cutoff: neighbor-list radius, Å, that learned pair cutoffs stay below.
+        radelem_min: lower bound of learned radii, Å.
 
     ``num_descriptors`` is ``nB`` (times ``nelements³`` with chemflag). All tables are buffers, so
     ``.to(device, dtype)`` moves everything; float64 and float32 both work, on CPU and CUDA.
-    ``Bispectrum(..., trainable=["wj", "radelem", "rfac0"])`` returns a
-    :class:`~mliap_torch.descriptors.trainable.TrainableBispectrum` whose listed values are learned.
+
+    Learned hyperparameters (keyword ``trainable``, names among ``"wj"``, ``"radelem"``, ``"rfac0"``): each is
+    an unconstrained parameter θ (``wj_raw``, ``radelem_raw``, ``rfac0_raw``) mapped to a physical value
+    (:mod:`.constraints`): ``wj = softplus(θ)``, ``rfac0 = sigmoid(θ)``, ``radelem = lo + (hi - lo)·sigmoid(θ)``
+    with ``hi = max_cutoff / (2·rcutfac)``, so every pair cutoff stays below ``max_cutoff``, the neighbor-list
+    radius fixed at construction (``cutoff`` returns it, so neighbor lists built once stay valid).
+    ``max_cutoff`` defaults to 1.05 × the starting largest cutoff, ``radelem_min`` (``lo``) to ``hi/2``,
+    raised if needed so that the smallest cutoff stays above ``rmin0``. Every computation reads the values
+    through one accessor (:meth:`hyperparameter_tables`); ``radelem``, ``wj``, ``rfac0`` and :meth:`settings`
+    give the current values, so model files and the LAMMPS exports describe a plain bispectrum with the
+    learned values, and the θ are left out of the state dict. Gradients with respect to θ need the
+    differentiable reference path (slower): :meth:`forward` takes it while a θ requires grad and grad
+    mode is on.
     """
 
     # buffers registered in __init__ (declared for the type checker; sinner_pair/dinner_pair only with switchinnerflag)
@@ -179,20 +199,19 @@ class Bispectrum(Descriptor):
     z_weight: torch.Tensor
     bzero: torch.Tensor
 
+    # learned hyperparameters, present for the names in ``trainable``
+    wj_raw: nn.Parameter
+    radelem_raw: nn.Parameter
+    rfac0_raw: nn.Parameter
+
     config_schema = BispectrumConfig
-
-    def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
-        if trainable and cls is Bispectrum:
-            from .trainable import TrainableBispectrum
-
-            return super().__new__(TrainableBispectrum)
-        return super().__new__(cls)
 
     def __init__(self, elements: Sequence[str], twojmax: int, rcutfac: float, radelem: Sequence[float],
                  wj: Sequence[float], rfac0: float = 0.99363, rmin0: float = 0.0, switchflag: bool = True,
                  bzeroflag: bool = True, bnormflag: bool = False, wselfallflag: bool = False,
                  chemflag: bool = False, switchinnerflag: bool = False, sinner: Sequence[float] | None = None,
-                 dinner: Sequence[float] | None = None):
+                 dinner: Sequence[float] | None = None, trainable: Sequence[str] | str | None = None,
+                 max_cutoff: float | None = None, radelem_min: float | None = None):
         super().__init__()
         self.elements = [str(e) for e in elements]
         ne = len(self.elements)
@@ -204,9 +223,10 @@ class Bispectrum(Descriptor):
             raise ValueError(f"twojmax must be a non-negative integer, got {twojmax}")
         self.twojmax = int(twojmax)
         self.rcutfac = float(rcutfac)
-        self.radelem = _floats(radelem, ne, "radelem")
-        self.wj = _floats(wj, ne, "wj")
-        self.rfac0 = float(rfac0)
+        self.trainable = trainable_names(trainable, BISPECTRUM_TRAINABLE, "Bispectrum")
+        self._radelem = _floats(radelem, ne, "radelem")
+        self._wj = _floats(wj, ne, "wj")
+        self._rfac0 = float(rfac0)
         self.rmin0 = float(rmin0)
         self.switchflag = bool(switchflag)
         self.bzeroflag = bool(bzeroflag)
@@ -220,11 +240,11 @@ class Bispectrum(Descriptor):
             raise ValueError("switchinnerflag needs sinner and dinner (one value per element)")
         if not self.switchinnerflag and (self.sinner is not None or self.dinner is not None):
             raise ValueError("sinner/dinner are given but switchinnerflag is off (LAMMPS rejects this too)")
-        if self.rcutfac <= 0 or any(r <= 0 for r in self.radelem):
+        if self.rcutfac <= 0 or any(r <= 0 for r in self._radelem):
             raise ValueError("rcutfac and radelem must be positive")
-        if not 0 < self.rfac0 <= 1:
-            raise ValueError(f"rfac0 must be in (0, 1], got {self.rfac0}")
-        if self.rmin0 < 0 or self.rmin0 >= self.rcutfac * 2 * min(self.radelem):
+        if not 0 < self._rfac0 <= 1:
+            raise ValueError(f"rfac0 must be in (0, 1], got {self._rfac0}")
+        if self.rmin0 < 0 or self.rmin0 >= self.rcutfac * 2 * min(self._radelem):
             raise ValueError(f"rmin0 must be in [0, smallest cutoff), got {self.rmin0}")
 
         tables = sna_tables(self.twojmax)
@@ -247,9 +267,9 @@ class Bispectrum(Descriptor):
             self.register_buffer(name, value, persistent=False)
 
         dt = f64 = torch.float64  # tables are exact in float64; ``.to(torch.float32)`` casts them
-        rad = torch.tensor(self.radelem, dtype=f64)
+        rad = torch.tensor(self._radelem, dtype=f64)
         buf("rcut", (self.rcutfac * (rad[:, None] + rad[None, :])).to(dt))
-        buf("wjelem", torch.tensor(self.wj, dtype=dt))
+        buf("wjelem", torch.tensor(self._wj, dtype=dt))
         if self.switchinnerflag:
             s = torch.tensor(self.sinner, dtype=f64)
             d = torch.tensor(self.dinner, dtype=f64)
@@ -283,6 +303,102 @@ class Bispectrum(Descriptor):
         buf("z_weight", torch.as_tensor(tables.z_weight, dtype=dt))
         bz = torch.as_tensor(tables.triples[:, 2] + 1.0, dtype=dt)
         buf("bzero", torch.ones_like(bz) if self.bnormflag else bz)
+        self._learned_parameters(max_cutoff, radelem_min)
+
+    def _learned_parameters(self, max_cutoff: float | None, radelem_min: float | None) -> None:
+        """The θ of the ``trainable`` hyperparameters (float64 parameters) and the bounds of ``radelem``."""
+        start = float(self.rcut.max())
+        self.max_cutoff = float(max_cutoff) if max_cutoff is not None else 1.05 * start
+        hi = self.max_cutoff / (2.0 * self.rcutfac)
+        lo = 0.5 * hi if radelem_min is None else float(radelem_min)
+        if 2.0 * self.rcutfac * lo <= self.rmin0:
+            lo = 0.5 * (self.rmin0 / (2.0 * self.rcutfac) + hi)
+        self.radelem_bounds = (lo, hi)
+        if not self.trainable:
+            return
+        f64 = torch.float64
+        if "wj" in self.trainable:
+            self.wj_raw = nn.Parameter(softplus_inverse(torch.tensor(self._wj, dtype=f64)))
+        if "radelem" in self.trainable:
+            self.radelem_raw = nn.Parameter(bounded_raw(torch.tensor(self._radelem, dtype=f64), lo, hi,
+                                                        "Bispectrum radelem"))
+        elif start > self.max_cutoff:
+            raise ValueError(f"Bispectrum: cutoff {start} exceeds max_cutoff {self.max_cutoff}")
+        if "rfac0" in self.trainable:
+            self.rfac0_raw = nn.Parameter(bounded_raw(torch.tensor([self._rfac0], dtype=f64), 0.0, 1.0,
+                                                      "Bispectrum rfac0"))
+
+    # ------------------------------------------------------------------ hyperparameters
+    def hyperparameters(self) -> dict[str, torch.Tensor]:
+        """Current learned values (differentiable), for the ``trainable`` names only: ``wj`` (nelements,),
+        ``radelem`` (nelements,) Å, ``rfac0`` ()."""
+        out: dict[str, torch.Tensor] = {}
+        if "wj" in self.trainable:
+            out["wj"] = F.softplus(self.wj_raw)
+        if "radelem" in self.trainable:
+            out["radelem"] = bounded(self.radelem_raw, *self.radelem_bounds)
+        if "rfac0" in self.trainable:
+            out["rfac0"] = torch.sigmoid(self.rfac0_raw)[0]
+        return out
+
+    def hyperparameter_tables(self) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
+        """What every computation reads: ``rcut`` (nelements, nelements) pair cutoffs, Å, ``wjelem``
+        (nelements,) weights and ``rfac0``; the fixed tables, or for learned ones the values of their
+        parameters (differentiable with respect to them)."""
+        if not self.trainable:
+            return self.rcut, self.wjelem, self._rfac0
+        h = self.hyperparameters()
+        rcut, wjelem, rfac0 = self.rcut, self.wjelem, self._rfac0
+        if "radelem" in h:
+            rad = h["radelem"].to(rcut.dtype)
+            rcut = self.rcutfac * (rad[:, None] + rad[None, :])
+        if "wj" in h:
+            wjelem = h["wj"].to(wjelem.dtype)
+        return rcut, wjelem, h["rfac0"].to(rcut.dtype) if "rfac0" in h else rfac0
+
+    def _needs_hypergradient(self) -> bool:
+        return torch.is_grad_enabled() and any(getattr(self, f"{n}_raw").requires_grad for n in self.trainable)
+
+    @property
+    def radelem(self) -> list[float]:
+        """Per-element radii (the current values when learned)."""
+        if "radelem" in self.trainable:
+            return [float(v) for v in self.hyperparameters()["radelem"].detach().cpu()]
+        return list(self._radelem)
+
+    @property
+    def wj(self) -> list[float]:
+        """Per-element neighbor weights (the current values when learned)."""
+        if "wj" in self.trainable:
+            return [float(v) for v in self.hyperparameters()["wj"].detach().cpu()]
+        return list(self._wj)
+
+    @property
+    def rfac0(self) -> float:
+        """The angle scale rfac0 (the current value when learned)."""
+        if "rfac0" in self.trainable:
+            return float(self.hyperparameters()["rfac0"].detach())
+        return self._rfac0
+
+    def trainable_settings(self) -> dict[str, Any]:
+        if not self.trainable:
+            return {}
+        return {"trainable": list(self.trainable), "max_cutoff": self.max_cutoff,
+                "radelem_min": self.radelem_bounds[0]}
+
+    # the θ travel as values in settings(), not in the state dict (a plain Bispectrum loads it)
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name in self.trainable:
+            destination.pop(f"{prefix}{name}_raw", None)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        for name in self.trainable:
+            if f"{prefix}{name}_raw" in missing_keys:
+                missing_keys.remove(f"{prefix}{name}_raw")
 
     # ------------------------------------------------------------------ interface
     @classmethod
@@ -316,10 +432,11 @@ class Bispectrum(Descriptor):
 
     @property
     def cutoff(self) -> float:
-        return float(self.rcut.max())
+        return self.max_cutoff if self.trainable else float(self.rcut.max())
 
     def pair_cutoffs(self) -> torch.Tensor:
-        return self.rcut.clone()
+        with torch.no_grad():
+            return self.hyperparameter_tables()[0].clone()
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -339,6 +456,8 @@ class Bispectrum(Descriptor):
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
         """(num_atoms, num_descriptors) bispectrum components, computed in the dtype of the module's tables."""
+        if self._needs_hypergradient():
+            return self.reference_forward(rij, pair_i, pair_j, species, num_atoms)
         if rij.dtype != self.term_coeff.dtype:
             rij = rij.to(self.term_coeff.dtype)
         r, pi, si, sj = self._inside(rij, pair_i, pair_j, species)
@@ -369,7 +488,7 @@ class Bispectrum(Descriptor):
         K = self.num_descriptors
         jt = self._jacobian_tables()
         si_all, sj_all = species[pair_i], species[pair_j]
-        rc = self.rcut[si_all, sj_all]
+        rc = self.hyperparameter_tables()[0][si_all, sj_all]
         r2 = (rij * rij).sum(-1)
         keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
         keep = keep[torch.argsort(pair_i[keep], stable=True)]           # pairs grouped by central atom
@@ -463,8 +582,10 @@ class Bispectrum(Descriptor):
         with torch.enable_grad():
             r = rij.detach().requires_grad_(True)
             frame = self._pair_frame(r, si, sj)
-            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True)[0] if q.requires_grad
-                               else torch.zeros_like(r) for q in frame], dim=1)  # w is constant without switching
+            # w does not depend on r without switching (it may still require grad through learned weights)
+            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True, allow_unused=True,
+                                                   materialize_grads=True)[0] if q.requires_grad
+                               else torch.zeros_like(r) for q in frame], dim=1)
         a_r, a_i, b_r, b_i, w = (q.detach()[:, None] for q in frame)
         c0, cz, c1, c2 = c.unbind(2)                                          # (p, K)
         cot = torch.stack([w * (-a_i * cz - b_r * c1 - b_i * c2), w * (a_r * cz - b_i * c1 + b_r * c2),
@@ -488,7 +609,7 @@ class Bispectrum(Descriptor):
         """Pairs strictly inside their element-pair cutoff (and not coincident), as LAMMPS selects them."""
         si = species[pair_i]
         sj = species[pair_j]
-        rc = self.rcut[si, sj]
+        rc = self.hyperparameter_tables()[0][si, sj]
         r2 = (rij * rij).sum(-1)
         keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
         return rij[keep], pair_i[keep], si[keep], sj[keep]
@@ -516,12 +637,13 @@ class Bispectrum(Descriptor):
             (Re a, Im a, Re b, Im b, weight), each (npairs,).
         """
         x, y, z = rij.unbind(-1)
-        rc = self.rcut[si, sj]
+        rcut, wjelem, rfac0 = self.hyperparameter_tables()
+        rc = rcut[si, sj]
         r = torch.sqrt(x * x + y * y + z * z)
-        theta0 = (r - self.rmin0) * (self.rfac0 * math.pi) / (rc - self.rmin0)
+        theta0 = (r - self.rmin0) * (rfac0 * math.pi) / (rc - self.rmin0)
         z0 = r / torch.tan(theta0)
         r0inv = 1.0 / torch.sqrt(r * r + z0 * z0)
-        weight = self._switch(r, rc, si, sj) * self.wjelem[sj]
+        weight = self._switch(r, rc, si, sj) * wjelem[sj]
         return z0 * r0inv, -z * r0inv, y * r0inv, -x * r0inv, weight
 
     def _u_from_frame(self, ar, ai, br, bi) -> torch.Tensor:

@@ -298,7 +298,7 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
     params = descriptor_parameters(potential)
     if not params:
         raise ValueError("train_bilevel: the descriptor has no trainable parameters "
-                         "(use TrainableBispectrum/TrainableACE with trainable=[...])")
+                         "(build the Bispectrum or ACE with trainable=[...])")
     opt = torch.optim.Adam(params, lr=lr)
     builder = DesignMatrixBuilder(potential, stress=False)
     result = HyperResult()
