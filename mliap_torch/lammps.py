@@ -2,31 +2,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .lammps_binary import BUILD_HINT, lmp_executable
+
 if TYPE_CHECKING:
     import numpy
 
 REQUIRED_PACKAGES = ("ML-SNAP", "ML-IAP", "PYTHON", "PLUGIN", "MANYBODY")
-BUILD_HINT = "build it with `bash scripts/build_lammps.sh` (or run the test command, which builds it)"
-
-
-def lmp_executable() -> Path | None:
-    """The ``lmp`` binary: ``$LAMMPS_LMP``, else the one next to this Python, else on ``PATH``."""
-    if os.environ.get("LAMMPS_LMP"):
-        return Path(os.environ["LAMMPS_LMP"])
-    local = Path(sys.prefix) / "bin" / "lmp"
-    if local.exists():
-        return local
-    found = shutil.which("lmp")
-    return Path(found) if found else None
-
-
 PLUGIN_HINT = "build it with `bash scripts/build_plugin.sh` (or run the test command, which builds it)"
 
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .lammps import BUILD_HINT, lmp_executable
+from .lammps_binary import BUILD_HINT, lmp_executable
 
 
 def mpirun_executable() -> Path | None:

@@ -8,20 +8,21 @@ single clear paragraph instead of a traceback.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..config_checks import at_least as _at_least
 from ..errors import ConfigError
+from ..registry import descriptor_class, head_class, import_plugins, names
 
 if TYPE_CHECKING:
     from ..fitting.options import FitOptions
 
 DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
-HEAD_TYPES = ("linear", "quadratic", "mlp")
 FIT_METHODS = ("exact", "gradient")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -48,27 +49,6 @@ class DataConfig:
     num_workers: int = 0
     group_weights: Any | None = None
     checks: ChecksConfig = field(default_factory=ChecksConfig)
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class BispectrumConfig:
-    type: str = "bispectrum"
-    elements: list | None = None
-    twojmax: int = 6
-    rcutfac: float = 4.1
-    radelem: Any = 0.5
-    wj: Any = 1.0
-    rfac0: float = 0.99363
-    rmin0: float = 0.0
-    switchflag: bool = True
-    bzeroflag: bool = True
-    bnormflag: bool = False
-    wselfallflag: bool = False
-    chemflag: bool = False
-    switchinnerflag: bool = False
-    sinner: Any | None = None
-    dinner: Any | None = None
     options: dict = field(default_factory=dict)
 
 
@@ -170,6 +150,7 @@ class TrainConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     experiment: Any | None = None
+    plugins: list = field(default_factory=list)
 
 
 def _typed(section: str, schema: type, node: Any) -> Any:
@@ -199,28 +180,30 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _check_descriptor(desc: Any) -> dict:
+    """The ``descriptor`` section as a plain dict, checked against its registered class: typed by its
+    ``config_schema`` when it has one, else its keys against the signature of ``__init__``; then its
+    ``check_config`` ranges."""
+    known = " or ".join(names("descriptor"))
     if not isinstance(desc, DictConfig) or "type" not in desc:
-        raise ConfigError("Configuration error in 'descriptor': it needs a 'type' (bispectrum or ace); pick one "
-                          "with descriptor=bispectrum or descriptor=ace.")
+        raise ConfigError(f"Configuration error in 'descriptor': it needs a 'type' ({known}); pick one "
+                          f"with descriptor=<type>.")
     kind = desc["type"]
-    if kind == "bispectrum":
-        from dataclasses import asdict
-        return asdict(_typed("descriptor", BispectrumConfig, desc))
-    if kind == "ace":
+    try:
+        cls = descriptor_class(kind)
+    except ValueError:
+        raise ConfigError(f"Configuration error: 'descriptor.type' is {kind!r}; choose {known}.") from None
+    if cls.config_schema is not None:
+        values = asdict(_typed("descriptor", cls.config_schema, desc))
+    else:
         values = cast(dict[str, Any], OmegaConf.to_container(desc, resolve=True))  # a DictConfig gives a dict
         values.setdefault("options", {})
-        from ..models.io import DESCRIPTOR_TYPES, _resolve
-        try:
-            cls = _resolve(DESCRIPTOR_TYPES, "ace", "descriptor")
-        except ImportError:
-            return values
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(values) - params - {"type", "elements", "options"})
         if unknown:
             raise ConfigError(f"Configuration error in 'descriptor': {unknown} are not parameters of "
                               f"{cls.__name__}; valid: {', '.join(sorted(params))}.")
-        return values
-    raise ConfigError(f"Configuration error: 'descriptor.type' is {kind!r}; choose bispectrum or ace.")
+    cls.check_config(values)
+    return values
 
 
 def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
@@ -238,6 +221,8 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         if section not in cfg:
             raise ConfigError(f"Configuration error: the '{section}' group is missing; choose one, e.g. "
                               f"{section}=<option> (options are the files in mliap_torch/configs/{section}/).")
+    plugins = [str(m) for m in cfg.get("plugins") or []]
+    import_plugins(plugins)
     data = _typed("data", DataConfig, cfg.data)
     model = _typed("model", ModelConfig, cfg.model)
     trainer = _typed("trainer", TrainerConfig, cfg.trainer)
@@ -250,21 +235,23 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         raise ConfigError(f"Configuration error: {str(exc).splitlines()[0]}.") from None
     out = _typed("(top level)", _TopScalars, OmegaConf.create(scalars))
     _choice("data.format", data.format, DATA_FORMATS)
-    _choice("model.head", model.head, HEAD_TYPES)
+    _choice("model.head", model.head, tuple(names("head")))
     _choice("model.fit", model.fit, FIT_METHODS)
     _choice("model.optimizer.name", model.optimizer.name, OPTIMIZERS)
     _choice("model.scheduler.name", model.scheduler.name, SCHEDULERS)
     _choice("dtype", out.dtype, DTYPES)
-    if model.head == "mlp" and model.fit == "exact":
-        raise ConfigError("Configuration error: 'model.fit' is 'exact' but an mlp head has no least-squares "
-                          "solution; use model.fit=gradient.")
-    if model.head == "mlp" and not model.hidden:
-        raise ConfigError("Configuration error: 'model.hidden' is empty; an mlp head needs hidden layer widths, "
-                          "e.g. model.hidden=[64,64].")
+    head = head_class(model.head)
+    if not head.linear_in_parameters and model.fit == "exact":
+        raise ConfigError(f"Configuration error: 'model.fit' is 'exact' but an {model.head} head has no "
+                          "least-squares solution; use model.fit=gradient.")
+    try:
+        head.check_options({"hidden": model.hidden, "activation": model.activation, "linear_term": model.linear_term})
+    except ValueError as exc:
+        raise ConfigError(f"Configuration error: {exc}") from None
     for name, value in (("data.val_fraction", data.val_fraction), ("data.test_fraction", data.test_fraction)):
         if value is not None and not 0.0 <= value < 1.0:
             raise ConfigError(f"Configuration error: '{name}' is {value}; it must be in [0, 1).")
-    _check_ranges(data, descriptor, model, trainer, export, out)
+    _check_ranges(data, model, trainer, export, out)
     fit_options(model, fit)
     if check_paths:
         data.path = _existing_path("data.path", data.path, required=data.format != "builtin")
@@ -279,7 +266,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
                        dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export, fit=fit,
-                       experiment=cfg.get("experiment"))
+                       experiment=cfg.get("experiment"), plugins=plugins)
 
 
 def fit_options(model: ModelConfig, fit: FitConfig) -> FitOptions:
@@ -309,53 +296,6 @@ def fit_options(model: ModelConfig, fit: FitConfig) -> FitOptions:
         raise ConfigError(f"Configuration error: {message.replace(f'fit option {name!r}', repr(key))}.") from None
 
 
-def _at_least(key: str, value: Any, minimum: float, *, strict: bool = False, optional: bool = False) -> None:
-    """ConfigError unless ``value`` ≥ ``minimum`` (> with ``strict``); ``None`` passes when ``optional``."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"Configuration error: '{key}' is {value!r}; it must be a number.")
-    if value < minimum or (strict and value == minimum):
-        bound = f"greater than {minimum}" if strict else f"at least {minimum}"
-        raise ConfigError(f"Configuration error: '{key}' is {value}; it must be {bound}.")
-
-
-def _per_element_values(value: Any) -> list[Any]:
-    """A per-element setting (one number for all elements, or a list) as a list."""
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _check_descriptor_ranges(descriptor: dict) -> None:
-    """Ranges of the descriptor settings that every element set shares (cutoffs, orders, radii)."""
-    if descriptor["type"] == "bispectrum":
-        if not isinstance(descriptor["twojmax"], int) or descriptor["twojmax"] < 0:
-            raise ConfigError(f"Configuration error: 'descriptor.twojmax' is {descriptor['twojmax']!r}; it must be "
-                              "an integer of at least 0 (2·Jmax, e.g. 6 or 8).")
-        _at_least("descriptor.rcutfac", descriptor["rcutfac"], 0.0, strict=True)
-        _at_least("descriptor.rmin0", descriptor["rmin0"], 0.0)
-        _at_least("descriptor.rfac0", descriptor["rfac0"], 0.0, strict=True)
-        if descriptor["rfac0"] > 1.0:
-            raise ConfigError(f"Configuration error: 'descriptor.rfac0' is {descriptor['rfac0']}; it must be in "
-                              "(0, 1] (LAMMPS' default 0.99363).")
-        for value in _per_element_values(descriptor["radelem"]):
-            _at_least("descriptor.radelem", value, 0.0, strict=True)
-        for key in ("sinner", "dinner"):
-            for value in _per_element_values(descriptor.get(key)):
-                _at_least(f"descriptor.{key}", value, 0.0, strict=True, optional=True)
-        return
-    if isinstance(descriptor.get("rcut"), (int, float)):
-        _at_least("descriptor.rcut", descriptor["rcut"], 0.0, strict=True)
-    for key in ("dcut", "r_in", "delta_in"):
-        value = descriptor.get(key)
-        if isinstance(value, (int, float)):
-            _at_least(f"descriptor.{key}", value, 0.0)
-    for key in ("nradmax_by_orders", "lmax_by_orders"):
-        for value in descriptor.get(key) or []:
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"Configuration error: 'descriptor.{key}' is {descriptor[key]!r}; it must be a "
-                                  "list of integers of at least 0 (one per rank).")
-
-
 def _check_accelerator_name(name: str) -> None:
     """The Lightning accelerator ``name`` exists (``gpu`` and ``auto`` included)."""
     from lightning.pytorch.accelerators import AcceleratorRegistry
@@ -381,7 +321,7 @@ def require_accelerator(name: str) -> None:
                           "available on this machine; use trainer=cpu (or trainer.accelerator=auto).")
 
 
-def _check_ranges(data: DataConfig, descriptor: dict, model: ModelConfig, trainer: TrainerConfig,
+def _check_ranges(data: DataConfig, model: ModelConfig, trainer: TrainerConfig,
                   export: ExportConfig, top: _TopScalars) -> None:
     """Out-of-range values become a ConfigError before any data is read."""
     _at_least("data.batch_size", data.batch_size, 1)
@@ -389,7 +329,6 @@ def _check_ranges(data: DataConfig, descriptor: dict, model: ModelConfig, traine
     _at_least("data.num_workers", data.num_workers, 0)
     _at_least("data.checks.min_distance", data.checks.min_distance, 0.0, optional=True)
     _at_least("data.checks.max_pairs_per_atom", data.checks.max_pairs_per_atom, 1, optional=True)
-    _check_descriptor_ranges(descriptor)
     for width in model.hidden:
         _at_least("model.hidden", width, 1)
     for name in ("energy", "forces", "stress"):

@@ -194,9 +194,9 @@ def _manifest(data: bytes, num_configs: int) -> dict[str, Any]:
 
 def _read_cache(file: Path, manifest_file: Path) -> list[Configuration] | None:
     """The configurations of the cache ``file``, checked against ``manifest_file`` (SHA-256, size,
-    count); None when neither file exists; :class:`~mliap_torch.data.cache.CacheEntryError` naming
+    count); None when neither file exists; :class:`~mliap_torch.data.cache_files.CacheEntryError` naming
     ``file`` when they do not agree."""
-    from .cache import CacheEntryError
+    from .cache_files import CacheEntryError
     from .readers.ase_io import read_ase
 
     try:
@@ -228,7 +228,7 @@ def _read_cache(file: Path, manifest_file: Path) -> list[Configuration] | None:
 def _generate_cache(file: Path, manifest_file: Path) -> None:
     """Generate the data set and publish ``file`` (kill point ``builtin.write`` before its rename), then
     its manifest. Call it holding the cache's lock."""
-    from .cache import publish
+    from .cache_files import publish
     from .readers.ase_io import write_extxyz
 
     log.info("generating the built-in data set into %s (about 10 s)", file)
@@ -249,7 +249,7 @@ def builtin_dataset(cache: bool = True) -> list[Configuration]:
     """
     if not cache:
         return generate_builtin()
-    from .cache import read_or_build  # imports torch, which generating the data set does not need
+    from .cache_files import read_or_build
 
     file, manifest_file = builtin_cache_file(), builtin_manifest_file()
 

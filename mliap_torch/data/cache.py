@@ -17,162 +17,50 @@ computed later are stored beside the entry, one file each, in ``<key>.descriptor
 Safe under concurrent readers and writers in several processes:
 
 * A published file is never modified: every file is written to a temporary ``<stem>.tmp<pid>-<token>``
-  beside it and renamed into place (:func:`publish`), so a reader sees the old file or the new one,
+  beside it and renamed into place (:func:`~mliap_torch.data.cache_files.publish`), so a reader sees the old file or the new one,
   never a half-written one, and never meets another process's HDF5 file lock.
-* Writers of an entry hold its lock file ``<stem>.lock`` (:func:`entry_lock`, a ``filelock.FileLock``);
+* Writers of an entry hold its lock file ``<stem>.lock`` (:func:`~mliap_torch.data.cache_files.entry_lock`, a ``filelock.FileLock``);
   a missing or invalid entry is looked at again under the lock before it is built, so concurrent
   builders of one key build it once and the others read it. Temporaries left by a killed writer are
-  removed under the lock. Waiting longer than :data:`LOCK_NOTICE_S` logs one line naming the lock.
+  removed under the lock. Waiting longer than :data:`~mliap_torch.data.cache_files.LOCK_NOTICE_S` logs one line naming the lock.
 * Every array is stored with HDF5 ``fletcher32`` checksums; a read checks them, the layout version,
   the stored key and the counts (configurations, atoms, pairs). A file that fails is a
-  :class:`CacheEntryError`, and :func:`cached_dataset` rebuilds it with a warning naming the file. An
+  :class:`~mliap_torch.data.cache_files.CacheEntryError`, and :func:`cached_dataset` rebuilds it with a warning naming the file. An
   unreadable file for any other reason (permissions, I/O errors) is raised, never deleted or rebuilt.
 
 Default cache folder: ``${MLIAP_TORCH_CACHE:-~/.cache/mliap_torch}/datasets``.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import logging
 import os
-import secrets
 import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import h5py
 import numpy as np
-from filelock import FileLock, Timeout
 
-from ..errors import DataError
-from ..faults import kill_point
 from .batch import ProcessedConfiguration
+from .cache_files import (
+    CacheEntryError,
+    descriptors_folder,
+    entry_lock,
+    publish,
+    read_or_build,
+    remove_stale_temporaries,
+)
 from .configuration import Configuration
 from .dataset import ConfigurationDataset
 
 CACHE_VERSION = 3
 """Bumped whenever the file layout or the processing changes (3: fletcher32 checksums, metadata in a
 checksummed JSON array, strings as JSON, descriptor arrays in files of their own)."""
-
-LOCK_NOTICE_S = 5.0
-"""Seconds of waiting for another process's entry lock after which a line naming the lock is logged."""
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class CacheEntryError(DataError):
-    """A cache file that exists but fails validation: a checksum, the layout version, the stored key or
-    the counts — a corrupt or cut-short file, or another entry's file. Never raised for a file that
-    another process holds open or locked, nor for permission or I/O errors (those are raised as is)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Entries: locks, temporaries, atomic publication (also used by the built-in data cache)
-
-_LOCKS: dict[Path, FileLock] = {}
-
-
-def lock_file(path: str | Path) -> Path:
-    """The lock file of the cache entry ``path``: ``<stem>.lock`` beside it."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.lock")
-
-
-@contextmanager
-def entry_lock(path: str | Path) -> Iterator[None]:
-    """Hold the inter-process lock of the cache entry ``path`` (:func:`lock_file`, a ``filelock.FileLock``).
-
-    Re-entrant within a process (one lock object per entry). After :data:`LOCK_NOTICE_S` seconds of
-    waiting for another process a warning naming the lock file is logged, and the wait goes on.
-    """
-    path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path not in _LOCKS:
-        _LOCKS[path] = FileLock(lock_file(path))
-    lock = _LOCKS[path]
-    try:
-        lock.acquire(timeout=LOCK_NOTICE_S)
-    except Timeout:
-        log.warning("waiting for %s: another process is writing %s", lock.lock_file, path)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def descriptors_folder(path: str | Path) -> Path:
-    """The folder of the descriptor arrays stored with the data-set entry ``path``: ``<stem>.descriptors``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.descriptors")
-
-
-def _temporary(target: Path) -> Path:
-    return target.with_name(f"{target.stem}.tmp{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def remove_stale_temporaries(path: str | Path) -> None:
-    """Delete the temporaries of the entry ``path`` (``<stem>.tmp*`` beside it and in its descriptors
-    folder) left by writers that were killed. Call it holding :func:`entry_lock`: every writer of the
-    entry holds that lock while its temporary exists, so whatever is found belongs to a dead one."""
-    path = Path(path)
-    stale = list(path.parent.glob(f"{glob.escape(path.stem)}.tmp*"))
-    stale += list(descriptors_folder(path).glob("*.tmp*"))
-    for file in stale:
-        file.unlink(missing_ok=True)
-    if stale:
-        log.info("removed %d stale temporary file(s) of %s: %s", len(stale), path, ", ".join(f.name for f in stale))
-
-
-def publish(target: Path, write: Callable[[Path], object], kill_at: str | None = None) -> None:
-    """Create or replace ``target`` atomically: ``write(temporary)`` (``<stem>.tmp<pid>-<token>`` beside
-    it), flush it to disk, then rename it over ``target``. Readers see the old file or the new one,
-    never a partial one, and a published file is never modified in place. ``kill_at`` names the
-    :func:`~mliap_torch.faults.kill_point` between the write and the rename. Call it holding the
-    entry's lock."""
-    tmp = _temporary(target)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        if kill_at is not None:
-            kill_point(kill_at)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_or_build(path: Path, read: Callable[[], T | None], build: Callable[[], T]) -> T:
-    """The entry ``path``: ``read()`` it, or build it once across processes.
-
-    ``read`` returns None when the entry is absent and raises :class:`CacheEntryError` when it is
-    invalid. A valid entry is read without the lock (readers never wait for one another). Otherwise,
-    under :func:`entry_lock`: stale temporaries are removed, the entry is read again (another process
-    may just have built it, while this one waited) and only if it is still absent or invalid —
-    then with a warning naming the file — ``build()`` makes it.
-    """
-    try:
-        found = read()
-    except CacheEntryError:
-        found = None
-    if found is not None:
-        return found
-    with entry_lock(path):
-        remove_stale_temporaries(path)
-        try:
-            found = read()
-        except CacheEntryError as err:
-            warnings.warn(f"{err}; rebuilding it", stacklevel=3)
-            found = None
-        return found if found is not None else build()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -241,7 +129,7 @@ def _get_json(array: np.ndarray) -> Any:
 
 @contextmanager
 def _validating(path: Path) -> Iterator[None]:
-    """Report what a damaged cache file raises as :class:`CacheEntryError` naming ``path``: HDF5 errors
+    """Report what a damaged cache file raises as :class:`~mliap_torch.data.cache_files.CacheEntryError` naming ``path``: HDF5 errors
     that carry no errno (a failed checksum, a truncated file, no HDF5 signature), missing datasets or
     attributes, bad JSON, wrong shapes. OS errors with an errno — no such file, permission denied, I/O
     error, a file locked by another process — are not corruption and pass through unchanged."""
@@ -366,7 +254,7 @@ def _check_counts(data: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
 def _read_dataset(path: Path, key: str | None) -> ConfigurationDataset:
     """Read and validate the data-set file ``path`` (its stored key must be ``key`` unless None).
 
-    Raises FileNotFoundError when absent, :class:`CacheEntryError` when invalid.
+    Raises FileNotFoundError when absent, :class:`~mliap_torch.data.cache_files.CacheEntryError` when invalid.
     """
     with _validating(path):
         with _open(path) as f:
@@ -410,13 +298,13 @@ def load_dataset_file(path: str | Path) -> ConfigurationDataset:
     """Read a data set written by :func:`save_dataset` (no parsing of the original sources).
 
     The file is validated (checksums, layout version, counts); a file that fails raises
-    :class:`CacheEntryError` naming it, a missing one FileNotFoundError.
+    :class:`~mliap_torch.data.cache_files.CacheEntryError` naming it, a missing one FileNotFoundError.
     """
     return _read_dataset(Path(path), None)
 
 
 def _read_entry(path: Path, key: str) -> ConfigurationDataset | None:
-    """The data set of the entry ``path`` with key ``key``; None when absent; :class:`CacheEntryError` when invalid."""
+    """The data set of the entry ``path`` with key ``key``; None when absent; :class:`~mliap_torch.data.cache_files.CacheEntryError` when invalid."""
     try:
         return _read_dataset(path, key)
     except FileNotFoundError:

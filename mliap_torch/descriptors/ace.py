@@ -27,9 +27,13 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from torch import nn
 
+from ..config_checks import at_least
+from ..errors import ConfigError
+from ..registry import register_descriptor
 from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
 from .ace_radial import RadialBasis
 from .base import Descriptor
+from .constraints import bounded, bounded_raw, trainable_names
 from .spherical_harmonics import real_spherical_harmonics
 
 # PACE normalises the spherical harmonics to 4π on the unit sphere (Y_00 = 1).
@@ -42,10 +46,21 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str)
 
 
+ACE_TRAINABLE = ("crad", "rcut")
+"""The hyperparameters an :class:`ACE` can learn (its ``trainable`` keyword)."""
+
+
 def _compact(table: list[list[Any]]) -> Any:
     """A per-pair table as plain data: the scalar when all pairs share it, else the nested list."""
     values = {v for row in table for v in row}
     return next(iter(values)) if len(values) == 1 else [list(row) for row in table]
+
+
+def _save_current_rcut(module: ACE, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any]) -> None:
+    """State-dict hook of an ACE with learned cutoffs: ``radial.rcut`` holds their current values, and θ
+    (``rcut_raw``) is left out, so that a plain ACE rebuilt from :meth:`ACE.settings` loads the state dict."""
+    state_dict.pop(f"{prefix}rcut_raw", None)
+    state_dict[f"{prefix}radial.rcut"] = module.current_rcut().detach().clone()
 
 
 def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
@@ -59,6 +74,7 @@ def _pair_table(value: Any, nelements: int, name: str) -> list[list[Any]]:
     return [[value] * nelements for _ in range(nelements)]
 
 
+@register_descriptor("ace")
 class ACE(Descriptor):
     """PACE B-basis descriptors (any body order) with PACE's radial bases.
 
@@ -85,10 +101,17 @@ class ACE(Descriptor):
             optional ``ms_combs`` (one m per factor) and ``ctildes`` give an explicit complex-harmonic
             coupling ``B = Re Σ c Π A_{l m}`` instead of ``LS`` (C-tilde files, see :mod:`.ace_files`).
         trainable_radial: make ``crad`` an ``nn.Parameter`` (otherwise a buffer).
+        trainable: hyperparameters to learn, among ``"crad"`` and ``"rcut"`` (see below).
+        max_cutoff: neighbor-list radius, Å, the upper bound of learned cutoffs.
+        rcut_min: lower bound of learned cutoffs, Å.
 
-    The keyword ``trainable`` (optional, taken by ``__new__``) names hyperparameters to learn, among ``"crad"`` and
-    ``"rcut"``; when given, the object is a :class:`~.trainable.TrainableACE` (also takes ``max_cutoff``,
-    ``rcut_min``).
+    Learned hyperparameters (keyword ``trainable``): ``"crad"`` (unconstrained, the same as
+    ``trainable_radial``) and ``"rcut"``, every (e_i, e_j) cutoff its own parameter ``rcut_raw`` θ with
+    ``rcut = lo + (max_cutoff - lo)·sigmoid(θ)`` (:mod:`.constraints`); ``max_cutoff`` (default 1.05 × the
+    starting largest cutoff) is the neighbor-list radius ``cutoff`` returns, ``rcut_min`` (``lo``, default
+    half of it, raised above the largest ``r_in`` and ``dcut``) the lower bound. The radial basis reads
+    the cutoffs through :meth:`current_rcut`; :meth:`settings` and the state dict carry the current values
+    (θ is left out), so model files rebuild a plain ACE with the learned cutoffs.
 
     ``crad`` (nelements, nelements, nradmax, lmax+1, nradbase) starts as PACE's "delta"
     initialisation (c_{nlk} = δ_{n k}) and is saved in the state dict. As in pyace, ``nradbase``
@@ -96,25 +119,23 @@ class ACE(Descriptor):
     n > nradbase until ``crad`` is set or trained (pass a larger ``nradbase`` to avoid that).
     """
 
-    type_name = "ace"
     # a buffer or a parameter (trainable_radial), and a buffer registered in __init__
     crad: torch.Tensor
     l_of_lm: torch.Tensor
 
-    def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
-        if trainable and cls is ACE:
-            from .trainable import TrainableACE
-
-            return super().__new__(TrainableACE)
-        return super().__new__(cls)
+    rcut_raw: nn.Parameter  # with "rcut" in trainable
 
     def __init__(self, elements: Sequence[str], nradmax_by_orders: Sequence[int] = (15, 3, 2, 1),
                  lmax_by_orders: Sequence[int] = (0, 3, 2, 1), radial_basis: str | Sequence[Sequence[str]] = "ChebExpCos",
                  radial_parameters: PairValue = 5.25, rcut: PairValue = 5.0, dcut: PairValue = 0.01,
                  r_in: PairValue = 0.0, delta_in: PairValue = 0.0, nradbase: int | None = None,
                  nradmax: int | None = None, lmax: int | None = None,
-                 functions: Sequence[dict[str, Any]] | None = None, trainable_radial: bool = False):
+                 functions: Sequence[dict[str, Any]] | None = None, trainable_radial: bool = False,
+                 trainable: Sequence[str] | str | None = None, max_cutoff: float | None = None,
+                 rcut_min: float | None = None):
         super().__init__()
+        self.trainable = trainable_names(trainable, ACE_TRAINABLE, "ACE")
+        trainable_radial = trainable_radial or "crad" in self.trainable
         self.elements = [str(e) for e in elements]
         if len(set(self.elements)) != len(self.elements) or not self.elements:
             raise ValueError(f"ACE: elements must be a non-empty list of distinct symbols, got {list(elements)}")
@@ -185,6 +206,43 @@ class ACE(Descriptor):
                 self.register_buffer(f"table_{e}_{rank}_column", torch.as_tensor(table.column))
             self._ranks.append(sorted(tables))
         self._a_width = nel * self.nradmax * nlm
+        self._learned_cutoffs(max_cutoff, rcut_min)
+
+    def _learned_cutoffs(self, max_cutoff: float | None, rcut_min: float | None) -> None:
+        """The θ of learned cutoffs (with ``"rcut"`` in ``trainable``) and their bounds."""
+        rcut0 = self.radial.rcut.clone()
+        self.max_cutoff = float(max_cutoff) if max_cutoff is not None else 1.05 * float(rcut0.max())
+        floor = max(float(self.radial.r_in.max()), float(self.radial.dcut.max()))
+        lo = max(0.5 * self.max_cutoff if rcut_min is None else float(rcut_min), floor)
+        self.rcut_bounds = (lo, self.max_cutoff)
+        if "rcut" in self.trainable:
+            self.rcut_raw = nn.Parameter(bounded_raw(rcut0, lo, self.max_cutoff, "ACE rcut"))
+            self.register_state_dict_post_hook(_save_current_rcut)
+        elif self.trainable and float(rcut0.max()) > self.max_cutoff:
+            raise ValueError(f"ACE: cutoff {float(rcut0.max())} exceeds max_cutoff {self.max_cutoff}")
+
+    def current_rcut(self) -> torch.Tensor:
+        """(nelements, nelements) cutoffs, Å: the learned ones (differentiable) or the fixed table."""
+        if "rcut" not in self.trainable:
+            return self.radial.rcut
+        return bounded(self.rcut_raw, *self.rcut_bounds)
+
+    def hyperparameters(self) -> dict[str, torch.Tensor]:
+        """Current learned cutoffs ``rcut`` (nelements, nelements), Å (differentiable), when they are
+        trainable; ``crad`` (many values) is left out."""
+        return {"rcut": self.current_rcut()} if "rcut" in self.trainable else {}
+
+    def trainable_settings(self) -> dict[str, Any]:
+        if not self.trainable:
+            return {}
+        return {"trainable": list(self.trainable), "max_cutoff": self.max_cutoff, "rcut_min": self.rcut_bounds[0]}
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if f"{prefix}rcut_raw" in missing_keys:  # θ travels as the value radial.rcut
+            missing_keys.remove(f"{prefix}rcut_raw")
 
     def _functions_from_spec(self, specs: list[dict[str, Any]]) -> list[list[BFunction]]:
         index = {e: k for k, e in enumerate(self.elements)}
@@ -212,10 +270,10 @@ class ACE(Descriptor):
 
     @property
     def cutoff(self) -> float:
-        return float(self.radial.rcut.max())
+        return self.max_cutoff if self.trainable else float(self.radial.rcut.max())
 
     def pair_cutoffs(self) -> torch.Tensor:
-        return self.radial.rcut.clone()
+        return self.current_rcut().detach().clone()
 
     def function_specifications(self) -> list[dict[str, Any]]:
         """All B functions as PACE-style dicts (``elements`` with the central one first, ``ns``, ``ls``,
@@ -231,6 +289,20 @@ class ACE(Descriptor):
                 out.append(spec)
         return out
 
+    @classmethod
+    def check_config(cls, settings: dict[str, Any]) -> None:
+        if isinstance(settings.get("rcut"), (int, float)):
+            at_least("descriptor.rcut", settings["rcut"], 0.0, strict=True)
+        for key in ("dcut", "r_in", "delta_in"):
+            value = settings.get(key)
+            if isinstance(value, (int, float)):
+                at_least(f"descriptor.{key}", value, 0.0)
+        for key in ("nradmax_by_orders", "lmax_by_orders"):
+            for value in settings.get(key) or []:
+                if not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"Configuration error: 'descriptor.{key}' is {settings[key]!r}; it must be a "
+                                      "list of integers of at least 0 (one per rank).")
+
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "elements": list(self.elements), "nradmax_by_orders": list(self.nradmax_by_orders),
@@ -241,6 +313,9 @@ class ACE(Descriptor):
             # the explicit list makes the rebuild independent of the basis generator's version
             "functions": self.function_specifications(),
         }
+        if "rcut" in self.trainable:
+            rcut = self.current_rcut().detach().cpu().to(torch.float64)
+            out["rcut"] = _compact([[float(v) for v in row] for row in rcut])
         return out
 
     @torch.no_grad()
@@ -275,7 +350,7 @@ class ACE(Descriptor):
         neighbour's element block."""
         nel = len(self.elements)
         r = torch.linalg.vector_norm(rij, dim=1)
-        g = self.radial(r, si, sj)
+        g = self.radial(r, si, sj, self.current_rcut())
         if not any(self._ranks):
             return g, None
         nlm = (self.lmax + 1) ** 2

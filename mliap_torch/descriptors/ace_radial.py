@@ -128,12 +128,16 @@ class RadialBasis(nn.Module):
         for name, value in (("lam", lam), ("rcut", rcut), ("dcut", dcut), ("r_in", r_in), ("delta_in", delta_in)):
             self.register_buffer(name, torch.as_tensor(value, dtype=torch.float64).clone())
 
-    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
-        """(npairs, nradbase) g_k at distances ``r`` (npairs,) Å; exactly zero outside (r_in - δ, r_c)."""
+    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor,
+                rcut: torch.Tensor | None = None) -> torch.Tensor:
+        """(npairs, nradbase) g_k at distances ``r`` (npairs,) Å; exactly zero outside (r_in - δ, r_c).
+
+        ``rcut``: (nelements, nelements) cutoffs r_c, Å, in place of the ``rcut`` buffer (learned cutoffs)."""
         def pair(table: torch.Tensor) -> torch.Tensor:
             return table[species_i, species_j].to(r.dtype)
 
-        rcut, dcut, lam, r_in, delta_in = (pair(t) for t in (self.rcut, self.dcut, self.lam, self.r_in, self.delta_in))
+        table = self.rcut if rcut is None else rcut
+        rcut, dcut, lam, r_in, delta_in = (pair(t) for t in (table, self.dcut, self.lam, self.r_in, self.delta_in))
         inside = (r < rcut) & (r > r_in - delta_in)
         r_safe = torch.where(inside, r, 0.5 * rcut)
         n = self.nradbase

@@ -33,13 +33,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
+from ..config_checks import at_least, per_element_values
+from ..errors import ConfigError
+from ..registry import register_descriptor
 from . import sna_backend
 from .base import Descriptor
+from .constraints import bounded, bounded_raw, softplus_inverse, trainable_names
 from .sna_tables import half_gradient_tables, jacobian_tables, sna_tables, z_terms
 
 
@@ -91,6 +97,45 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
+BISPECTRUM_TRAINABLE = ("wj", "radelem", "rfac0")
+"""The hyperparameters a :class:`Bispectrum` can learn (its ``trainable`` keyword)."""
+
+
+@dataclass
+class BispectrumConfig:
+    """The training configuration's ``descriptor`` section of a bispectrum (keywords of :class:`Bispectrum`;
+    ``radelem``, ``wj``: one value for all elements or one per element; ``options``: extra keywords)."""
+
+    type: str = "bispectrum"
+    elements: list | None = None
+    twojmax: int = 6
+    rcutfac: float = 4.1
+    radelem: Any = 0.5
+    wj: Any = 1.0
+    rfac0: float = 0.99363
+    rmin0: float = 0.0
+    switchflag: bool = True
+    bzeroflag: bool = True
+    bnormflag: bool = False
+    wselfallflag: bool = False
+    chemflag: bool = False
+    switchinnerflag: bool = False
+    sinner: Any | None = None
+    dinner: Any | None = None
+    options: dict = field(default_factory=dict)
+
+
+def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
+    """One number for all ``elements``, or a list with one per element."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * len(elements)
+    values = [float(v) for v in value]
+    if len(values) != len(elements):
+        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
+    return values
+
+
+@register_descriptor("bispectrum")
 class Bispectrum(Descriptor):
     """Bispectrum components B_{j1 j2 j} of every atom, in LAMMPS' order and conventions.
 
@@ -114,14 +159,27 @@ class Bispectrum(Descriptor):
             ``sinner``/``dinner``, as LAMMPS does.
         sinner: per-element inner switching centres, Å.
         dinner: per-element inner switching half-widths, Å.
+        trainable: hyperparameters to learn, among ``"wj"``, ``"radelem"``, ``"rfac0"`` (see below).
+        max_cutoff: neighbor-list radius, Å, that learned pair cutoffs stay below.
+        radelem_min: lower bound of learned radii, Å.
 
     ``num_descriptors`` is ``nB`` (times ``nelements³`` with chemflag). All tables are buffers, so
     ``.to(device, dtype)`` moves everything; float64 and float32 both work, on CPU and CUDA.
-    ``Bispectrum(..., trainable=["wj", "radelem", "rfac0"])`` returns a
-    :class:`~mliap_torch.descriptors.trainable.TrainableBispectrum` whose listed values are learned.
+
+    Learned hyperparameters (keyword ``trainable``, names among ``"wj"``, ``"radelem"``, ``"rfac0"``): each is
+    an unconstrained parameter θ (``wj_raw``, ``radelem_raw``, ``rfac0_raw``) mapped to a physical value
+    (:mod:`.constraints`): ``wj = softplus(θ)``, ``rfac0 = sigmoid(θ)``, ``radelem = lo + (hi - lo)·sigmoid(θ)``
+    with ``hi = max_cutoff / (2·rcutfac)``, so every pair cutoff stays below ``max_cutoff``, the neighbor-list
+    radius fixed at construction (``cutoff`` returns it, so neighbor lists built once stay valid).
+    ``max_cutoff`` defaults to 1.05 × the starting largest cutoff, ``radelem_min`` (``lo``) to ``hi/2``,
+    raised if needed so that the smallest cutoff stays above ``rmin0``. Every computation reads the values
+    through one accessor (:meth:`hyperparameter_tables`); ``radelem``, ``wj``, ``rfac0`` and :meth:`settings`
+    give the current values, so model files and the LAMMPS exports describe a plain bispectrum with the
+    learned values, and the θ are left out of the state dict. Gradients with respect to θ need the
+    differentiable reference path (slower): :meth:`forward` takes it while a θ requires grad and grad
+    mode is on.
     """
 
-    type_name = "bispectrum"
     # buffers registered in __init__ (declared for the type checker; sinner_pair/dinner_pair only with switchinnerflag)
     rcut: torch.Tensor
     wjelem: torch.Tensor
@@ -144,18 +202,19 @@ class Bispectrum(Descriptor):
     z_weight: torch.Tensor
     bzero: torch.Tensor
 
-    def __new__(cls, *args: Any, trainable: Sequence[str] | str | None = None, **kwargs: Any):
-        if trainable and cls is Bispectrum:
-            from .trainable import TrainableBispectrum
+    # learned hyperparameters, present for the names in ``trainable``
+    wj_raw: nn.Parameter
+    radelem_raw: nn.Parameter
+    rfac0_raw: nn.Parameter
 
-            return super().__new__(TrainableBispectrum)
-        return super().__new__(cls)
+    config_schema = BispectrumConfig
 
     def __init__(self, elements: Sequence[str], twojmax: int, rcutfac: float, radelem: Sequence[float],
                  wj: Sequence[float], rfac0: float = 0.99363, rmin0: float = 0.0, switchflag: bool = True,
                  bzeroflag: bool = True, bnormflag: bool = False, wselfallflag: bool = False,
                  chemflag: bool = False, switchinnerflag: bool = False, sinner: Sequence[float] | None = None,
-                 dinner: Sequence[float] | None = None):
+                 dinner: Sequence[float] | None = None, trainable: Sequence[str] | str | None = None,
+                 max_cutoff: float | None = None, radelem_min: float | None = None):
         super().__init__()
         self.elements = [str(e) for e in elements]
         ne = len(self.elements)
@@ -167,9 +226,10 @@ class Bispectrum(Descriptor):
             raise ValueError(f"twojmax must be a non-negative integer, got {twojmax}")
         self.twojmax = int(twojmax)
         self.rcutfac = float(rcutfac)
-        self.radelem = _floats(radelem, ne, "radelem")
-        self.wj = _floats(wj, ne, "wj")
-        self.rfac0 = float(rfac0)
+        self.trainable = trainable_names(trainable, BISPECTRUM_TRAINABLE, "Bispectrum")
+        self._radelem = _floats(radelem, ne, "radelem")
+        self._wj = _floats(wj, ne, "wj")
+        self._rfac0 = float(rfac0)
         self.rmin0 = float(rmin0)
         self.switchflag = bool(switchflag)
         self.bzeroflag = bool(bzeroflag)
@@ -183,11 +243,11 @@ class Bispectrum(Descriptor):
             raise ValueError("switchinnerflag needs sinner and dinner (one value per element)")
         if not self.switchinnerflag and (self.sinner is not None or self.dinner is not None):
             raise ValueError("sinner/dinner are given but switchinnerflag is off (LAMMPS rejects this too)")
-        if self.rcutfac <= 0 or any(r <= 0 for r in self.radelem):
+        if self.rcutfac <= 0 or any(r <= 0 for r in self._radelem):
             raise ValueError("rcutfac and radelem must be positive")
-        if not 0 < self.rfac0 <= 1:
-            raise ValueError(f"rfac0 must be in (0, 1], got {self.rfac0}")
-        if self.rmin0 < 0 or self.rmin0 >= self.rcutfac * 2 * min(self.radelem):
+        if not 0 < self._rfac0 <= 1:
+            raise ValueError(f"rfac0 must be in (0, 1], got {self._rfac0}")
+        if self.rmin0 < 0 or self.rmin0 >= self.rcutfac * 2 * min(self._radelem):
             raise ValueError(f"rmin0 must be in [0, smallest cutoff), got {self.rmin0}")
 
         tables = sna_tables(self.twojmax)
@@ -213,9 +273,9 @@ class Bispectrum(Descriptor):
             self.register_buffer(name, value, persistent=False)
 
         dt = f64 = torch.float64  # tables are exact in float64; ``.to(torch.float32)`` casts them
-        rad = torch.tensor(self.radelem, dtype=f64)
+        rad = torch.tensor(self._radelem, dtype=f64)
         buf("rcut", (self.rcutfac * (rad[:, None] + rad[None, :])).to(dt))
-        buf("wjelem", torch.tensor(self.wj, dtype=dt))
+        buf("wjelem", torch.tensor(self._wj, dtype=dt))
         if self.switchinnerflag:
             s = torch.tensor(self.sinner, dtype=f64)
             d = torch.tensor(self.dinner, dtype=f64)
@@ -249,18 +309,140 @@ class Bispectrum(Descriptor):
         buf("z_weight", torch.as_tensor(tables.z_weight, dtype=dt))
         bz = torch.as_tensor(tables.triples[:, 2] + 1.0, dtype=dt)
         buf("bzero", torch.ones_like(bz) if self.bnormflag else bz)
+        self._learned_parameters(max_cutoff, radelem_min)
+
+    def _learned_parameters(self, max_cutoff: float | None, radelem_min: float | None) -> None:
+        """The θ of the ``trainable`` hyperparameters (float64 parameters) and the bounds of ``radelem``."""
+        start = float(self.rcut.max())
+        self.max_cutoff = float(max_cutoff) if max_cutoff is not None else 1.05 * start
+        hi = self.max_cutoff / (2.0 * self.rcutfac)
+        lo = 0.5 * hi if radelem_min is None else float(radelem_min)
+        if 2.0 * self.rcutfac * lo <= self.rmin0:
+            lo = 0.5 * (self.rmin0 / (2.0 * self.rcutfac) + hi)
+        self.radelem_bounds = (lo, hi)
+        if not self.trainable:
+            return
+        f64 = torch.float64
+        if "wj" in self.trainable:
+            self.wj_raw = nn.Parameter(softplus_inverse(torch.tensor(self._wj, dtype=f64)))
+        if "radelem" in self.trainable:
+            self.radelem_raw = nn.Parameter(bounded_raw(torch.tensor(self._radelem, dtype=f64), lo, hi,
+                                                        "Bispectrum radelem"))
+        elif start > self.max_cutoff:
+            raise ValueError(f"Bispectrum: cutoff {start} exceeds max_cutoff {self.max_cutoff}")
+        if "rfac0" in self.trainable:
+            self.rfac0_raw = nn.Parameter(bounded_raw(torch.tensor([self._rfac0], dtype=f64), 0.0, 1.0,
+                                                      "Bispectrum rfac0"))
+
+    # ------------------------------------------------------------------ hyperparameters
+    def hyperparameters(self) -> dict[str, torch.Tensor]:
+        """Current learned values (differentiable), for the ``trainable`` names only: ``wj`` (nelements,),
+        ``radelem`` (nelements,) Å, ``rfac0`` ()."""
+        out: dict[str, torch.Tensor] = {}
+        if "wj" in self.trainable:
+            out["wj"] = F.softplus(self.wj_raw)
+        if "radelem" in self.trainable:
+            out["radelem"] = bounded(self.radelem_raw, *self.radelem_bounds)
+        if "rfac0" in self.trainable:
+            out["rfac0"] = torch.sigmoid(self.rfac0_raw)[0]
+        return out
+
+    def hyperparameter_tables(self) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor]:
+        """What every computation reads: ``rcut`` (nelements, nelements) pair cutoffs, Å, ``wjelem``
+        (nelements,) weights and ``rfac0``; the fixed tables, or for learned ones the values of their
+        parameters (differentiable with respect to them)."""
+        if not self.trainable:
+            return self.rcut, self.wjelem, self._rfac0
+        h = self.hyperparameters()
+        rcut, wjelem, rfac0 = self.rcut, self.wjelem, self._rfac0
+        if "radelem" in h:
+            rad = h["radelem"].to(rcut.dtype)
+            rcut = self.rcutfac * (rad[:, None] + rad[None, :])
+        if "wj" in h:
+            wjelem = h["wj"].to(wjelem.dtype)
+        return rcut, wjelem, h["rfac0"].to(rcut.dtype) if "rfac0" in h else rfac0
+
+    def _needs_hypergradient(self) -> bool:
+        return torch.is_grad_enabled() and any(getattr(self, f"{n}_raw").requires_grad for n in self.trainable)
+
+    @property
+    def radelem(self) -> list[float]:
+        """Per-element radii (the current values when learned)."""
+        if "radelem" in self.trainable:
+            return [float(v) for v in self.hyperparameters()["radelem"].detach().cpu()]
+        return list(self._radelem)
+
+    @property
+    def wj(self) -> list[float]:
+        """Per-element neighbor weights (the current values when learned)."""
+        if "wj" in self.trainable:
+            return [float(v) for v in self.hyperparameters()["wj"].detach().cpu()]
+        return list(self._wj)
+
+    @property
+    def rfac0(self) -> float:
+        """The angle scale rfac0 (the current value when learned)."""
+        if "rfac0" in self.trainable:
+            return float(self.hyperparameters()["rfac0"].detach())
+        return self._rfac0
+
+    def trainable_settings(self) -> dict[str, Any]:
+        if not self.trainable:
+            return {}
+        return {"trainable": list(self.trainable), "max_cutoff": self.max_cutoff,
+                "radelem_min": self.radelem_bounds[0]}
+
+    # the θ travel as values in settings(), not in the state dict (a plain Bispectrum loads it)
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name in self.trainable:
+            destination.pop(f"{prefix}{name}_raw", None)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        for name in self.trainable:
+            if f"{prefix}{name}_raw" in missing_keys:
+                missing_keys.remove(f"{prefix}{name}_raw")
 
     # ------------------------------------------------------------------ interface
+    @classmethod
+    def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
+        """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
+        s = dict(settings)
+        s["radelem"] = _per_element(s["radelem"], elements, "radelem")
+        s["wj"] = _per_element(s["wj"], elements, "wj")
+        return cls(elements=list(elements), **s)
+
+    @classmethod
+    def check_config(cls, settings: dict[str, Any]) -> None:
+        if not isinstance(settings["twojmax"], int) or settings["twojmax"] < 0:
+            raise ConfigError(f"Configuration error: 'descriptor.twojmax' is {settings['twojmax']!r}; it must be "
+                              "an integer of at least 0 (2·Jmax, e.g. 6 or 8).")
+        at_least("descriptor.rcutfac", settings["rcutfac"], 0.0, strict=True)
+        at_least("descriptor.rmin0", settings["rmin0"], 0.0)
+        at_least("descriptor.rfac0", settings["rfac0"], 0.0, strict=True)
+        if settings["rfac0"] > 1.0:
+            raise ConfigError(f"Configuration error: 'descriptor.rfac0' is {settings['rfac0']}; it must be in "
+                              "(0, 1] (LAMMPS' default 0.99363).")
+        for value in per_element_values(settings["radelem"]):
+            at_least("descriptor.radelem", value, 0.0, strict=True)
+        for key in ("sinner", "dinner"):
+            for value in per_element_values(settings.get(key)):
+                at_least(f"descriptor.{key}", value, 0.0, strict=True, optional=True)
+
     @property
     def num_descriptors(self) -> int:
         return self.num_b * self.num_chem ** 3
 
     @property
     def cutoff(self) -> float:
-        return float(self.rcut.max())
+        return self.max_cutoff if self.trainable else float(self.rcut.max())
 
     def pair_cutoffs(self) -> torch.Tensor:
-        return self.rcut.clone()
+        with torch.no_grad():
+            return self.hyperparameter_tables()[0].clone()
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -280,6 +462,8 @@ class Bispectrum(Descriptor):
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
         """(num_atoms, num_descriptors) bispectrum components, computed in the dtype of the module's tables."""
+        if self._needs_hypergradient():
+            return self.reference_forward(rij, pair_i, pair_j, species, num_atoms)
         if rij.dtype != self.term_coeff.dtype:
             rij = rij.to(self.term_coeff.dtype)
         r, pi, si, sj = self._inside(rij, pair_i, pair_j, species)
@@ -297,7 +481,8 @@ class Bispectrum(Descriptor):
 
         Returns:
             B (num_atoms, K) and dB (npairs, 3, K) with ``dB[p, :, k] = ∂B_k(pair_i[p]) / ∂rij[p]``
-            (zero for pairs outside their cutoff). Without chemflag, ∂B/∂U comes from Z lists as in
+            (zero for pairs outside their cutoff). Through LAMMPS' SNA when available (:mod:`.sna_backend`);
+            otherwise in torch: without chemflag, ∂B/∂U comes from Z lists as in
             ``SNA::compute_dbidrj`` (one pass) and ``∂u = u·ρ(M⁻¹∂M)`` turns it into dB with one small
             matrix product per atom; with chemflag it falls back to K batched backward passes.
         """
@@ -305,14 +490,15 @@ class Bispectrum(Descriptor):
             rij = rij.to(self.term_coeff.dtype)
         num_atoms = int(num_atoms)
         if self._sna_route(rij):
-            return sna_backend.pair_jacobian(self.settings(), self.rcut, rij.detach(), pair_i, pair_j, species, num_atoms)
+            rcut = self.hyperparameter_tables()[0].detach()
+            return sna_backend.pair_jacobian(self.settings(), rcut, rij.detach(), pair_i, pair_j, species, num_atoms)
         if self.chemflag:
             return self._pair_jacobian_autograd(rij, pair_i, pair_j, species, num_atoms)
         nuh, device = self.num_u_half, rij.device
         K = self.num_descriptors
         jt = self._jacobian_tables()
         si_all, sj_all = species[pair_i], species[pair_j]
-        rc = self.rcut[si_all, sj_all]
+        rc = self.hyperparameter_tables()[0][si_all, sj_all]
         r2 = (rij * rij).sum(-1)
         keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
         keep = keep[torch.argsort(pair_i[keep], stable=True)]           # pairs grouped by central atom
@@ -415,8 +601,10 @@ class Bispectrum(Descriptor):
         with torch.enable_grad():
             r = rij.detach().requires_grad_(True)
             frame = self._pair_frame(r, si, sj)
-            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True)[0] if q.requires_grad
-                               else torch.zeros_like(r) for q in frame], dim=1)  # w is constant without switching
+            # w does not depend on r without switching (it may still require grad through learned weights)
+            jac = torch.stack([torch.autograd.grad(q.sum(), r, retain_graph=True, allow_unused=True,
+                                                   materialize_grads=True)[0] if q.requires_grad
+                               else torch.zeros_like(r) for q in frame], dim=1)
         a_r, a_i, b_r, b_i, w = (q.detach()[:, None] for q in frame)
         c0, cz, c1, c2 = c.unbind(2)                                          # (p, K)
         cot = torch.stack([w * (-a_i * cz - b_r * c1 - b_i * c2), w * (a_r * cz - b_i * c1 + b_r * c2),
@@ -440,7 +628,7 @@ class Bispectrum(Descriptor):
         """Pairs strictly inside their element-pair cutoff (and not coincident), as LAMMPS selects them."""
         si = species[pair_i]
         sj = species[pair_j]
-        rc = self.rcut[si, sj]
+        rc = self.hyperparameter_tables()[0][si, sj]
         r2 = (rij * rij).sum(-1)
         keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
         return rij[keep], pair_i[keep], si[keep], sj[keep]
@@ -468,12 +656,13 @@ class Bispectrum(Descriptor):
             (Re a, Im a, Re b, Im b, weight), each (npairs,).
         """
         x, y, z = rij.unbind(-1)
-        rc = self.rcut[si, sj]
+        rcut, wjelem, rfac0 = self.hyperparameter_tables()
+        rc = rcut[si, sj]
         r = torch.sqrt(x * x + y * y + z * z)
-        theta0 = (r - self.rmin0) * (self.rfac0 * math.pi) / (rc - self.rmin0)
+        theta0 = (r - self.rmin0) * (rfac0 * math.pi) / (rc - self.rmin0)
         z0 = r / torch.tan(theta0)
         r0inv = 1.0 / torch.sqrt(r * r + z0 * z0)
-        weight = self._switch(r, rc, si, sj) * self.wjelem[sj]
+        weight = self._switch(r, rc, si, sj) * wjelem[sj]
         return z0 * r0inv, -z * r0inv, y * r0inv, -x * r0inv, weight
 
     def _u_from_frame(self, ar, ai, br, bi) -> torch.Tensor:

@@ -37,6 +37,7 @@ import torch
 
 from ..data.batch import AtomsBatch, collate, process_configuration
 from ..data.configuration import Configuration
+from ..descriptors.base import Descriptor
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential, forces_and_virial_from_pair_gradient, voigt
 from .feature_gradients import feature_gradient_rows
@@ -91,41 +92,14 @@ def fitsnap_stress_target_scale() -> float:
     return -1.0 / BAR
 
 
-def descriptor_and_pair_jacobian(descriptor, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
-                                 species: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Descriptors B (natoms, K) and the per-pair Jacobian dB (npairs, 3, K) = ``∂B_{pair_i[p]}/∂r_p``.
-
-    A descriptor may provide a fast analytic version as a method
-    ``pair_jacobian(rij, pair_i, pair_j, species, num_atoms) -> (B, dB)`` (LAMMPS computes the same
-    quantity in ``compute snap``); otherwise K vector–Jacobian products of ``Σ_i B_i`` are used.
-    """
-    if hasattr(descriptor, "pair_jacobian"):
-        B, dB = descriptor.pair_jacobian(rij, pair_i, pair_j, species, num_atoms)
-        return B.detach(), dB.detach()
-    rij = rij.detach().requires_grad_(True)
-    with torch.enable_grad():
-        B = descriptor(rij, pair_i, pair_j, species, num_atoms)
-        dB = _pair_descriptor_jacobian(B, rij, type(descriptor))
-    return B.detach(), dB
-
-
-_NOT_VMAPPABLE: set[type] = set()
-"""Descriptor classes whose backward cannot run under ``vmap`` (their VJPs are then done one by one)."""
-
-
-def _pair_descriptor_jacobian(B: torch.Tensor, rij: torch.Tensor, kind: type) -> torch.Tensor:
-    """(npairs, 3, K) ``∂B_{i(p)}/∂r_p`` by K (vmap-batched when possible) vector–Jacobian products of ``Σ_i B_i``."""
-    K = B.shape[1]
-    total = B.sum(0)
-    if kind not in _NOT_VMAPPABLE:
-        eye = torch.eye(K, dtype=B.dtype, device=B.device)
-        try:
-            (g,) = torch.autograd.grad(total, rij, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
-            return g.permute(1, 2, 0)
-        except RuntimeError:
-            _NOT_VMAPPABLE.add(kind)
-    g = torch.stack([torch.autograd.grad(total[k], rij, retain_graph=True)[0] for k in range(K)])
-    return g.permute(1, 2, 0)
+def descriptor_and_pair_jacobian(descriptor: Descriptor, rij: torch.Tensor, pair_i: torch.Tensor,
+                                 pair_j: torch.Tensor, species: torch.Tensor, num_atoms: int
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Descriptors B (natoms, K) and the per-pair Jacobian dB (npairs, 3, K) = ``∂B_{pair_i[p]}/∂r_p``, detached:
+    :meth:`~mliap_torch.descriptors.base.Descriptor.pair_jacobian` (analytic where the descriptor has one,
+    LAMMPS' ``compute snap`` quantity; K vector–Jacobian products otherwise)."""
+    B, dB = descriptor.pair_jacobian(rij, pair_i, pair_j, species, num_atoms)
+    return B.detach(), dB.detach()
 
 
 class DesignMatrixBuilder:

@@ -180,7 +180,7 @@ def run_on_processes(fn: Callable, args: tuple, processes: int, *, threads: int 
         rank, exc, trace = _root_cause(workers, done, errors)
         from ..errors import UserError
 
-        if not isinstance(exc, (UserError, RankError)) and hasattr(exc, "add_note"):
+        if not isinstance(exc, (UserError, RankError)):
             exc.add_note(f"(raised on fit process {rank} of {processes}; its traceback:)\n{trace.rstrip()}")
         raise exc
     return value

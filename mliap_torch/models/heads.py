@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
+
+from ..registry import build, register_head
 
 
 def quadratic_features(B: torch.Tensor) -> torch.Tensor:
@@ -25,15 +27,49 @@ def quadratic_features(B: torch.Tensor) -> torch.Tensor:
     return B[:, a] * B[:, b] * scale
 
 
-class LinearHead(nn.Module):
-    """Linear SNAP head: ``E_i = β0[s_i] + β[s_i]·B_i`` (eV)."""
+class Head(nn.Module):
+    """The interface of per-element energy heads ``E_i = head(B_i, s_i)``, eV.
 
-    type_name = "linear"
+    Subclasses implement ``forward(B, species)`` (B: (natoms, K) descriptors, species: (natoms,)
+    element indices → (natoms,) energies, eV) and :meth:`settings`, and are registered with
+    :func:`~mliap_torch.registry.register_head`. A head that is linear in its parameters
+    (``linear_in_parameters``) also implements ``num_features``, ``features``, ``coefficients``
+    and ``set_coefficients``, and can then be fitted exactly by least squares.
+    """
+
+    type_name: str = ""
+    linear_in_parameters: ClassVar[bool] = False
+    """True when the energy is linear in the parameters (an exact least-squares fit solves for them)."""
 
     def __init__(self, num_elements: int, num_descriptors: int):
         super().__init__()
         self.num_elements = num_elements
         self.num_descriptors = num_descriptors
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """ValueError naming the ``model.<key>`` when the training config's head ``options`` (``hidden``,
+        ``activation``, ``linear_term``) cannot build this head; the default accepts any."""
+
+    @classmethod
+    def for_training(cls, num_elements: int, num_descriptors: int, options: dict[str, Any]) -> Head:
+        """A new head from the training config's head ``options`` (see :meth:`check_options`); the default
+        uses none of them."""
+        return cls(num_elements, num_descriptors)
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-like settings from which :func:`mliap_torch.registry.build` rebuilds this head."""
+        return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors}
+
+
+@register_head("linear")
+class LinearHead(Head):
+    """Linear SNAP head: ``E_i = β0[s_i] + β[s_i]·B_i`` (eV)."""
+
+    linear_in_parameters = True
+
+    def __init__(self, num_elements: int, num_descriptors: int):
+        super().__init__(num_elements, num_descriptors)
         self.bias = nn.Parameter(torch.zeros(num_elements, dtype=torch.float64))
         self.weight = nn.Parameter(torch.zeros(num_elements, num_descriptors, dtype=torch.float64))
 
@@ -60,18 +96,15 @@ class LinearHead(nn.Module):
     def _set_feature_coefficients(self, c: torch.Tensor) -> None:
         self.weight.copy_(c)
 
-    def settings(self) -> dict[str, Any]:
-        return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors}
-
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (natoms,) eV from descriptors B (natoms, K) and species (natoms,)."""
         return self.bias[species] + (B * self.weight[species]).sum(-1)
 
 
+@register_head("quadratic")
 class QuadraticHead(LinearHead):
     """Quadratic SNAP head: ``E_i = β0 + β·B_i + ½ Σ_a β_aa B_a² + Σ_{a<b} β_ab B_a B_b``."""
 
-    type_name = "quadratic"
 
     def __init__(self, num_elements: int, num_descriptors: int):
         super().__init__(num_elements, num_descriptors)
@@ -103,7 +136,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "tanh": nn.Tanh, "re
 """The activations of :class:`MLPHead` by name (``linear``: none)."""
 
 
-class MLPHead(nn.Module):
+@register_head("mlp")
+class MLPHead(Head):
     """Per-element multilayer perceptron on standardised descriptors.
 
     ``E_i = offset[s] + MLP_s(x_i) [+ linear[s]·x_i]`` with ``x_i = (B_i - shift) / scale``; ``activation``
@@ -115,7 +149,6 @@ class MLPHead(nn.Module):
     linear model's accuracy and the network learns the rest.
     """
 
-    type_name = "mlp"
     # buffers registered in __init__ (declared for the type checker)
     shift: torch.Tensor
     scale: torch.Tensor
@@ -123,9 +156,7 @@ class MLPHead(nn.Module):
     def __init__(self, num_elements: int, num_descriptors: int, hidden: Sequence[int] = (64, 64),
                  activation: str | Sequence[str] = "silu", linear_term: bool = False,
                  output_activation: str = "linear"):
-        super().__init__()
-        self.num_elements = num_elements
-        self.num_descriptors = num_descriptors
+        super().__init__(num_elements, num_descriptors)
         self.hidden = [int(h) for h in hidden]
         self.activation = activation if isinstance(activation, str) else [str(a) for a in activation]
         self.activations = ([activation] * len(self.hidden) if isinstance(activation, str)
@@ -158,6 +189,16 @@ class MLPHead(nn.Module):
         """The linear layers of ``element``'s network, input to output."""
         return [m for m in cast(nn.Sequential, self.networks[element]) if isinstance(m, nn.Linear)]
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        if not options.get("hidden"):
+            raise ValueError("'model.hidden' is empty; an mlp head needs hidden layer widths, e.g. model.hidden=[64,64].")
+
+    @classmethod
+    def for_training(cls, num_elements: int, num_descriptors: int, options: dict[str, Any]) -> Head:
+        return cls(num_elements, num_descriptors, hidden=options.get("hidden", (64, 64)),
+                   activation=options.get("activation", "silu"), linear_term=bool(options.get("linear_term", False)))
+
     @torch.no_grad()
     def start_from_linear(self, coefficients: torch.Tensor) -> None:
         """Make the head equal a linear model: ``coefficients`` (nelements, 1 + K) are ``[β0, β]`` on the
@@ -180,8 +221,7 @@ class MLPHead(nn.Module):
         self.scale.copy_(torch.where(scale > 1e-12, scale, torch.ones_like(scale)))
 
     def settings(self) -> dict[str, Any]:
-        return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors,
-                "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term,
+        return {**super().settings(), "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term,
                 "output_activation": self.output_activation}
 
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
@@ -195,13 +235,7 @@ class MLPHead(nn.Module):
         return energies
 
 
-HEADS: dict[str, type[nn.Module]] = {c.type_name: c for c in (LinearHead, QuadraticHead, MLPHead)}
-
 
 def head_from_settings(settings: dict[str, Any]) -> nn.Module:
-    """Rebuild a head from :meth:`settings` output."""
-    s = dict(settings)
-    kind = s.pop("type")
-    if kind not in HEADS:
-        raise ValueError(f"unknown head type {kind!r}; known: {sorted(HEADS)}")
-    return HEADS[kind](**s)
+    """Rebuild a head from :meth:`Head.settings` output (any registered head type)."""
+    return build("head", settings)

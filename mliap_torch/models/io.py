@@ -1,44 +1,24 @@
-"""Saving and loading potentials as plain settings + weights (never pickled code)."""
+"""Saving and loading potentials as plain settings + weights (never pickled code).
+
+Each component's settings carry its registered ``type`` (:mod:`mliap_torch.registry`); loading a model
+whose components come from a plugin needs the plugin imported first."""
 from __future__ import annotations
 
-import importlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import torch
-from torch import nn
 
 from ..descriptors.base import Descriptor
 from ..errors import ModelFileError
 from ..files import atomic_path
+from ..registry import build
 from ..safe_load import load_weights_only, refusal_reason
-from .heads import head_from_settings
 from .potential import Potential
 
 FORMAT = "mliap_torch.potential"
 FORMAT_VERSION = 1
-
-DESCRIPTOR_TYPES = {
-    "bispectrum": "mliap_torch.descriptors.bispectrum:Bispectrum",
-    "ace": "mliap_torch.descriptors.ace:ACE",
-}
-REFERENCE_TYPES = {
-    "zbl": "mliap_torch.models.zbl:ZBL",
-}
-
-
-def _resolve(table: dict[str, str], kind: str, what: str) -> type[Any]:
-    if kind not in table:
-        raise ValueError(f"unknown {what} type {kind!r}; known: {sorted(table)}")
-    module, name = table[kind].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _build(table: dict[str, str], settings: dict[str, Any], what: str) -> nn.Module:
-    s = dict(settings)
-    cls = _resolve(table, s.pop("type"), what)
-    return cls(**s)
 
 
 @contextmanager
@@ -59,10 +39,9 @@ def potential_from_settings(settings: dict[str, Any]) -> Potential:
 
 
 def _potential_from_settings(settings: dict[str, Any]) -> Potential:
-    descriptor = cast(Descriptor, _build(DESCRIPTOR_TYPES, settings["descriptor"], "descriptor"))
-    head = head_from_settings(settings["head"])
-    reference = None if settings.get("reference") is None else _build(REFERENCE_TYPES, settings["reference"],
-                                                                       "reference potential")
+    descriptor = cast(Descriptor, build("descriptor", settings["descriptor"]))
+    head = build("head", settings["head"])
+    reference = None if settings.get("reference") is None else build("reference potential", settings["reference"])
     return Potential(descriptor, head, reference)
 
 

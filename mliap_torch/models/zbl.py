@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..registry import register_reference
+
 QQR2E_METAL = 14.399645
 """e²/(4πε0) in eV·Å, as in LAMMPS ``units metal``."""
 PZBL = 0.23
@@ -41,6 +43,7 @@ def _zbl_derivatives(r: float, zi: float, zj: float) -> tuple[float, float, floa
     return phi, dphi, d2phi
 
 
+@register_reference("zbl")
 class ZBL(nn.Module):
     """ZBL pair repulsion with LAMMPS' switching between ``inner`` and ``outer`` (Å).
 
@@ -51,7 +54,7 @@ class ZBL(nn.Module):
         outer: cutoff, Å.
     """
 
-    type_name = "zbl"
+    type_name: str
     # buffers registered in __init__ (declared for the type checker)
     ainv: torch.Tensor
     zze: torch.Tensor

@@ -72,14 +72,9 @@ def descriptor_parameters(potential: Potential) -> list[torch.nn.Parameter]:
 
 
 def current_hyperparameters(potential: Potential) -> dict[str, list[float]]:
-    """Current values of the trainable hyperparameters as plain floats (``crad`` left out: too many)."""
-    desc: Any = potential.descriptor  # the methods of trainable descriptors, checked with hasattr
-    out: dict[str, list[float]] = {}
-    if hasattr(desc, "hyperparameters"):
-        out = {k: [float(x) for x in v.detach().reshape(-1)] for k, v in desc.hyperparameters().items()}
-    if hasattr(desc, "current_rcut") and "rcut" in getattr(desc, "trainable", []):
-        out["rcut"] = [float(x) for x in desc.current_rcut().detach().reshape(-1)]
-    return out
+    """Current values of the learned hyperparameters as plain floats
+    (:meth:`~mliap_torch.descriptors.base.Descriptor.hyperparameters`; ACE's ``crad`` is not among them)."""
+    return {k: [float(x) for x in v.detach().reshape(-1)] for k, v in potential.descriptor.hyperparameters().items()}
 
 
 def make_batches(potential: Potential, configs: Sequence[Configuration], chunk_atoms: int = 500,
@@ -303,7 +298,7 @@ def train_bilevel(potential: Potential, train: Sequence[AtomsBatch], val: Sequen
     params = descriptor_parameters(potential)
     if not params:
         raise ValueError("train_bilevel: the descriptor has no trainable parameters "
-                         "(use TrainableBispectrum/TrainableACE with trainable=[...])")
+                         "(build the Bispectrum or ACE with trainable=[...])")
     opt = torch.optim.Adam(params, lr=lr)
     builder = DesignMatrixBuilder(potential, stress=False)
     result = HyperResult()

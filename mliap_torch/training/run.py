@@ -18,6 +18,7 @@ from ..data.sanity import SanityLimits, sanity_limits
 from ..errors import ConfigError
 from ..faults import kill_point
 from ..files import write_text_atomically
+from ..models.heads import MLPHead
 from ..models.potential import Potential
 from .checkpoints import best_weights, check_resumable, load_checkpoint
 from .datamodule import AtomsDataModule
@@ -104,7 +105,7 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
                     fit = fit_exact(potential, data.train, group_names=data.group_names, options=options)
             timings["exact_fit_design_s"] = fit.timings.get("design", float("nan"))
             timings["exact_fit_solve_s"] = fit.timings.get("solve", float("nan"))
-        elif m.head == "mlp":
+        elif isinstance(potential.head, MLPHead):
             initialize_mlp(potential, data.fit, cfg.data.batch_size)
     timings["initial_fit_s"] = time.perf_counter() - t1
 

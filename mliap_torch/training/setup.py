@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..descriptors.base import Descriptor
-from ..models.heads import LinearHead, MLPHead, QuadraticHead
-from ..models.io import DESCRIPTOR_TYPES, REFERENCE_TYPES, _resolve
+from ..models.heads import LinearHead, MLPHead
 from ..models.potential import Potential
+from ..registry import descriptor_class, head_class, reference_class
 
 
 def data_elements(configs: Sequence[Configuration]) -> list[str]:
@@ -22,28 +22,13 @@ def data_elements(configs: Sequence[Configuration]) -> list[str]:
     return sorted({str(s) for c in configs for s in c.symbols})
 
 
-def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
-    if isinstance(value, (int, float)):
-        return [float(value)] * len(elements)
-    values = [float(v) for v in value]
-    if len(values) != len(elements):
-        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
-    return values
-
-
 def build_descriptor(settings: dict[str, Any], elements: Sequence[str]) -> Descriptor:
-    """A descriptor from the ``descriptor`` config section (``type`` plus keyword arguments).
-
-    Bispectrum ``radelem`` and ``wj`` may be one number for all elements; ``options`` holds extra
-    keyword arguments passed through unchanged.
-    """
+    """A descriptor from the ``descriptor`` config section (the registered ``type`` plus keyword arguments,
+    :meth:`~mliap_torch.descriptors.base.Descriptor.from_config`); ``options`` holds extra keyword arguments
+    passed through unchanged, null values are left out."""
     s = {k: v for k, v in settings.items() if k not in ("type", "elements", "options") and v is not None}
     s.update(settings.get("options") or {})
-    if settings["type"] == "bispectrum":
-        s["radelem"] = _per_element(s["radelem"], elements, "radelem")
-        s["wj"] = _per_element(s["wj"], elements, "wj")
-    cls = _resolve(DESCRIPTOR_TYPES, settings["type"], "descriptor")
-    return cls(elements=list(elements), **s)
+    return descriptor_class(settings["type"]).from_config(elements, s)
 
 
 def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) -> torch.nn.Module | None:
@@ -51,7 +36,7 @@ def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) ->
     if not settings:
         return None
     s = dict(settings)
-    cls = _resolve(REFERENCE_TYPES, s.pop("type"), "reference potential")
+    cls = reference_class(s.pop("type"))
     params = inspect.signature(cls.__init__).parameters
     if "elements" in params and "elements" not in s:
         s["elements"] = list(elements)
@@ -64,17 +49,11 @@ def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) ->
 def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[str], hidden: Sequence[int] = (),
                     activation: str = "silu", reference: dict[str, Any] | None = None,
                     linear_term: bool = False) -> Potential:
-    """Descriptor + ``head`` (linear, quadratic, mlp; ``linear_term``: an MLP with a linear part) +
-    optional reference, in float64."""
+    """Descriptor + ``head`` (a registered head type: linear, quadratic, mlp, ...; ``hidden``, ``activation``
+    and ``linear_term`` go to :meth:`~mliap_torch.models.heads.Head.for_training`) + optional reference, in float64."""
     desc = build_descriptor(descriptor, elements)
-    nel, K = len(elements), desc.num_descriptors
-    h: torch.nn.Module
-    if head == "linear":
-        h = LinearHead(nel, K)
-    elif head == "quadratic":
-        h = QuadraticHead(nel, K)
-    else:
-        h = MLPHead(nel, K, hidden=hidden, activation=activation, linear_term=linear_term)
+    options = {"hidden": list(hidden), "activation": activation, "linear_term": linear_term}
+    h = head_class(head).for_training(len(elements), desc.num_descriptors, options)
     return Potential(desc, h, build_reference(reference, elements)).to(torch.float64)
 
 
