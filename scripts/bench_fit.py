@@ -114,17 +114,16 @@ def run(which: str, chunk_atoms: int, device: str = "cpu", failures: list[str] |
 
 def compute_snap_block(args: tuple) -> float:
     """Seconds of ``compute snap`` over a block of configurations in one LAMMPS (one FitSNAP rank's work)."""
-    from bench_jacobian import compute_snap_command, load_structure
+    from bench_jacobian import load_structure
     from mliap_torch.lammps import start
 
-    descriptor, configs = args
+    command, elements, cutoff, configs = args
     torch.set_num_threads(1)
     lmp = start()
     t0 = time.perf_counter()
     for config in configs:
-        load_structure(lmp, descriptor.elements, config.cell, config.positions, list(config.symbols),
-                       descriptor.cutoff)
-        lmp.commands_list([compute_snap_command(descriptor), "thermo_style custom step pe c_desc[1][1]", "run 0"])
+        load_structure(lmp, elements, config.cell, config.positions, list(config.symbols), cutoff)
+        lmp.commands_list([command, "thermo_style custom step pe c_desc[1][1]", "run 0"])
     seconds = time.perf_counter() - t0
     lmp.close()
     return seconds
@@ -134,8 +133,12 @@ def compute_snap_stage(descriptor, configurations: list, ranks: int) -> float:
     """Wall seconds of ``compute snap`` over ``configurations`` split into ``ranks`` contiguous blocks run at once."""
     import multiprocessing
 
+    from bench_jacobian import compute_snap_command
+
+    command = compute_snap_command(descriptor)
     bounds = np.linspace(0, len(configurations), ranks + 1).round().astype(int)
-    blocks = [(descriptor, configurations[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    blocks = [(command, list(descriptor.elements), float(descriptor.cutoff), configurations[a:b])
+              for a, b in zip(bounds[:-1], bounds[1:])]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(ranks) as pool:
         pool.map(compute_snap_block, blocks)
