@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, cast
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..data.formats import TRAINING_FORMATS
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..fitting.options import FitOptions
 
-DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
+DATA_FORMATS = TRAINING_FORMATS
 HEAD_TYPES = ("linear", "quadratic", "mlp")
 FIT_METHODS = ("exact", "gradient")
 OPTIMIZERS = ("adam", "adamw", "sgd")
