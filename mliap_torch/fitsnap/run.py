@@ -39,6 +39,9 @@ def run_fitsnap(input_file: str | Path, output: str | Path = ".", *, data_path: 
         data_path: the folder of group folders instead of ``[PATH] dataPath``.
         progress: progress bar of the descriptor stage (None: when stderr is a terminal).
 
+    Design rows are spilled to a temporary folder for the metrics pass (``keep_rows="disk"``), so memory
+    stays at one chunk of rows plus the R factor however large the data set.
+
     Raises:
         DataError: a missing or unreadable input, an unknown or unsupported section, key or value, or
             bad data; the message names the file, the section and the key.
@@ -54,7 +57,7 @@ def run_fitsnap(input_file: str | Path, output: str | Path = ".", *, data_path: 
     except (ValueError, OSError) as exc:
         raise DataError(str(exc)) from None
     t1 = time.perf_counter()
-    result = setup.fit(progress=progress)
+    result = setup.fit(progress=progress, keep_rows="disk")
     t2 = time.perf_counter()
     files = write_outputs(setup.potential, result.metrics, setup.settings, output)
     t3 = time.perf_counter()
