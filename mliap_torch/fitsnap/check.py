@@ -12,9 +12,9 @@ from typing import Any
 
 from ..data.readers._common import located
 from .ace import ENUMERATION_KEYS, MODEL_KEYS
-from .input import GROUP_SETTINGS
 
-#: keys honoured per section (``None``: any key; ``[ESHIFT]`` keys are element symbols, checked by the parser)
+#: keys honoured per section; ``None``: the parser checks the keys (``[ESHIFT]``: element symbols;
+#: ``[GROUPS]``: group rows and sampling settings); ``[REFERENCE]`` also takes ``pair_coeff*`` keys
 SECTION_KEYS: dict[str, frozenset[str] | None] = {
     "BISPECTRUM": frozenset({"numTypes", "twojmax", "rcutfac", "rfac0", "rmin0", "wj", "radelem", "type",
                              "wselfallflag", "chemflag", "bzeroflag", "quadraticflag", "bnormflag", "switchflag"}),
@@ -26,7 +26,7 @@ SECTION_KEYS: dict[str, frozenset[str] | None] = {
     "SCRAPER": frozenset({"scraper"}),
     "PATH": frozenset({"dataPath"}),
     "OUTFILE": frozenset({"metrics", "potential", "output_style", "metrics_style"}),
-    "REFERENCE": None,
+    "REFERENCE": frozenset({"units", "atom_style", "pair_style"}),
     "GROUPS": None,
     "EXTRAS": frozenset({"dump_descriptors", "dump_truth", "dump_weights", "dump_dataframe", "only_test"}),
     "MEMORY": frozenset({"override"}),
@@ -76,21 +76,24 @@ def check_settings(settings: dict[str, Any], path: str | Path) -> None:
             raise located(path, f"section {section}", None,
                           f"unknown or unsupported section; supported: {', '.join(SECTION_KEYS)}")
         known = SECTION_KEYS[section]
-        if section == "GROUPS":
-            known = frozenset(GROUP_SETTINGS + ("groups",))
-        elif section == "REFERENCE":
-            known = frozenset(k for k in values if k in ("units", "atom_style", "pair_style")
-                              or k.startswith("pair_coeff"))
-        unknown = sorted(set(values) - known - {"data_path"}) if known is not None else []
+        if known is None:
+            continue
+        unknown = sorted(k for k in values if k not in known and k != "data_path"
+                         and not (section == "REFERENCE" and k.startswith("pair_coeff")))
         if unknown:
             raise located(path, f"section {section}", unknown[0],
-                          f"unknown or unsupported key; supported keys of [{section}]: {', '.join(sorted(known or []))}")
+                          f"unknown or unsupported key; supported keys of [{section}]: {', '.join(sorted(known))}")
     for (section, key), (allowed, default) in SUPPORTED_VALUES.items():
         value = _value(settings, section, key, default)
         if value not in allowed:
             raise located(path, f"section {section}", key, f"{value!r} is not supported (supported: {', '.join(allowed)})")
-    if float(settings.get("GROUPS", {}).get("boltz", 0)) != 0:
+    groups = settings.get("GROUPS", {})
+    if float(groups.get("boltz", 0)) != 0:
         raise located(path, "section GROUPS", "boltz", "Boltzmann weighting of energies is not supported (use 0)")
+    for spec in groups.get("groups", []):
+        if spec.extra:
+            raise located(path, "section GROUPS", "group_sections", f"column(s) {sorted(spec.extra)} are not "
+                          "supported (name, training_size or size, testing_size, eweight, fweight, vweight)")
     descriptor = next((s for s in DESCRIPTOR_STYLES if s in settings), None)
     if descriptor is not None:
         calculator, output = DESCRIPTOR_STYLES[descriptor]
