@@ -28,11 +28,16 @@ def read_fitsnap_data(input_path: str | Path, **options: Any) -> list[Configurat
     if "PATH" not in settings or "data_path" not in settings["PATH"]:
         raise DataError(f"{input_path} field 'dataPath': [PATH] dataPath is missing")
     specs = settings["GROUPS"]["groups"] if "GROUPS" in settings else None
-    configs = read_fitsnap_json(settings["PATH"]["data_path"], groups=[s.name for s in specs] if specs else None,
-                                **options)
-    if settings.get("ESHIFT"):
-        configs = apply_energy_shift(configs, settings["ESHIFT"])
+    configs = _read_groups(settings, settings["PATH"]["data_path"], [s.name for s in specs] if specs else None,
+                           **options)
     return assign_group_weights(configs, specs) if specs else configs
+
+
+def _read_groups(settings: dict[str, Any], data_path: str | Path, groups: list[str] | None,
+                 **options: Any) -> list[Configuration]:
+    """The JSON data of ``groups`` (all groups: None) under ``data_path``, ``[ESHIFT]`` applied."""
+    configs = read_fitsnap_json(data_path, groups=groups, **options)
+    return apply_energy_shift(configs, settings["ESHIFT"]) if settings.get("ESHIFT") else configs
 
 
 def read_fitsnap_split(settings: dict[str, Any], input_file: str | Path, data_order: str | Sequence[str] = "sorted",
@@ -55,9 +60,7 @@ def read_fitsnap_split(settings: dict[str, Any], input_file: str | Path, data_or
         if not Path(data_path).is_dir():
             raise located(input_file, "section PATH", "dataPath", f"the data folder {data_path} does not exist "
                           "(a relative dataPath is taken from the input file's folder, as FitSNAP does)")
-    configs = read_fitsnap_json(data_path, groups=names, order=data_order)
-    if settings.get("ESHIFT"):
-        configs = apply_energy_shift(configs, settings["ESHIFT"])
+    configs = _read_groups(settings, data_path, names, order=data_order)
     split = make_split(configs, specs, random_sampling=bool(groups.get("random_sampling", 0)),
                        seed=int(groups.get("random_seed", 0)), smartweights=bool(groups.get("smartweights", 0)))
     train, test = split.apply(configs)
