@@ -67,7 +67,9 @@ def test_fitsnap_command_reproduces_fitsnap_ta_linear(tmp_path: Path) -> None:
     """The Ta example run from another folder: FitSNAP's file names, coefficients and metrics."""
     proc = run_cli(["fitsnap", str(TA / "Ta-example.in")], module=CLI, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Ta_metrics.md", "Ta_pot.snapcoeff", "Ta_pot.snapparam"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Ta_metrics.md", "Ta_pot.mod", "Ta_pot.snapcoeff",
+                                                         "Ta_pot.snapparam"]
+    assert "pair_style hybrid/overlay zbl 4.0 4.8 snap" in (tmp_path / "Ta_pot.mod").read_text()
     ours, ref = (snapcoeff_values(folder / "Ta_pot.snapcoeff") for folder in (tmp_path, TA / "reference"))
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=0)

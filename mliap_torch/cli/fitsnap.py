@@ -1,7 +1,8 @@
 """``mliap_torch fitsnap INPUT.in``: run a FitSNAP input file as it is and write FitSNAP's output files.
 
-The output files (``<potential>.snapcoeff``, ``<potential>.snapparam``, ``<metrics>``, names from the
-input's ``[OUTFILE]`` section) go into the current folder, as FitSNAP's, or into ``--output DIR``.
+The output files (``<potential>.snapcoeff``, ``<potential>.snapparam``, ``<potential>.mod``, ``<metrics>``,
+names from the input's ``[OUTFILE]`` section) go into the current folder, as FitSNAP's, or into
+``--output DIR``.
 A missing or bad input (unknown section or key, a setting the exact fit does not reproduce, bad data)
 prints one paragraph naming the file, the section and the key, and exits with status 2.
 """

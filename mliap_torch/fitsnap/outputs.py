@@ -1,9 +1,10 @@
 """FitSNAP's output files of a fit, named by the input's ``[OUTFILE]`` section.
 
 - ``<potential>.snapcoeff`` and ``<potential>.snapparam`` (``[BISPECTRUM]`` inputs): LAMMPS
-  ``pair_style snap`` files of the fitted SNAP part (:func:`~mliap_torch.export.snap_files.write_snap`;
-  coefficients as shortest round-trip decimals). The ZBL reference is not in them, as in FitSNAP's:
-  LAMMPS overlays it (``pair_style hybrid/overlay zbl inner outer snap``).
+  ``pair_style snap`` files of the fitted SNAP part (coefficients as shortest round-trip decimals).
+  The ZBL reference is not in them, as in FitSNAP's; ``<potential>.mod``, FitSNAP's LAMMPS include
+  file, overlays it (``pair_style hybrid/overlay zbl inner outer snap`` and the ``pair_coeff`` lines).
+  All three come from the ``snap`` route of :func:`~mliap_torch.export.lammps_export.export_lammps`.
 - ``<potential>.pt`` (``[ACE]`` inputs): the fitted potential as a mliap_torch model file
   (FitSNAP writes ``.yace``/``.acecoeff`` files of its own basis here).
 - ``<metrics>`` (default ``fitsnap_metrics``): FitSNAP's Markdown metrics table, one row per
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..export.snap_files import write_snap
+from ..export.lammps_export import export_lammps
 from ..fitting.metrics import MetricsTable
 from ..models.potential import Potential
 
@@ -60,7 +61,7 @@ def write_outputs(potential: Potential, table: MetricsTable, settings: dict[str,
     """Write the fitted ``potential`` and its metrics ``table`` into ``folder`` under the ``[OUTFILE]`` names.
 
     Returns:
-        the written paths: ``.snapcoeff``, ``.snapparam`` (or ``.pt``), then the metrics file.
+        the written paths: ``.snapcoeff``, ``.snapparam``, ``.mod`` (or ``.pt``), then the metrics file.
     """
     from ..descriptors.bispectrum import Bispectrum
     from ..models.io import save
@@ -69,7 +70,8 @@ def write_outputs(potential: Potential, table: MetricsTable, settings: dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     prefix, metrics = outfile_names(settings)
     if isinstance(potential.descriptor, Bispectrum):
-        written = list(write_snap(Potential(potential.descriptor, potential.head), folder / prefix))
+        route = export_lammps(potential, folder, name=prefix, routes=("snap",)).routes["snap"]
+        written = [*route.files, route.include_file.replace(folder / f"{prefix}.mod")]
     else:
         written = [save(potential, folder / f"{prefix}.pt", {"source": "mliap_torch fitsnap"})]
     metrics_path = folder / metrics
