@@ -11,7 +11,7 @@ Fits (each reads the FitSNAP input through ``fitsnap_setup``: data, group weight
 - (d) FitSNAP's exact 141 functions of the RIDGE fit, Ta_PACE_RIDGE settings. FitSNAP wrote no
   coupling file there; its ``Ta_pot.yace`` holds each function's couplings times the fitted
   coefficient, so dividing by ``Ta_pot.acecoeff`` recovers the descriptors
-  (:func:`~mliap_torch.fitting.fitsnap_ace.fitsnap_basis_from_potential`).
+  (:func:`~mliap_torch.fitsnap.ace.fitsnap_basis_from_potential`).
 
 For (c) and (d) the table also evaluates FitSNAP's own coefficients on our design rows (a check of
 the descriptors independent of the fit). Prints one Markdown table: functions, *ALL unweighted
@@ -36,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from mliap_torch.descriptors.ace import ACE  # noqa: E402
 from mliap_torch.descriptors.ace_files import ace_from_yace, read_acecoeff  # noqa: E402
-from mliap_torch.fitting.exact_fit import FitResult, FitSNAPSetup, fitsnap_setup  # noqa: E402
-from mliap_torch.fitting.fitsnap_ace import fitsnap_basis_from_potential  # noqa: E402
+from mliap_torch.fitsnap.ace import fitsnap_basis_from_potential  # noqa: E402
+from mliap_torch.fitsnap.setup import FitSNAPSetup, fitsnap_setup  # noqa: E402
+from mliap_torch.fitting.exact_fit import FitResult  # noqa: E402
 from mliap_torch.fitting.metrics import ALL, read_fitsnap_metrics, row_metrics  # noqa: E402
 from mliap_torch.models.heads import LinearHead  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402

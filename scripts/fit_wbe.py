@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mliap_torch.fitting.exact_fit import fitsnap_setup  # noqa: E402
+from mliap_torch.fitsnap.setup import fitsnap_setup  # noqa: E402
 from mliap_torch.fitting.metrics import read_fitsnap_metrics  # noqa: E402
 
 DATA = Path(os.environ.get("MLIAP_TORCH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "fitsnap" / "WBe_PRB2019"

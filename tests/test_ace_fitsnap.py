@@ -9,7 +9,7 @@ Tolerance: 2e-5 relative (the printed digits), or 1e-7 absolute for errors that 
 round-off (perfect-lattice forces, ~1e-8) or spline-limited (LAMMPS tabulates the radial functions
 with deltaSplineBins = 1e-3; the largest deviation seen is 1.5e-6 eV/Å on an RMSE of 0.11).
 
-Fitting (``fitsnap_setup`` with ``[ACE]``, :mod:`mliap_torch.fitting.fitsnap_ace`): FitSNAP's own 68
+Fitting (``fitsnap_setup`` with ``[ACE]``, :mod:`mliap_torch.fitsnap.ace`): FitSNAP's own 68
 functions fitted with FitSNAP's weights, ZBL and SVD solver give FitSNAP's coefficients and metrics;
 the basis generated from an ``[ACE]`` section spans FitSNAP's functions (reference: the ``.yace``
 files); ``[SOLVER] RIDGE`` is sklearn's ridge on the weighted rows, as in FitSNAP.
@@ -24,12 +24,12 @@ import pytest
 import torch
 
 from mliap_torch.data.batch import make_batch
-from mliap_torch.data.readers import read_fitsnap_data
-from mliap_torch.data.readers.fitsnap_input import read_fitsnap_input
 from mliap_torch.data.readers.fitsnap_json import read_fitsnap_json
 from mliap_torch.descriptors.ace_files import ace_from_yace, read_acecoeff
-from mliap_torch.fitting.exact_fit import fitsnap_setup, fitsnap_solver
-from mliap_torch.fitting.fitsnap_ace import ace_from_fitsnap, fitsnap_basis_from_potential
+from mliap_torch.fitsnap.ace import ace_from_fitsnap, fitsnap_basis_from_potential
+from mliap_torch.fitsnap.data import read_fitsnap_data
+from mliap_torch.fitsnap.input import read_fitsnap_input
+from mliap_torch.fitsnap.setup import fitsnap_setup, fitsnap_solver
 from mliap_torch.fitting.metrics import read_fitsnap_metrics
 from mliap_torch.fitting.solvers import lstsq
 from mliap_torch.models.heads import LinearHead

@@ -30,7 +30,7 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.data.dataset import ConfigurationDataset
 from mliap_torch.data.readers import read_ase, write_extxyz
 
-ELEMENTS, CUTOFF, SETTINGS = ["Cu", "Ni"], 4.0, {"reader": "ase"}
+ELEMENTS, CUTOFF, SETTINGS = ["Cu", "Ni"], 4.0, {"reader": "extxyz"}
 
 
 def digest(dataset) -> str:

@@ -108,18 +108,18 @@ def _same_dataset(a: ConfigurationDataset, b: ConfigurationDataset) -> None:
 def test_cache_hit_skips_parsing_and_changes_invalidate(emt_file: Path, tmp_path: Path) -> None:
     reader = CountingReader(emt_file)
     where = tmp_path / "cache"
-    first = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "ase"}, directory=where)
-    second = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "ase"}, directory=where)
+    first = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "extxyz"}, directory=where)
+    second = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "extxyz"}, directory=where)
     assert reader.calls == 1 and second.cache_path == first.cache_path
     _same_dataset(first, second)
-    cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.5, {"reader": "ase"}, directory=where)
+    cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.5, {"reader": "extxyz"}, directory=where)
     assert reader.calls == 2, "a new cutoff is a new entry"
     cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "ase", "index": "0:3"}, directory=where)
     assert reader.calls == 3, "new reader options are a new entry"
     configs = read_ase(emt_file)
     configs[0].energy += 1.0
     write_extxyz(configs, emt_file)
-    changed = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "ase"}, directory=where)
+    changed = cached_dataset([emt_file], reader, ["Cu", "Ni"], 4.0, {"reader": "extxyz"}, directory=where)
     assert reader.calls == 4 and changed.configurations[0].energy == configs[0].energy
     assert len(list(where.glob("*.h5"))) == 4
 

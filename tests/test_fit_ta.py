@@ -23,8 +23,8 @@ import torch
 
 from conftest import SHARED_DATA
 from mliap_torch.data.batch import make_batch
+from mliap_torch.fitsnap.setup import FitSNAPSetup, fitsnap_setup
 from mliap_torch.fitting.design import DesignMatrixBuilder, DesignRows, fitsnap_stress_target_scale
-from mliap_torch.fitting.exact_fit import FitSNAPSetup, fitsnap_setup
 from mliap_torch.fitting.metrics import read_fitsnap_metrics
 
 pytestmark = pytest.mark.shared_data

@@ -266,8 +266,20 @@ def test_read_ase_named_keys_and_db(tmp_path: Path) -> None:
 
 def test_detect_format(shared_data: Path, tmp_path: Path) -> None:
     assert detect_format(shared_data / "mlearn/Mo/test.json") == "mlearn"
-    assert detect_format(shared_data / TA / "JSON") == "fitsnap"
-    assert detect_format(shared_data / TA / "JSON/Surface/100_surface_relax.json") == "fitsnap"
-    assert detect_format(shared_data / TA / "Ta-example.in") == "fitsnap-input"
-    assert detect_format(tmp_path / "x.extxyz") == "ase" and detect_format("builtin") == "builtin"
+    assert detect_format(shared_data / TA / "JSON") == "fitsnap_json"
+    assert detect_format(shared_data / TA / "JSON/Surface/100_surface_relax.json") == "fitsnap_json"
+    assert detect_format(shared_data / TA / "Ta-example.in") == "fitsnap_input"
+    assert detect_format(tmp_path / "x.extxyz") == "extxyz" and detect_format("builtin") == "builtin"
     assert len(read_dataset(shared_data / "mlearn/Mo/test.json")) == 23
+
+
+def test_one_format_vocabulary_for_readers_and_training() -> None:
+    """The training config's ``data.format`` values are reader format names; earlier reader names still read."""
+    from mliap_torch.cli.schema import DATA_FORMATS
+    from mliap_torch.cli.train import CONFIG_DIR
+    from mliap_torch.data.formats import FORMATS, OLD_NAMES, canonical_format
+
+    assert set(DATA_FORMATS) <= set(FORMATS)
+    for option in (CONFIG_DIR / "data").glob("*.yaml"):
+        assert f"format: {option.stem}\n" in option.read_text(), option
+    assert {canonical_format(old) for old in OLD_NAMES} == {"fitsnap_json", "fitsnap_input", "extxyz"}

@@ -11,6 +11,8 @@ commands:
            mliap_torch train model=snap_quadratic data=mlearn data.element=Ni trainer.max_epochs=200
            (mliap_torch train --help lists the config groups)
   export   write a trained model for LAMMPS (mliap_torch export --help)
+  fitsnap  run a FitSNAP input file as it is and write FitSNAP's output files, e.g.
+           mliap_torch fitsnap Ta-example.in  (mliap_torch fitsnap --help)
 """
 
 
@@ -26,7 +28,13 @@ def _export(argv: list[str]) -> None:
     sys.exit(export_main(argv))
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train, "export": _export}
+def _fitsnap(argv: list[str]) -> None:
+    from .fitsnap import main as fitsnap_main
+
+    sys.exit(fitsnap_main(argv))
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train, "export": _export, "fitsnap": _fitsnap}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,13 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config_checks import at_least as _at_least
+from ..data.formats import TRAINING_FORMATS
 from ..errors import ConfigError
 from ..registry import descriptor_class, head_class, import_plugins, names
 
 if TYPE_CHECKING:
     from ..fitting.options import FitOptions
 
-DATA_FORMATS = ("builtin", "fitsnap_json", "mlearn", "extxyz")
+DATA_FORMATS = TRAINING_FORMATS
 FIT_METHODS = ("exact", "gradient")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "none")

@@ -355,7 +355,7 @@ def load_dataset(path: str | Path, elements: Sequence[str], cutoff: float, forma
 
     sources = [] if str(path) == "builtin" else [path]
     if str(path) != "builtin" and Path(path).suffix == ".in":
-        from .readers import read_fitsnap_input
+        from ..fitsnap.input import read_fitsnap_input
         sources.append(read_fitsnap_input(path)["PATH"]["data_path"])
     settings: dict[str, Any] = {"reader": format, "path": str(path), "options": reader_options}
     if str(path) == "builtin":

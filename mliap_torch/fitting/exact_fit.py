@@ -4,38 +4,30 @@
 the weighted training rows into a running QR factor (:class:`StreamingQR`; with
 ``distributed=True`` each ``torch.distributed`` rank folds its own shard and the factors are
 combined by TSQR), solves, sets the head's coefficients, and evaluates FitSNAP-style metrics on
-training and test rows. :func:`fitsnap_setup` builds everything a FitSNAP ``.in`` file describes
-(bispectrum or ACE settings, linear/quadratic head, ZBL reference, data, group weights and splits,
-SVD or ridge solver, fitted labels).
+training and test rows. FitSNAP ``.in`` files become fits in :mod:`mliap_torch.fitsnap`
+(:func:`~mliap_torch.fitsnap.setup.fitsnap_setup`); their names are still importable from here.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
-import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..data.configuration import Configuration
-from ..descriptors.base import Descriptor
 from ..faults import kill_point
-from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential
-from ..models.zbl import ZBL
-from .design import FITSNAP_STRESS_SCALE, DesignMatrixBuilder, DesignRows, fitsnap_stress_target_scale
+from .design import FITSNAP_STRESS_SCALE, DesignMatrixBuilder, DesignRows
 from .metrics import MetricAccumulator, MetricsTable
 from .options import FitOptions, torch_threads
 from .solvers import LstsqSolution, StreamingQR, distributed_r_factor, solve_r_factor
-
-if TYPE_CHECKING:
-    from ..descriptors.bispectrum import Bispectrum
 
 
 @dataclass
@@ -320,190 +312,15 @@ def _fit_exact(potential: Potential, configurations: Sequence[Configuration], te
                      notes=list(solution.notes))
 
 
-def _per_element(value: Any, n: int, name: str, source: str) -> list[float]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if len(values) == 1 and n > 1:
-        values = list(values) * n
-    if len(values) != n:
-        raise ValueError(f"{source}: [BISPECTRUM] {name} has {len(values)} values for {n} elements")
-    return [float(v) for v in values]
+_MOVED_TO_FITSNAP = {"FitSNAPSetup": "setup", "fitsnap_setup": "setup", "fitsnap_solver": "setup",
+                     "fitsnap_potential": "potential", "zbl_from_fitsnap_reference": "potential"}
 
 
-def zbl_from_fitsnap_reference(reference: dict[str, Any], elements: Sequence[str], source: str = "<input>") -> ZBL | None:
-    """The ZBL term of a FitSNAP ``[REFERENCE]`` section (``pair_style ... zbl inner outer`` + ``pair_coeff``).
+def __getattr__(name: str) -> Any:
+    """The FitSNAP names that lived here before :mod:`mliap_torch.fitsnap` (imported on first use: that
+    package builds on this module)."""
+    if name in _MOVED_TO_FITSNAP:
+        import importlib
 
-    Supports ``hybrid/overlay zero R zbl inner outer`` and plain ``zbl inner outer``; the nuclear
-    charges come from the ``i i zbl Z Z`` (or ``* * zbl Z Z``) pair_coeff lines; mixed pairs
-    must use the elements' own charges. Returns None when there is no ZBL term.
-    """
-    style = str(reference.get("pair_style", ""))
-    m = re.search(r"\bzbl\s+([0-9.eE+-]+)\s+([0-9.eE+-]+)", style)
-    if m is None:
-        return None
-    inner, outer = float(m.group(1)), float(m.group(2))
-    n = len(elements)
-    z: list[float | None] = [None] * n
-    pairs: list[tuple[int, int, float, float]] = []
-    for key, line in reference.items():
-        if not key.startswith("pair_coeff"):
-            continue
-        words = str(line).split()
-        if len(words) < 3 or "zbl" not in words:
-            continue
-        k = words.index("zbl")
-        try:
-            zi, zj = float(words[k + 1]), float(words[k + 2])
-        except (IndexError, ValueError):
-            raise ValueError(f"{source}: [REFERENCE] {key} = {line!r}: expected 'i j zbl Zi Zj'") from None
-        ti = range(n) if words[0] == "*" else [int(words[0]) - 1]
-        tj = range(n) if words[1] == "*" else [int(words[1]) - 1]
-        for a in ti:
-            for b in tj:
-                pairs.append((a, b, zi, zj))
-                if a == b:
-                    z[a] = zi
-    if any(v is None for v in z):
-        raise ValueError(f"{source}: [REFERENCE] has no 'i i zbl Z Z' pair_coeff for element(s) "
-                         f"{[e for e, v in zip(elements, z) if v is None]}")
-    for a, b, zi, zj in pairs:
-        if (zi, zj) != (z[a], z[b]):
-            raise ValueError(f"{source}: [REFERENCE] pair {elements[a]}-{elements[b]} uses Z = {zi}, {zj}, "
-                             f"not the elements' own {z[a]}, {z[b]}")
-    return ZBL(list(elements), [float(v) for v in z if v is not None], inner, outer)  # none is None (checked above)
-
-
-@dataclass
-class FitSNAPSetup:
-    """Everything a FitSNAP ``.in`` file describes, in mliap_torch objects.
-
-    Attributes:
-        potential: Bispectrum (``[BISPECTRUM]``) or ACE (``[ACE]``) + linear/quadratic head + ZBL reference.
-        configurations: the data (ESHIFT applied, group weights set), FitSNAP's group order.
-        test: (nconfigs,) test flags from the group table sizes.
-        group_names: groups in table order.
-        solver: ``"svd"`` (FitSNAP's SVD) or ``"ridge"`` (FitSNAP's RIDGE), see :func:`fitsnap_solver`.
-        rcond: FitSNAP's SVD cutoff (1e-13).
-        stress_scale: :data:`FITSNAP_STRESS_SCALE` (rows and weights in bar; labelled stresses are
-            taken back to the file's bar exactly, as FitSNAP reads them).
-        settings: the parsed input.
-        alpha: ``[RIDGE] alpha`` (ridge solver only).
-        energy, forces, stress: the ``[CALCULATOR]`` flags: which rows are fitted.
-    """
-
-    potential: Potential
-    configurations: list[Configuration]
-    test: list[bool]
-    group_names: list[str]
-    solver: str
-    rcond: float | None
-    stress_scale: float
-    settings: dict[str, Any]
-    alpha: float = 0.0
-    energy: bool = True
-    forces: bool = True
-    stress: bool = True
-
-    def fit(self, **kwargs: Any) -> FitResult:
-        """:func:`fit_exact` with this setup's data, splits, groups, solver, fitted labels and stress units."""
-        options: dict[str, Any] = {"test": self.test, "solver": self.solver, "rcond": self.rcond, "alpha": self.alpha,
-                   "energy": self.energy, "forces": self.forces, "stress": self.stress,
-                   "stress_scale": self.stress_scale,
-                   "stress_target_scale": fitsnap_stress_target_scale(), "group_names": self.group_names}
-        options.update(kwargs)
-        return fit_exact(self.potential, self.configurations, **options)
-
-
-def fitsnap_potential(settings: dict[str, Any], source: str = "<input>") -> Potential:
-    """Potential of a parsed FitSNAP input: ``[BISPECTRUM]`` (SNAP, linear or quadratic) or ``[ACE]``
-    (linear ACE, :func:`~mliap_torch.fitting.fitsnap_ace.ace_from_fitsnap`), plus ``[REFERENCE]``."""
-    if "BISPECTRUM" in settings and "ACE" in settings:
-        raise ValueError(f"{source}: both [BISPECTRUM] and [ACE] sections; give one descriptor")
-    descriptor: Descriptor
-    if "ACE" in settings:
-        from .fitsnap_ace import ace_from_fitsnap
-
-        descriptor = ace_from_fitsnap(settings["ACE"], source)
-        elements = list(descriptor.elements)
-        head = LinearHead(len(elements), descriptor.num_descriptors)
-    elif "BISPECTRUM" in settings:
-        descriptor = _bispectrum_from_fitsnap(settings["BISPECTRUM"], source)
-        elements = list(descriptor.elements)
-        head_cls = QuadraticHead if bool(settings["BISPECTRUM"].get("quadraticflag", 0)) else LinearHead
-        head = head_cls(len(elements), descriptor.num_descriptors)
-    else:
-        raise ValueError(f"{source}: no [BISPECTRUM] or [ACE] section (only SNAP and ACE inputs are supported)")
-    reference = zbl_from_fitsnap_reference(settings.get("REFERENCE", {}), elements, source)
-    return Potential(descriptor, head, reference)
-
-
-def _bispectrum_from_fitsnap(bs: dict[str, Any], source: str) -> Bispectrum:
-    """The :class:`~mliap_torch.descriptors.bispectrum.Bispectrum` of a ``[BISPECTRUM]`` section."""
-    from ..descriptors.bispectrum import Bispectrum
-
-    elements = list(bs["type"])
-    n = len(elements)
-    twojmax = bs["twojmax"]
-    twojmax = max(twojmax) if isinstance(twojmax, (list, tuple)) else twojmax
-    return Bispectrum(elements, int(twojmax), float(bs["rcutfac"]), _per_element(bs["radelem"], n, "radelem", source),
-                      _per_element(bs.get("wj", 1.0), n, "wj", source), rfac0=float(bs.get("rfac0", 0.99363)),
-                      rmin0=float(bs.get("rmin0", 0.0)), switchflag=bool(bs.get("switchflag", 1)),
-                      bzeroflag=bool(bs.get("bzeroflag", 1)), bnormflag=bool(bs.get("bnormflag", 0)),
-                      wselfallflag=bool(bs.get("wselfallflag", 0)), chemflag=bool(bs.get("chemflag", 0)))
-
-
-def fitsnap_solver(settings: dict[str, Any], source: str = "<input>") -> tuple[str, float | None, float]:
-    """``(solver, rcond, alpha)`` of :func:`fit_exact` for a FitSNAP ``[SOLVER]`` (and ``[RIDGE]``).
-
-    ``SVD`` (the default): minimum-norm solution with FitSNAP's cutoff ``rcond = 1e-13``. ``RIDGE``:
-    FitSNAP minimises ``‖w·(A x − b)‖² + α ‖x‖²`` on the weighted rows, constant columns included
-    (``sklearn.linear_model.Ridge(alpha, fit_intercept=False)`` or, with ``local_solver = 1``, the
-    same normal equations), which is our ``"ridge"`` solver with ``alpha = [RIDGE] alpha``
-    (FitSNAP's default 1e-8). Other FitSNAP solvers raise ValueError.
-    """
-    name = str(settings.get("SOLVER", {}).get("solver", "SVD")).upper()
-    if name == "SVD":
-        return "svd", 1e-13, 0.0
-    if name == "RIDGE":
-        ridge = settings.get("RIDGE", {})
-        unknown = sorted(set(ridge) - {"alpha", "local_solver"})
-        if unknown:
-            raise ValueError(f"{source}: [RIDGE] key(s) {unknown} are not supported (known: alpha, local_solver)")
-        return "ridge", None, float(ridge.get("alpha", 1e-8))
-    raise ValueError(f"{source}: [SOLVER] solver = {name} is not supported by the exact fit (SVD or RIDGE)")
-
-
-def fitsnap_setup(input_file: str | Path, data_order: str | Sequence[str] = "sorted",
-                  data_path: str | Path | None = None) -> FitSNAPSetup:
-    """Read a FitSNAP ``.in`` file and its data into a :class:`FitSNAPSetup`.
-
-    Args:
-        input_file: the ``.in`` file; ``[PATH] dataPath`` is resolved against its folder.
-        data_order: file order within groups (see :func:`mliap_torch.data.readers.read_fitsnap_json`).
-        data_path: the folder of group folders, overriding ``[PATH] dataPath`` (e.g. an unpacked archive).
-    """
-    from ..data.groups import apply_energy_shift, make_split
-    from ..data.readers.fitsnap_input import read_fitsnap_input
-    from ..data.readers.fitsnap_json import read_fitsnap_json
-
-    input_file = Path(input_file)
-    settings = read_fitsnap_input(input_file)
-    potential = fitsnap_potential(settings, str(input_file))
-    groups = settings.get("GROUPS", {})
-    specs = groups.get("groups", [])
-    if not specs:
-        raise ValueError(f"{input_file}: [GROUPS] lists no groups")
-    names = [s.name for s in specs]
-    if data_path is None:
-        data_path = settings.get("PATH", {}).get("data_path", input_file.parent / "JSON")
-    configs = read_fitsnap_json(data_path, groups=names, order=data_order)
-    if settings.get("ESHIFT"):
-        configs = apply_energy_shift(configs, settings["ESHIFT"])
-    split = make_split(configs, specs, random_sampling=bool(groups.get("random_sampling", 0)),
-                       seed=int(groups.get("random_seed", 0)), smartweights=bool(groups.get("smartweights", 0)))
-    train, test = split.apply(configs)
-    solver, rcond, alpha = fitsnap_solver(settings, str(input_file))
-    calculator = settings.get("CALCULATOR", {})
-    return FitSNAPSetup(potential=potential, configurations=train + test, test=[False] * len(train) + [True] * len(test),
-                        group_names=names, solver=solver, rcond=rcond, stress_scale=FITSNAP_STRESS_SCALE,
-                        settings=settings, alpha=alpha, energy=bool(calculator.get("energy", 1)),
-                        forces=bool(calculator.get("force", 1)), stress=bool(calculator.get("stress", 1)))
+        return getattr(importlib.import_module(f"..fitsnap.{_MOVED_TO_FITSNAP[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

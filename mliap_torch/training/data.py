@@ -43,21 +43,18 @@ class SplitData:
 
 
 def read_configurations(data: Any) -> tuple[list[Configuration], list[Configuration] | None]:
-    """All configurations named by ``data`` and, for data sets with their own test set (mlearn), that set."""
+    """All configurations named by ``data`` and, for data sets with their own test set (mlearn), that set.
+
+    ``data.format`` is a name of :mod:`mliap_torch.data.formats`; ``data.options`` go to the reader.
+    """
+    from ..data.readers import read_dataset, read_mlearn
+
     options = dict(data.options or {})
-    if data.format == "builtin":
-        from ..data.builtin import builtin_dataset
-        return builtin_dataset(**options), None
-    if data.format == "fitsnap_json":
-        from ..data.readers import read_fitsnap_json
-        return read_fitsnap_json(data.path, **options), None
     if data.format == "mlearn":
-        from ..data.readers import read_mlearn
         root = Path(data.path) / data.element
         return (read_mlearn(root / "training.json", data.element, **options),
                 read_mlearn(root / "test.json", data.element, **options))
-    from ..data.readers import read_ase
-    return read_ase(data.path, **options), None
+    return read_dataset("builtin" if data.format == "builtin" else data.path, data.format, **options), None
 
 
 def _subset(configs: list[Configuration], n: int | None, rng: np.random.Generator) -> list[Configuration]:
@@ -78,12 +75,8 @@ def group_specs(group_weights: Any, names: Sequence[str], test_fraction: float) 
     if group_weights is None:
         return group_fraction_specs(names, 1.0 - test_fraction, test_fraction), {"random_sampling": True}
     if isinstance(group_weights, (str, Path)):
-        from ..data.readers import read_fitsnap_input
-        table = read_fitsnap_input(group_weights).get("GROUPS")
-        if not table:
-            raise ValueError(f"{group_weights}: no [GROUPS] section to take group weights from")
-        return table["groups"], {"random_sampling": bool(table.get("random_sampling", 0)),
-                                 "smartweights": bool(table.get("smartweights", 0))}
+        from ..fitsnap.data import group_table
+        return group_table(group_weights)
     specs = []
     for name in names:
         w = group_weights.get(name, group_weights.get("*", [1.0, 1.0, 1.0]))

@@ -5,9 +5,13 @@
 ``read_mlearn``         mlearn JSON (pymatgen structure documents, per-element shear order)
 ``read_ase``            anything ``ase.io.read`` reads (extxyz, OUTCAR, vasprun.xml, ASE db)
 ``write_extxyz``        lossless extxyz writer (``read_ase`` reads identical records back)
-``read_fitsnap_input``  FitSNAP ``.in`` file → typed dict with ``GroupSpec`` s
-``read_dataset``        dispatcher choosing one of the above
+``read_fitsnap_input``  FitSNAP ``.in`` file → typed dict (:mod:`mliap_torch.fitsnap.input`)
+``read_fitsnap_data``   the data of a FitSNAP ``.in`` file (:mod:`mliap_torch.fitsnap.data`)
+``read_dataset``        dispatcher choosing one of the above by format name
 =================  ===================================================================
+
+Format names are those of :mod:`mliap_torch.data.formats` (``builtin``, ``fitsnap_json``,
+``fitsnap_input``, ``mlearn``, ``extxyz``), the same as the training config's ``data.format``.
 """
 from __future__ import annotations
 
@@ -16,57 +20,52 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration import Configuration
+from ..formats import FORMATS, canonical_format
 from ._common import DataError, DroppedConfigurationWarning, ReadReport
 from .ase_io import read_ase, write_extxyz
-from .fitsnap_input import read_fitsnap_input
 from .fitsnap_json import read_fitsnap_json
 from .mlearn import SHEAR_ORDERS, read_mlearn
-
-FORMATS = ("auto", "fitsnap", "fitsnap-input", "mlearn", "ase", "builtin")
 
 __all__ = ["DataError", "DroppedConfigurationWarning", "ReadReport", "read_ase", "write_extxyz",
            "read_fitsnap_input", "read_fitsnap_json", "read_mlearn", "read_dataset", "read_fitsnap_data",
            "detect_format", "SHEAR_ORDERS", "FORMATS"]
 
 
+def __getattr__(name: str) -> Any:
+    """``read_fitsnap_input`` and ``read_fitsnap_data`` from :mod:`mliap_torch.fitsnap` (imported on first use:
+    that package reads its data with the readers here)."""
+    if name == "read_fitsnap_input":
+        from ...fitsnap.input import read_fitsnap_input
+        return read_fitsnap_input
+    if name == "read_fitsnap_data":
+        from ...fitsnap.data import read_fitsnap_data
+        return read_fitsnap_data
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _json_kind(path: Path) -> str:
     with open(path) as f:
         head = f.read(4096).lstrip()
     if head.startswith("#") or head.startswith("{"):
-        return "fitsnap"
+        return "fitsnap_json"
     if head.startswith("["):
         return "mlearn"
     raise DataError(f"{path}: cannot tell the JSON flavour (neither a FitSNAP object nor an mlearn list)")
 
 
 def detect_format(path: str | Path) -> str:
-    """The reader for ``path``: ``"builtin"``, ``"fitsnap"``, ``"fitsnap-input"``, ``"mlearn"`` or ``"ase"``."""
+    """The format of ``path`` (:mod:`mliap_torch.data.formats`): ``"builtin"``, ``"fitsnap_json"``,
+    ``"fitsnap_input"``, ``"mlearn"`` or ``"extxyz"`` (anything else ASE reads)."""
     if str(path) == "builtin":
         return "builtin"
     p = Path(path)
     if p.is_dir():
-        return "fitsnap"
+        return "fitsnap_json"
     if p.suffix == ".in":
-        return "fitsnap-input"
+        return "fitsnap_input"
     if p.suffix == ".json":
         return _json_kind(p)
-    return "ase"
-
-
-def read_fitsnap_data(input_path: str | Path, **options: Any) -> list[Configuration]:
-    """The configurations a FitSNAP input trains on: its ``[GROUPS]`` (in table order) under ``dataPath``,
-    with ``[ESHIFT]`` applied and each group's ``eweight``/``fweight``/``vweight`` as weights."""
-    from ..groups import apply_energy_shift, assign_group_weights
-
-    settings = read_fitsnap_input(input_path)
-    if "PATH" not in settings or "data_path" not in settings["PATH"]:
-        raise DataError(f"{input_path} field 'dataPath': [PATH] dataPath is missing")
-    specs = settings["GROUPS"]["groups"] if "GROUPS" in settings else None
-    configs = read_fitsnap_json(settings["PATH"]["data_path"], groups=[s.name for s in specs] if specs else None,
-                                **options)
-    if settings.get("ESHIFT"):
-        configs = apply_energy_shift(configs, settings["ESHIFT"])
-    return assign_group_weights(configs, specs) if specs else configs
+    return "extxyz"
 
 
 def read_dataset(path: str | Path, format: str = "auto", **options: Any) -> list[Configuration]:
@@ -75,14 +74,15 @@ def read_dataset(path: str | Path, format: str = "auto", **options: Any) -> list
     ``options`` go to the reader (e.g. ``order=`` for FitSNAP JSON, ``element=`` for mlearn,
     ``energy_key=`` for ASE). ``path="builtin"`` gives the built-in EMT data set.
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown data format {format!r}; known: {FORMATS}")
-    kind = detect_format(path) if format == "auto" else format
+    kind = detect_format(path) if format == "auto" else canonical_format(format)
     if kind == "builtin":
         from ..builtin import builtin_dataset
         return builtin_dataset(**options)
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such data file or folder")
-    readers: dict[str, Callable[..., list[Configuration]]] = {"fitsnap": read_fitsnap_json, "fitsnap-input": read_fitsnap_data, "mlearn": read_mlearn,
-               "ase": read_ase}
+    if kind == "fitsnap_input":
+        from ...fitsnap.data import read_fitsnap_data
+        return read_fitsnap_data(path, **options)
+    readers: dict[str, Callable[..., list[Configuration]]] = {"fitsnap_json": read_fitsnap_json,
+                                                              "mlearn": read_mlearn, "extxyz": read_ase}
     return readers[kind](path, **options)
