@@ -214,3 +214,24 @@ def test_so3_files_are_recognised_and_bad_ones_name_file_and_line(tmp_path):
         mliap_torch.read_mliap(model, desc, descriptor_type="so3")
     with pytest.raises(ValueError, match="descriptor_type"):
         mliap_torch.read_mliap(model, desc, descriptor_type="ace")
+
+
+@pytest.mark.lammps
+def test_export_lammps_writes_so3_models_for_the_mliap_route(tmp_path):
+    """``export_lammps``: SO3 potentials take the mliap route (``descriptor so3``, here with a ZBL overlay);
+    snap and plugin routes are skipped."""
+    from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
+    from mliap_torch.models.zbl import ZBL
+
+    elements = ["Cu", "Ni"]
+    descriptor = SO3(elements, nmax=2, lmax=3, rcutfac=4.4, alpha=1.2, radelem=[0.5, 0.45], wj=[1.0, 2.0])
+    head = LinearHead(2, descriptor.num_descriptors)
+    torch.manual_seed(54)
+    coeffs = 1e-3 * torch.randn(2, descriptor.num_descriptors + 1, dtype=torch.float64)
+    coeffs[:, 0] = torch.tensor([-3.0, -4.0])
+    head.set_coefficients(coeffs)
+    potential = Potential(descriptor, head, ZBL(elements, [29, 28], inner=1.5, outer=2.5))
+    assert unsupported_routes(potential, ("snap", "mliap", "plugin")) == ["snap", "plugin"]
+    commands = export_lammps(potential, tmp_path, routes=("mliap",)).routes["mliap"].pair_commands
+    assert "descriptor so3 model.mliap.descriptor" in commands[0]
+    assert_lammps_equals_torch(potential, commands, tmp_path, seed=55)
