@@ -206,3 +206,20 @@ def test_export_lammps_writes_so3_models_for_the_mliap_route(tmp_path):
     commands = export_lammps(potential, tmp_path, routes=("mliap",)).routes["mliap"].pair_commands
     assert "descriptor so3 model.mliap.descriptor" in commands[0]
     assert_lammps_equals_torch(potential, commands, tmp_path, seed=55)
+
+
+def test_no_pairs_double_backward_and_float32():
+    descriptor = SO3(["Cu", "Ni"], nmax=3, lmax=3, rcutfac=4.6, alpha=1.0, radelem=[0.5, 0.5], wj=[1.0, 2.0])
+    empty = torch.zeros(0, dtype=torch.int64)
+    B = descriptor(torch.zeros((0, 3), dtype=torch.float64), empty, empty, torch.tensor([0, 1, 1]), 3)
+    assert B.shape == (3, descriptor.num_descriptors) and not B.any()
+    torch.manual_seed(56)
+    potential = Potential(descriptor, MLPHead(2, descriptor.num_descriptors, hidden=(4,), activation="tanh"))
+    batch = make_batch(random_structures(["Cu", "Ni"], 1, 57), ["Cu", "Ni"], potential.cutoff)
+    (potential(batch, create_graph=True)["forces"] ** 2).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in potential.head.parameters())
+    B64 = descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    single = SO3(**descriptor.settings()).to(torch.float32)
+    B32 = single(batch.rij().float(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    assert B32.dtype == torch.float32
+    assert (B32.double() - B64).abs().max() <= 1e-5 * B64.abs().max()

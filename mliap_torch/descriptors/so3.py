@@ -270,9 +270,10 @@ class SO3(Descriptor):
         scale = self.wjelem[sj] * 0.5 * (torch.cos(math.pi * r / self.rcutfac) + 1.0)
         R = self.radial(r)[:, :, self.l_of_lm]  # (P, nmax, nlm)
         Y = real_spherical_harmonics(rij / r[:, None], self.lmax)  # (P, nlm)
-        terms = (scale[:, None, None] * R * Y[:, None, :]).reshape(len(keep), -1)
-        out = torch.zeros((num_atoms, terms.shape[1]), dtype=terms.dtype, device=terms.device)
-        return out.index_add(0, pi, terms).reshape(num_atoms, self.nmax, -1)
+        nlm = (self.lmax + 1) ** 2
+        terms = (scale[:, None, None] * R * Y[:, None, :]).reshape(len(keep), self.nmax * nlm)
+        out = torch.zeros((num_atoms, self.nmax * nlm), dtype=terms.dtype, device=terms.device)
+        return out.index_add(0, pi, terms).reshape(num_atoms, self.nmax, nlm)
 
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 num_atoms: int) -> torch.Tensor:
