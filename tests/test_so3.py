@@ -223,3 +223,12 @@ def test_no_pairs_double_backward_and_float32():
     B32 = single(batch.rij().float(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
     assert B32.dtype == torch.float32
     assert (B32.double() - B64).abs().max() <= 1e-5 * B64.abs().max()
+
+
+def test_radial_functions_have_exact_first_and_second_derivatives():
+    """The radial part's backward is analytic (i_l' from i_(l±1)); gradcheck and gradgradcheck against
+    finite differences, at distances whose Bessel arguments fall on both sides of the series threshold."""
+    descriptor = SO3(["Cu"], nmax=3, lmax=4, rcutfac=4.6, alpha=1.0, radelem=[0.5], wj=[1.0])
+    r = torch.tensor([0.3, 1.7, 2.6, 4.1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(descriptor.radial, (r,))
+    assert torch.autograd.gradgradcheck(descriptor.radial, (r,))

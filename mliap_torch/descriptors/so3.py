@@ -157,6 +157,54 @@ def modified_spherical_bessel(x: torch.Tensor, lmax: int) -> torch.Tensor:
     return out.index_copy(0, rows, series)
 
 
+def _bessel_at_nodes(r: torch.Tensor, nodes: torch.Tensor, alpha: float, lmax: int) -> torch.Tensor:
+    """``i_l(2α r·nodes[k])``: (npairs, N, lmax + 1)."""
+    x = 2 * alpha * r[:, None] * nodes[None, :]
+    return modified_spherical_bessel(x.reshape(-1), lmax).reshape(*x.shape, lmax + 1)
+
+
+def radial_values(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
+                  lmax: int) -> torch.Tensor:
+    """``R_nl(r) = 4π e^(-α r²) Σ_k quadrature[k, n] i_l(2α r nodes[k])``: (npairs, nmax, lmax + 1).
+
+    Args:
+        r: (npairs,) pair distances, Å (> 0).
+        nodes: (N,) quadrature nodes, Å; quadrature: (N, nmax) weights (:func:`radial_quadrature`).
+    """
+    integral = torch.einsum("pkl,kn->pnl", _bessel_at_nodes(r, nodes, alpha, lmax), quadrature)
+    return (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None] * integral
+
+
+def radial_slope(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
+                 lmax: int) -> torch.Tensor:
+    """``dR_nl/dr`` (npairs, nmax, lmax + 1), Å⁻¹ times the unit of R, from ``i_0' = i_1`` and
+    ``i_l' = (l·i_(l-1) + (l+1)·i_(l+1)) / (2l+1)``."""
+    bessel = _bessel_at_nodes(r, nodes, alpha, lmax + 1)
+    l = torch.arange(lmax + 1, dtype=r.dtype, device=r.device)
+    below = torch.cat([bessel[..., :1], bessel[..., : lmax]], dim=-1)  # i_(l-1); its factor l is 0 at l = 0
+    derivative = (l * below + (l + 1) * bessel[..., 1:]) / (2 * l + 1)
+    value = torch.einsum("pkl,kn->pnl", bessel[..., : lmax + 1], quadrature)
+    slope = torch.einsum("pkl,kn->pnl", derivative, quadrature * (2 * alpha * nodes)[:, None])
+    return (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None] * (slope - 2 * alpha * r[:, None, None] * value)
+
+
+class _RadialFunction(torch.autograd.Function):
+    """``R_nl(r)`` whose backward multiplies by :func:`radial_slope` (recorded when ``create_graph``)."""
+
+    @staticmethod
+    def forward(ctx: Any, r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
+                lmax: int) -> torch.Tensor:
+        ctx.save_for_backward(r, nodes, quadrature)
+        ctx.alpha, ctx.lmax = alpha, lmax
+        return radial_values(r, nodes, quadrature, alpha, lmax)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        r, nodes, quadrature = ctx.saved_tensors
+        slope = radial_slope(r, nodes, quadrature, ctx.alpha, ctx.lmax)
+        return (grad * slope).sum(dim=(1, 2)), None, None, None, None
+
+
 class SO3(Descriptor):
     """SO(3) power spectrum of every atom, in LAMMPS' order and conventions (``descriptor so3``).
 
@@ -252,11 +300,14 @@ class SO3(Descriptor):
                 f"alpha={self.alpha}, num_descriptors={self.num_descriptors}")
 
     def radial(self, r: torch.Tensor) -> torch.Tensor:
-        """``R_nl(r)`` of pair distances r (npairs,) Å, 0 < r: (npairs, nmax, lmax + 1)."""
-        x = 2 * self.alpha * r[:, None] * self.nodes[None, :]
-        bessel = modified_spherical_bessel(x.reshape(-1), self.lmax).reshape(*x.shape, self.lmax + 1)
-        integral = torch.einsum("pkl,kn->pnl", bessel, self.quadrature)
-        return (4 * math.pi) * torch.exp(-self.alpha * r * r)[:, None, None] * integral
+        """``R_nl(r)`` of pair distances r (npairs,) Å, 0 < r: (npairs, nmax, lmax + 1).
+
+        Differentiable with the analytic derivative (:func:`radial_slope`), so autograd keeps no per-node
+        intermediates; higher derivatives go through the derivative's own torch operations.
+        """
+        if torch.is_grad_enabled() and r.requires_grad:
+            return _RadialFunction.apply(r, self.nodes, self.quadrature, self.alpha, self.lmax)
+        return radial_values(r, self.nodes, self.quadrature, self.alpha, self.lmax)
 
     def density_coefficients(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
                              species: torch.Tensor, num_atoms: int) -> torch.Tensor:
