@@ -232,3 +232,23 @@ def test_radial_functions_have_exact_first_and_second_derivatives():
     r = torch.tensor([0.3, 1.7, 2.6, 4.1], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(descriptor.radial, (r,))
     assert torch.autograd.gradgradcheck(descriptor.radial, (r,))
+
+
+@pytest.mark.lammps
+def test_so3_examples_reproduce_the_energies_in_lammps_shipped_logs():
+    """``in.mliap.so3.Ni_Mo`` (PotEng -60.509577 eV, log.14Jun21) and ``in.mliap.so3.nn.Si`` (E_pair
+    -3.8376374 eV/atom at step 0 on the perfect 64-atom diamond cell), in torch alone."""
+    import ase.io
+    from ase.build import bulk
+
+    from mliap_torch.data.configuration import Configuration
+
+    folder = lammps_examples()
+    nimo = mliap_torch.read_mliap(folder / "Ni_Mo.mliap.model", folder / "Ni_Mo.mliap.descriptor")
+    atoms = ase.io.read(folder / "Ni_Mo.data", format="lammps-data", atom_style="atomic")  # types → Mo, Ni by mass
+    energy = nimo(make_batch([Configuration.from_ase(atoms)], nimo.elements, nimo.cutoff), forces=False)["energy"]
+    assert round(energy.item(), 6) == -60.509577
+    si = mliap_torch.read_mliap(folder / "Si.nn.mliap.model", folder / "Si.nn.mliap.descriptor")
+    diamond = Configuration.from_ase(bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 2)))
+    energy = si(make_batch([diamond], ["Si"], si.cutoff), forces=False)["energy"]
+    assert round(energy.item() / 64, 7) == -3.8376374
