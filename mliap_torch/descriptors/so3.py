@@ -175,34 +175,38 @@ def radial_values(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor
     return (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None] * integral
 
 
-def radial_slope(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
-                 lmax: int) -> torch.Tensor:
-    """``dR_nl/dr`` (npairs, nmax, lmax + 1), Å⁻¹ times the unit of R, from ``i_0' = i_1`` and
-    ``i_l' = (l·i_(l-1) + (l+1)·i_(l+1)) / (2l+1)``."""
+def radial_values_and_slopes(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
+                             lmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``R_nl(r)`` and ``dR_nl/dr`` (Å⁻¹ times the unit of R), each (npairs, nmax, lmax + 1), from
+    ``i_0' = i_1`` and ``i_l' = (l·i_(l-1) + (l+1)·i_(l+1)) / (2l+1)``."""
     bessel = _bessel_at_nodes(r, nodes, alpha, lmax + 1)
     l = torch.arange(lmax + 1, dtype=r.dtype, device=r.device)
     below = torch.cat([bessel[..., :1], bessel[..., : lmax]], dim=-1)  # i_(l-1); its factor l is 0 at l = 0
     derivative = (l * below + (l + 1) * bessel[..., 1:]) / (2 * l + 1)
-    value = torch.einsum("pkl,kn->pnl", bessel[..., : lmax + 1], quadrature)
+    integral = torch.einsum("pkl,kn->pnl", bessel[..., : lmax + 1], quadrature)
     slope = torch.einsum("pkl,kn->pnl", derivative, quadrature * (2 * alpha * nodes)[:, None])
-    return (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None] * (slope - 2 * alpha * r[:, None, None] * value)
+    gauss = (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None]
+    return gauss * integral, gauss * (slope - 2 * alpha * r[:, None, None] * integral)
 
 
 class _RadialFunction(torch.autograd.Function):
-    """``R_nl(r)`` whose backward multiplies by :func:`radial_slope` (recorded when ``create_graph``)."""
+    """``R_nl(r)`` with the analytic derivative: kept from the forward pass for a first-order backward,
+    recomputed with recorded torch operations when the backward itself must be differentiable."""
 
     @staticmethod
     def forward(ctx: Any, r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor, alpha: float,
                 lmax: int) -> torch.Tensor:
-        ctx.save_for_backward(r, nodes, quadrature)
+        values, slopes = radial_values_and_slopes(r, nodes, quadrature, alpha, lmax)
+        ctx.save_for_backward(r, nodes, quadrature, slopes)
         ctx.alpha, ctx.lmax = alpha, lmax
-        return radial_values(r, nodes, quadrature, alpha, lmax)
+        return values
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        r, nodes, quadrature = ctx.saved_tensors
-        slope = radial_slope(r, nodes, quadrature, ctx.alpha, ctx.lmax)
-        return (grad * slope).sum(dim=(1, 2)), None, None, None, None
+        r, nodes, quadrature, slopes = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the slopes must carry their own derivative
+            slopes = radial_values_and_slopes(r, nodes, quadrature, ctx.alpha, ctx.lmax)[1]
+        return (grad * slopes).sum(dim=(1, 2)), None, None, None, None
 
 
 class SO3(Descriptor):
@@ -302,7 +306,7 @@ class SO3(Descriptor):
     def radial(self, r: torch.Tensor) -> torch.Tensor:
         """``R_nl(r)`` of pair distances r (npairs,) Å, 0 < r: (npairs, nmax, lmax + 1).
 
-        Differentiable with the analytic derivative (:func:`radial_slope`), so autograd keeps no per-node
+        Differentiable with the analytic derivative (:func:`radial_values_and_slopes`), so autograd keeps no per-node
         intermediates; higher derivatives go through the derivative's own torch operations.
         """
         if torch.is_grad_enabled() and r.requires_grad:
