@@ -169,7 +169,10 @@ def radial_values(r: torch.Tensor, nodes: torch.Tensor, quadrature: torch.Tensor
 
     Args:
         r: (npairs,) pair distances, Å (> 0).
-        nodes: (N,) quadrature nodes, Å; quadrature: (N, nmax) weights (:func:`radial_quadrature`).
+        nodes: (N,) quadrature nodes, Å (:func:`radial_quadrature`).
+        quadrature: (N, nmax) quadrature weights (the transpose of :func:`radial_quadrature`'s).
+        alpha: Gaussian width parameter, Å⁻².
+        lmax: largest angular degree.
     """
     integral = torch.einsum("pkl,kn->pnl", _bessel_at_nodes(r, nodes, alpha, lmax), quadrature)
     return (4 * math.pi) * torch.exp(-alpha * r * r)[:, None, None] * integral
