@@ -4,9 +4,9 @@ Routes:
 - ``unified``: ``pair_style mliap unified <name>.mliap_unified.pkl 0`` — every model.
 - ``snap``: ``pair_style snap`` with ``<name>.snapcoeff``/``<name>.snapparam`` — bispectrum models
   with a linear or quadratic head.
-- ``mliap``: ``pair_style mliap model linear|quadratic|nn <name>.mliap.model descriptor sna
-  <name>.mliap.descriptor`` — the same models, and MLP heads that LAMMPS' ``nn`` model can hold (with a
-  linear term: ``hybrid/overlay`` of ``mliap model linear <name>.linear.mliap.model`` and the network).
+- ``mliap``: ``pair_style mliap model linear|quadratic|nn <name>.mliap.model descriptor sna|so3
+  <name>.mliap.descriptor`` — the same models and SO3 ones, and MLP heads that LAMMPS' ``nn`` model can hold
+  (with a linear term: ``hybrid/overlay`` of ``mliap model linear <name>.linear.mliap.model`` and the network).
 - ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
   bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
@@ -28,7 +28,7 @@ ROUTES = ("unified", "snap", "mliap", "plugin")
 """Every LAMMPS route, in the order they are written."""
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
-                "mliap": "bispectrum descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
+                "mliap": "bispectrum and SO3 descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
                 "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads"}
 """What each route can express, for messages."""
 
@@ -56,15 +56,20 @@ def native_snap_supported(potential: Potential) -> bool:
     return potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
 
 
+MLIAP_DESCRIPTORS = {"bispectrum": "sna", "so3": "so3"}
+"""ML-IAP's ``descriptor`` keyword of each descriptor type the ``mliap`` route can write."""
+
+
 def native_mliap_supported(potential: Potential) -> bool:
     """True when the potential can be written as ``pair_style mliap model linear|quadratic|nn`` files
     (an MLP head: see :func:`~mliap_torch.export.mliap_nn.nn_export_problem`; its linear term, if any, becomes
     a second, linear model overlaid on the network)."""
+    if potential.descriptor.type_name not in MLIAP_DESCRIPTORS:
+        return False
     head = potential.head
     if isinstance(head, MLPHead) and head.linear_term:
         head = split_linear_term(head)[1]
-    return native_snap_supported(potential) or (potential.descriptor.type_name == "bispectrum"
-                                                and nn_export_problem(head) is None)
+    return type(head) in (LinearHead, QuadraticHead) or nn_export_problem(head) is None
 
 
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
@@ -121,7 +126,9 @@ def _mliap_styles(native: Potential, folder: Path, name: str, elements: str) -> 
     for k, part in enumerate(parts):
         prefix = name if k == len(parts) - 1 else f"{name}.linear"
         model, descriptor = write_mliap(part, folder / prefix)
-        styles.append((f"mliap model {mliap_model_kind(part)} {model.name} descriptor sna {descriptor.name}", elements))
+        keyword = MLIAP_DESCRIPTORS[native.descriptor.type_name]
+        styles.append((f"mliap model {mliap_model_kind(part)} {model.name} descriptor {keyword} {descriptor.name}",
+                       elements))
         files += [model, descriptor]
     return styles, files
 

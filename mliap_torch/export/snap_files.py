@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..descriptors.bispectrum import Bispectrum
+from ..descriptors.so3 import SO3
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
 from .mliap_nn import nn_export_problem, nn_model_text, read_nn_model
@@ -349,19 +350,31 @@ def _is_nn_model(path: str | Path) -> bool:
     return any(line.words[0].startswith("NET") for line in _lines(path))
 
 
-def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None = None) -> Potential:
-    """A :class:`Potential` from an ML-IAP ``model`` file and ``descriptor sna`` file.
+def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None = None,
+               descriptor_type: str | None = None) -> Potential:
+    """A :class:`Potential` from an ML-IAP ``model`` file and ``descriptor sna`` or ``descriptor so3`` file.
 
     Args:
         model: the ``.mliap.model`` file (coefficient blocks in the descriptor's element order, or an
             ``nn`` network: :mod:`mliap_torch.export.mliap_nn`).
-        descriptor: the ``.mliap.descriptor`` (SNAP) file.
+        descriptor: the ``.mliap.descriptor`` file (SNAP bispectrum or SO(3) power spectrum).
         model_type: ``"linear"``, ``"quadratic"`` or ``"nn"``; by default ``nn`` when the file has a
             ``NET`` line, else inferred from the number of coefficients per element (K + 1 or
             1 + K + K(K+1)/2 for K descriptors).
+        descriptor_type: ``"sna"`` or ``"so3"``; by default ``so3`` when the descriptor file has an
+            ``nmax``, ``lmax`` or ``alpha`` keyword (:class:`~mliap_torch.descriptors.so3.SO3`), else ``sna``.
     """
-    elements, radelem, wj, params = _read_mliap_descriptor(descriptor)
-    desc = _descriptor_from_params(elements, radelem, wj, params, f"{descriptor}")
+    from .so3_files import is_so3_descriptor_file, read_so3_descriptor
+
+    if descriptor_type not in (None, "sna", "so3"):
+        raise ValueError(f"descriptor_type must be 'sna' or 'so3', got {descriptor_type!r}")
+    desc: Bispectrum | SO3
+    if descriptor_type == "so3" or (descriptor_type is None and is_so3_descriptor_file(descriptor)):
+        desc = read_so3_descriptor(descriptor)
+        elements = desc.elements
+    else:
+        elements, radelem, wj, params = _read_mliap_descriptor(descriptor)
+        desc = _descriptor_from_params(elements, radelem, wj, params, f"{descriptor}")
     if model_type not in (None, "linear", "quadratic", "nn"):
         raise ValueError(f"model_type must be 'linear', 'quadratic' or 'nn', got {model_type!r}")
     if model_type == "nn" or (model_type is None and _is_nn_model(model)):
@@ -388,34 +401,34 @@ def mliap_model_kind(potential: Potential) -> str:
 def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
     """Write ``prefix.mliap.model`` and ``prefix.mliap.descriptor``.
 
-    Use in LAMMPS as ``pair_style mliap model linear|quadratic|nn prefix.mliap.model descriptor sna
-    prefix.mliap.descriptor`` (:func:`mliap_model_kind`) and ``pair_coeff * * <elements in type order>``.
+    Use in LAMMPS as ``pair_style mliap model linear|quadratic|nn prefix.mliap.model descriptor sna|so3
+    prefix.mliap.descriptor`` (:func:`mliap_model_kind`; ``so3`` for an
+    :class:`~mliap_torch.descriptors.so3.SO3` descriptor) and ``pair_coeff * * <elements in type order>``.
     A linear or quadratic head, or an MLP head that LAMMPS' ``nn`` can hold
     (:func:`~mliap_torch.export.mliap_nn.nn_export_problem` says why not otherwise).
 
     Returns:
         (model path, descriptor path).
     """
-    if isinstance(potential.head, MLPHead):
-        d = _check_descriptor(potential)
-        problem = nn_export_problem(potential.head)
-        if problem is not None:
-            raise TypeError(f"cannot write an mliap nn model: {problem}")
-        model_text = nn_model_text(potential.head)
+    if isinstance(potential.descriptor, SO3):
+        from .so3_files import so3_descriptor_text
+
+        if potential.reference is not None:
+            raise TypeError("ML-IAP files cannot hold a reference potential (write it as a separate pair style)")
+        desc_text = so3_descriptor_text(potential.descriptor)
     else:
-        d, head = _check_exportable(potential)
-        coeffs = head.coefficients().detach().cpu().to(torch.float64)
-        kind = mliap_model_kind(potential)
-        lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
-                 f"{len(d.elements)} {coeffs.shape[1]}"]
-        for e in range(len(d.elements)):
-            lines += [_fmt(c) for c in coeffs[e].tolist()]
-        model_text = "\n".join(lines) + "\n"
+        desc_text = _sna_descriptor_text(_check_descriptor(potential))
+    model_text = _mliap_model_text(potential)
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     model_path = prefix.with_name(prefix.name + ".mliap.model")
     desc_path = prefix.with_name(prefix.name + ".mliap.descriptor")
     model_path.write_text(model_text)
+    desc_path.write_text(desc_text)
+    return model_path, desc_path
+
+
+def _sna_descriptor_text(d: Bispectrum) -> str:
     dl = ["# ML-IAP SNAP descriptor written by mliap_torch (pair_style mliap ... descriptor sna)",
           f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}", f"nelems {len(d.elements)}",
           "elems " + " ".join(d.elements), "radelems " + " ".join(_fmt(v) for v in d.radelem),
@@ -427,5 +440,23 @@ def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
         assert d.sinner is not None and d.dinner is not None  # Bispectrum checks this
         dl.append("sinnerelems " + " ".join(_fmt(v) for v in d.sinner))
         dl.append("dinnerelems " + " ".join(_fmt(v) for v in d.dinner))
-    desc_path.write_text("\n".join(dl) + "\n")
-    return model_path, desc_path
+    return "\n".join(dl) + "\n"
+
+
+def _mliap_model_text(potential: Potential) -> str:
+    """The ``.mliap.model`` text of a linear, quadratic or (LAMMPS-compatible) MLP head."""
+    if isinstance(potential.head, MLPHead):
+        problem = nn_export_problem(potential.head)
+        if problem is not None:
+            raise TypeError(f"cannot write an mliap nn model: {problem}")
+        return nn_model_text(potential.head)
+    head = potential.head
+    if type(head) not in (LinearHead, QuadraticHead):
+        raise TypeError(f"ML-IAP model files need a linear, quadratic or MLP head, not {type(head).__name__}")
+    coeffs = head.coefficients().detach().cpu().to(torch.float64)
+    kind = mliap_model_kind(potential)
+    lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
+             f"{coeffs.shape[0]} {coeffs.shape[1]}"]
+    for e in range(coeffs.shape[0]):
+        lines += [_fmt(c) for c in coeffs[e].tolist()]
+    return "\n".join(lines) + "\n"
