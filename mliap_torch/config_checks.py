@@ -2,6 +2,7 @@
 (used by the CLI schema and by the components' ``check_config``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import ConfigError
@@ -21,3 +22,14 @@ def at_least(key: str, value: Any, minimum: float, *, strict: bool = False, opti
 def per_element_values(value: Any) -> list[Any]:
     """A per-element setting (one number for all elements, or a list) as a list."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
+    """``descriptor.<key>`` as one float per element: one number for all ``elements``, or a list with one per
+    element (ValueError naming the key otherwise)."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * len(elements)
+    values = [float(v) for v in value]
+    if len(values) != len(elements):
+        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
+    return values

@@ -26,6 +26,7 @@ T = TypeVar("T", bound=type)
 BUILTIN_MODULES = (
     "mliap_torch.descriptors.bispectrum",
     "mliap_torch.descriptors.ace",
+    "mliap_torch.descriptors.so3",
     "mliap_torch.models.heads",
     "mliap_torch.models.zbl",
 )

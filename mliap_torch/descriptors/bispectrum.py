@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config_checks import at_least, per_element_values
+from ..config_checks import at_least, per_element, per_element_values
 from ..errors import ConfigError
 from ..registry import register_descriptor
 from . import sna_backend
@@ -123,16 +123,6 @@ class BispectrumConfig:
     sinner: Any | None = None
     dinner: Any | None = None
     options: dict = field(default_factory=dict)
-
-
-def _per_element(value: Any, elements: Sequence[str], key: str) -> list[float]:
-    """One number for all ``elements``, or a list with one per element."""
-    if isinstance(value, (int, float)):
-        return [float(value)] * len(elements)
-    values = [float(v) for v in value]
-    if len(values) != len(elements):
-        raise ValueError(f"descriptor.{key} has {len(values)} values for {len(elements)} elements {list(elements)}")
-    return values
 
 
 @register_descriptor("bispectrum")
@@ -411,8 +401,8 @@ class Bispectrum(Descriptor):
     def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
         """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
         s = dict(settings)
-        s["radelem"] = _per_element(s["radelem"], elements, "radelem")
-        s["wj"] = _per_element(s["wj"], elements, "wj")
+        s["radelem"] = per_element(s["radelem"], elements, "radelem")
+        s["wj"] = per_element(s["wj"], elements, "wj")
         return cls(elements=list(elements), **s)
 
     @classmethod

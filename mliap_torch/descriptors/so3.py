@@ -46,6 +46,8 @@ import mpmath  # type: ignore[import-untyped]
 import numpy as np
 import torch
 
+from ..config_checks import per_element
+from ..registry import register_descriptor
 from .base import Descriptor
 from .spherical_harmonics import real_spherical_harmonics
 
@@ -212,6 +214,7 @@ class _RadialFunction(torch.autograd.Function):
         return (grad * slopes).sum(dim=(1, 2)), None, None, None, None
 
 
+@register_descriptor("so3")
 class SO3(Descriptor):
     """SO(3) power spectrum of every atom, in LAMMPS' order and conventions (``descriptor so3``).
 
@@ -231,7 +234,6 @@ class SO3(Descriptor):
     dtype)`` moves everything; computed in the tables' dtype (float64 by default).
     """
 
-    type_name = "so3"
     wjelem: torch.Tensor
     cutsq: torch.Tensor
     nodes: torch.Tensor
@@ -284,6 +286,14 @@ class SO3(Descriptor):
         lm_to_l = torch.zeros((nlm, self.lmax + 1), dtype=dt)
         lm_to_l[torch.arange(nlm), torch.tensor(l_of_lm)] = torch.tensor(norm, dtype=dt)[torch.tensor(l_of_lm)]
         self.register_buffer("lm_to_l", lm_to_l)
+
+    @classmethod
+    def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
+        """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
+        s = dict(settings)
+        s["radelem"] = per_element(s["radelem"], elements, "radelem")
+        s["wj"] = per_element(s["wj"], elements, "wj")
+        return cls(elements=list(elements), **s)
 
     @property
     def num_descriptors(self) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..models.heads import LinearHead, MLPHead
+from .file_words import SnapFileError, format_float
 
 __all__ = ["LAMMPS_ACTIVATIONS", "nn_export_problem", "read_nn_model", "nn_model_text", "split_linear_term"]
 
@@ -31,7 +32,7 @@ MAX_WEIGHTS_PER_LINE = 30
 VALUES_PER_LINE = 5
 
 
-class NNFileError(ValueError):
+class NNFileError(SnapFileError):
     """An ``mliap model nn`` file that LAMMPS would reject or misread (the message names file and line)."""
 
 
@@ -174,12 +175,8 @@ def split_linear_term(head: MLPHead) -> tuple[LinearHead, MLPHead]:
     return linear, network
 
 
-def _fmt(x: float) -> str:
-    return repr(float(x))  # shortest text that reads back as the same double
-
-
 def _rows(values: list[float]) -> list[str]:
-    return [" ".join(_fmt(v) for v in values[k:k + VALUES_PER_LINE]) for k in range(0, len(values), VALUES_PER_LINE)]
+    return [" ".join(format_float(v) for v in values[k:k + VALUES_PER_LINE]) for k in range(0, len(values), VALUES_PER_LINE)]
 
 
 def nn_model_text(head: MLPHead) -> str:

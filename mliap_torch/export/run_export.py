@@ -20,11 +20,14 @@ from .verify import lammps_torch_differences
 
 
 def deploy_route(routes: Mapping[str, Any]) -> str:
-    """The fastest route written: native snap, else the plugin (when built here), else unified."""
+    """The fastest route written: native snap, else the plugin (when built here), else LAMMPS' own ML-IAP
+    model (e.g. ``mliap model nn``, ``descriptor so3``), else unified."""
     if "snap" in routes:
         return "snap"
     if "plugin" in routes and plugin_library() is not None:
         return "plugin"
+    if "mliap" in routes:
+        return "mliap"
     return "unified"
 
 

@@ -15,9 +15,6 @@ same double, so a write → read round trip is exact.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,64 +24,23 @@ from ..descriptors.bispectrum import Bispectrum
 from ..descriptors.so3 import SO3
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from .file_words import FileLine, SnapFileError, file_lines, format_float, parse_number
 from .mliap_nn import nn_export_problem, nn_model_text, read_nn_model
 
 __all__ = ["SnapFileError", "read_snap", "write_snap", "read_mliap", "write_mliap", "mliap_model_kind"]
 
 
-class SnapFileError(ValueError):
-    """A SNAP / ML-IAP file that LAMMPS would reject (the message names file and line)."""
-
-
-@dataclass
-class _Line:
-    path: Path
-    number: int
-    words: list[str]
-
-    def error(self, message: str) -> SnapFileError:
-        return SnapFileError(f"{self.path}:{self.number}: {message}")
-
-
-def _lines(path: str | Path) -> Iterator[_Line]:
-    """Non-blank lines of a file with comments and quotes removed, split into words."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, raw in enumerate(fh, start=1):
-            text = raw.split("#", 1)[0].replace('"', " ").replace("'", " ")
-            words = text.split()
-            if words:
-                yield _Line(path, number, words)
-
-
-def _number(line: _Line, word: str, what: str, integer: bool = False) -> float | int:
-    try:
-        if integer:
-            value = float(word)
-            if value != int(value):
-                raise ValueError
-            return int(value)
-        value = float(word)
-    except ValueError:
-        raise line.error(f"{what}: expected {'an integer' if integer else 'a number'}, got {word!r}") from None
-    if not math.isfinite(value):
-        raise line.error(f"{what}: {word!r} is not finite")
-    return value
-
-
-def _flag(line: _Line, word: str, what: str) -> bool:
-    value = _number(line, word, what, integer=True)
+def _flag(line: FileLine, word: str, what: str) -> bool:
+    value = parse_number(line, word, what, integer=True)
     return value != 0
 
 
-def _scalar(line: _Line, word: str, key: str, floats: set[str], ints: set[str]) -> float | int | bool:
+def _scalar(line: FileLine, word: str, key: str, floats: set[str], ints: set[str]) -> float | int | bool:
     """The value of a one-word keyword: a float for ``floats``, an integer for ``ints``, else a 0/1 flag."""
     if key in floats:
-        return float(_number(line, word, key))
+        return float(parse_number(line, word, key))
     if key in ints:
-        return int(_number(line, word, key, integer=True))
+        return int(parse_number(line, word, key, integer=True))
     return _flag(line, word, key)
 
 
@@ -100,15 +56,15 @@ def _read_snapparam(path: str | Path, nelements: int) -> dict[str, Any]:
     params: dict[str, Any] = {"rfac0": 0.99363, "rmin0": 0.0, "switchflag": True, "bzeroflag": True,
                               "quadraticflag": False, "chemflag": False, "bnormflag": False,
                               "wselfallflag": False, "switchinnerflag": False}
-    seen: dict[str, _Line] = {}
-    for line in _lines(path):
+    seen: dict[str, FileLine] = {}
+    for line in file_lines(path):
         key, values = line.words[0], line.words[1:]
         if not values:
             raise line.error(f"keyword {key!r} has no value")
         if key in ("sinner", "dinner"):
             if len(values) != nelements:
                 raise line.error(f"{key} needs one value per element ({nelements}), got {len(values)}")
-            params[key] = [float(_number(line, v, key)) for v in values]
+            params[key] = [float(parse_number(line, v, key)) for v in values]
         elif key in _SNAPPARAM_FLOATS | _SNAPPARAM_INTS | _SNAPPARAM_FLAGS:
             if len(values) != 1:
                 raise line.error(f"keyword {key!r} takes one value, got {len(values)}")
@@ -162,15 +118,15 @@ def _head_for(ncoeff: int, num_descriptors: int, nelements: int, quadratic: bool
 # ---------------------------------------------------------------------------------------------- snapcoeff
 def _read_coefficient_blocks(path: str | Path, with_names: bool):
     """Header ``nelements ncoeff`` and the per-element blocks of a .snapcoeff / .mliap.model file."""
-    lines = _lines(path)
+    lines = file_lines(path)
     try:
         header = next(lines)
     except StopIteration:
         raise SnapFileError(f"{path}: empty file (expected a header line 'nelements ncoefficients')") from None
     if len(header.words) != 2:
         raise header.error(f"expected a header 'nelements ncoefficients', got {' '.join(header.words)!r}")
-    nelem = int(_number(header, header.words[0], "number of elements", integer=True))
-    ncoeff = int(_number(header, header.words[1], "number of coefficients", integer=True))
+    nelem = int(parse_number(header, header.words[0], "number of elements", integer=True))
+    ncoeff = int(parse_number(header, header.words[1], "number of coefficients", integer=True))
     if nelem < 1 or ncoeff < 1:
         raise header.error(f"the header needs at least one element and one coefficient, got {nelem} {ncoeff}")
     blocks: list[tuple[Any, ...]] = []  # (name, radius, weight, coefficients)
@@ -184,8 +140,8 @@ def _read_coefficient_blocks(path: str | Path, with_names: bool):
             if len(line.words) != 3:
                 raise line.error(f"expected 'element radius weight', got {' '.join(line.words)!r}")
             name = line.words[0]
-            radius = float(_number(line, line.words[1], f"radius of {name}"))
-            weight = float(_number(line, line.words[2], f"weight of {name}"))
+            radius = float(parse_number(line, line.words[1], f"radius of {name}"))
+            weight = float(parse_number(line, line.words[2], f"weight of {name}"))
         values = []
         for k in range(ncoeff):
             try:
@@ -195,7 +151,7 @@ def _read_coefficient_blocks(path: str | Path, with_names: bool):
                 raise SnapFileError(f"{path}: ends after {k} of {ncoeff} coefficients of {what}") from None
             if len(line.words) != 1:
                 raise line.error(f"expected one coefficient per line, got {' '.join(line.words)!r}")
-            values.append(float(_number(line, line.words[0], "coefficient")))
+            values.append(float(parse_number(line, line.words[0], "coefficient")))
         blocks.append((name, radius, weight, values))
     extra = next(lines, None)
     if extra is not None:
@@ -243,10 +199,6 @@ def _check_exportable(potential: Potential) -> tuple[Bispectrum, LinearHead]:
     return descriptor, head
 
 
-def _fmt(x: float) -> str:
-    return repr(float(x))  # shortest text that reads back as the same double
-
-
 def _coefficient_labels(descriptor: Bispectrum, head) -> list[str]:
     from ..descriptors.sna_tables import bispectrum_triples
 
@@ -275,23 +227,23 @@ def write_snap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
     labels = _coefficient_labels(descriptor, head)
     lines = ["# SNAP coefficients written by mliap_torch", f"{len(descriptor.elements)} {coeffs.shape[1]}"]
     for e, element in enumerate(descriptor.elements):
-        lines.append(f"{element} {_fmt(descriptor.radelem[e])} {_fmt(descriptor.wj[e])}")
-        lines += [f"{_fmt(c)}  # {label}" for c, label in zip(coeffs[e].tolist(), labels)]
+        lines.append(f"{element} {format_float(descriptor.radelem[e])} {format_float(descriptor.wj[e])}")
+        lines += [f"{format_float(c)}  # {label}" for c, label in zip(coeffs[e].tolist(), labels)]
     coeff_path.write_text("\n".join(lines) + "\n")
     param_path.write_text(_snapparam_text(descriptor, quadratic=isinstance(head, QuadraticHead)))
     return coeff_path, param_path
 
 
 def _snapparam_text(d: Bispectrum, quadratic: bool) -> str:
-    lines = ["# SNAP parameters written by mliap_torch", f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}",
-             f"rfac0 {_fmt(d.rfac0)}", f"rmin0 {_fmt(d.rmin0)}", f"switchflag {int(d.switchflag)}",
+    lines = ["# SNAP parameters written by mliap_torch", f"rcutfac {format_float(d.rcutfac)}", f"twojmax {d.twojmax}",
+             f"rfac0 {format_float(d.rfac0)}", f"rmin0 {format_float(d.rmin0)}", f"switchflag {int(d.switchflag)}",
              f"bzeroflag {int(d.bzeroflag)}", f"quadraticflag {int(quadratic)}", f"chemflag {int(d.chemflag)}",
              f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
              f"switchinnerflag {int(d.switchinnerflag)}"]
     if d.switchinnerflag:
         assert d.sinner is not None and d.dinner is not None  # Bispectrum checks this
-        lines.append("sinner " + " ".join(_fmt(v) for v in d.sinner))
-        lines.append("dinner " + " ".join(_fmt(v) for v in d.dinner))
+        lines.append("sinner " + " ".join(format_float(v) for v in d.sinner))
+        lines.append("dinner " + " ".join(format_float(v) for v in d.dinner))
     return "\n".join(lines) + "\n"
 
 
@@ -307,8 +259,8 @@ def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], li
                               "switchinnerflag": False, "quadraticflag": False}
     nelem = None
     per_element: dict[str, list] = {}
-    seen: dict[str, _Line] = {}
-    for line in _lines(path):
+    seen: dict[str, FileLine] = {}
+    for line in file_lines(path):
         key, values = line.words[0], line.words[1:]
         if key in _MLIAP_PER_ELEMENT:
             if nelem is None:
@@ -318,12 +270,12 @@ def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], li
             if key == "elems":
                 per_element[key] = list(values)
             else:
-                per_element[key] = [float(_number(line, v, key)) for v in values]
+                per_element[key] = [float(parse_number(line, v, key)) for v in values]
         elif key in _MLIAP_SCALARS:
             if len(values) != 1:
                 raise line.error(f"keyword {key!r} takes one value, got {len(values)}")
             if key == "nelems":
-                nelem = int(_number(line, values[0], key, integer=True))
+                nelem = int(parse_number(line, values[0], key, integer=True))
                 if nelem < 1:
                     raise line.error("nelems must be at least 1")
             else:
@@ -347,7 +299,7 @@ def _read_mliap_descriptor(path: str | Path) -> tuple[list[str], list[float], li
 
 def _is_nn_model(path: str | Path) -> bool:
     """True when the model file has a ``NET`` line (``mliap model nn``)."""
-    return any(line.words[0].startswith("NET") for line in _lines(path))
+    return any(line.words[0].startswith("NET") for line in file_lines(path))
 
 
 def read_mliap(model: str | Path, descriptor: str | Path, model_type: str | None = None,
@@ -430,16 +382,16 @@ def write_mliap(potential: Potential, prefix: str | Path) -> tuple[Path, Path]:
 
 def _sna_descriptor_text(d: Bispectrum) -> str:
     dl = ["# ML-IAP SNAP descriptor written by mliap_torch (pair_style mliap ... descriptor sna)",
-          f"rcutfac {_fmt(d.rcutfac)}", f"twojmax {d.twojmax}", f"nelems {len(d.elements)}",
-          "elems " + " ".join(d.elements), "radelems " + " ".join(_fmt(v) for v in d.radelem),
-          "welems " + " ".join(_fmt(v) for v in d.wj), f"rfac0 {_fmt(d.rfac0)}", f"rmin0 {_fmt(d.rmin0)}",
+          f"rcutfac {format_float(d.rcutfac)}", f"twojmax {d.twojmax}", f"nelems {len(d.elements)}",
+          "elems " + " ".join(d.elements), "radelems " + " ".join(format_float(v) for v in d.radelem),
+          "welems " + " ".join(format_float(v) for v in d.wj), f"rfac0 {format_float(d.rfac0)}", f"rmin0 {format_float(d.rmin0)}",
           f"switchflag {int(d.switchflag)}", f"bzeroflag {int(d.bzeroflag)}", f"chemflag {int(d.chemflag)}",
           f"bnormflag {int(d.bnormflag)}", f"wselfallflag {int(d.wselfallflag)}",
           f"switchinnerflag {int(d.switchinnerflag)}"]
     if d.switchinnerflag:
         assert d.sinner is not None and d.dinner is not None  # Bispectrum checks this
-        dl.append("sinnerelems " + " ".join(_fmt(v) for v in d.sinner))
-        dl.append("dinnerelems " + " ".join(_fmt(v) for v in d.dinner))
+        dl.append("sinnerelems " + " ".join(format_float(v) for v in d.sinner))
+        dl.append("dinnerelems " + " ".join(format_float(v) for v in d.dinner))
     return "\n".join(dl) + "\n"
 
 
@@ -458,5 +410,5 @@ def _mliap_model_text(potential: Potential) -> str:
     lines = [f"# ML-IAP {kind} model written by mliap_torch (pair_style mliap model {kind})",
              f"{coeffs.shape[0]} {coeffs.shape[1]}"]
     for e in range(coeffs.shape[0]):
-        lines += [_fmt(c) for c in coeffs[e].tolist()]
+        lines += [format_float(c) for c in coeffs[e].tolist()]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..descriptors.so3 import SO3
-from .snap_files import SnapFileError, _fmt, _lines, _number
+from .file_words import SnapFileError, file_lines, format_float, parse_number
 
 SO3_ONLY_KEYWORDS = frozenset({"nmax", "lmax", "alpha"})
 """Keywords that mark a descriptor file as ``so3`` (a ``sna`` file has none of them)."""
@@ -19,7 +19,7 @@ _SCALARS = {"rcutfac": float, "alpha": float, "nmax": int, "lmax": int, "nelems"
 
 def is_so3_descriptor_file(path: str | Path) -> bool:
     """True when the descriptor file uses a keyword only ``descriptor so3`` knows (nmax, lmax, alpha)."""
-    return any(line.words[0] in SO3_ONLY_KEYWORDS for line in _lines(path))
+    return any(line.words[0] in SO3_ONLY_KEYWORDS for line in file_lines(path))
 
 
 def read_so3_descriptor(path: str | Path) -> SO3:
@@ -31,18 +31,18 @@ def read_so3_descriptor(path: str | Path) -> SO3:
     values: dict[str, float | int] = {}
     per_element: dict[str, list] = {}
     nelem: int | None = None
-    for line in _lines(path):
+    for line in file_lines(path):
         key, words = line.words[0], line.words[1:]
         if key in ("elems", "radelems", "welems"):
             if nelem is None:
                 raise line.error(f"{key} before nelems")
             if len(words) != nelem:
                 raise line.error(f"{key} needs {nelem} values (nelems), got {len(words)}")
-            per_element[key] = list(words) if key == "elems" else [float(_number(line, w, key)) for w in words]
+            per_element[key] = list(words) if key == "elems" else [float(parse_number(line, w, key)) for w in words]
         elif key in _SCALARS:
             if len(words) != 1:
                 raise line.error(f"keyword {key!r} takes one value, got {len(words)}")
-            value = _number(line, words[0], key, integer=_SCALARS[key] is int)
+            value = parse_number(line, words[0], key, integer=_SCALARS[key] is int)
             values[key] = _SCALARS[key](value)
             if key == "nelems":
                 nelem = int(value)
@@ -65,7 +65,7 @@ def read_so3_descriptor(path: str | Path) -> SO3:
 def so3_descriptor_text(d: SO3) -> str:
     """The ``descriptor so3`` file of ``d`` (numbers written so that they read back exactly)."""
     lines = ["# ML-IAP SO3 descriptor written by mliap_torch (pair_style mliap ... descriptor so3)",
-             f"rcutfac {_fmt(d.rcutfac)}", f"nmax {d.nmax}", f"lmax {d.lmax}", f"alpha {_fmt(d.alpha)}",
+             f"rcutfac {format_float(d.rcutfac)}", f"nmax {d.nmax}", f"lmax {d.lmax}", f"alpha {format_float(d.alpha)}",
              f"nelems {len(d.elements)}", "elems " + " ".join(d.elements),
-             "radelems " + " ".join(_fmt(v) for v in d.radelem), "welems " + " ".join(_fmt(v) for v in d.wj)]
+             "radelems " + " ".join(format_float(v) for v in d.radelem), "welems " + " ".join(format_float(v) for v in d.wj)]
     return "\n".join(lines) + "\n"
