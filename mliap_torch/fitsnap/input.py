@@ -118,7 +118,7 @@ def read_fitsnap_input(path: str | Path) -> dict[str, Any]:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        raise DataError(f"{path}: not a valid FitSNAP input ({exc.message if hasattr(exc, 'message') else exc})") from None
+        raise DataError(f"{path}: not a valid FitSNAP input ({getattr(exc, 'message', exc)})") from None
     out: dict[str, Any] = {}
     for name in parser.sections():
         section = parser[name]
