@@ -13,12 +13,31 @@
 #include <omp.h>
 #endif
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
 namespace {
+
+// Ask for transparent huge pages on a large, not yet touched output (where the kernel gives them on request):
+// first-touch page faults of the per-pair Jacobian otherwise cost as much as the chemflag descriptor itself.
+void advise_huge_pages(void *data, size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t page = 4096, begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
+  if (bytes >= (size_t{2} << 20) && end > begin) madvise(reinterpret_cast<void *>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void) data;
+  (void) bytes;
+#endif
+}
 
 class SNAJacobian {
  public:
@@ -59,6 +78,7 @@ class SNAJacobian {
                 "inconsistent sizes");
     at::Tensor B = at::empty({natoms, K}, rij.options());
     at::Tensor dB = at::empty({total_pairs, 3, K}, rij.options());
+    advise_huge_pages(dB.data_ptr(), static_cast<size_t>(dB.numel()) * sizeof(double));
     const double *r = rij.data_ptr<double>();
     const int64_t *start = starts.data_ptr<int64_t>();
     const int64_t *si = species_i.data_ptr<int64_t>();
