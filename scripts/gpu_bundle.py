@@ -82,7 +82,7 @@ DOWNLOAD_FOR = {"tomli": "3.10"}
 SDIST_ONLY = {"antlr4-python3-runtime"}
 """Published as an sdist only: built into a (pure-Python) wheel here."""
 HOST = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "h5py": "h5py", "matplotlib": "matplotlib",
-        "sympy": "sympy", "tensorboard": "tensorboard"}
+        "sympy": "sympy", "mpmath": "mpmath", "tensorboard": "tensorboard"}  # mpmath: torch needs it through sympy
 """Distribution → import name of what the GPU machine must bring itself (reported, never installed)."""
 DATA = [("fitsnap/Ta_Linear_JCP2014", "*.npy"), ("fitsnap/Ta_Quadratic_JCP2018", "*.npy")]
 """(folder under the shared data, files left out) carried for ``bench_fit.py``."""
