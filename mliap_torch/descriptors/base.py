@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..config_checks import per_element
+
 _NOT_VMAPPABLE: set[type] = set()
 """Descriptor classes whose backward cannot run under ``vmap`` (their VJPs are then done one by one)."""
 
@@ -27,6 +29,8 @@ class Descriptor(nn.Module, ABC):
     """
 
     type_name: str = ""
+    per_element_keys: ClassVar[tuple[str, ...]] = ()
+    """Configuration keys that take one number for all elements or a list with one per element."""
     config_schema: ClassVar[type | None] = None
     """A dataclass of the configuration keys (typed validation of the ``descriptor`` section); None: the keys
     are checked against the signature of ``__init__``."""
@@ -95,8 +99,12 @@ class Descriptor(nn.Module, ABC):
     @classmethod
     def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
         """This descriptor for ``elements`` from the ``descriptor`` config section's keyword arguments
-        (``type``, ``elements`` and ``options`` already taken out); the default passes them unchanged."""
-        return cls(elements=list(elements), **settings)
+        (``type``, ``elements`` and ``options`` already taken out): unchanged, except that the keys of
+        ``per_element_keys`` given as one number become one value per element."""
+        s = dict(settings)
+        for key in cls.per_element_keys:
+            s[key] = per_element(s[key], elements, key)
+        return cls(elements=list(elements), **s)
 
     @classmethod
     def check_config(cls, settings: dict[str, Any]) -> None:

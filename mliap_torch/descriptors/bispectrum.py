@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config_checks import at_least, per_element, per_element_values
+from ..config_checks import at_least, per_element_values
 from ..errors import ConfigError
 from ..registry import register_descriptor
 from . import sna_backend
@@ -397,13 +397,7 @@ class Bispectrum(Descriptor):
                 missing_keys.remove(f"{prefix}{name}_raw")
 
     # ------------------------------------------------------------------ interface
-    @classmethod
-    def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
-        """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
-        s = dict(settings)
-        s["radelem"] = per_element(s["radelem"], elements, "radelem")
-        s["wj"] = per_element(s["wj"], elements, "wj")
-        return cls(elements=list(elements), **s)
+    per_element_keys = ("radelem", "wj")
 
     @classmethod
     def check_config(cls, settings: dict[str, Any]) -> None:

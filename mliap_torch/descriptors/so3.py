@@ -46,7 +46,6 @@ import mpmath  # type: ignore[import-untyped]
 import numpy as np
 import torch
 
-from ..config_checks import per_element
 from ..registry import register_descriptor
 from .base import Descriptor
 from .spherical_harmonics import real_spherical_harmonics
@@ -287,13 +286,7 @@ class SO3(Descriptor):
         lm_to_l[torch.arange(nlm), torch.tensor(l_of_lm)] = torch.tensor(norm, dtype=dt)[torch.tensor(l_of_lm)]
         self.register_buffer("lm_to_l", lm_to_l)
 
-    @classmethod
-    def from_config(cls, elements: Sequence[str], settings: dict[str, Any]) -> Descriptor:
-        """As the default, with ``radelem`` and ``wj`` expanded from one number to one per element."""
-        s = dict(settings)
-        s["radelem"] = per_element(s["radelem"], elements, "radelem")
-        s["wj"] = per_element(s["wj"], elements, "wj")
-        return cls(elements=list(elements), **s)
+    per_element_keys = ("radelem", "wj")
 
     @property
     def num_descriptors(self) -> int:
