@@ -474,18 +474,15 @@ class Bispectrum(Descriptor):
             rij = rij.to(self.term_coeff.dtype)
         num_atoms = int(num_atoms)
         if self._sna_route(rij):
-            rcut = self.hyperparameter_tables()[0].detach()
-            return sna_backend.pair_jacobian(self.settings(), rcut, rij.detach(), pair_i, pair_j, species, num_atoms)
+            keep = self._pairs_inside(rij.detach(), pair_i, pair_j, species)
+            return sna_backend.pair_jacobian(self.settings(), rij.detach(), keep, pair_i, pair_j, species, num_atoms)
         if self.chemflag:
             return self._pair_jacobian_autograd(rij, pair_i, pair_j, species, num_atoms)
         nuh, device = self.num_u_half, rij.device
         K = self.num_descriptors
         jt = self._jacobian_tables()
         si_all, sj_all = species[pair_i], species[pair_j]
-        rc = self.hyperparameter_tables()[0][si_all, sj_all]
-        r2 = (rij * rij).sum(-1)
-        keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
-        keep = keep[torch.argsort(pair_i[keep], stable=True)]           # pairs grouped by central atom
+        keep = self._pairs_inside(rij, pair_i, pair_j, species)
         r, pi, si, sj = rij[keep], pair_i[keep], si_all[keep], sj_all[keep]
         centers = species[:num_atoms]
         utot, upairs = self._utot_half(r, pi, si, sj, centers, num_atoms, keep_u=True)
@@ -560,6 +557,14 @@ class Bispectrum(Descriptor):
         out[:, 0].index_add_(0, dst, gr * cr - gi * ci)
         out[:, 1].index_add_(0, dst, gi * cr + gr * ci)
         return torch.view_as_complex(out.permute(2, 0, 1).contiguous()).view(u.shape[0], 4, nuh)
+
+    def _pairs_inside(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
+                      species: torch.Tensor) -> torch.Tensor:
+        """Indices of the pairs inside their cutoff (and not at zero distance), grouped by central atom."""
+        rc = self.hyperparameter_tables()[0][species[pair_i], species[pair_j]]
+        r2 = (rij * rij).sum(-1)
+        keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
+        return keep[torch.argsort(pair_i[keep], stable=True)]
 
     def _sna_route(self, rij: torch.Tensor) -> bool:
         """True when :meth:`pair_jacobian` runs through LAMMPS' SNA (:mod:`.sna_backend`): float64 on the CPU,

@@ -130,22 +130,16 @@ def _settings_key(settings: dict[str, Any]) -> tuple:
             floats(settings.get("dinner")) if inner else (0.0,) * n)
 
 
-def pair_jacobian(settings: dict[str, Any], rcut: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor,
+def pair_jacobian(settings: dict[str, Any], rij: torch.Tensor, keep: torch.Tensor, pair_i: torch.Tensor,
                   pair_j: torch.Tensor, species: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
     """B (num_atoms, K) and dB (npairs, 3, K), ``dB[p, :, k] = ∂B_k(pair_i[p]) / ∂rij[p]``, through LAMMPS' SNA.
 
     Args:
         settings: the bispectrum's :meth:`~Bispectrum.settings`.
-        rcut: (nelements, nelements) pair cutoffs, Å; pairs outside (or at zero distance) get zero rows.
         rij: (npairs, 3) Å, float64 on the CPU; pair_i, pair_j: (npairs,); species: (natoms,) element indices.
+        keep: the pairs inside their cutoff, grouped by central atom; the others get zero rows.
     """
     sna = _sna(_settings_key(settings))
-    si_all, sj_all = species[pair_i], species[pair_j]
-    rc = rcut[si_all, sj_all]
-    r2 = (rij * rij).sum(-1)
-    keep = torch.nonzero((r2 < rc * rc) & (r2 > 1e-20)).squeeze(1)
-    keep = keep[torch.argsort(pair_i[keep], stable=True)]
     starts = torch.searchsorted(pair_i[keep], torch.arange(num_atoms + 1))
-    B, dB = sna.compute(rij[keep].contiguous(), starts, species[:num_atoms].contiguous(), sj_all[keep].contiguous(),
-                        keep, rij.shape[0])
-    return B, dB
+    return tuple(sna.compute(rij[keep].contiguous(), starts, species[:num_atoms].contiguous(),
+                             species[pair_j[keep]].contiguous(), keep, rij.shape[0]))
