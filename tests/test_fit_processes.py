@@ -14,7 +14,7 @@ import mliap_torch
 from cli_helpers import QUICK, run_cli, user_error
 from fit_helpers import label, potential, structures
 from mliap_torch.faults import KILL_ENV
-from mliap_torch.fitting.exact_fit import fit_exact
+from mliap_torch.fitting.exact_fit import balanced_edges, fit_exact
 from mliap_torch.fitting.options import FitOptions
 from mliap_torch.fitting.processes import RankError
 
@@ -53,6 +53,23 @@ def test_two_processes_equal_one_process():
         assert {k: a[k] for k in ("group", "weighting", "split", "quantity", "ncount")} == \
             {k: b[k] for k in ("group", "weighting", "split", "quantity", "ncount")}
         assert _close(a["mae"], b["mae"]) and _close(a["rmse"], b["rmse"]), (a, b)
+
+
+def test_shards_hold_about_equal_numbers_of_atoms():
+    # WBe-like: large cells first, small ones after; equal numbers of configurations would give the first
+    # rank 4 × 100 + 2 × 10 = 420 atoms and the second 60
+    sizes = [100, 100, 100, 100, 10, 10, 10, 10, 10, 10, 10, 10]
+    edges = balanced_edges(sizes, 2)
+    assert edges[0] == 0 and edges[-1] == len(sizes)
+    shares = [sum(sizes[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    assert shares == [300, 180]  # the running total first reaches 240 at the third cell
+    for parts in (1, 3, 5, 20):
+        edges = balanced_edges(sizes, parts)
+        assert len(edges) == parts + 1 and edges == sorted(edges) and edges[-1] == len(sizes)
+        target = sum(sizes) / parts
+        for k in range(1, parts):  # block k ends where the running total first reaches k targets
+            assert sum(sizes[:edges[k]]) >= k * target > sum(sizes[:edges[k] - 1])
+    assert balanced_edges([], 3) == [0, 0, 0, 0]
 
 
 def test_fit_options_are_one_place_for_defaults_and_checks():

@@ -4,6 +4,8 @@ The values of both routes are compared with autograd in ``test_bispectrum_gradie
 (``test_pair_jacobian_equals_autograd[...-sna]``: one and two elements, switchinner, chemflag with bnorm)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -59,3 +61,14 @@ def test_threads_share_the_atoms_with_identical_results():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_the_extension_compiles_from_a_copy_in_its_cache_folder():
+    """ninja rebuilds when a source's path changes: two checkouts of the same code (same cache key) must
+    share one build instead of rebuilding each other's."""
+    module = sna_backend.extension()
+    build = Path(module.__file__).parent
+    ninja = (build / "build.ninja").read_text()
+    copy = build / sna_backend.SOURCE.name
+    assert copy.read_text() == sna_backend.SOURCE.read_text()
+    assert str(copy) in ninja and str(sna_backend.SOURCE) not in ninja

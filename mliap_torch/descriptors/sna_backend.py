@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..files import write_text_atomically
 from ..lammps import lmp_executable
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ def extension() -> Any:
     build.mkdir(parents=True, exist_ok=True)
     if not any(build.glob("*.so")):
         log.warning("compiling the LAMMPS SNA extension for the bispectrum Jacobian (once, about 30 s) in %s", build)
-    return cpp_extension.load(name=f"mliap_torch_sna_{key}", sources=[str(SOURCE)], extra_include_paths=includes,
+    source = build / SOURCE.name  # compiled from this copy: ninja rebuilds when a source's path changes, and
+    if not source.is_file():      # two checkouts of the same code would otherwise rebuild each other's cache
+        write_text_atomically(source, SOURCE.read_text())
+    return cpp_extension.load(name=f"mliap_torch_sna_{key}", sources=[str(source)], extra_include_paths=includes,
                               extra_cflags=["-O3", "-fopenmp", "-DLAMMPS_SMALLBIG", "-DOMPI_SKIP_MPICXX", "-DMPICH_SKIP_MPICXX"],
                               extra_ldflags=[f"-L{libdir}", "-llammps", f"-Wl,-rpath,{libdir}", "-fopenmp"],
                               build_directory=str(build), verbose=False)

@@ -177,12 +177,12 @@ def evaluate(potential: Potential, train: Sequence[Configuration], test: Sequenc
     accumulator = MetricAccumulator(group_names)
 
     def share(configs: Sequence[Configuration]) -> Sequence[Configuration]:
-        """This rank's contiguous share of ``configs`` (all of them when not ``distributed``)."""
+        """This rank's contiguous share of ``configs``, about equal in atoms (all of them when not ``distributed``)."""
         if not distributed:
             return configs
         from ..fitting.exact_fit import shard_range
 
-        return list(configs)[slice(*shard_range(len(configs)))]
+        return list(configs)[slice(*shard_range(len(configs), sizes=[c.num_atoms for c in configs]))]
 
     sets = {"train": predict(potential, share(train), group_names, accumulator, False, batch_size)}
     if len(test):
