@@ -3,6 +3,7 @@ written for LAMMPS' nn, each checked against LAMMPS (energies, per-atom energies
 relative on triclinic, rattled cells)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import mliap_torch
+from cli_helpers import QUICK, run_cli
 from lammps_models import Z, assert_results_equal, random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.descriptors.bispectrum import Bispectrum
@@ -174,3 +176,18 @@ def test_weight_lines_longer_than_lammps_reads_are_refused(tmp_path):
     model.write_text("1 43\nNET 5 2 tanh 6 linear 1\n0 0 0 0 0\n1 1 1 1 1\n" + " ".join(["0.1"] * 43) + "\n")
     with pytest.raises(NNFileError, match="at most 30"):
         mliap_torch.read_mliap(model, desc_file)
+
+
+def test_the_native_option_trains_a_head_that_runs_as_lammps_own_nn(tmp_path):
+    """``model=snap_nn_native``: its run writes and checks the ``mliap model nn`` route, equal to torch."""
+    run = tmp_path / "run"
+    quick = [a for a in QUICK if not a.startswith("export.lammps")]
+    proc = run_cli(["model=snap_nn_native", "trainer.max_epochs=2", "export.md_steps=0", f"hydra.run.dir={run}",
+                    *quick])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pair = (run / "lammps" / "model.mliap.pair.lammps").read_text()
+    assert "pair_style mliap model nn model.mliap.model descriptor sna" in pair
+    assert "NET" in (run / "lammps" / "model.mliap.model").read_text()
+    check = json.loads((run / "metrics.json").read_text())["lammps"]["lammps_vs_torch"]["mliap"]
+    assert check["configurations"] >= 1
+    assert check["energy_per_atom"] < 1e-10 and check["force_relative"] < 1e-10
