@@ -34,7 +34,8 @@ class Head(nn.Module):
     element indices → (natoms,) energies, eV) and :meth:`settings`, and are registered with
     :func:`~mliap_torch.registry.register_head`. A head that is linear in its parameters
     (``linear_in_parameters``) also implements ``num_features``, ``features``, ``coefficients``
-    and ``set_coefficients``, and can then be fitted exactly by least squares.
+    and ``set_coefficients``, and can then be fitted exactly by least squares. A head with per-atom features
+    for the extrapolation grade overrides :meth:`grade_features` (default: none).
     """
 
     type_name: str = ""
