@@ -35,8 +35,7 @@ class Calculator(AseCalculator):
         self.device = torch.device(device)
         self.dtype = dtype
         self.potential = potential.to(device=self.device, dtype=dtype).eval()
-        self.grade = potential.active_set is not None
-        if self.grade:
+        if potential.active_set is not None:
             self.implemented_properties = [*type(self).implemented_properties, "extrapolation_grade"]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
@@ -46,7 +45,8 @@ class Calculator(AseCalculator):
         batch = make_batch([config], self.potential.elements, self.potential.cutoff, dtype=self.dtype)
         batch = batch.to(self.device)
         want_stress = "stress" in properties and bool(np.all(self.atoms.pbc))
-        out = self.potential(batch, forces=True, stress=want_stress, grade=self.grade)
+        grade = self.potential.active_set is not None
+        out = self.potential(batch, forces=True, stress=want_stress, grade=grade)
         energy = float(out["energy"][0].detach())
         self.results = {
             "energy": energy,
@@ -54,7 +54,7 @@ class Calculator(AseCalculator):
             "energies": out["atomic_energies"].detach().cpu().numpy(),
             "forces": out["forces"].detach().cpu().numpy(),
         }
-        if self.grade:
+        if grade:
             self.results["extrapolation_grade"] = out["extrapolation_grade"].cpu().numpy()
         if want_stress:
             self.results["stress"] = out["stress"][0].detach().cpu().numpy()
