@@ -137,6 +137,17 @@ class FitConfig:
 
 
 @dataclass
+class ActiveSetConfig:
+    """The active set built after the fit (:mod:`mliap_torch.uncertainty`): saved in ``model.pt``, γ of the
+    test set in the metrics, ``extrapolation_grade`` in the ASE calculator."""
+
+    enabled: bool = True
+    tolerance: float = 1.01
+    rcond: float = 1.0e-10
+    progress: bool | None = None
+
+
+@dataclass
 class TrainConfig:
     """The validated configuration; ``descriptor`` stays a plain dict (its keys depend on its type)."""
 
@@ -150,6 +161,7 @@ class TrainConfig:
     plots: bool = True
     export: ExportConfig = field(default_factory=ExportConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    active_set: ActiveSetConfig = field(default_factory=ActiveSetConfig)
     experiment: Any | None = None
     plugins: list = field(default_factory=list)
 
@@ -230,6 +242,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     descriptor = _check_descriptor(cfg.descriptor)
     export = _typed("export", ExportConfig, cfg.export) if "export" in cfg else ExportConfig()
     fit = _typed("fit", FitConfig, cfg.fit) if "fit" in cfg else FitConfig()
+    active_set = _typed("active_set", ActiveSetConfig, cfg.active_set) if "active_set" in cfg else ActiveSetConfig()
     try:
         scalars = {k: cfg[k] for k in ("seed", "dtype", "ckpt_path", "plots") if k in cfg}
     except OmegaConfBaseException as exc:
@@ -253,6 +266,8 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         if value is not None and not 0.0 <= value < 1.0:
             raise ConfigError(f"Configuration error: '{name}' is {value}; it must be in [0, 1).")
     _check_ranges(data, model, trainer, export, out)
+    _at_least("active_set.tolerance", active_set.tolerance, 1.0)
+    _at_least("active_set.rcond", active_set.rcond, 0.0)
     fit_options(model, fit)
     if check_paths:
         data.path = _existing_path("data.path", data.path, required=data.format != "builtin")
@@ -267,6 +282,7 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
                        dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export, fit=fit,
+                       active_set=active_set,
                        experiment=cfg.get("experiment"), plugins=plugins)
 
 

@@ -34,7 +34,8 @@ class Head(nn.Module):
     element indices → (natoms,) energies, eV) and :meth:`settings`, and are registered with
     :func:`~mliap_torch.registry.register_head`. A head that is linear in its parameters
     (``linear_in_parameters``) also implements ``num_features``, ``features``, ``coefficients``
-    and ``set_coefficients``, and can then be fitted exactly by least squares.
+    and ``set_coefficients``, and can then be fitted exactly by least squares. A head with per-atom features
+    for the extrapolation grade overrides :meth:`grade_features` (default: none).
     """
 
     type_name: str = ""
@@ -61,6 +62,12 @@ class Head(nn.Module):
         """JSON-like settings from which :func:`mliap_torch.registry.build` rebuilds this head."""
         return {"type": self.type_name, "num_elements": self.num_elements, "num_descriptors": self.num_descriptors}
 
+    def grade_features(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor | None:
+        """(natoms, F) per-atom features for the extrapolation grade γ (:mod:`mliap_torch.uncertainty`): the
+        quantities the energy is linear in, with a 1 for the constant; None (the default) when the head has
+        none, and then its potentials get no active set."""
+        return None
+
 
 @register_head("linear")
 class LinearHead(Head):
@@ -81,6 +88,13 @@ class LinearHead(Head):
     def features(self, B: torch.Tensor) -> torch.Tensor:
         """(natoms, num_features) the quantities the head is linear in."""
         return B
+
+    def grade_features(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """``[1, features(B)]`` (natoms, 1 + num_features): linear ``[1, B]``, quadratic
+        ``[1, B, quadratic_features(B)]`` (all that the energy is linear in, so that γ also sees
+        extrapolation along the products)."""
+        features = self.features(B)
+        return torch.cat([features.new_ones(len(features), 1), features], dim=1)
 
     def coefficients(self) -> torch.Tensor:
         """(nelements, 1 + num_features) ``[β0, β...]`` as in ``.snapcoeff``."""
@@ -223,6 +237,19 @@ class MLPHead(Head):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "hidden": list(self.hidden), "activation": self.activation, "linear_term": self.linear_term,
                 "output_activation": self.output_activation}
+
+    def grade_features(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """``[1, h_i(, x_i)]`` (natoms, 1 + hidden[-1] (+ K)): the last hidden layer's activations of each
+        atom's element network (and the standardised descriptors with ``linear_term``), what the output
+        layer is linear in."""
+        x = (B - self.shift) / self.scale
+        hidden = x.new_zeros(len(B), self.hidden[-1])
+        for e, net in enumerate(self.networks):
+            mask = species == e
+            last_hidden = cast(nn.Sequential, net)[: 2 * len(self.hidden)]
+            hidden = hidden.masked_scatter(mask[:, None], last_hidden(x[mask]))
+        parts = [x.new_ones(len(B), 1), hidden] + ([x] if self.linear_term else [])
+        return torch.cat(parts, dim=1)
 
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         x = (B - self.shift) / self.scale

@@ -15,6 +15,7 @@ from ..errors import ModelFileError
 from ..files import atomic_path
 from ..registry import build
 from ..safe_load import load_weights_only, refusal_reason
+from ..uncertainty.active_set import ActiveSet
 from .potential import Potential
 
 FORMAT = "mliap_torch.potential"
@@ -42,11 +43,15 @@ def _potential_from_settings(settings: dict[str, Any]) -> Potential:
     descriptor = cast(Descriptor, build("descriptor", settings["descriptor"]))
     head = build("head", settings["head"])
     reference = None if settings.get("reference") is None else build("reference potential", settings["reference"])
-    return Potential(descriptor, head, reference)
+    potential = Potential(descriptor, head, reference)
+    if settings.get("active_set") is not None:  # absent from files written before active sets, and without one
+        potential.active_set = ActiveSet(**settings["active_set"])
+    return potential
 
 
 def save(potential: Potential, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``potential`` to ``path`` (``.pt``, atomically): settings and tensors only, loadable with ``weights_only``."""
+    """Write ``potential`` to ``path`` (``.pt``, atomically): settings and tensors only, loadable with ``weights_only``
+    (its active set, when it has one, is a settings entry and buffers like any other component)."""
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in potential.state_dict().items()}
     with atomic_path(path) as tmp:

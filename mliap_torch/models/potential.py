@@ -1,13 +1,16 @@
 """Potential = descriptor + per-element head (+ optional reference pair potential such as ZBL)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data.batch import AtomsBatch
+from ..data.batch import AtomsBatch, make_batch
+from ..data.configuration import Configuration
 from ..descriptors.base import Descriptor
+from ..uncertainty.active_set import ActiveSet
 
 
 def forces_and_virial_from_pair_gradient(dE_drij: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor,
@@ -40,7 +43,9 @@ class Potential(nn.Module):
 
     ``E_i = head(descriptor(rij, ...), species)_i + reference_i``; total energies are sums over
     each configuration's atoms, forces ``-∂E/∂x`` and stress ``(1/V) ∂E/∂ε`` come from one
-    gradient with respect to the pair vectors.
+    gradient with respect to the pair vectors. ``active_set`` (None until one is built from training data,
+    :func:`mliap_torch.uncertainty.build.build_active_set`) grades how far atoms extrapolate
+    (:meth:`extrapolation_grade`).
     """
 
     # duck-typed modules (any head / reference potential of the registries in models.io): besides forward they
@@ -53,6 +58,7 @@ class Potential(nn.Module):
         self.descriptor = descriptor
         self.head = head
         self.reference = reference
+        self.active_set: ActiveSet | None = None
 
     @property
     def elements(self) -> list[str]:
@@ -71,6 +77,7 @@ class Potential(nn.Module):
             "head": self.head.settings(),
             "reference": None if self.reference is None else {"type": self.reference.type_name,
                                                               **self.reference.settings()},
+            **({} if self.active_set is None else {"active_set": self.active_set.settings()}),
         }
 
     def atomic_energies(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
@@ -81,10 +88,51 @@ class Potential(nn.Module):
         first ``num_atoms`` are the central atoms, any further ones are neighbours only (LAMMPS ghosts).
         """
         B = self.descriptor(rij, pair_i, pair_j, species, num_atoms)
+        return self._head_and_reference(B, rij, pair_i, pair_j, species, num_atoms)
+
+    def _head_and_reference(self, B: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor,
+                            species: torch.Tensor, num_atoms: int) -> torch.Tensor:
+        """Per-atom energies (num_atoms,) eV: the head on descriptors B (num_atoms, K) plus the reference."""
         energies = self.head(B, species[:num_atoms])
         if self.reference is not None:
             energies = energies + self.reference(rij, pair_i, pair_j, species, num_atoms)
         return energies
+
+    def _grade(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """γ (natoms,) of descriptors B (natoms, K); ValueError without an active set."""
+        if self.active_set is None:
+            raise ValueError("this potential has no active set, so no extrapolation grade: build one from its "
+                             "training data (mliap_torch.uncertainty.build.build_active_set), as training runs do")
+        with torch.no_grad():
+            return self.active_set(self.head.grade_features(B.detach(), species), species)
+
+    def extrapolation_grade(self, data: AtomsBatch | Sequence[Any]) -> torch.Tensor:
+        """Extrapolation grade γ of every atom (D-optimality, :mod:`mliap_torch.uncertainty`).
+
+        γ_i = max |c_i| with c_i the coefficients of atom i's features (:meth:`~mliap_torch.models.heads.Head.grade_features`)
+        in the basis of its element's active set of training atoms: ``γ ≤ 1`` interpolation (every training
+        atom has ``γ ≤ 1.01``), ``γ > 1`` extrapolation, the larger the further; ``inf`` for an element with no
+        training atoms.
+
+        Args:
+            data: an :class:`~mliap_torch.data.batch.AtomsBatch`, or configurations
+                (:class:`~mliap_torch.data.configuration.Configuration` or ``ase.Atoms``), evaluated as one batch.
+        Returns:
+            (natoms,) γ, dimensionless, atoms in batch order (configurations one after another).
+        Raises:
+            ValueError: the potential has no active set.
+        """
+        if isinstance(data, AtomsBatch):
+            batch = data
+        else:
+            configs = [c if isinstance(c, Configuration) else Configuration.from_ase(c) for c in data]
+            dtype = next(iter(self.parameters()), torch.empty(0, dtype=torch.float64)).dtype
+            batch = make_batch(configs, self.elements, self.cutoff, dtype=dtype)
+            device = next(iter(self.buffers()), torch.empty(0)).device
+            batch = batch.to(device)
+        with torch.no_grad():
+            B = self.descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        return self._grade(B, batch.species[: batch.total_atoms])
 
     def _energies_from_stored_jacobian(self, batch: AtomsBatch, rij: torch.Tensor, need_grad: bool,
                                        create_graph: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -108,13 +156,14 @@ class Potential(nn.Module):
         return atomic, dE_drij
 
     def forward(self, batch: AtomsBatch, forces: bool = True, stress: bool = True,
-                create_graph: bool = False) -> dict[str, torch.Tensor]:
+                create_graph: bool = False, grade: bool = False) -> dict[str, torch.Tensor]:
         """Energies, forces and stress of every configuration in ``batch``.
 
         Returns a dict with ``energy`` (nconfigs,) eV, ``atomic_energies`` (natoms,) eV and, when
         asked, ``forces`` (natoms, 3) eV/Å and ``stress`` (nconfigs, 6) eV/Å³ (ASE convention:
         tension positive, Voigt ``xx yy zz yz xz xy``; zero for cells without volume).
-        Pass ``create_graph=True`` to train on forces or stress (double backward).
+        Pass ``create_graph=True`` to train on forces or stress (double backward); ``grade=True`` adds
+        ``extrapolation_grade`` (natoms,) from the same descriptors (:meth:`extrapolation_grade`).
 
         When the batch carries precomputed ``descriptors`` and ``descriptor_jacobian`` and no descriptor
         parameter is trained, they replace the descriptor evaluation (same results, and double
@@ -128,11 +177,16 @@ class Potential(nn.Module):
         with torch.enable_grad() if need_grad else torch.no_grad():
             if precomputed:
                 atomic, dE_drij = self._energies_from_stored_jacobian(batch, rij, need_grad, create_graph)
+                B = batch.descriptors
             else:
-                atomic = self.atomic_energies(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+                B = self.descriptor(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+                atomic = self._head_and_reference(B, rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
             energy = torch.zeros(batch.num_configs, dtype=atomic.dtype, device=atomic.device)
             energy = energy.index_add(0, batch.atom_config, atomic)
             out = {"energy": energy, "atomic_energies": atomic}
+            if grade:
+                assert B is not None  # set on both routes
+                out["extrapolation_grade"] = self._grade(B, batch.species)
             if not need_grad:
                 return out
             if not precomputed:

@@ -154,7 +154,7 @@ def summary(table: MetricsTable) -> dict[str, dict[str, dict[str, float]]]:
 
 def _check_finite(result: dict[str, Any], run_dir: Path) -> None:
     """TrainingDivergedError when any error metric is NaN or infinite (the model predicts non-finite values)."""
-    bad = sorted(f"{split}/{group}/{key}" for split, groups in result.items() if split != "timings"
+    bad = sorted(f"{split}/{group}/{key}" for split, groups in result.items() if split in ("train", "test")
                  for group, values in groups.items() for key, value in values.items()
                  if isinstance(value, float) and not math.isfinite(value))
     if bad:
@@ -202,26 +202,51 @@ def evaluate(potential: Potential, train: Sequence[Configuration], test: Sequenc
 def evaluate_and_report(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],
                         run_dir: Path, group_names: Sequence[str], batch_size: int = 16, plots: bool = True,
                         timings: dict[str, float] | None = None, echo: bool = True,
-                        evaluated: tuple[MetricsTable, dict[str, Predictions]] | None = None) -> dict[str, Any]:
+                        evaluated: tuple[MetricsTable, dict[str, Predictions]] | None = None,
+                        extrapolation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Errors on train and test, written to ``run_dir``, the model saved, and the error table printed.
 
     Files: ``model.pt`` (:func:`mliap_torch.save`), ``metrics.md`` and ``metrics.json`` (FitSNAP-style
     rows per group, weighted and unweighted, plus a summary), ``parity.png``, ``loss_curves.png``.
     ``evaluated``: the result of :func:`evaluate` when it already ran (e.g. on several processes).
-    Returns the summary (see :func:`summary`) with ``timings``.
+    ``extrapolation``: the γ statistics of the test set (:func:`~mliap_torch.training.run.active_set_and_test_grades`),
+    written under ``extrapolation_grade`` and as a section of ``metrics.md``.
+    Returns the summary (see :func:`summary`) with ``timings`` (and ``extrapolation_grade``).
     """
     run_dir = Path(run_dir)
     potential = potential.eval()
     table, sets = evaluated or evaluate(potential, train, test, group_names, batch_size)
     result: dict[str, Any] = {**summary(table), "timings": dict(timings or {})}
     _check_finite(result, run_dir)
+    if extrapolation is not None:
+        result["extrapolation_grade"] = extrapolation
     io.save(potential, run_dir / "model.pt", metadata={"metrics": result})
-    write_text_atomically(run_dir / "metrics.md", f"# Errors\n\n{error_table(result)}\n\n## Per group (FitSNAP style)\n\n"
-                                        f"{table.to_markdown()}")
+    grades = f"## Extrapolation grade\n\n{grade_table(extrapolation)}\n\n" if extrapolation is not None else ""
+    write_text_atomically(run_dir / "metrics.md", f"# Errors\n\n{error_table(result)}\n\n{grades}"
+                                        f"## Per group (FitSNAP style)\n\n{table.to_markdown()}")
     write_text_atomically(run_dir / "metrics.json", json.dumps({"summary": result, "table": table.to_dict()}, indent=1))
     if plots:
         write_parity_plot(sets, run_dir / "parity.png", title=run_dir.name)
         loss_curves(run_dir / "logs" / "metrics.csv", run_dir / "loss_curves.png")
     if echo:
         print(f"\nErrors of {run_dir} (energy meV/atom, force eV/Å, stress GPa):\n{error_table(result)}\n")
+        if extrapolation is not None:
+            print(f"Extrapolation grade γ of the test set (active set of the training atoms):\n"
+                  f"{grade_table(extrapolation)}\n")
     return result
+
+
+def grade_table(extrapolation: dict[str, Any]) -> str:
+    """Markdown table of the test set's γ statistics (:func:`~mliap_torch.uncertainty.build.grade_statistics`)
+    and the active set's size per element."""
+    stats = extrapolation["test"]
+    sizes = ", ".join(f"{e} {n}" for e, n in extrapolation["active_set_size"].items())
+    if not stats.get("atoms"):
+        return f"no test atoms (active set: {sizes})"
+    above = stats["above"]
+    counts = " | ".join(f"{above[t]['atoms']} ({above[t]['configs']})" for t in above)
+    return ("| atoms | mean | median | p90 | p99 | max | " + " | ".join(f"γ > {t}: atoms (configs)" for t in above)
+            + " |\n|" + "---|" * (6 + len(above)) + "\n"
+            + f"| {stats['atoms']} | {stats['mean']:.3f} | {stats['median']:.3f} | {stats['p90']:.3f} | "
+            f"{stats['p99']:.3f} | {stats['max']:.3f} | {counts} |\n\nActive set (atoms per element): {sizes}; "
+            f"MaxVol tolerance {extrapolation['tolerance']}.")

@@ -121,13 +121,34 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
         potential = trained
     potential = potential.to(torch.float64)
     timings["total_training_s"] = time.perf_counter() - t0
+    grades = None
+    if cfg.active_set.enabled:
+        t3 = time.perf_counter()
+        grades = active_set_and_test_grades(cfg.active_set, potential, data.train, data.test, cfg.data.batch_size)
+        timings["active_set_s"] = time.perf_counter() - t3
     metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
                                   batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings,
-                                  evaluated=evaluated)
+                                  evaluated=evaluated, extrapolation=grades)
     kill_point("export")
     if cfg.export.lammps:
         metrics["lammps"] = export_to_lammps(cfg.export, potential, data.test or data.train, run_dir)
     return RunResult(potential, run_dir, metrics, timings, checkpoint)
+
+
+def active_set_and_test_grades(settings: Any, potential: Potential, train: Sequence[Configuration],
+                               test: Sequence[Configuration], batch_size: int) -> dict[str, Any] | None:
+    """Build the potential's MaxVol active set from ``train`` (``settings``: an
+    :class:`~mliap_torch.cli.schema.ActiveSetConfig`) and return the γ statistics of ``test``
+    (:func:`~mliap_torch.uncertainty.build.grade_statistics`); None when the head has no features for γ."""
+    from ..uncertainty.build import build_active_set, configuration_grades, grade_statistics
+
+    active_set = build_active_set(potential, train, batch_size, tol=settings.tolerance, rcond=settings.rcond,
+                                  progress=settings.progress)
+    if active_set is None:
+        return None
+    grades = configuration_grades(potential, test, batch_size, progress=settings.progress) if test else []
+    return {"tolerance": settings.tolerance, "active_set_size": dict(zip(potential.elements, active_set.size.tolist())),
+            "test": grade_statistics(grades)}
 
 
 def _exact_fit_on_processes(potential: Potential, train: Sequence[Configuration], test: Sequence[Configuration],

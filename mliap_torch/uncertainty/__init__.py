@@ -1,0 +1,1 @@
+"""Uncertainty of potentials: MaxVol active sets and the extrapolation grade γ (docs/uncertainty.md)."""
