@@ -50,12 +50,15 @@ class PaceCoreRepulsion(ReferencePotential):
 
     Args:
         elements: element symbols (index = species index).
-        prehc, lambdahc: (nelements, nelements) prefactor (eV·Å) and exponent (Å⁻²) of the repulsion, indexed
-            [central, neighbour] (PACE's ``core-repulsion: [pre, λ]``).
+        prehc: (nelements, nelements) prefactor of the repulsion, eV·Å, indexed [central, neighbour] (PACE's
+            ``core-repulsion: [pre, λ]``).
+        lambdahc: (nelements, nelements) exponent λ of the repulsion, Å⁻².
         rcut: (nelements, nelements) cutoffs r_c, Å (the ACE bonds' ``rcut``).
-        r_in, delta_in: (nelements, nelements) inner cutoff and its width, Å (used with ``distance``).
+        r_in: (nelements, nelements) inner cutoff, Å (used with ``distance``).
+        delta_in: (nelements, nelements) width of the inner cutoff, Å.
         inner_cutoff_type: ``distance`` (the repulsion acts below r_in only) or ``density`` (everywhere).
-        rho_core_cut, drho_core_cut: per element the energy cutoff ρ_c and its width, eV.
+        rho_core_cut: per element the energy cutoff ρ_c, eV.
+        drho_core_cut: per element the width of the energy cutoff, eV.
     """
 
     additive: ClassVar[bool] = False
