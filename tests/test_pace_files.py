@@ -213,3 +213,29 @@ def test_what_pace_evaluates_differently_is_refused(tmp_path) -> None:
         mliap_torch.read_pace(tmp_path / "x.ace")
     with pytest.raises(FileNotFoundError):
         mliap_torch.read_pace(tmp_path / "missing.yaml")
+
+
+def test_ace_pace_model_trains_from_the_command_line_config(tmp_path) -> None:
+    """``model=ace_pace``: PACE's embedding head on ACE descriptors, E0 by least squares, then gradient steps;
+    the saved model reloads with the same energies."""
+    from hydra import compose, initialize_config_dir
+
+    from mliap_torch.cli.schema import validate
+    from mliap_torch.cli.train import CONFIG_DIR
+    from mliap_torch.data.builtin import builtin_dataset
+    from mliap_torch.training.run import run
+
+    overrides = ["model=ace_pace", "descriptor.nradmax_by_orders=[3,1]", "descriptor.lmax_by_orders=[0,1]",
+                 "data.max_configs=8", "data.batch_size=4", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                 "plots=false", "export.lammps=false"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = validate(compose("train", overrides=overrides))
+    result = run(cfg, tmp_path)
+    head = result.potential.head
+    assert isinstance(head, EmbeddingHead) and head.fs_parameters[0] == [1.0, 1.0, 1.0, 0.5]
+    assert float(head.coefficients.detach().abs().max()) > 0  # trained away from the zero start
+    assert np.isfinite(result.metrics["train"]["all"]["energy_mae"])
+    loaded = mliap_torch.load(tmp_path / "model.pt")
+    configs = builtin_dataset()[:2]
+    batch = make_batch(configs, loaded.elements, loaded.cutoff)
+    torch.testing.assert_close(loaded(batch, forces=False)["energy"], result.potential(batch, forces=False)["energy"])

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..descriptors.base import Descriptor
+from ..models.embedding import EmbeddingHead
 from ..models.heads import LinearHead, MLPHead
 from ..models.potential import Potential
 from ..models.reference import ReferencePotential, require_additive
@@ -115,6 +116,17 @@ def element_energy_offsets(configs: Sequence[Configuration], elements: Sequence[
     if reference is not None:
         target = target - reference[labelled]
     return np.linalg.lstsq(counts, target, rcond=None)[0]
+
+
+def initialize_embedding(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
+    """PACE embedding head: zero density coefficients (where PACE's embeddings are smooth, so every coefficient
+    has a gradient) and per-element energies E0 by least squares on ``configs`` (after the reference)."""
+    head = potential.head
+    assert isinstance(head, EmbeddingHead)
+    offsets = element_energy_offsets(configs, potential.elements, reference_energies(potential, configs, batch_size))
+    with torch.no_grad():
+        head.coefficients.zero_()
+        head.bias.copy_(torch.as_tensor(offsets, dtype=head.bias.dtype))
 
 
 def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
