@@ -151,6 +151,23 @@ def test_random_pacemaker_potentials_equal_pyace(seed: int, tmp_path) -> None:
     assert core > 1e-3  # the core repulsion takes part
 
 
+def test_yace_E0_shifts_the_atoms_as_in_pyace(tmp_path) -> None:
+    """The per-element ``E0`` of a C-tilde file (zero when pyace converts a B-basis) is each atom's energy shift."""
+    from pyace import ACECTildeBasisSet
+
+    basis = random_basis(random_spec(1), 1)
+    yace = write_files(basis, tmp_path)[1]
+    text = yace.read_text()
+    assert "E0: [0, 0]" in text
+    yace.write_text(text.replace("E0: [0, 0]", "E0: [-3.25, 1.5]"))
+    potential = mliap_torch.read_pace(yace)
+    atoms = structures(list(basis.elements_name), 1)[0]
+    assert_same(evaluate(potential, atoms), pyace_reference(ACECTildeBasisSet(str(yace)), atoms))
+    shift = -3.25 * (atoms.symbols == "Al").sum() + 1.5 * (atoms.symbols == "Cu").sum()
+    assert evaluate(potential, atoms)["energy"] == pytest.approx(pyace_reference(basis, atoms)["energy"] + shift,
+                                                                 rel=1e-12)
+
+
 def test_energy_cutoff_of_the_core_density_equals_pyace(tmp_path) -> None:
     """``rho_core_cut`` set among the atoms' core densities, so that f_cut switches some atoms partly off."""
     seed = 4

@@ -542,7 +542,8 @@ def _pyace_bbasis(basis: Any) -> Any:
     try:
         from pyace import ACEBBasisSet, BBasisConfiguration
     except ImportError as exc:  # pragma: no cover - pyace is an optional dependency
-        raise ImportError("ACE.from_pyace needs the 'pyace' package (python-ace)") from exc
+        raise ImportError("reading a PACE B-basis (ACE.from_pyace, read_pace of a .yaml) needs the 'pyace' package "
+                          "(python-ace); C-tilde .yace files are read without it") from exc
     if isinstance(basis, (str, Path)):
         path = Path(basis)
         if not path.is_file():
