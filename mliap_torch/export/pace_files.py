@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..descriptors.ace import ACE, _pyace_bbasis
+from ..descriptors.ace import ACE, pyace_bbasis
 from ..descriptors.ace_files import ace_from_yace, read_yace
 from ..errors import ModelFileError
 from ..models.embedding import EMBEDDINGS, EmbeddingHead
@@ -78,7 +78,7 @@ def _core_reference(elements: list[str], bonds: dict[tuple[int, int], dict[str, 
 
 
 def _read_bbasis(path: Path) -> Potential:
-    bbasis = _pyace_bbasis(path)
+    bbasis = pyace_bbasis(path)
     elements = list(bbasis.elements_name)
     kind = str(bbasis.radial_functions.inner_cutoff_type)
     _check_inner_cutoff(path, "the bonds' species blocks", kind)
