@@ -4,12 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lammps_models import random_potential, random_structures
+from lammps_models import pace_potential, random_potential, random_structures
 from mliap_torch.data.batch import collate, process_configuration
 from mliap_torch.descriptors.ace import ACE
-from mliap_torch.models.embedding import EmbeddingHead
 from mliap_torch.models.heads import MLPHead
-from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
 from mliap_torch.training.precompute import attach_descriptor_jacobians, descriptor_is_frozen
@@ -20,20 +18,6 @@ def ace_potential() -> Potential:
     descriptor = ACE(["Cu", "Ni"], nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1], rcut=4.6)
     return Potential(descriptor, MLPHead(2, descriptor.num_descriptors, hidden=(8,)),
                      ZBL(["Cu", "Ni"], z=[29.0, 28.0], inner=1.5, outer=2.2)).to(torch.float64)
-
-
-def pace_potential() -> Potential:
-    """ACE + PACE's embedding (three densities) + core repulsion whose energy cutoff switches the densest
-    atoms of the test structures partly or fully off (a reference that is not additive)."""
-    torch.manual_seed(3)
-    descriptor = ACE(["Cu", "Ni"], nradmax_by_orders=[3, 1, 1], lmax_by_orders=[0, 1, 1], rcut=4.6)
-    head = EmbeddingHead(2, descriptor.num_descriptors, ["FinnisSinclairShiftedScaled", "FinnisSinclair"],
-                         [[1.0, 1.0, 1.0, 0.5, -0.5, 1.5], [1.0, 0.8, 0.7, 1.3]])
-    head.set_density_coefficients(0.1 * torch.randn(2, 3, descriptor.num_descriptors, dtype=torch.float64))
-    pairs = [[1.0, 1.0], [1.0, 1.0]]
-    core = PaceCoreRepulsion(["Cu", "Ni"], [[50.0] * 2] * 2, pairs, [[4.6] * 2] * 2, [[2.6] * 2] * 2,
-                             [[0.5] * 2] * 2, "distance", rho_core_cut=[0.8, 1.0], drho_core_cut=[0.5, 0.5])
-    return Potential(descriptor, head, core).to(torch.float64)
 
 
 @pytest.mark.parametrize("kind", ["linear+zbl", "quadratic", "mlp+zbl", "ace mlp+zbl", "ace pace"])
