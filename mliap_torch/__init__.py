@@ -5,7 +5,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "__version__"]
+__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "read_pace", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,7 @@ def __getattr__(name: str) -> Any:
     if name in ("read_snap", "read_mliap", "write_mliap"):
         from .export import snap_files
         return getattr(snap_files, name)
+    if name == "read_pace":
+        from .export.pace_files import read_pace
+        return read_pace
     raise AttributeError(f"module 'mliap_torch' has no attribute {name!r}")

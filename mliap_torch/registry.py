@@ -28,7 +28,9 @@ BUILTIN_MODULES = (
     "mliap_torch.descriptors.ace",
     "mliap_torch.descriptors.so3",
     "mliap_torch.models.heads",
+    "mliap_torch.models.embedding",
     "mliap_torch.models.zbl",
+    "mliap_torch.models.pace_core",
 )
 """Modules whose classes register the builtin components."""
 

@@ -9,7 +9,9 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.descriptors.trainable import TrainableBispectrum
+from mliap_torch.models.embedding import EmbeddingHead
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
+from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
 
@@ -31,6 +33,19 @@ def random_structures(elements: list[str], count: int, seed: int) -> list[Config
         atoms.positions += 0.15 * rng.standard_normal(atoms.positions.shape)
         configs.append(Configuration.from_ase(atoms, index=k))
     return configs
+
+
+def pace_potential(seed: int = 3) -> Potential:
+    """Cu–Ni ACE + PACE's embedding (both families, three densities) + core repulsion whose energy cutoff
+    switches the densest atoms of ``random_structures(["Cu", "Ni"], 3, seed=9)`` partly or fully off."""
+    torch.manual_seed(seed)
+    descriptor = ACE(["Cu", "Ni"], nradmax_by_orders=[3, 1, 1], lmax_by_orders=[0, 1, 1], rcut=4.6)
+    head = EmbeddingHead(2, descriptor.num_descriptors, ["FinnisSinclairShiftedScaled", "FinnisSinclair"],
+                         [[1.0, 1.0, 1.0, 0.5, -0.5, 1.5], [1.0, 0.8, 0.7, 1.3]])
+    head.set_density_coefficients(0.1 * torch.randn(2, 3, descriptor.num_descriptors, dtype=torch.float64))
+    core = PaceCoreRepulsion(["Cu", "Ni"], [[50.0] * 2] * 2, [[1.0] * 2] * 2, [[4.6] * 2] * 2, [[2.6] * 2] * 2,
+                             [[0.5] * 2] * 2, "distance", rho_core_cut=[0.8, 1.0], drho_core_cut=[0.5, 0.5])
+    return Potential(descriptor, head, core).to(torch.float64)
 
 
 def random_potential(elements: list[str], head: str, zbl: bool, seed: int, twojmax: int = 4) -> Potential:

@@ -24,7 +24,9 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.fitting.exact_fit import fit_exact
+from mliap_torch.models.embedding import EmbeddingHead
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
+from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from snap_reference import random_structure, triclinic_cell
 
@@ -135,6 +137,23 @@ def test_ace_potential_and_pair_jacobian_on_cuda_equal_cpu(elements: list[str]) 
         jac.append((B.cpu(), dB.cpu()))
     torch.testing.assert_close(jac[1][0], jac[0][0], rtol=1e-11, atol=1e-12)
     torch.testing.assert_close(jac[1][1], jac[0][1], rtol=1e-10, atol=1e-11)
+
+
+def test_pace_potential_on_cuda_equals_cpu() -> None:
+    """ACE + PACE's embedding (both families, three densities) + core repulsion with an active energy cutoff."""
+    def make() -> Potential:
+        ace = ACE(["Al", "Ni"], nradmax_by_orders=[4, 2, 1], lmax_by_orders=[0, 2, 1], rcut=4.2, dcut=0.4)
+        gen = torch.Generator().manual_seed(1)
+        ace.set_radial_coefficients(torch.randn(ace.crad.shape, generator=gen, dtype=torch.float64))
+        head = EmbeddingHead(2, ace.num_descriptors, ["FinnisSinclairShiftedScaled", "FinnisSinclair"],
+                             [[1.0, 1.0, 1.0, 0.5, -0.5, 1.5], [1.0, 0.8, 0.7, 1.3]])
+        head.set_density_coefficients(0.1 * torch.randn(head.coefficients.shape, generator=gen, dtype=torch.float64))
+        core = PaceCoreRepulsion(["Al", "Ni"], [[50.0] * 2] * 2, [[1.0] * 2] * 2, [[4.2] * 2] * 2, [[2.6] * 2] * 2,
+                                 [[0.5] * 2] * 2, "distance", rho_core_cut=[0.8, 1.0], drho_core_cut=[0.5, 0.5])
+        return Potential(ace, head, core)
+
+    config = config_for(["Al", "Ni"], seed=5)
+    assert_close(evaluate(make(), config, DEVICE), evaluate(make(), config, "cpu"), rtol=1e-10)
 
 
 @pytest.mark.parametrize("descriptor", ["radial", "bispectrum"])

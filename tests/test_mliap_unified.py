@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from lammps_models import random_model, random_potential, random_structures
+from lammps_models import pace_potential, random_model, random_potential, random_structures
 from mliap_torch.data.batch import make_batch
 from mliap_torch.export.mliap_unified import MLIAPUnifiedTorch
 
 
-@pytest.mark.parametrize("head,ace", [("linear", False), ("mlp", False), ("linear", True)])
+@pytest.mark.parametrize("head,ace", [("linear", False), ("mlp", False), ("linear", True), ("pace", True)])
 def test_evaluate_with_ghosts_and_shuffled_atoms(head, ace):
     """Number the atoms as LAMMPS might (listed atoms shuffled among neighbour-only 'ghosts'); the
-    per-atom energies and pair forces must equal the torch batch evaluation."""
-    if ace:
+    per-atom energies and pair forces must equal the torch batch evaluation (``pace``: PACE's embedding and
+    core repulsion with an active energy cutoff)."""
+    if head == "pace":
+        potential = pace_potential()
+    elif ace:
         from mliap_torch.descriptors.ace import ACE
         from mliap_torch.models.heads import LinearHead
         from mliap_torch.models.potential import Potential

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lammps_models import random_potential, random_structures
+from lammps_models import pace_potential, random_potential, random_structures
 from mliap_torch.data.batch import collate, process_configuration
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.models.heads import MLPHead
@@ -20,9 +20,11 @@ def ace_potential() -> Potential:
                      ZBL(["Cu", "Ni"], z=[29.0, 28.0], inner=1.5, outer=2.2)).to(torch.float64)
 
 
-@pytest.mark.parametrize("kind", ["linear+zbl", "quadratic", "mlp+zbl", "ace mlp+zbl"])
+@pytest.mark.parametrize("kind", ["linear+zbl", "quadratic", "mlp+zbl", "ace mlp+zbl", "ace pace"])
 def test_stored_jacobian_path_equals_descriptor_path(kind):
-    if kind.startswith("ace"):
+    if kind == "ace pace":
+        potential = pace_potential()
+    elif kind.startswith("ace"):
         potential = ace_potential()
     else:
         head = kind.split("+")[0]

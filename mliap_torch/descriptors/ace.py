@@ -457,7 +457,7 @@ class ACE(Descriptor):
     def from_pyace(cls, basis: Any, trainable_radial: bool = False) -> ACE:
         """The descriptor of a pyace/PACE B-basis: a ``.yaml`` potential path, ``BBasisConfiguration``
         or ``ACEBBasisSet`` (needs ``pyace``). Columns follow pyace's projections; ``crad`` is copied."""
-        bbasis = _pyace_bbasis(basis)
+        bbasis = pyace_bbasis(basis)
         rf = bbasis.radial_functions
         elements = list(bbasis.elements_name)
         nel = len(elements)
@@ -507,7 +507,7 @@ def pyace_linear_coefficients(basis: Any, descriptor: ACE) -> torch.Tensor:
     embedding (``ndensity: 1``, ``FinnisSinclair``/``FinnisSinclairShiftedScaled`` with ``fs_parameters:
     [1, 1]``) and no core repulsion; anything else raises ``ValueError`` (its energy is not c·B).
     """
-    bbasis = _pyace_bbasis(basis)
+    bbasis = pyace_bbasis(basis)
     _require_linear_embedding(bbasis)
     out = torch.zeros(len(descriptor.elements), 1 + descriptor.num_descriptors, dtype=torch.float64)
     for e in range(len(descriptor.elements)):
@@ -538,11 +538,14 @@ def _require_linear_embedding(bbasis: Any) -> None:
                              "repulsion is read as a linear model")
 
 
-def _pyace_bbasis(basis: Any) -> Any:
+def pyace_bbasis(basis: Any) -> Any:
+    """pyace's ``ACEBBasisSet`` of a B-basis ``.yaml`` path, ``BBasisConfiguration`` or ``ACEBBasisSet`` (needs
+    ``pyace``); ``FileNotFoundError``/``ValueError``/``TypeError`` for a missing file, another suffix or type."""
     try:
         from pyace import ACEBBasisSet, BBasisConfiguration
     except ImportError as exc:  # pragma: no cover - pyace is an optional dependency
-        raise ImportError("ACE.from_pyace needs the 'pyace' package (python-ace)") from exc
+        raise ImportError("reading a PACE B-basis (ACE.from_pyace, read_pace of a .yaml) needs the 'pyace' package "
+                          "(python-ace); C-tilde .yace files are read without it") from exc
     if isinstance(basis, (str, Path)):
         path = Path(basis)
         if not path.is_file():

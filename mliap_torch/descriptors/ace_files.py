@@ -31,17 +31,26 @@ def _field(mapping: dict, key: str, path: Path, where: str) -> Any:
     return mapping[key]
 
 
-def ace_from_yace(path: str | Path) -> ACE:
+def read_yace(path: str | Path) -> dict[str, Any]:
+    """The contents of a C-tilde ``.yace`` file (YAML; ``[i, j]`` bond keys as tuples)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no .yace file at {path}")
+    return yaml.load(path.read_text(), Loader=_TupleLoader)
+
+
+def ace_from_yace(path: str | Path, densities: bool = False) -> ACE:
     """The :class:`ACE` descriptor whose columns are the functions of a C-tilde ``.yace`` file.
 
     Columns follow the file's function order per central element. Radial bases, cutoffs, inner
     cutoffs and radial coefficients come from its ``bonds``; embeddings, core repulsion and
-    ``E0`` (energy-model parts) are ignored.
+    ``E0`` (energy-model parts) are ignored. A function of a file with several densities
+    (``ndensity`` p > 1, ``ctildes`` m-combination-major) is p columns, one per density, with
+    ``densities=True`` (:func:`mliap_torch.read_pace` sums them into the densities ρ_p); without it
+    such a file is refused.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no .yace file at {path}")
-    data = yaml.load(path.read_text(), Loader=_TupleLoader)
+    data = read_yace(path)
     elements = [str(e) for e in _field(data, "elements", path, "the file")]
     nel = len(elements)
     bonds = _field(data, "bonds", path, "the file")
@@ -60,7 +69,8 @@ def ace_from_yace(path: str | Path) -> ACE:
             tables["radial_parameters"][i][j] = float(params[0])
             tables["rcut"][i][j] = float(_field(bond, "rcut", path, where))
             tables["dcut"][i][j] = float(bond.get("dcut", 0.0))
-            distance = str(bond.get("inner_cutoff_type", "distance")) == "distance"
+            # PACE reads a bond without inner_cutoff_type as "density" (ACEBondSpecification::from_YAML)
+            distance = str(bond.get("inner_cutoff_type", "density")) == "distance"
             tables["r_in"][i][j] = float(bond.get("rcut_in", 0.0)) if distance else 0.0
             tables["delta_in"][i][j] = float(bond.get("dcut_in", 0.0)) if distance else 0.0
             crads[(i, j)] = _field(bond, "radcoefficients", path, where)
@@ -73,14 +83,22 @@ def ace_from_yace(path: str | Path) -> ACE:
         for k, f in enumerate(_field(data, "functions", path, "the file").get(e, ())):
             where = f"function {k} of element {elements[e]}"
             rank = int(_field(f, "rank", path, where))
+            ndensity = int(f.get("ndensity", 1))
+            if ndensity > 1 and not densities:
+                raise ValueError(f"{path}: {where} has ndensity {ndensity}: its functions' coefficients are per "
+                                 "density of a nonlinear embedding, not one descriptor; read the potential with "
+                                 "mliap_torch.read_pace")
             ms = [int(m) for m in _field(f, "ms_combs", path, where)]
             ctildes = [float(c) for c in _field(f, "ctildes", path, where)]
-            if len(ms) != rank * len(ctildes):
-                raise ValueError(f"{path}: {where}: {len(ms)} ms_combs entries for {len(ctildes)} ctildes of rank {rank}")
-            functions.append({"elements": [elements[e]] + [elements[int(m)] for m in _field(f, "mus", path, where)],
-                              "ns": list(_field(f, "ns", path, where)), "ls": list(_field(f, "ls", path, where)),
-                              "ms_combs": [ms[r * rank:(r + 1) * rank] for r in range(len(ctildes))],
-                              "ctildes": ctildes})
+            ncombs = len(ctildes) // ndensity
+            if len(ctildes) != ncombs * ndensity or len(ms) != rank * ncombs:
+                raise ValueError(f"{path}: {where}: {len(ms)} ms_combs entries and {len(ctildes)} ctildes do not "
+                                 f"fit rank {rank} with ndensity {ndensity}")
+            for p in range(ndensity):
+                functions.append({"elements": [elements[e]] + [elements[int(m)] for m in _field(f, "mus", path, where)],
+                                  "ns": list(_field(f, "ns", path, where)), "ls": list(_field(f, "ls", path, where)),
+                                  "ms_combs": [ms[r * rank:(r + 1) * rank] for r in range(ncombs)],
+                                  "ctildes": ctildes[p::ndensity]})
     ace = ACE(elements, functions=functions, nradbase=nradbase, nradmax=nradmax, lmax=lmax, **tables)
     crad = torch.zeros_like(ace.crad)
     for (i, j), c in crads.items():

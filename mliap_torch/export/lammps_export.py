@@ -100,6 +100,8 @@ def _pair_lines(potential: Potential, styles: list[tuple[str, str]]) -> list[str
     head = "pair_style hybrid/overlay"
     lines = []
     if ref is not None:
+        if ref.type_name != "zbl":
+            raise ValueError(f"LAMMPS pair styles hold the ZBL reference potential only, not {ref.type_name!r}")
         s = ref.settings()
         head += f" zbl {s['inner']!r} {s['outer']!r}"
         z = s["z"]

@@ -40,6 +40,7 @@ from ..data.configuration import Configuration
 from ..descriptors.base import Descriptor
 from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential, forces_and_virial_from_pair_gradient, voigt
+from ..models.reference import require_additive
 from .feature_gradients import feature_gradient_rows
 
 FITSNAP_STRESS_SCALE = -1.6021765e6
@@ -245,6 +246,7 @@ class DesignMatrixBuilder:
         zeros = (rij.new_zeros(nconf), rij.new_zeros(natoms, 3), rij.new_zeros(nconf, 6))
         if ref is None:
             return zeros
+        require_additive(ref)
         rij = rij.detach().requires_grad_(True)
         with torch.enable_grad():
             atomic = ref(rij, batch.pair_i, batch.pair_j, batch.species, natoms)

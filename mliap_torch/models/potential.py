@@ -11,6 +11,7 @@ from ..data.batch import AtomsBatch, make_batch
 from ..data.configuration import Configuration
 from ..descriptors.base import Descriptor
 from ..uncertainty.active_set import ActiveSet
+from .reference import ReferencePotential
 
 
 def forces_and_virial_from_pair_gradient(dE_drij: torch.Tensor, rij: torch.Tensor, pair_i: torch.Tensor,
@@ -41,19 +42,19 @@ def voigt(tensor: torch.Tensor) -> torch.Tensor:
 class Potential(nn.Module):
     """An interatomic potential on the pair-list representation.
 
-    ``E_i = head(descriptor(rij, ...), species)_i + reference_i``; total energies are sums over
+    ``E_i = head(descriptor(rij, ...), species)_i + reference_i`` (or the reference's
+    :meth:`~mliap_torch.models.reference.ReferencePotential.combine` of the two); total energies are sums over
     each configuration's atoms, forces ``-∂E/∂x`` and stress ``(1/V) ∂E/∂ε`` come from one
     gradient with respect to the pair vectors. ``active_set`` (None until one is built from training data,
     :func:`mliap_torch.uncertainty.build.build_active_set`) grades how far atoms extrapolate
     (:meth:`extrapolation_grade`).
     """
 
-    # duck-typed modules (any head / reference potential of the registries in models.io): besides forward they
-    # provide ``settings()``; a reference also ``type_name`` and ``cutoff``
+    # a duck-typed head (any of the registry; besides forward it provides ``settings()``)
     head: Any
-    reference: Any
+    reference: ReferencePotential | None
 
-    def __init__(self, descriptor: Descriptor, head: nn.Module, reference: nn.Module | None = None):
+    def __init__(self, descriptor: Descriptor, head: nn.Module, reference: ReferencePotential | None = None):
         super().__init__()
         self.descriptor = descriptor
         self.head = head
@@ -95,7 +96,8 @@ class Potential(nn.Module):
         """Per-atom energies (num_atoms,) eV: the head on descriptors B (num_atoms, K) plus the reference."""
         energies = self.head(B, species[:num_atoms])
         if self.reference is not None:
-            energies = energies + self.reference(rij, pair_i, pair_j, species, num_atoms)
+            reference = self.reference(rij, pair_i, pair_j, species, num_atoms)
+            energies = self.reference.combine(energies, reference, species[:num_atoms])
         return energies
 
     def _grade(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
@@ -140,19 +142,18 @@ class Potential(nn.Module):
         stored descriptors: ∂E/∂r_p = Σ_k ∂E_i/∂B_ik · ∂B_ik/∂r_p (+ the reference potential's gradient)."""
         assert batch.descriptors is not None and batch.descriptor_jacobian is not None, "no stored descriptors"
         B = batch.descriptors.detach().requires_grad_(need_grad)
-        head = self.head(B, batch.species)
-        reference = None
+        atomic = self.head(B, batch.species)
         if self.reference is not None:
             reference = self.reference(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
-        atomic = head if reference is None else head + reference
+            atomic = self.reference.combine(atomic, reference, batch.species)
         if not need_grad:
             return atomic, None
-        (dE_dB,) = torch.autograd.grad(head.sum(), B, create_graph=create_graph)
-        dE_drij = torch.einsum("pxk,pk->px", batch.descriptor_jacobian.to(B.dtype), dE_dB[batch.pair_i])
-        if reference is not None:
-            (ref_grad,) = torch.autograd.grad(reference.sum(), rij, create_graph=create_graph, allow_unused=True)
-            if ref_grad is not None:
-                dE_drij = dE_drij + ref_grad
+        inputs = [B] if self.reference is None else [B, rij]
+        grads = torch.autograd.grad(atomic.sum(), inputs, create_graph=create_graph, allow_unused=True,
+                                    materialize_grads=True)
+        dE_drij = torch.einsum("pxk,pk->px", batch.descriptor_jacobian.to(B.dtype), grads[0][batch.pair_i])
+        if self.reference is not None:
+            dE_drij = dE_drij + grads[1]
         return atomic, dE_drij
 
     def forward(self, batch: AtomsBatch, forces: bool = True, stress: bool = True,

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..registry import register_reference
+from .reference import ReferencePotential
 
 QQR2E_METAL = 14.399645
 """e²/(4πε0) in eV·Å, as in LAMMPS ``units metal``."""
@@ -44,7 +44,7 @@ def _zbl_derivatives(r: float, zi: float, zj: float) -> tuple[float, float, floa
 
 
 @register_reference("zbl")
-class ZBL(nn.Module):
+class ZBL(ReferencePotential):
     """ZBL pair repulsion with LAMMPS' switching between ``inner`` and ``outer`` (Å).
 
     Args:

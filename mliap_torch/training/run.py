@@ -18,6 +18,7 @@ from ..data.sanity import SanityLimits, sanity_limits
 from ..errors import ConfigError
 from ..faults import kill_point
 from ..files import write_text_atomically
+from ..models.embedding import EmbeddingHead
 from ..models.heads import MLPHead
 from ..models.potential import Potential
 from .checkpoints import best_weights, check_resumable, load_checkpoint
@@ -25,7 +26,7 @@ from .datamodule import AtomsDataModule
 from .module import PotentialModule
 from .precompute import descriptor_is_frozen
 from .ranks import is_global_zero
-from .setup import build_potential, data_elements, initialize_mlp
+from .setup import build_potential, data_elements, initialize_embedding, initialize_mlp
 from .trainer import build_trainer
 
 
@@ -107,6 +108,8 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
             timings["exact_fit_solve_s"] = fit.timings.get("solve", float("nan"))
         elif isinstance(potential.head, MLPHead):
             initialize_mlp(potential, data.fit, cfg.data.batch_size)
+        elif isinstance(potential.head, EmbeddingHead):
+            initialize_embedding(potential, data.fit, cfg.data.batch_size)
     timings["initial_fit_s"] = time.perf_counter() - t1
 
     checkpoint = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -12,8 +12,10 @@ from torch.utils.data import DataLoader
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..descriptors.base import Descriptor
+from ..models.embedding import EmbeddingHead
 from ..models.heads import LinearHead, MLPHead
 from ..models.potential import Potential
+from ..models.reference import ReferencePotential, require_additive
 from ..registry import descriptor_class, head_class, reference_class
 
 
@@ -31,7 +33,7 @@ def build_descriptor(settings: dict[str, Any], elements: Sequence[str]) -> Descr
     return descriptor_class(settings["type"]).from_config(elements, s)
 
 
-def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) -> torch.nn.Module | None:
+def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) -> ReferencePotential | None:
     """The reference pair potential (e.g. ZBL) from ``model.reference`` or None."""
     if not settings:
         return None
@@ -43,7 +45,7 @@ def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) ->
     if "z" in params and "z" not in s:
         from ase.data import atomic_numbers
         s["z"] = [float(atomic_numbers[e]) for e in elements]
-    return cls(**s)
+    return cast(ReferencePotential, cls(**s))
 
 
 def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[str], hidden: Sequence[int] = (),
@@ -86,6 +88,7 @@ def reference_energies(potential: Potential, configs: Sequence[Configuration], b
     """(nconfigs,) energies of the reference potential alone (zeros without one), eV."""
     if potential.reference is None:
         return np.zeros(len(configs))
+    require_additive(potential.reference)
     out = []
     for batch in _loader(potential, configs, batch_size):
         atomic = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
@@ -113,6 +116,17 @@ def element_energy_offsets(configs: Sequence[Configuration], elements: Sequence[
     if reference is not None:
         target = target - reference[labelled]
     return np.linalg.lstsq(counts, target, rcond=None)[0]
+
+
+def initialize_embedding(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
+    """PACE embedding head: zero density coefficients (where PACE's embeddings are smooth, so every coefficient
+    has a gradient) and per-element energies E0 by least squares on ``configs`` (after the reference)."""
+    head = potential.head
+    assert isinstance(head, EmbeddingHead)
+    offsets = element_energy_offsets(configs, potential.elements, reference_energies(potential, configs, batch_size))
+    with torch.no_grad():
+        head.coefficients.zero_()
+        head.bias.copy_(torch.as_tensor(offsets, dtype=head.bias.dtype))
 
 
 def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
