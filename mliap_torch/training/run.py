@@ -198,7 +198,7 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
     stored = potential if m.store_descriptors and descriptor_is_frozen(potential) else None
     datamodule = AtomsDataModule(train, val, [], potential.elements, potential.cutoff, group_names,
                                  batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, dtype=dtype,
-                                 stored_descriptors=stored, seed=cfg.seed)
+                                 stored_descriptors=stored, max_stored_gb=m.max_stored_gb, seed=cfg.seed)
     trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0, resume_epoch=resume_epoch)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
