@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from mliap_torch.training.precompute import JacobianCollate
 from mliap_torch.training.run import run
 from mliap_torch.training.setup import build_potential, initialize_mlp
 
+ROOT = Path(__file__).resolve().parent.parent
 ELEMENTS = ["Cu", "Ni"]
 SETTINGS = {"type": "bispectrum", "twojmax": 4, "rcutfac": 4.1, "radelem": 0.5, "wj": [1.0, 0.9]}
 
@@ -96,3 +100,24 @@ def test_lightning_epoch_on_per_batch_jacobians_equals_the_stored_route(tmp_path
         torch.testing.assert_close(per_batch.potential.head.state_dict()[name], value, rtol=1e-9, atol=1e-12)
     assert per_batch.metrics["test"]["all"]["force_mae"] == pytest.approx(stored.metrics["test"]["all"]["force_mae"],
                                                                            rel=1e-9)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_compute_their_own_batches_and_match_the_stored_route(tmp_path):
+    """``trainer=ddp_cpu``: both processes take the per-batch route and train as the stored route does."""
+    losses = {}
+    for name, extra in (("per_batch", ["model.max_stored_gb=0"]), ("stored", [])):
+        run_dir = tmp_path / name
+        cmd = [sys.executable, str(ROOT / "train.py"), "model=snap_nn", "trainer=ddp_cpu", "trainer.max_epochs=2",
+               "descriptor.twojmax=2", "data.max_configs=16", "data.batch_size=4", "trainer.enable_progress_bar=false",
+               "plots=false", "export.lammps=false", *extra, f"hydra.run.dir={run_dir}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logs = [(run_dir / log).read_text() for log in ("train.log", "train_ddp_process_1.log")]
+        assert all(("computing them for each batch" in log) == (name == "per_batch") for log in logs)
+        with open(run_dir / "logs" / "metrics.csv") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("train/loss")]
+        losses[name] = [float(r["train/loss"]) for r in sorted(rows, key=lambda r: int(r["epoch"]))]
+    assert len(losses["per_batch"]) == 2
+    assert losses["per_batch"] == pytest.approx(losses["stored"], rel=1e-9)
