@@ -84,10 +84,10 @@ def logged(run_dir: Path, key: str) -> float:
 
 
 def test_lightning_epoch_on_per_batch_jacobians_equals_the_stored_route(tmp_path, caplog):
-    """``model.max_stored_gb=0``: the run computes Jacobians per batch and its epoch (training and validation
-    losses, trained model) is the stored route's."""
+    """``model.max_stored_gb=0``: the run computes Jacobians per batch (in a DataLoader worker process) and its
+    epoch (training and validation losses, trained model) is the stored route's."""
     with caplog.at_level(logging.INFO, logger="mliap_torch.training.datamodule"):
-        per_batch = run(config(["model.max_stored_gb=0"]), tmp_path / "per_batch")
+        per_batch = run(config(["model.max_stored_gb=0", "data.num_workers=1"]), tmp_path / "per_batch")
     assert "computing them for each batch" in caplog.text and "storing descriptors" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="mliap_torch.training.datamodule"):
