@@ -4,6 +4,11 @@ The values of both routes are compared with autograd in ``test_bispectrum_gradie
 (``test_pair_jacobian_equals_autograd[...-sna]``: one and two elements, switchinner, chemflag with bnorm)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -59,3 +64,18 @@ def test_threads_share_the_atoms_with_identical_results():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_starting_lammps_keeps_torchs_thread_count():
+    """LAMMPS' constructor sets OpenMP's thread count to 1; the SNA route must not leave torch (at its default
+    count, which follows OpenMP's) single-threaded."""
+    code = ("import torch; before = torch.get_num_threads(); from mliap_torch.descriptors import sna_backend; "
+            "assert sna_backend.available(); print(before, torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before, after = proc.stdout.split()[-2:]
+    if int(before) < 2:
+        pytest.skip("one core: nothing to lose")
+    assert after == before
