@@ -182,6 +182,25 @@ def test_fitsnap_order_options(shared_data: Path, tmp_path: Path) -> None:
     assert len(single) == 1 and single[0].group == "Surface"
 
 
+def test_fitsnap_json_archive_reads_as_its_folder(shared_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``.tar.gz`` of a folder of group folders (WBe's ``JSON.tar.gz``) is unpacked once into the cache."""
+    monkeypatch.setenv("MLIAP_TORCH_CACHE", str(tmp_path / "cache"))
+    root = shared_data / TA / "JSON"
+    archive = tmp_path / "JSON.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for group in ("Volume_BCC", "Surface"):
+            tar.add(root / group, arcname=f"JSON/{group}")
+    assert detect_format(archive) == "fitsnap_json"
+    expected = read_fitsnap_json(root, groups=["Surface", "Volume_BCC"])
+    for _ in range(2):   # unpacked by the first read, reused by the second
+        configs = read_dataset(archive)
+        assert [(c.group, Path(c.source).name, c.energy) for c in configs] == [
+            (c.group, Path(c.source).name, c.energy) for c in expected]
+        assert all(np.array_equal(a.positions, b.positions) for a, b in zip(configs, expected))
+    assert len(list((tmp_path / "cache" / "archives").iterdir())) == 1
+
+
 def test_fitsnap_input_parsing(shared_data: Path) -> None:
     path = shared_data / TA / "Ta-example.in"
     settings = read_fitsnap_input(path)

@@ -4,6 +4,9 @@ The values of both routes are compared with autograd in ``test_bispectrum_gradie
 (``test_pair_jacobian_equals_autograd[...-sna]``: one and two elements, switchinner, chemflag with bnorm)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,18 @@ def test_the_extension_compiles_from_a_copy_in_its_cache_folder():
     copy = build / sna_backend.SOURCE.name
     assert copy.read_text() == sna_backend.SOURCE.read_text()
     assert str(copy) in ninja and str(sna_backend.SOURCE) not in ninja
+
+
+def test_starting_lammps_keeps_torchs_thread_count():
+    """LAMMPS' constructor sets OpenMP's thread count to 1; the SNA route must not leave torch (at its default
+    count, which follows OpenMP's) single-threaded."""
+    code = ("import torch; before = torch.get_num_threads(); from mliap_torch.descriptors import sna_backend; "
+            "assert sna_backend.available(); print(before, torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before, after = proc.stdout.split()[-2:]
+    if int(before) < 2:
+        pytest.skip("one core: nothing to lose")
+    assert after == before

@@ -88,6 +88,7 @@ class ModelConfig:
     reference: dict | None = None
     use_config_weights: bool = True
     store_descriptors: bool = True
+    max_stored_gb: float = 8.0          # larger Jacobian stores: computed per batch (training.precompute)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -362,6 +363,7 @@ def _check_ranges(data: DataConfig, model: ModelConfig, trainer: TrainerConfig,
                           "be in (0, 1).")
     _at_least("model.scheduler.patience", model.scheduler.patience, 0)
     _at_least("model.scheduler.min_lr", model.scheduler.min_lr, 0.0)
+    _at_least("model.max_stored_gb", model.max_stored_gb, 0.0)
     if trainer.max_epochs != -1:
         _at_least("trainer.max_epochs", trainer.max_epochs, 1)
     _at_least("trainer.num_nodes", trainer.num_nodes, 1)

@@ -87,10 +87,18 @@ def extension() -> Any:
 
 @functools.cache
 def _lammps_instance() -> Any:
-    """One quiet LAMMPS instance kept for the life of the process: SNA allocates through its ``Memory``."""
+    """One quiet LAMMPS instance kept for the life of the process: SNA allocates through its ``Memory``.
+
+    LAMMPS' constructor sets OpenMP's thread count to 1 (its default without ``-sf omp``), which is torch's
+    intra-op thread count too; torch's count before the start is restored, so a process that takes this route
+    keeps its threads (for torch and for the atoms :func:`pair_jacobian` shares among threads).
+    """
     from ..lammps import start
 
-    return start()
+    threads = torch.get_num_threads()
+    instance = start()
+    torch.set_num_threads(threads)
+    return instance
 
 
 def available() -> bool:

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data.batch import AtomsBatch
+from ..data.batch import AtomsBatch, ProcessedConfiguration
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..models.potential import Potential
-from .precompute import DEFAULT_MAX_GB, attach_descriptor_jacobians, jacobian_bytes
+from .precompute import DEFAULT_MAX_GB, JacobianCollate, attach_descriptor_jacobians, jacobian_bytes
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ class AtomsDataModule(L.LightningDataModule):
         batch_size: configurations per batch.
         num_workers: DataLoader worker processes.
         dtype: floating dtype of the batches.
-        stored_descriptors: a potential whose (frozen) descriptor is evaluated once per configuration
-            in :meth:`setup`; the batches then carry descriptors and pair Jacobians (see
-            :mod:`mliap_torch.training.precompute`) and training never re-evaluates the descriptor.
+        stored_descriptors: a potential whose (frozen) descriptor gives the batches their descriptors and
+            pair Jacobians (see :mod:`mliap_torch.training.precompute`), so that training never
+            differentiates the descriptor: evaluated once per configuration in :meth:`setup` when the store
+            takes at most ``max_stored_gb``, else for every batch as it is collated (:class:`JacobianCollate`).
+        max_stored_gb: largest store of descriptors and pair Jacobians (all splits, float64), GB.
         seed: seed of the training order. The order of epoch ``e`` depends on ``(seed, e)`` only (in one
             process and under DDP), so a resumed run sees the batches the uninterrupted run would have.
     """
@@ -45,7 +47,7 @@ class AtomsDataModule(L.LightningDataModule):
     def __init__(self, train: Sequence[Configuration], val: Sequence[Configuration], test: Sequence[Configuration],
                  elements: Sequence[str], cutoff: float, group_names: Sequence[str], batch_size: int = 8,
                  num_workers: int = 0, dtype: torch.dtype = torch.float64,
-                 stored_descriptors: Potential | None = None, seed: int = 0):
+                 stored_descriptors: Potential | None = None, max_stored_gb: float = DEFAULT_MAX_GB, seed: int = 0):
         super().__init__()
         self.seed = seed
         self.splits = {"train": list(train), "val": list(val), "test": list(test)}
@@ -57,6 +59,9 @@ class AtomsDataModule(L.LightningDataModule):
         self.dtype = dtype
         self.datasets: dict[str, ConfigurationDataset] = {}
         self.stored_descriptors = stored_descriptors
+        self.max_stored_gb = float(max_stored_gb)
+        self.collate: Callable[[Sequence[ProcessedConfiguration]], AtomsBatch] = partial(collate_processed,
+                                                                                           dtype=dtype)
 
     def setup(self, stage: str | None = None) -> None:
         for name, configs in self.splits.items():
@@ -67,14 +72,16 @@ class AtomsDataModule(L.LightningDataModule):
             self._store_descriptors()
 
     def _store_descriptors(self) -> None:
-        """Attach descriptors and pair Jacobians to every split, unless they would exceed ``DEFAULT_MAX_GB``."""
+        """Attach descriptors and pair Jacobians to every split, or, when they would take more than
+        ``max_stored_gb``, compute them per batch in the collate function."""
         potential, self.stored_descriptors = self.stored_descriptors, None
         assert potential is not None
         items = [it for d in self.datasets.values() for it in d.items]
         size = jacobian_bytes(items, potential.descriptor.num_descriptors) / 1e9
-        if size > DEFAULT_MAX_GB:
-            log.warning("not storing descriptor Jacobians: they would take %.1f GB (> %.0f GB); the descriptor "
-                        "is evaluated in every training step instead", size, DEFAULT_MAX_GB)
+        if size > self.max_stored_gb:
+            log.info("descriptor Jacobians would take %.2f GB (> model.max_stored_gb = %g GB): computing them for "
+                     "each batch instead of storing them", size, self.max_stored_gb)
+            self.collate = JacobianCollate(potential.descriptor, self.dtype)
             return
         log.info("storing descriptors and their pair Jacobians (%.2f GB)", size)
         for name, dataset in self.datasets.items():
@@ -88,7 +95,7 @@ class AtomsDataModule(L.LightningDataModule):
             # Lightning calls set_epoch before every epoch; under DDP it inserts its own DistributedSampler.
             sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=self.seed)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and distributed, sampler=sampler,
-                          num_workers=self.num_workers, collate_fn=partial(collate_processed, dtype=self.dtype),
+                          num_workers=self.num_workers, collate_fn=self.collate,
                           persistent_workers=self.num_workers > 0)
 
     def transfer_batch_to_device(self, batch: AtomsBatch, device: torch.device, dataloader_idx: int) -> AtomsBatch:

@@ -4,23 +4,30 @@ With a frozen descriptor, ``E = Σ_i E_i(B_i)`` gives ``∂E/∂r_p = Σ_k ∂E_
 pair ``p = (i, j)``: the forces and the virial need only the head's gradient and the stored Jacobian
 blocks (what FitSNAP's network solver and LAMMPS' ``compute snap`` work with). Training on forces then
 differentiates the head twice, never the descriptor.
+
+Two sources of those blocks feed the same training step: :func:`attach_descriptor_jacobians` stores them
+for every configuration once (up to ``max_stored_gb``), and :class:`JacobianCollate` computes them for each
+batch as it is collated (larger data sets: memory stays one batch, an epoch costs one descriptor pass, and
+under DDP every process computes only the batches of its own shard).
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..data.batch import ProcessedConfiguration, collate
+from ..data.batch import AtomsBatch, ProcessedConfiguration, collate
+from ..descriptors.base import Descriptor
 from ..fitting.design import descriptor_and_pair_jacobian
 from ..models.potential import Potential
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_GB = 8.0
-"""Largest Jacobian store (all splits together, float64) built by default, GB."""
+"""Largest Jacobian store (all splits together, float64) built by default, GB (``model.max_stored_gb``)."""
 
 
 def descriptor_is_frozen(potential: Potential) -> bool:
@@ -71,3 +78,28 @@ def attach_descriptor_jacobians(items: Sequence[ProcessedConfiguration], potenti
             item.descriptors = B_np[a0:a1]
             item.descriptor_jacobian = dB_np[p0:p1]
 
+
+class JacobianCollate:
+    """Collate function that attaches a frozen descriptor's values and pair Jacobians to every batch.
+
+    ``items → AtomsBatch`` as :func:`~mliap_torch.data.batch.collate`, with ``descriptors`` (natoms, K) and
+    ``descriptor_jacobian`` (npairs, 3, K) computed by ``descriptor.pair_jacobian`` (LAMMPS' ``SNA`` for the
+    bispectrum when built) in float64 on the CPU, under ``no_grad``, then cast with the batch to ``dtype``:
+    the same batch :func:`attach_descriptor_jacobians` + ``collate`` give, without storing anything.
+    Picklable, so ``DataLoader`` workers can compute the next batches while the head trains.
+
+    Args:
+        descriptor: the frozen descriptor (a float64 CPU copy is kept).
+        dtype: floating dtype of the batches.
+    """
+
+    def __init__(self, descriptor: Descriptor, dtype: torch.dtype = torch.float64):
+        self.descriptor = copy.deepcopy(descriptor).to(device="cpu", dtype=torch.float64)
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def __call__(self, items: Sequence[ProcessedConfiguration]) -> AtomsBatch:
+        batch = collate(items, torch.float64)
+        batch.descriptors, batch.descriptor_jacobian = descriptor_and_pair_jacobian(
+            self.descriptor, batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        return batch if self.dtype == torch.float64 else batch.to(dtype=self.dtype)

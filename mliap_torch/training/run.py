@@ -205,14 +205,14 @@ def export_to_lammps(export: Any, potential: Potential, check: Sequence[Configur
 
 
 def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuration], val: Sequence[Configuration],
-                    group_names: Sequence[str], run_dir: Path, dtype: torch.dtype, resume_epoch: int | None = None
-                    ) -> tuple[Potential | None, Path | None]:
+                    group_names: Sequence[str], run_dir: Path, dtype: torch.dtype, resume_epoch: int | None = None,
+                    callbacks: Sequence[L.Callback] = ()) -> tuple[Potential | None, Path | None]:
     """Gradient training of ``potential`` (starting from its current parameters) with Lightning.
 
     With ``cfg.ckpt_path`` the run resumes from that checkpoint (read with ``weights_only=True``;
     ``resume_epoch`` is its epoch, up to which ``metrics.csv`` is kept). Returns the potential with the
     best validation weights of this run folder's ``checkpoints/best.ckpt`` (the last weights without
-    one) and that path; ``(None, None)`` on DDP ranks other than zero.
+    one) and that path; ``(None, None)`` on DDP ranks other than zero. ``callbacks`` go to the trainer.
     """
     m = cfg.model
     module = PotentialModule(potential.settings(), group_names=group_names, loss_weights=asdict(m.loss),
@@ -222,8 +222,9 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
     stored = potential if m.store_descriptors and descriptor_is_frozen(potential) else None
     datamodule = AtomsDataModule(train, val, [], potential.elements, potential.cutoff, group_names,
                                  batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers, dtype=dtype,
-                                 stored_descriptors=stored, seed=cfg.seed)
-    trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0, resume_epoch=resume_epoch)
+                                 stored_descriptors=stored, max_stored_gb=m.max_stored_gb, seed=cfg.seed)
+    trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0, resume_epoch=resume_epoch,
+                            callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return None, None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class ContinuedCSVLogger(CSVLogger):
 
 
 def build_trainer(settings: Any, run_dir: str | Path, has_validation: bool = True,
-                  resume_epoch: int | None = None) -> L.Trainer:
+                  resume_epoch: int | None = None, callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     """Trainer writing into ``run_dir``: ``checkpoints/{best,last}.ckpt``, ``logs/metrics.csv``, ``tensorboard/``.
 
     ``settings`` is a :class:`~mliap_torch.cli.schema.TrainerConfig` (or dict with its keys); all its
@@ -67,28 +68,28 @@ def build_trainer(settings: Any, run_dir: str | Path, has_validation: bool = Tru
     Early stopping, the LR schedule and the best checkpoint follow ``val/loss`` (``train/loss``
     without a validation set). ``divergence_factor`` sets the :class:`~mliap_torch.training.guards.DivergenceGuard`.
     ``resume_epoch``: the epoch of the checkpoint a resumed run starts from; ``metrics.csv`` keeps its
-    rows up to that epoch and continues.
+    rows up to that epoch and continues. ``callbacks`` are added to the trainer's own (e.g. a benchmark's timer).
     """
     s = dict(settings if isinstance(settings, dict) else asdict(settings))
     run_dir = Path(run_dir)
     monitor = "val/loss" if has_validation else "train/loss"
     kwargs = {k: v for k, v in s.items() if k not in TRAINER_OWN_KEYS and v is not None}
     kwargs.update(s.get("extra") or {})
-    callbacks: list[L.Callback] = [LearningRateMonitor(logging_interval="epoch"),
-                                   DivergenceGuard(s.get("divergence_factor", 1e4))]
+    all_callbacks: list[L.Callback] = [LearningRateMonitor(logging_interval="epoch"),
+                                       DivergenceGuard(s.get("divergence_factor", 1e4)), *callbacks]
     if s.get("checkpoint", True):
         # Two callbacks: Lightning's save_last only refreshes last.ckpt when a top-k checkpoint is saved.
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                                         mode="min", save_top_k=1, auto_insert_metric_name=False,
-                                         enable_version_counter=False))
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
-                                         save_top_k=1, enable_version_counter=False))
+        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
+                                             mode="min", save_top_k=1, auto_insert_metric_name=False,
+                                             enable_version_counter=False))
+        all_callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                             save_top_k=1, enable_version_counter=False))
     if s.get("early_stopping_patience") is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(s["early_stopping_patience"])))
+        all_callbacks.append(EarlyStopping(monitor=monitor, mode="min", patience=int(s["early_stopping_patience"])))
     loggers = [ContinuedCSVLogger(run_dir, name="logs", version="",
                                   keep_through_epoch=-1 if resume_epoch is None else resume_epoch),
                TensorBoardLogger(run_dir, name="tensorboard", version="")]
     if not has_validation:
         kwargs["limit_val_batches"] = 0
-    return L.Trainer(default_root_dir=run_dir, inference_mode=False, logger=loggers, callbacks=callbacks,
+    return L.Trainer(default_root_dir=run_dir, inference_mode=False, logger=loggers, callbacks=all_callbacks,
                      enable_checkpointing=bool(s.get("checkpoint", True)), **kwargs)

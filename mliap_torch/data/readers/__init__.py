@@ -1,7 +1,7 @@
 """Readers of training data, each returning ``list[Configuration]`` in mliap_torch's units and conventions.
 
 =================  ===================================================================
-``read_fitsnap_json``   FitSNAP JSON file / group folder / folder of group folders
+``read_fitsnap_json``   FitSNAP JSON file / group folder / folder of group folders / tar archive of one
 ``read_mlearn``         mlearn JSON (pymatgen structure documents, per-element shear order)
 ``read_ase``            anything ``ase.io.read`` reads (extxyz, OUTCAR, vasprun.xml, ASE db)
 ``write_extxyz``        lossless extxyz writer (``read_ase`` reads identical records back)
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..archives import is_archive
 from ..configuration import Configuration
 from ..formats import FORMATS, canonical_format
 from ._common import DataError, DroppedConfigurationWarning, ReadReport
@@ -54,12 +55,12 @@ def _json_kind(path: Path) -> str:
 
 
 def detect_format(path: str | Path) -> str:
-    """The format of ``path`` (:mod:`mliap_torch.data.formats`): ``"builtin"``, ``"fitsnap_json"``,
-    ``"fitsnap_input"``, ``"mlearn"`` or ``"extxyz"`` (anything else ASE reads)."""
+    """The format of ``path`` (:mod:`mliap_torch.data.formats`): ``"builtin"``, ``"fitsnap_json"`` (also a
+    tar archive), ``"fitsnap_input"``, ``"mlearn"`` or ``"extxyz"`` (anything else ASE reads)."""
     if str(path) == "builtin":
         return "builtin"
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() or is_archive(p):
         return "fitsnap_json"
     if p.suffix == ".in":
         return "fitsnap_input"

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..archives import is_archive, unpacked
 from ..configuration import Configuration, full_to_voigt
 from ._common import (
     ENERGY_UNITS,
@@ -155,6 +156,8 @@ def fitsnap_files(path: str | Path, groups: Sequence[str] | None = None,
     """``(group, path)`` of every entry of the group folders, in read order (module docstring for ``order``);
     entries that are not ``.json`` files are included (the reader reports and skips them)."""
     root = Path(path)
+    if is_archive(root):
+        root = unpacked(root)
     if root.is_file():
         return [(root.parent.name, root)]
     if not root.is_dir():
@@ -180,7 +183,9 @@ def read_fitsnap_json(path: str | Path, *, groups: Sequence[str] | None = None,
     """Read a FitSNAP JSON file, a group folder, or a folder of group folders.
 
     Args:
-        path: a ``.json`` file, a folder of ``.json`` files (one group), or a folder of group folders.
+        path: a ``.json`` file, a folder of ``.json`` files (one group), a folder of group folders, or a
+            ``.tar.gz``/``.tgz``/``.tar`` archive of such a folder (unpacked once into the cache,
+            :mod:`mliap_torch.data.archives`).
         groups: read only these group folders, in this order (FitSNAP's ``[GROUPS]`` table order).
         order: ``"sorted"``, ``"listdir"`` or an explicit list of ``"group/file.json"`` names.
         on_error: ``"raise"`` (default) stops at the first bad file; ``"skip"`` drops bad files
