@@ -55,14 +55,19 @@ def pyace_basis(name: str, seed: int = 0) -> ACEBBasisSet:
     """pyace basis of a spec with random (pair-symmetric) radial and function coefficients (not modified by tests)."""
     spec = SPECS[name]
     config = create_multispecies_basis_config({"deltaSplineBins": 1e-5, "embeddings": EMBEDDING, **spec})
-    rng = np.random.default_rng(seed)
+    return ACEBBasisSet(randomize_coefficients(config, np.random.default_rng(seed), 0.1))
+
+
+def randomize_coefficients(config, rng: np.random.Generator, scale: float):
+    """``config`` (a pyace BBasisConfiguration) with normal random radial coefficients, the same for both
+    orders of an element pair, and normal random function coefficients times ``scale``; returned."""
     crads: dict[str, list] = {}
     for block in config.funcspecs_blocks:
         key = " ".join(sorted(block.block_name.split()))
         crads.setdefault(key, rng.normal(size=np.array(block.radcoefficients).shape).tolist())
         block.radcoefficients = crads[key]
-        block.set_func_coeffs(rng.normal(size=np.array(block.get_func_coeffs()).shape) * 0.1)
-    return ACEBBasisSet(config)
+        block.set_func_coeffs(rng.normal(size=np.array(block.get_func_coeffs()).shape) * scale)
+    return config
 
 
 def structures(elements: list[str]) -> list[Atoms]:

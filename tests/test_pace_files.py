@@ -26,6 +26,7 @@ from mliap_torch.errors import ModelFileError  # noqa: E402
 from mliap_torch.models.embedding import EMBEDDINGS, EmbeddingHead  # noqa: E402
 from mliap_torch.models.pace_core import PaceCoreRepulsion  # noqa: E402
 from mliap_torch.registry import head_class, reference_class  # noqa: E402
+from test_ace_pyace import randomize_coefficients  # noqa: E402
 
 ELEMENTS = ["Al", "Cu", "Ni"]
 RADIAL = ["ChebExpCos", "ChebPow", "SBessel"]
@@ -68,14 +69,7 @@ def random_spec(seed: int, rho_core_cut: float = 100000.0, drho_core_cut: float 
 def random_basis(spec: dict, seed: int) -> ACEBBasisSet:
     """The pyace basis of ``spec`` with random radial (pair-symmetric) and function coefficients."""
     config = create_multispecies_basis_config(spec)
-    rng = np.random.default_rng(seed + 1000)
-    crads: dict[str, list] = {}
-    for block in config.funcspecs_blocks:
-        key = " ".join(sorted(block.block_name.split()))
-        crads.setdefault(key, rng.normal(size=np.array(block.radcoefficients).shape).tolist())
-        block.radcoefficients = crads[key]
-        block.set_func_coeffs(rng.normal(size=np.array(block.get_func_coeffs()).shape) * 0.5)
-    return ACEBBasisSet(config)
+    return ACEBBasisSet(randomize_coefficients(config, np.random.default_rng(seed + 1000), 0.5))
 
 
 def structures(elements: list[str], seed: int) -> list[Atoms]:
