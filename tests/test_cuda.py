@@ -29,18 +29,11 @@ from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from snap_reference import random_structure, triclinic_cell
+from test_bispectrum_gradients import SETTINGS as BISPECTRUM  # the CPU gradient tests' settings
 
 pytestmark = pytest.mark.cuda
 DEVICE = os.environ.get("MLIAP_TORCH_TEST_DEVICE", "cuda")
 """The device compared with the CPU (the ``cuda`` marker skips these tests when it is a CUDA device and none is there)."""
-
-BISPECTRUM = {
-    "one-element": dict(elements=["Ta"], twojmax=6, rcutfac=4.67637, radelem=[0.5], wj=[1.0]),
-    "two-elements-switchinner": dict(elements=["A", "B"], twojmax=4, rcutfac=4.5, radelem=[0.5, 0.42],
-                                     wj=[1.0, 0.8], switchinnerflag=True, sinner=[2.2, 2.0], dinner=[0.4, 0.3]),
-    "chem-bnorm-rmin0": dict(elements=["A", "B"], twojmax=4, rcutfac=4.5, radelem=[0.5, 0.45], wj=[1.0, 0.7],
-                             chemflag=True, bnormflag=True, rmin0=0.5),
-}
 
 
 def config_for(elements: list[str], seed: int = 0, natoms: int = 48) -> Configuration:

@@ -1,13 +1,14 @@
 """The interface of reference potentials (pair terms added to, or combined with, the model's energy)."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 
-class ReferencePotential(nn.Module):
+class ReferencePotential(nn.Module, ABC):
     """A reference potential: ``forward(rij, pair_i, pair_j, species, num_atoms)`` → per-atom energies
     (num_atoms,) eV from the pair list, ``settings()``, ``cutoff`` (Å), registered with
     :func:`~mliap_torch.registry.register_reference`.
@@ -23,13 +24,13 @@ class ReferencePotential(nn.Module):
     """True when the atom's energy is the model's plus the reference's (:meth:`combine` adds them)."""
 
     @property
+    @abstractmethod
     def cutoff(self) -> float:
         """Largest distance, Å, at which the reference acts (the neighbor list covers it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def settings(self) -> dict[str, Any]:
         """Keyword arguments from which ``type(self)(**settings)`` rebuilds the reference."""
-        raise NotImplementedError
 
     def combine(self, model_energies: torch.Tensor, reference_energies: torch.Tensor,
                 species: torch.Tensor) -> torch.Tensor:
