@@ -19,6 +19,7 @@ from mliap_torch.data.builtin import builtin_dataset
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.descriptors.so3 import SO3
+from mliap_torch.models.embedding import EmbeddingHead
 from mliap_torch.models.heads import LinearHead, MLPHead, QuadraticHead
 from mliap_torch.models.potential import Potential
 from mliap_torch.training.run import run
@@ -94,12 +95,20 @@ def potential_with(kind: str, head: str) -> Potential:
     desc = descriptor(kind)
     K = desc.num_descriptors
     heads = {"linear": lambda: LinearHead(2, K), "quadratic": lambda: QuadraticHead(2, K),
-             "mlp": lambda: MLPHead(2, K, hidden=(16, 8), linear_term=False)}
+             "mlp": lambda: MLPHead(2, K, hidden=(16, 8), linear_term=False),
+             "embedding": lambda: random_embedding_head(K)}
     return Potential(desc, heads[head]()).to(torch.float64)
 
 
+def random_embedding_head(K: int) -> EmbeddingHead:
+    """pacemaker's default embedding (two densities, E = ρ₁ + √ρ₂ smoothed) with random density coefficients."""
+    head = EmbeddingHead(2, K, "FinnisSinclairShiftedScaled", [1.0, 1.0, 1.0, 0.5])
+    head.set_density_coefficients(torch.randn(2, 2, K, dtype=torch.float64) / K)
+    return head
+
+
 @pytest.mark.parametrize("kind, head", [("bispectrum", "linear"), ("bispectrum", "quadratic"), ("bispectrum", "mlp"),
-                                        ("ace", "linear"), ("so3", "linear")])
+                                        ("ace", "linear"), ("ace", "embedding"), ("so3", "linear")])
 def test_training_atoms_interpolate_and_compressed_cells_extrapolate(kind, head, training_set, one_thread):
     """γ of linear and quadratic heads depends on the descriptors only (no fit needed); the MLP's random
     hidden layers stand in for trained ones."""
@@ -129,6 +138,23 @@ def test_heads_features_for_gamma():
     for e in (0, 1):   # the last hidden layer of each atom's own element network
         hidden = mlp.networks[e][:4]((B[species == e] - mlp.shift) / mlp.scale)
         torch.testing.assert_close(features[species == e, 1:4], hidden)
+
+
+def test_embedding_features_are_the_gradient_of_each_atom_energy_in_the_head_parameters():
+    """pacemaker's B-projections: ∂E_i/∂(E0, c_pk) of the atom's own element, checked against autograd's
+    per-atom Jacobian of the head's forward (a second, independent route to the same numbers)."""
+    torch.manual_seed(1)
+    B = torch.randn(6, 4, dtype=torch.float64)
+    species = torch.tensor([0, 1, 0, 1, 1, 0])
+    head = EmbeddingHead(2, 4, ["FinnisSinclairShiftedScaled", "FinnisSinclair"], [[1.0, 1.0, 0.7, 0.5], [0.3, 1.5]])
+    head.set_density_coefficients(torch.randn(2, 2, 4, dtype=torch.float64))
+    features = head.grade_features(B, species)
+    assert features.shape == (6, 1 + 2 * 4)
+    for i, e in enumerate(species.tolist()):
+        bias_grad, coefficient_grad = torch.autograd.grad(head(B[i:i + 1], species[i:i + 1]).sum(),
+                                                          [head.bias, head.coefficients])
+        expected = torch.cat([bias_grad[e:e + 1], coefficient_grad[e].flatten()])
+        torch.testing.assert_close(features[i], expected, rtol=1e-12, atol=1e-14)
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,18 @@ class EmbeddingHead(Head):
         """Per-atom energies (natoms,) eV from descriptors B (natoms, K) and species (natoms,)."""
         return self.bias[species].to(B.dtype) + self.embed(self.densities(B, species), species)
 
+    def grade_features(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """(natoms, 1 + ndensity·K) ``[1, w_1 F'(ρ_1) B, …, w_P F'(ρ_P) B]``: the gradient of E_i with respect to
+        the head's parameters (E0 and every c_pk), pacemaker's "B-projections" of a nonlinear potential. Each
+        density's block is the descriptors B (natoms, K) scaled by the slope of its embedding at the atom's
+        density, so γ grades the atom on each density's features as the fitted embedding sees them."""
+        B = B.detach()
+        with torch.enable_grad():
+            rho = self.densities(B, species).detach().requires_grad_(True)
+            (slope,) = torch.autograd.grad(self.embed(rho, species).sum(), rho)
+        projections = (slope[:, :, None] * B[:, None, :]).flatten(1)
+        return torch.cat([projections.new_ones(len(projections), 1), projections], dim=1)
+
     @torch.no_grad()
     def set_density_coefficients(self, coefficients: torch.Tensor) -> None:
         """Set c from (nelements, ndensity, K) coefficients."""
