@@ -226,8 +226,32 @@ def test_what_pace_evaluates_differently_is_refused(tmp_path) -> None:
         mliap_torch.read_pace(tmp_path / "missing.yaml")
 
 
+def test_embedding_head_starts_at_the_exact_linear_fit() -> None:
+    """pacemaker's default [1, 1, 1, 0.5]: ρ₁ (F = ρ) takes the linear fit's coefficients, ρ₂ starts at 0 (F(0) = 0),
+    so the embedding potential's energies are those of the exact linear ACE fit (a second potential, fitted by
+    ``fit_exact``), before any gradient step."""
+    from mliap_torch.data.builtin import builtin_dataset
+    from mliap_torch.descriptors.ace import ACE
+    from mliap_torch.fitting.exact_fit import fit_exact
+    from mliap_torch.models.heads import LinearHead
+    from mliap_torch.models.potential import Potential
+    from mliap_torch.training.setup import initialize_embedding
+
+    configs = builtin_dataset()[:12]
+    descriptor = ACE(["Cu", "Ni"], nradmax_by_orders=[3, 1], lmax_by_orders=[0, 1], rcut=4.6)
+    K = descriptor.num_descriptors
+    embedded = Potential(descriptor, EmbeddingHead(2, K, "FinnisSinclairShiftedScaled", [1.0, 1.0, 1.0, 0.5]))
+    initialize_embedding(embedded, configs)
+    linear = Potential(descriptor, LinearHead(2, K)).to(torch.float64)
+    fit_exact(linear, configs, bias=True)
+    assert bool((embedded.head.coefficients[:, 1] == 0).all())
+    batch = make_batch(builtin_dataset()[20:24], embedded.elements, embedded.cutoff)
+    torch.testing.assert_close(embedded(batch, forces=False)["energy"], linear(batch, forces=False)["energy"],
+                               rtol=1e-12, atol=1e-10)
+
+
 def test_ace_pace_model_trains_from_the_command_line_config(tmp_path) -> None:
-    """``model=ace_pace``: PACE's embedding head on ACE descriptors, E0 by least squares, then gradient steps;
+    """``model=ace_pace``: PACE's embedding head on ACE descriptors, started at the exact linear fit, then gradient steps;
     the saved model reloads with the same energies."""
     from hydra import compose, initialize_config_dir
 
@@ -244,7 +268,7 @@ def test_ace_pace_model_trains_from_the_command_line_config(tmp_path) -> None:
     result = run(cfg, tmp_path)
     head = result.potential.head
     assert isinstance(head, EmbeddingHead) and head.fs_parameters[0] == [1.0, 1.0, 1.0, 0.5]
-    assert float(head.coefficients.detach().abs().max()) > 0  # trained away from the zero start
+    assert float(head.coefficients[:, 1].detach().abs().max()) > 0  # ρ₂ trained away from its zero start
     assert np.isfinite(result.metrics["train"]["all"]["energy_mae"])
     loaded = mliap_torch.load(tmp_path / "model.pt")
     configs = builtin_dataset()[:2]

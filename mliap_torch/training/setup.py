@@ -119,13 +119,35 @@ def element_energy_offsets(configs: Sequence[Configuration], elements: Sequence[
 
 
 def initialize_embedding(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
-    """PACE embedding head: zero density coefficients (where PACE's embeddings are smooth, so every coefficient
-    has a gradient) and per-element energies E0 by least squares on ``configs`` (after the reference)."""
+    """PACE embedding head. When every element has a density whose embedding is the identity (exponent m = 1,
+    F(ρ) = ρ in both of PACE's families; pacemaker's default ``[1, 1, 1, 0.5]`` has it first), that density
+    starts from the exact weighted least-squares linear fit to ``configs``
+    (:func:`~mliap_torch.fitting.exact_fit.fit_exact`) and the others from zero, so training starts at linear
+    ACE and learns what the other densities add. Otherwise all coefficients start at zero (where PACE's
+    embeddings have a nonzero slope, so every coefficient has a gradient) with per-element energies E0 by
+    least squares (after the reference)."""
     head = potential.head
     assert isinstance(head, EmbeddingHead)
-    offsets = element_energy_offsets(configs, potential.elements, reference_energies(potential, configs, batch_size))
+    identity = [[p for p in range(head.ndensity) if head.exponent[e, p] == 1.0 and head.weight[e, p] != 0.0]
+                for e in range(head.num_elements)]
     with torch.no_grad():
         head.coefficients.zero_()
+    if all(identity):
+        from ..fitting.exact_fit import fit_exact
+
+        linear = Potential(potential.descriptor, LinearHead(len(potential.elements), head.num_descriptors),
+                           potential.reference).to(torch.float64)
+        fit_exact(linear, configs, bias=True, keep_rows="disk")
+        coefficients = linear.head.coefficients().detach()
+        species = torch.arange(head.num_elements)
+        with torch.no_grad():
+            at_zero = head.embed(torch.zeros(head.num_elements, head.ndensity, dtype=torch.float64), species)
+            for e, densities in enumerate(identity):
+                head.coefficients[e, densities[0]] = coefficients[e, 1:] / head.weight[e, densities[0]]
+            head.bias.copy_((coefficients[:, 0] - at_zero).to(head.bias.dtype))
+        return
+    offsets = element_energy_offsets(configs, potential.elements, reference_energies(potential, configs, batch_size))
+    with torch.no_grad():
         head.bias.copy_(torch.as_tensor(offsets, dtype=head.bias.dtype))
 
 
