@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
 from lammps_models import Z, ace_model, assert_results_equal, fitted_model, random_head, random_structures
@@ -22,6 +23,8 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
 from mliap_torch.lammps_eval import evaluate_in_lammps
+from mliap_torch.models.embedding import EmbeddingHead
+from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
 
@@ -139,12 +142,52 @@ def test_chemflag_models_are_not_written_for_the_plugin():
     assert unsupported_routes(potential, ("plugin", "snap", "unified")) == ["plugin"]
 
 
+def test_a_reference_that_is_not_additive_is_refused_by_the_routes_that_overlay_references():
+    """PACE's core repulsion switches the model's energy off (not a sum), so no route may write it as an overlaid
+    pair style or drop it: only the unified route (torch) and the compiled ACE route (inside the package) take it."""
+    desc = Bispectrum(**DESCRIPTORS["cuni-2J4"])
+    pairs = [[4.6, 4.6], [4.6, 4.6]]
+    core = PaceCoreRepulsion(CUNI, prehc=pairs, lambdahc=pairs, rcut=pairs, r_in=pairs, delta_in=pairs,
+                             inner_cutoff_type="density", rho_core_cut=[1e5, 1e5], drho_core_cut=[250.0, 250.0])
+    potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=22), core)
+    assert unsupported_routes(potential, ("unified", "snap", "mliap", "plugin")) == ["snap", "mliap", "plugin"]
+    ace = ace_model(CUNI, "linear", seed=22)
+    assert unsupported_routes(Potential(ace.descriptor, ace.head, core), ("unified", "plugin")) == []
+
+
 @pytest.mark.parametrize("head", ["linear", "quadratic", "mlp"])
 def test_plugin_runs_compiled_ace(tmp_path, head):
     potential = ace_model(CUNI, head, seed=16, zbl=head == "quadratic")
     export = export_lammps(potential, tmp_path, routes=("plugin",))
     assert [f.name for f in export.routes["plugin"].files] == ["model.plugin.pt2", "model.plugin.weights.pt"]
     assert_plugin_equals_torch(potential, tmp_path)
+
+
+def test_plugin_runs_compiled_pace_embedding_with_core_repulsion(tmp_path):
+    """PACE's two-density embedding head and its core repulsion, which is not additive (E = E_ACE·f_cut(ρ_core) +
+    ρ_core), compiled into the package; rho_core_cut lies among the atoms' core densities, so f_cut switches
+    some atoms' ACE energy partly or fully off (the test fails when the compiled model adds instead)."""
+    ace = ace_model(CUNI, "linear", seed=21)
+    K = ace.descriptor.num_descriptors
+    head = EmbeddingHead(2, K, "FinnisSinclairShiftedScaled", [1.0, 1.0, 1.0, 0.5])
+    head.set_density_coefficients(torch.randn(2, 2, K, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([-3.5, -4.4]))
+    pairs = [[4.6, 4.6], [4.6, 4.6]]
+    core = PaceCoreRepulsion(CUNI, prehc=[[1.5, 2.0], [2.0, 2.5]], lambdahc=[[0.3, 0.25], [0.25, 0.35]], rcut=pairs,
+                             r_in=pairs, delta_in=pairs, inner_cutoff_type="density", rho_core_cut=[1e5, 1e5],
+                             drho_core_cut=[1.0, 1.0])
+    potential = Potential(ace.descriptor, head, core)
+    configs = random_structures(CUNI, 2, 7)
+    batch = make_batch(configs, CUNI, potential.cutoff)
+    rho = core(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms).detach()
+    low, high = torch.quantile(rho, 0.3), torch.quantile(rho, 0.7)
+    with torch.no_grad():
+        core.rho_core_cut.fill_(float(high))
+        core.drho_core_cut.fill_(float(high - low))
+    switched = (rho > low).sum().item(), (rho >= high).sum().item()
+    assert switched[0] > switched[1] > 0
+    assert_plugin_equals_torch(potential, tmp_path, configs=configs)
 
 
 def test_plugin_runs_float32_compiled_ace(tmp_path):

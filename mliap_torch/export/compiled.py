@@ -9,7 +9,9 @@ inputs
     every atom LAMMPS has (local and ghost), ``center_species`` (n,) int64 element index of each
     central atom.
 outputs
-    ``energies`` (n,) eV (descriptor + head; no reference potential such as ZBL) and ``dE_drij``
+    ``energies`` (n,) eV (descriptor + head, and a reference potential that is not additive, such as PACE's
+    core repulsion, which switches the model's energy off; an additive one such as ZBL is not inside:
+    LAMMPS overlays it as its own pair style) and ``dE_drij``
     (P, 3) eV/Å, the gradient of the total energy with respect to each ``rij`` (computed inside the
     compiled graph). Pairs beyond their element pair's cutoff contribute exactly zero and get a zero
     gradient.
@@ -53,7 +55,9 @@ from torch import nn
 
 from ..descriptors.ace import ACE
 from ..files import atomic_path
+from ..models.embedding import EmbeddingHead
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
+from ..models.reference import ReferencePotential, overlaid_in_lammps
 
 FORMAT = "mliap_torch.lammps_plugin.compiled"
 FORMAT_VERSION = "1"
@@ -61,7 +65,9 @@ MIN_SIZE = 2
 """Smallest P, n and M the packages accept (export specialises sizes 0 and 1); pad up to it."""
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # bump when the wrapper's graph changes, so that cached packages of older code are not reused
-_CODE_VERSION = "1"
+_CODE_VERSION = "2"
+COMPILED_HEADS = (LinearHead, QuadraticHead, MLPHead, EmbeddingHead)
+"""The heads :class:`CompiledPotential` evaluates."""
 
 
 # ---------------------------------------------------------------------- shape-static evaluation
@@ -105,12 +111,14 @@ def mlp_head_static(head: MLPHead, B: torch.Tensor, species: torch.Tensor) -> to
 class CompiledPotential(nn.Module):
     """The exported function: (rij, pair_i, pair_j, species, center_species) → (energies, dE_drij).
 
-    Holds a plain :class:`ACE` descriptor and a linear, quadratic or MLP head (see the module doc)."""
+    Holds a plain :class:`ACE` descriptor, a linear, quadratic, MLP or PACE embedding head and, when the
+    potential has one that is not additive, its reference potential (see the module doc)."""
 
-    def __init__(self, descriptor: ACE, head: LinearHead | MLPHead):
+    def __init__(self, descriptor: ACE, head: nn.Module, reference: ReferencePotential | None = None):
         super().__init__()
         self.descriptor = descriptor
         self.head = head
+        self.reference = reference
 
     def energies(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                  center_species: torch.Tensor) -> torch.Tensor:
@@ -119,8 +127,13 @@ class CompiledPotential(nn.Module):
         A1, A = self.descriptor.atomic_base(rij, pair_i, pair_j + n, species_all, n)
         B = ace_descriptors_static(self.descriptor, A1, A, center_species)
         if isinstance(self.head, MLPHead):
-            return mlp_head_static(self.head, B, center_species)
-        return self.head(B, center_species)
+            energies = mlp_head_static(self.head, B, center_species)
+        else:
+            energies = self.head(B, center_species)
+        if self.reference is None:
+            return energies
+        reference = self.reference(rij, pair_i, pair_j + n, species_all, n)
+        return self.reference.combine(energies, reference, center_species)
 
     def forward(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
                 center_species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,9 +146,12 @@ class CompiledPotential(nn.Module):
 
 # ---------------------------------------------------------------------- model → module, key, metadata
 def compiled_supported(potential: Any) -> bool:
-    """True when :func:`compile_potential` can compile ``potential`` (ACE with a linear, quadratic or MLP head)."""
+    """True when :func:`compile_potential` can compile ``potential``: ACE with a linear, quadratic, MLP or PACE
+    embedding head, and no reference, ZBL (overlaid in LAMMPS) or a non-additive one (compiled in)."""
+    reference = getattr(potential, "reference", None)
     return (isinstance(getattr(potential, "descriptor", None), ACE)
-            and type(getattr(potential, "head", None)) in (LinearHead, QuadraticHead, MLPHead))
+            and type(getattr(potential, "head", None)) in COMPILED_HEADS
+            and (overlaid_in_lammps(reference) or not reference.additive))
 
 
 def _unsupported(potential: Any, why: str) -> TypeError:
@@ -146,10 +162,12 @@ def _unsupported(potential: Any, why: str) -> TypeError:
 
 def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotential:
     """A :class:`CompiledPotential` with a plain copy of ``potential``'s descriptor and head (learned
-    hyperparameters at their current values, no reference potential), in ``dtype``, without grad.
+    hyperparameters at their current values) and of its reference potential when that is not additive, in
+    ``dtype``, without grad.
 
     Raises:
-        TypeError: for models this route cannot express (descriptors other than ACE, other heads).
+        TypeError: for models this route cannot express (descriptors other than ACE, other heads, additive
+            references other than ZBL).
     """
     from ..models.io import potential_from_settings
 
@@ -159,14 +177,24 @@ def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotenti
     if not isinstance(descriptor, ACE):
         raise _unsupported(potential, "only ACE descriptors (plain or with learned hyperparameters) can be "
                                       "compiled; bispectrum models run through the plugin's SNA route")
-    if type(head) not in (LinearHead, QuadraticHead, MLPHead):
-        raise _unsupported(potential, "the head must be a LinearHead, QuadraticHead or MLPHead")
+    if type(head) not in COMPILED_HEADS:
+        raise _unsupported(potential, f"the head must be one of {', '.join(c.__name__ for c in COMPILED_HEADS)}")
+    if not compiled_supported(potential):
+        raise _unsupported(potential, "of additive reference potentials LAMMPS overlays ZBL only")
+    reference = getattr(potential, "reference", None)
+    inside = reference is not None and not reference.additive
+    if inside and float(reference.cutoff) > float(descriptor.cutoff) + 1e-12:
+        raise _unsupported(potential, f"the {reference.type_name!r} reference reaches {float(reference.cutoff)} Å, beyond "
+                                      f"the descriptor's cutoff {float(descriptor.cutoff)} Å that sets the plugin's "
+                                      "neighbor list")
     settings = {"descriptor": {"type": descriptor.type_name, **descriptor.settings()}, "head": head.settings(),
-                "reference": None}
+                "reference": {"type": reference.type_name, **reference.settings()} if inside else None}
     plain = potential_from_settings(settings)
-    state = {k: v for k, v in potential.state_dict().items() if k.split(".", 1)[0] in ("descriptor", "head")}
+    parts = ("descriptor", "head", "reference") if inside else ("descriptor", "head")
+    state = {k: v for k, v in potential.state_dict().items() if k.split(".", 1)[0] in parts}
     plain.load_state_dict({k: v.detach().cpu().clone() for k, v in state.items()})
-    module = CompiledPotential(cast(ACE, plain.descriptor), plain.head).to(DTYPES[dtype])  # rebuilt from an ACE
+    module = CompiledPotential(cast(ACE, plain.descriptor), plain.head,  # rebuilt from an ACE
+                               plain.reference).to(DTYPES[dtype])
     module.requires_grad_(False)
     return module.eval()
 
@@ -215,8 +243,10 @@ def content_key(module: CompiledPotential, dtype: str) -> str:
     """sha256 of everything the package depends on: settings, every tensor's bytes, dtype, torch version,
     platform and CPU capability, and this module's code version."""
     h = hashlib.sha256()
+    reference = None if module.reference is None else {"type": module.reference.type_name,
+                                                       **module.reference.settings()}
     head = {"descriptor": module.descriptor.settings(), "descriptor_type": module.descriptor.type_name,
-            "head": module.head.settings(), **_build_environment(dtype)}
+            "head": cast(Any, module.head).settings(), "reference": reference, **_build_environment(dtype)}
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
     tensors = _named_tensors(module)
     for name in sorted(tensors):

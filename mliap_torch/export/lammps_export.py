@@ -8,7 +8,8 @@ Routes:
   <name>.mliap.descriptor`` — the same models and SO3 ones, and MLP heads that LAMMPS' ``nn`` model can hold
   (with a linear term: ``hybrid/overlay`` of ``mliap model linear <name>.linear.mliap.model`` and the network).
 - ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
-  bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
+  bispectrum and ACE models with a linear, quadratic or MLP head, ACE also with PACE's embedding head and core
+  repulsion (compiled in), no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from ..models.reference import overlaid_in_lammps
 from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
 from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
@@ -29,7 +31,7 @@ ROUTES = ("unified", "snap", "mliap", "plugin")
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
                 "mliap": "bispectrum and SO3 descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
-                "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads"}
+                "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads, ACE also with PACE embedding heads"}
 """What each route can express, for messages."""
 
 
@@ -53,7 +55,8 @@ class ExportResult:
 
 def native_snap_supported(potential: Potential) -> bool:
     """True when the potential can be written as ``pair_style snap`` / ``mliap model`` files."""
-    return potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
+    return (potential.descriptor.type_name == "bispectrum" and type(potential.head) in (LinearHead, QuadraticHead)
+            and overlaid_in_lammps(potential.reference))
 
 
 MLIAP_DESCRIPTORS = {"bispectrum": "sna", "so3": "so3"}
@@ -64,7 +67,7 @@ def native_mliap_supported(potential: Potential) -> bool:
     """True when the potential can be written as ``pair_style mliap model linear|quadratic|nn`` files
     (an MLP head: see :func:`~mliap_torch.export.mliap_nn.nn_export_problem`; its linear term, if any, becomes
     a second, linear model overlaid on the network)."""
-    if potential.descriptor.type_name not in MLIAP_DESCRIPTORS:
+    if potential.descriptor.type_name not in MLIAP_DESCRIPTORS or not overlaid_in_lammps(potential.reference):
         return False
     head = potential.head
     if isinstance(head, MLPHead) and head.linear_term:
@@ -91,8 +94,9 @@ def plugin_load_command(library: str | Path | None = None) -> str:
 def _pair_lines(potential: Potential, styles: list[tuple[str, str]]) -> list[str]:
     """``pair_style``/``pair_coeff`` lines for ``styles`` ((style with its arguments, pair_coeff arguments
     after ``* *``), alone or overlaid on each other and on the ZBL reference (a style keyword used twice
-    gets its index in ``pair_coeff``, as ``hybrid/overlay`` asks)."""
-    ref = potential.reference
+    gets its index in ``pair_coeff``, as ``hybrid/overlay`` asks). A reference that is not additive is part of the
+    model's own style (the plugin's compiled models, PACE), not overlaid."""
+    ref = potential.reference if potential.reference is not None and potential.reference.additive else None
     if ref is None and len(styles) == 1:
         style, coeff = styles[0]
         return [f"pair_style {style}", f"pair_coeff * * {coeff}"]
@@ -147,8 +151,10 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    # The native files hold descriptor + head; a reference potential becomes its own pair style.
-    native = Potential(potential.descriptor, potential.head)
+    # The native files hold descriptor + head; an additive reference potential becomes its own pair style, one
+    # that is not (PACE's core repulsion) stays with the model (only the plugin's compiled route takes it).
+    reference = potential.reference
+    native = Potential(potential.descriptor, potential.head, None if reference is None or reference.additive else reference)
     elements = " ".join(potential.elements)
     result = ExportResult(folder)
     skipped = unsupported_routes(potential, routes)

@@ -33,6 +33,7 @@ from ..descriptors.bispectrum import Bispectrum
 from ..files import atomic_path
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from ..models.reference import overlaid_in_lammps
 from .compiled import compile_potential, compiled_supported, weights_path
 
 FORMAT = "mliap_torch.lammps_plugin"
@@ -57,7 +58,8 @@ def snap_plugin_supported(potential: Potential) -> bool:
         head_supported = head.activation in PLUGIN_ACTIVATIONS and head.output_activation == "linear"
     else:
         head_supported = type(head) in (LinearHead, QuadraticHead)
-    return isinstance(descriptor, Bispectrum) and not descriptor.chemflag and head_supported
+    return (isinstance(descriptor, Bispectrum) and not descriptor.chemflag and head_supported
+            and overlaid_in_lammps(potential.reference))
 
 
 def plugin_supported(potential: Potential) -> bool:
@@ -139,6 +141,7 @@ def write_plugin_files(potential: Potential, prefix: str | Path, dtype: str = "f
         package = compile_potential(potential, prefix.with_name(prefix.name + ".pt2"), dtype=dtype,
                                     weights="separate")
         return [package, weights_path(package)]
-    raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) and ACE models with a linear, "
-                    f"quadratic or MLP head, not {type(potential.descriptor).__name__} + "
-                    f"{type(potential.head).__name__}")
+    raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) with a linear, quadratic or MLP "
+                    f"head and ACE models with those or a PACE embedding head, not "
+                    f"{type(potential.descriptor).__name__} + {type(potential.head).__name__}"
+                    + ("" if potential.reference is None else f" with a {potential.reference.type_name!r} reference"))

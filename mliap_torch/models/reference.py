@@ -39,6 +39,12 @@ class ReferencePotential(nn.Module, ABC):
         return model_energies + reference_energies
 
 
+def overlaid_in_lammps(reference: ReferencePotential | None) -> bool:
+    """True when the LAMMPS routes that write the model as its own pair style can carry ``reference``: none, or
+    ZBL (LAMMPS' ``pair_style zbl`` overlaid on the model's with ``hybrid/overlay``)."""
+    return reference is None or reference.type_name == "zbl"
+
+
 def require_additive(reference: ReferencePotential) -> None:
     """ValueError unless ``reference`` adds to the model's energy (what subtracting it from the targets of an
     exact fit, or writing it as its own LAMMPS pair style, assumes)."""
