@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
 
-from lammps_models import Z, ace_model, assert_results_equal, fitted_model, random_head, random_structures
+from lammps_models import (
+    Z,
+    ace_model,
+    assert_results_equal,
+    fitted_model,
+    pace_potential,
+    random_head,
+    random_structures,
+)
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.bispectrum import Bispectrum
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes
 from mliap_torch.lammps_eval import evaluate_in_lammps
-from mliap_torch.models.embedding import EmbeddingHead
 from mliap_torch.models.pace_core import PaceCoreRepulsion
 from mliap_torch.models.potential import Potential
 from mliap_torch.models.zbl import ZBL
@@ -163,30 +169,25 @@ def test_plugin_runs_compiled_ace(tmp_path, head):
     assert_plugin_equals_torch(potential, tmp_path)
 
 
-def test_plugin_runs_compiled_pace_embedding_with_core_repulsion(tmp_path):
-    """PACE's two-density embedding head and its core repulsion, which is not additive (E = E_ACE·f_cut(ρ_core) +
-    ρ_core), compiled into the package; rho_core_cut lies among the atoms' core densities, so f_cut switches
-    some atoms' ACE energy partly or fully off (the test fails when the compiled model adds instead)."""
-    ace = ace_model(CUNI, "linear", seed=21)
-    K = ace.descriptor.num_descriptors
-    head = EmbeddingHead(2, K, "FinnisSinclairShiftedScaled", [1.0, 1.0, 1.0, 0.5])
-    head.set_density_coefficients(torch.randn(2, 2, K, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
-    with torch.no_grad():
-        head.bias.copy_(torch.tensor([-3.5, -4.4]))
-    pairs = [[4.6, 4.6], [4.6, 4.6]]
-    core = PaceCoreRepulsion(CUNI, prehc=[[1.5, 2.0], [2.0, 2.5]], lambdahc=[[0.3, 0.25], [0.25, 0.35]], rcut=pairs,
-                             r_in=pairs, delta_in=pairs, inner_cutoff_type="density", rho_core_cut=[1e5, 1e5],
-                             drho_core_cut=[1.0, 1.0])
-    potential = Potential(ace.descriptor, head, core)
-    configs = random_structures(CUNI, 2, 7)
+@pytest.mark.parametrize("inner_cutoff_type", ["distance", "zbl"])
+def test_plugin_runs_compiled_pace_embedding_with_core_repulsion(tmp_path, inner_cutoff_type):
+    """PACE's embedding head (three densities, both families) and its core repulsion, which is not additive,
+    compiled into the package: ``distance`` with an energy cutoff among the atoms' core densities
+    (E = E_ACE·f_cut(ρ_core) + ρ_core), and ``zbl`` switched by each atom's nearest neighbour
+    (E = E_ACE·f + ρ_ZBL·(1 - f)). Both switch some atoms partly and some fully (the test fails when the compiled
+    model adds instead, or drops the reference)."""
+    potential = pace_potential()
+    if inner_cutoff_type == "zbl":
+        pairs = [[4.6, 4.6], [4.6, 4.6]]
+        potential.reference = PaceCoreRepulsion(CUNI, [[1.0, 0.8], [0.8, 1.2]], pairs, pairs, [[2.2] * 2] * 2,
+                                                [[0.4] * 2] * 2, "zbl", [1e5, 1e5], [250.0, 250.0],
+                                                dcut=[[0.3] * 2] * 2, energy_shift=[-0.5, 0.25])
+    configs = random_structures(CUNI, 3, 9)
     batch = make_batch(configs, CUNI, potential.cutoff)
-    rho = core(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms).detach()
-    low, high = torch.quantile(rho, 0.3), torch.quantile(rho, 0.7)
-    with torch.no_grad():
-        core.rho_core_cut.fill_(float(high))
-        core.drho_core_cut.fill_(float(high - low))
-    switched = (rho > low).sum().item(), (rho >= high).sum().item()
-    assert switched[0] > switched[1] > 0
+    reference = potential.reference
+    assert reference is not None
+    fcut = reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)[:, 1]
+    assert bool(((fcut > 0) & (fcut < 1)).any()) and bool((fcut == 0).any())
     assert_plugin_equals_torch(potential, tmp_path, configs=configs)
 
 

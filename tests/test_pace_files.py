@@ -141,7 +141,7 @@ def test_random_pacemaker_potentials_equal_pyace(seed: int, tmp_path) -> None:
             assert_same(evaluate(potential, atoms), ref)
         batch = make_batch([Configuration.from_ase(atoms)], elements, potentials[0].cutoff)
         rho_core = potentials[0].reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
-        core = max(core, float(rho_core.max()))
+        core = max(core, float(rho_core[:, 0].max()))
     assert core > 1e-3  # the core repulsion takes part
 
 
@@ -169,7 +169,7 @@ def test_energy_cutoff_of_the_core_density_equals_pyace(tmp_path) -> None:
     potential = mliap_torch.read_pace(write_files(basis, tmp_path)[0])
     atoms = structures(list(basis.elements_name), seed)[1]
     batch = make_batch([Configuration.from_ase(atoms)], potential.elements, potential.cutoff)
-    rho = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    rho = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)[:, 0]
     r = np.sort(rho.detach().numpy())
     cut = 0.5 * (r[-2] + r[-1])  # the densest atom is switched off, the next four partly
     width = cut - 0.5 * (r[-6] + r[-5])
@@ -183,6 +183,39 @@ def test_energy_cutoff_of_the_core_density_equals_pyace(tmp_path) -> None:
         switching = ((rho > cut - width) & (rho < cut)).sum()
         assert switching == 4 and (rho >= cut).sum() == 1
         assert_same(evaluate(potential, atoms), ref)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zbl_inner_cutoff_equals_pyace(seed: int, tmp_path) -> None:
+    """``inner_cutoff_type: zbl``: ZBL (prefactor ``core-repulsion[0]``) takes over from ACE by the nearest
+    neighbour's distance between r_in - δ_in and r_in. The structures have atoms with every neighbour beyond r_in
+    (f = 1), partly switched ones and some fully on ZBL (f = 0); the .yace also gets per-element E0, which PACE adds
+    after the switch."""
+    from pyace import ACECTildeBasisSet
+
+    spec = random_spec(seed)
+    rng = np.random.default_rng(seed + 50)
+    for bond in spec["bonds"].values():
+        bond.update(inner_cutoff_type="zbl", r_in=float(rng.uniform(2.1, 2.3)), delta_in=float(rng.uniform(0.2, 0.4)))
+        bond["core-repulsion"] = [float(rng.uniform(0.5, 1.5)), 1.0]
+    basis = random_basis(spec, seed)
+    yaml_path, yace_path = write_files(basis, tmp_path)
+    n = len(basis.elements_name)
+    zeros = "E0: [" + ", ".join(["0"] * n) + "]"
+    shifts = [-3.25, 1.5, 0.75][:n]
+    yace_path.write_text(yace_path.read_text().replace(zeros, "E0: [" + ", ".join(map(str, shifts)) + "]"))
+    shifted = ACECTildeBasisSet(str(yace_path))
+    switches: list[float] = []
+    for atoms in structures(list(basis.elements_name), seed):
+        potential = mliap_torch.read_pace(yaml_path)
+        assert isinstance(potential.reference, PaceCoreRepulsion) and potential.reference.inner_cutoff_type == "zbl"
+        assert_same(evaluate(potential, atoms), pyace_reference(basis, atoms))
+        assert_same(evaluate(mliap_torch.read_pace(yace_path), atoms), pyace_reference(shifted, atoms))
+        batch = make_batch([Configuration.from_ase(atoms)], potential.elements, potential.cutoff)
+        core = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+        switches += core[:, 1].tolist()
+    f = np.array(switches)
+    assert (f == 1).any() and ((f > 0) & (f < 1)).any() and (f == 0).any()
 
 
 def test_embedding_head_is_trainable_and_round_trips(tmp_path) -> None:
@@ -203,13 +236,10 @@ def test_embedding_head_is_trainable_and_round_trips(tmp_path) -> None:
 
 
 def test_what_pace_evaluates_differently_is_refused(tmp_path) -> None:
-    spec = random_spec(1)
-    for b in spec["bonds"].values():
-        b["inner_cutoff_type"] = "zbl"
-    basis = random_basis(spec, 1)
-    for path in write_files(basis, tmp_path):
-        with pytest.raises(ModelFileError, match=rf"{path.name}.*inner_cutoff_type 'zbl'"):
-            mliap_torch.read_pace(path)
+    yace = write_files(random_basis(random_spec(1), 1), tmp_path)[1]
+    yace.write_text(yace.read_text().replace("inner_cutoff_type: density", "inner_cutoff_type: hard"))
+    with pytest.raises(ModelFileError, match=r"potential.yace: bonds: inner_cutoff_type 'hard'"):
+        mliap_torch.read_pace(yace)
     basis = random_basis(random_spec(2), 2)
     yace = write_files(basis, tmp_path)[1]
     text = yace.read_text()

@@ -31,7 +31,7 @@ from ..config_checks import at_least
 from ..errors import ConfigError
 from ..registry import register_descriptor
 from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
-from .ace_radial import RadialBasis
+from .ace_radial import RadialBasis, pace_inner_cutoff
 from .base import Descriptor
 from .constraints import bounded, bounded_raw, trainable_names
 from .spherical_harmonics import real_spherical_harmonics
@@ -461,23 +461,24 @@ class ACE(Descriptor):
         rf = bbasis.radial_functions
         elements = list(bbasis.elements_name)
         nel = len(elements)
-        distance = str(rf.inner_cutoff_type) == "distance"
-        if str(rf.inner_cutoff_type) not in ("distance", "density"):
-            raise ValueError(f"ACE.from_pyace: inner_cutoff_type {rf.inner_cutoff_type!r} is not supported "
-                             "(only 'distance' and 'density')")
-
         def table(x: Any) -> list[list[float]]:
             return [[float(v) for v in row] for row in x]
+
+        kind = str(rf.inner_cutoff_type)
+        try:
+            inner = [[pace_inner_cutoff(kind, r, d) for r, d in zip(rows, drows)]
+                     for rows, drows in zip(table(rf.cut_in), table(rf.dcut_in))]
+        except ValueError as exc:
+            raise ValueError(f"ACE.from_pyace: {exc}") from None
 
         functions = []
         for e in range(nel):
             for f in list(bbasis.basis_rank1[e]) + list(bbasis.basis[e]):
                 functions.append({"elements": [elements[e]] + [elements[m] for m in f.mus], "ns": list(f.ns),
                                   "ls": list(f.ls), "LS": list(f.LS)})
-        zeros = [[0.0] * nel for _ in range(nel)]
         ace = cls(elements, radial_basis=[[str(v) for v in row] for row in rf.radbasenameij],
                   radial_parameters=table(rf.lamb), rcut=table(rf.cut), dcut=table(rf.dcut),
-                  r_in=table(rf.cut_in) if distance else zeros, delta_in=table(rf.dcut_in) if distance else zeros,
+                  r_in=[[r for r, _ in row] for row in inner], delta_in=[[d for _, d in row] for row in inner],
                   nradbase=int(bbasis.nradbase), nradmax=int(bbasis.nradmax), lmax=int(bbasis.lmax),
                   functions=functions, trainable_radial=trainable_radial)
         crad = np.array(rf.crad, dtype=np.float64).reshape(tuple(ace.crad.shape))

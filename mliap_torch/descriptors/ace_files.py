@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from .ace import ACE
+from .ace_radial import pace_inner_cutoff
 
 
 class _TupleLoader(yaml.SafeLoader):
@@ -70,9 +71,12 @@ def ace_from_yace(path: str | Path, densities: bool = False) -> ACE:
             tables["rcut"][i][j] = float(_field(bond, "rcut", path, where))
             tables["dcut"][i][j] = float(bond.get("dcut", 0.0))
             # PACE reads a bond without inner_cutoff_type as "density" (ACEBondSpecification::from_YAML)
-            distance = str(bond.get("inner_cutoff_type", "density")) == "distance"
-            tables["r_in"][i][j] = float(bond.get("rcut_in", 0.0)) if distance else 0.0
-            tables["delta_in"][i][j] = float(bond.get("dcut_in", 0.0)) if distance else 0.0
+            try:
+                tables["r_in"][i][j], tables["delta_in"][i][j] = pace_inner_cutoff(
+                    str(bond.get("inner_cutoff_type", "density")), float(bond.get("rcut_in", 0.0)),
+                    float(bond.get("dcut_in", 0.0)))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {where}: {exc}") from None
             crads[(i, j)] = _field(bond, "radcoefficients", path, where)
             nradbase = max(nradbase, int(_field(bond, "nradbasemax", path, where)))
             nradmax = max(nradmax, int(_field(bond, "nradmax", path, where)))

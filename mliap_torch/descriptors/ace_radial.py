@@ -81,6 +81,24 @@ def simplified_bessel(r: torch.Tensor, rcut: torch.Tensor, n: int) -> torch.Tens
     return torch.stack(g, dim=-1)
 
 
+def pace_inner_cutoff(inner_cutoff_type: str, r_in: float, delta_in: float) -> tuple[float, float]:
+    """``(r_in, delta_in)`` Å of the radial basis' inner cutoff for PACE's ``inner_cutoff_type`` of a bond with
+    ``rcut_in`` = ``r_in`` and ``dcut_in`` = ``delta_in``, as ``ACERadialFunctions::radbase`` applies it:
+    ``distance`` keeps them; ``density`` has none (0, 0); ``zbl`` resets the inner cutoff to ``dcut_in == 0``
+    (1 Å when δ_in is 0: the basis vanishes below 1 Å; else 0, none), since ZBL takes over by its own switch.
+
+    Raises:
+        ValueError: for other types.
+    """
+    if inner_cutoff_type == "distance":
+        return float(r_in), float(delta_in)
+    if inner_cutoff_type == "density":
+        return 0.0, 0.0
+    if inner_cutoff_type == "zbl":
+        return (1.0, 0.0) if float(delta_in) == 0.0 else (0.0, 0.0)
+    raise ValueError(f"inner_cutoff_type {inner_cutoff_type!r} is not one of 'density', 'distance', 'zbl'")
+
+
 def inner_switch(r: torch.Tensor, r_in: torch.Tensor, delta_in: torch.Tensor) -> torch.Tensor:
     """(npairs,) PACE inner cutoff: 0 for r ≤ r_in - δ, 1 for r ≥ r_in, a quintic step in between."""
     inside = (r < r_in) & (r > r_in - delta_in)

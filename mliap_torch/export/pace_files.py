@@ -9,8 +9,7 @@
   (the ``ctildes`` of density p as an explicit coupling), the head summing each density's columns, ``E0`` as the
   head's per-element bias, and the same core repulsion.
 
-What PACE evaluates and these modules cannot (the ``zbl`` inner cutoff type, unknown embeddings or radial bases)
-is refused with a :class:`~mliap_torch.errors.ModelFileError` naming the file and the field, never read as a
+What PACE evaluates and these modules cannot (unknown embeddings, radial bases or inner cutoff types) is refused with a :class:`~mliap_torch.errors.ModelFileError` naming the file and the field, never read as a
 different potential.
 """
 from __future__ import annotations
@@ -56,25 +55,28 @@ def _check_embedding(path: Path, where: str, npoti: str) -> None:
 
 def _check_inner_cutoff(path: Path, where: str, kind: str) -> None:
     if kind not in INNER_CUTOFF_TYPES:
-        raise ModelFileError(f"{path}: {where}: inner_cutoff_type {kind!r} cannot be represented (only "
-                             f"{' and '.join(INNER_CUTOFF_TYPES)}; 'zbl' switches to ZBL by the nearest neighbour's "
-                             "distance, which mliap_torch does not model yet)")
+        raise ModelFileError(f"{path}: {where}: inner_cutoff_type {kind!r} is not one of PACE's "
+                             f"{list(INNER_CUTOFF_TYPES)}; it cannot be read exactly")
 
 
 def _core_reference(elements: list[str], bonds: dict[tuple[int, int], dict[str, float]], inner_cutoff_type: str,
-                    rho_core_cut: Sequence[float], drho_core_cut: Sequence[float]) -> PaceCoreRepulsion | None:
-    """The core repulsion, or None when it is zero everywhere (no ``prehc`` and an energy cutoff that keeps
-    f_cut(0) = 1)."""
+                    rho_core_cut: Sequence[float], drho_core_cut: Sequence[float],
+                    energy_shift: Sequence[float] | None = None) -> PaceCoreRepulsion | None:
+    """The core repulsion, or None when it is zero everywhere and switches nothing (not ``zbl``, no ``prehc``, an
+    energy cutoff that keeps f_cut(0) = 1); ``energy_shift``: E0 per element, then part of the reference (PACE
+    adds it after the cutoff)."""
     n = len(elements)
 
     def table(key: str) -> list[list[float]]:
         return [[float(bonds[(i, j)][key]) for j in range(n)] for i in range(n)]
 
     prehc = table("prehc")
-    if all(v == 0.0 for row in prehc for v in row) and all(c - d >= 0 for c, d in zip(rho_core_cut, drho_core_cut)):
+    if (inner_cutoff_type != "zbl" and all(v == 0.0 for row in prehc for v in row)
+            and all(c - d >= 0 for c, d in zip(rho_core_cut, drho_core_cut))):
         return None
     return PaceCoreRepulsion(elements, prehc, table("lambdahc"), table("rcut"), table("r_in"), table("delta_in"),
-                             inner_cutoff_type, rho_core_cut, drho_core_cut)
+                             inner_cutoff_type, rho_core_cut, drho_core_cut, dcut=table("dcut"),
+                             energy_shift=energy_shift)
 
 
 def _read_bbasis(path: Path) -> Potential:
@@ -97,8 +99,8 @@ def _read_bbasis(path: Path) -> Potential:
         if fs:
             c[e, :int(spec.ndensity), :len(fs)] = torch.tensor([list(f.coeffs) for f in fs], dtype=torch.float64).T
     head.set_density_coefficients(c)
-    bonds = {key: {"prehc": b.prehc, "lambdahc": b.lambdahc, "rcut": b.rcut, "r_in": b.rcut_in, "delta_in": b.dcut_in}
-             for key, b in bbasis.map_bond_specifications.items()}
+    bonds = {key: {"prehc": b.prehc, "lambdahc": b.lambdahc, "rcut": b.rcut, "r_in": b.rcut_in, "delta_in": b.dcut_in,
+                   "dcut": b.dcut} for key, b in bbasis.map_bond_specifications.items()}
     reference = _core_reference(elements, bonds, kind, [float(s.rho_core_cutoff) for s in specs],
                                 [float(s.drho_core_cutoff) for s in specs])
     return Potential(ace, head, reference)
@@ -144,14 +146,17 @@ def _read_yace(path: Path) -> Potential:
         columns = torch.arange(len(ace.functions[e]))
         c[e, columns % ndensity, columns] = 1.0  # column k is density k mod ndensity of function k // ndensity
     head.set_density_coefficients(c)
-    with torch.no_grad():
-        head.bias.copy_(torch.tensor([float(v) for v in data.get("E0", [0.0] * n)], dtype=torch.float64))
+    E0 = [float(v) for v in data.get("E0", [0.0] * n)]
     bonds = {}
     for key, b in bonds_in.items():
         where = f"bond {list(key)}"
         bonds[key] = {**{k: float(_field(b, k, path, where)) for k in ("prehc", "lambdahc", "rcut")},
-                      "r_in": float(b.get("rcut_in", 0.0)), "delta_in": float(b.get("dcut_in", 0.0))}
+                      "r_in": float(b.get("rcut_in", 0.0)), "delta_in": float(b.get("dcut_in", 0.0)),
+                      "dcut": float(b.get("dcut", 0.0))}
     cuts = [[float(_field(emb, k, path, f"embedding of {el}")) for el, emb in zip(elements, embeddings)]
             for k in ("rho_core_cutoff", "drho_core_cutoff")]
-    reference = _core_reference(elements, bonds, kinds.pop(), *cuts)
+    reference = _core_reference(elements, bonds, kinds.pop(), *cuts, energy_shift=E0)
+    if reference is None:  # no cutoff acts on the energy: E0 is the head's per-element bias
+        with torch.no_grad():
+            head.bias.copy_(torch.tensor(E0, dtype=torch.float64))
     return Potential(ace, head, reference)
