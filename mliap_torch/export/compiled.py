@@ -151,7 +151,7 @@ def compiled_supported(potential: Any) -> bool:
     reference = getattr(potential, "reference", None)
     return (isinstance(getattr(potential, "descriptor", None), ACE)
             and type(getattr(potential, "head", None)) in COMPILED_HEADS
-            and (overlaid_in_lammps(reference) or not reference.additive))
+            and (reference is None or overlaid_in_lammps(reference) or not reference.additive))
 
 
 def _unsupported(potential: Any, why: str) -> TypeError:
@@ -181,16 +181,16 @@ def exportable_module(potential: Any, dtype: str = "float64") -> CompiledPotenti
         raise _unsupported(potential, f"the head must be one of {', '.join(c.__name__ for c in COMPILED_HEADS)}")
     if not compiled_supported(potential):
         raise _unsupported(potential, "of additive reference potentials LAMMPS overlays ZBL only")
-    reference = getattr(potential, "reference", None)
-    inside = reference is not None and not reference.additive
-    if inside and float(reference.cutoff) > float(descriptor.cutoff) + 1e-12:
-        raise _unsupported(potential, f"the {reference.type_name!r} reference reaches {float(reference.cutoff)} Å, beyond "
+    reference: ReferencePotential | None = getattr(potential, "reference", None)
+    inside = reference if reference is not None and not reference.additive else None
+    if inside is not None and float(inside.cutoff) > float(descriptor.cutoff) + 1e-12:
+        raise _unsupported(potential, f"the {inside.type_name!r} reference reaches {float(inside.cutoff)} Å, beyond "
                                       f"the descriptor's cutoff {float(descriptor.cutoff)} Å that sets the plugin's "
                                       "neighbor list")
     settings = {"descriptor": {"type": descriptor.type_name, **descriptor.settings()}, "head": head.settings(),
-                "reference": {"type": reference.type_name, **reference.settings()} if inside else None}
+                "reference": None if inside is None else {"type": inside.type_name, **inside.settings()}}
     plain = potential_from_settings(settings)
-    parts = ("descriptor", "head", "reference") if inside else ("descriptor", "head")
+    parts = ("descriptor", "head") if inside is None else ("descriptor", "head", "reference")
     state = {k: v for k, v in potential.state_dict().items() if k.split(".", 1)[0] in parts}
     plain.load_state_dict({k: v.detach().cpu().clone() for k, v in state.items()})
     module = CompiledPotential(cast(ACE, plain.descriptor), plain.head,  # rebuilt from an ACE

@@ -155,7 +155,7 @@ def _read_yace(path: Path) -> Potential:
                       "dcut": float(b.get("dcut", 0.0))}
     cuts = [[float(_field(emb, k, path, f"embedding of {el}")) for el, emb in zip(elements, embeddings)]
             for k in ("rho_core_cutoff", "drho_core_cutoff")]
-    reference = _core_reference(elements, bonds, kinds.pop(), *cuts, energy_shift=E0)
+    reference = _core_reference(elements, bonds, kinds.pop(), cuts[0], cuts[1], energy_shift=E0)
     if reference is None:  # no cutoff acts on the energy: E0 is the head's per-element bias
         with torch.no_grad():
             head.bias.copy_(torch.tensor(E0, dtype=torch.float64))
