@@ -22,7 +22,7 @@ from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
 from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
-from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
+from .plugin_files import PAIR_STYLE, plugin_supported, snap_plugin_supported, write_plugin_files
 
 ROUTES = ("unified", "snap", "mliap", "plugin")
 """Every LAMMPS route, in the order they are written."""
@@ -169,7 +169,12 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             styles, files = _mliap_styles(native, folder, name, elements)
             lines = _pair_lines(potential, styles)
         elif route == "plugin":
-            files = write_plugin_files(native, folder / f"{name}.plugin", dtype=plugin_dtype)
+            plugin_native = native
+            if potential.active_set is not None and snap_plugin_supported(native):
+                # the .pt file carries the active set: per-atom γ through fix pair (docs/uncertainty.md)
+                plugin_native = Potential(potential.descriptor, potential.head)
+                plugin_native.active_set = potential.active_set
+            files = write_plugin_files(plugin_native, folder / f"{name}.plugin", dtype=plugin_dtype)
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
         else:
