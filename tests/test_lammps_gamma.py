@@ -75,6 +75,7 @@ def test_plugin_gamma_equals_torch(head, zbl, tmp_path):
     np.testing.assert_allclose(gamma, expected, rtol=TOLERANCE, atol=0)
     assert expected.min() < 1.0 < expected.max()
     assert torch.load(tmp_path / "model.plugin.pt", weights_only=True)["version"] == VERSION_ACTIVE_SET
+    assert "# fix             g all pair 10 mliap/torch gamma 1" in (tmp_path / "model.plugin.pair.lammps").read_text()
 
 
 def test_plugin_gamma_of_an_element_without_training_atoms_is_inf(tmp_path):
@@ -155,6 +156,7 @@ def test_model_without_active_set_writes_version_1_and_refuses_gamma(tmp_path):
         lammps_gamma(potential, config, tmp_path)
     blob = torch.load(tmp_path / "model.plugin.pt", weights_only=True)
     assert blob["version"] == VERSION and "active_set" not in blob
+    assert "fix pair" not in (tmp_path / "model.plugin.pair.lammps").read_text()
 
 
 # --- the MD monitor -------------------------------------------------------------------------------------------

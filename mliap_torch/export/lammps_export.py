@@ -79,6 +79,16 @@ def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[st
     return [r for r in routes if not supported.get(r, True)]
 
 
+GAMMA_MONITOR = """# This model has an active set: per-atom extrapolation grade gamma through fix pair, e.g. a run that stops
+# when an atom passes gamma = 3 (docs/uncertainty.md, "In LAMMPS"):
+# fix             g all pair 10 mliap/torch gamma 1
+# compute         gmax all reduce max f_g
+# variable        gmax equal c_gmax
+# fix             stop all halt 10 v_gmax > 3 error soft
+"""
+"""Commented monitor lines that the plugin route's include file gets when the model has an active set."""
+
+
 def plugin_load_command(library: str | Path | None = None) -> str:
     """``plugin load <path>`` of ``library``; by default the plugin built here
     (:func:`mliap_torch.lammps.plugin_library`), or where ``scripts/build_plugin.sh`` puts it when it has not
@@ -155,6 +165,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     for route in routes:
         if route in skipped:
             continue
+        comments = ""  # for the include file only, not the pair commands
         if route == "unified":
             pkl = write_mliap_unified(potential, folder / f"{name}.mliap_unified.pkl")
             files = [pkl]
@@ -175,11 +186,13 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                 plugin_native = Potential(potential.descriptor, potential.head)
                 plugin_native.active_set = potential.active_set
             files = write_plugin_files(plugin_native, folder / f"{name}.plugin", dtype=plugin_dtype)
+            if plugin_native.active_set is not None:
+                comments = GAMMA_MONITOR
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"
-        include.write_text("\n".join(lines) + "\n")
+        include.write_text("\n".join(lines) + "\n" + comments)
         result.routes[route] = LammpsRoute(route, files, lines, include)
     return result
