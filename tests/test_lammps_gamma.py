@@ -15,7 +15,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from lammps_models import Z, fitted_model, random_head, random_structures
+from lammps_models import Z, ace_model, fitted_model, random_head, random_structures
 from mliap_torch.data.builtin import builtin_dataset
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.descriptors.bispectrum import Bispectrum
@@ -157,6 +157,15 @@ def test_model_without_active_set_writes_version_1_and_refuses_gamma(tmp_path):
     blob = torch.load(tmp_path / "model.plugin.pt", weights_only=True)
     assert blob["version"] == VERSION and "active_set" not in blob
     assert "fix pair" not in (tmp_path / "model.plugin.pair.lammps").read_text()
+
+
+def test_compiled_models_refuse_gamma(tmp_path):
+    """A compiled ACE model (.pt2) has no γ in LAMMPS, even with an active set in Python: fix pair stops with a
+    message (the architecture of test_lammps_plugin's linear ACE case, so its compiled package is reused)."""
+    potential = ace_model(CUNI, "linear", seed=16)
+    build_active_set(potential, random_structures(CUNI, 4, seed=1), progress=False)
+    with pytest.raises(Exception, match=r"bispectrum models \(\.pt\) only"):
+        lammps_gamma(potential, random_structures(CUNI, 1, seed=7)[0], tmp_path)
 
 
 # --- the MD monitor -------------------------------------------------------------------------------------------
