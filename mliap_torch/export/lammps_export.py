@@ -11,6 +11,8 @@ Routes:
   bispectrum and ACE models with a linear, quadratic or MLP head, no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
+A linear or quadratic bispectrum model with an active set also gets ``<name>.gamma.lammps``: its per-atom
+extrapolation grade as LAMMPS variables, for any route (:mod:`mliap_torch.export.gamma_variables`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
+from .gamma_variables import gamma_variables_supported, write_gamma_variables
 from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
 from .plugin_files import PAIR_STYLE, plugin_supported, snap_plugin_supported, write_plugin_files
@@ -49,6 +52,9 @@ class ExportResult:
 
     folder: Path
     routes: dict[str, LammpsRoute] = field(default_factory=dict)
+    gamma_include: Path | None = None
+    """``<name>.gamma.lammps``: per-atom γ as LAMMPS variables for any route (linear and quadratic bispectrum
+    models with an active set; :mod:`mliap_torch.export.gamma_variables`), else None."""
 
 
 def native_snap_supported(potential: Potential) -> bool:
@@ -195,4 +201,6 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
         include = folder / f"{name}.{route}.pair.lammps"
         include.write_text("\n".join(lines) + "\n" + comments)
         result.routes[route] = LammpsRoute(route, files, lines, include)
+    if gamma_variables_supported(potential):
+        result.gamma_include = write_gamma_variables(potential, folder / f"{name}.gamma.lammps")
     return result
