@@ -158,7 +158,8 @@ def test_plugin_gamma_with_a_type_mapped_to_null_and_without_the_trigger(tmp_pat
 
 @pytest.mark.mpi
 def test_plugin_gamma_on_two_ranks(tmp_path):
-    """On 2 MPI ranks each rank grades its own atoms; a dump of f_g by atom id equals torch."""
+    """On 2 MPI ranks each rank grades its own atoms; a dump of f_g (the plugin's fix pair) and v_gamma
+    (model.gamma.lammps) by atom id equals torch."""
     from mliap_torch.export.md_structures import write_lammps_data
     from mliap_torch.lammps import run_lmp
 
@@ -169,12 +170,15 @@ def test_plugin_gamma_on_two_ranks(tmp_path):
     export = export_lammps(potential, tmp_path, routes=("plugin",))
     (tmp_path / "in.gamma").write_text("\n".join([
         "units metal", "atom_style atomic", "read_data cell.data", *export.routes["plugin"].pair_commands,
-        FIX_PAIR.format(every=1), "dump d all custom 1 gamma.dump id f_g", "dump_modify d sort id format float %.17g",
+        FIX_PAIR.format(every=1), "variable gamma_every index 1", "include model.gamma.lammps",
+        "dump d all custom 1 gamma.dump id f_g v_gamma", "dump_modify d sort id format float %.17g",
         "run 0", ""]))
     run_lmp("in.gamma", cwd=tmp_path, ranks=2, timeout=120)
     rows = np.loadtxt(tmp_path / "gamma.dump", skiprows=9)
     np.testing.assert_array_equal(rows[:, 0], np.arange(1, config.num_atoms + 1))
-    np.testing.assert_allclose(rows[:, 1], potential.extrapolation_grade([config]).numpy(), rtol=TOLERANCE, atol=0)
+    expected = potential.extrapolation_grade([config]).numpy()
+    np.testing.assert_allclose(rows[:, 1], expected, rtol=TOLERANCE, atol=0)
+    np.testing.assert_allclose(rows[:, 2], expected, rtol=TOLERANCE, atol=0)
 
 
 def test_model_without_active_set_writes_version_1_and_refuses_gamma(tmp_path):
