@@ -232,11 +232,28 @@ def test_model_without_active_set_writes_version_1_and_refuses_gamma(tmp_path):
 
 def test_compiled_models_refuse_gamma(tmp_path):
     """A compiled ACE model (.pt2) has no γ in LAMMPS, even with an active set in Python: fix pair stops with a
-    message (the architecture of test_lammps_plugin's linear ACE case, so its compiled package is reused)."""
+    message, also when the pair style read a bispectrum model with an active set before (pair_style issued
+    again keeps the pair style's instance). The architecture is test_lammps_plugin's linear ACE case, so its
+    compiled package is reused."""
+    from mliap_torch.lammps import create_atoms_in_lammps, start
+
     potential = ace_model(CUNI, "linear", seed=16)
     build_active_set(potential, random_structures(CUNI, 4, seed=1), progress=False)
+    config = random_structures(CUNI, 1, seed=7)[0]
     with pytest.raises(Exception, match=r"bispectrum models \(\.pt\) only"):
-        lammps_gamma(potential, random_structures(CUNI, 1, seed=7)[0], tmp_path)
+        lammps_gamma(potential, config, tmp_path / "ace")
+    export_lammps(graded_potential("linear"), tmp_path / "snap", routes=("plugin",))
+    lmp = start()
+    try:
+        with contextlib.chdir(tmp_path / "snap"):
+            create_atoms_in_lammps(lmp, config.positions, config.cell, [CUNI.index(e) + 1 for e in config.symbols],
+                                   [MASSES[e] for e in CUNI])
+            lmp.commands_list(["include model.plugin.pair.lammps", "pair_style mliap/torch ../ace/model.plugin.pt2",
+                               "pair_coeff * * Cu Ni"])
+            with pytest.raises(Exception, match=r"bispectrum models \(\.pt\) only"):
+                lmp.command(FIX_PAIR.format(every=1))
+    finally:
+        lmp.close()
 
 
 # --- the MD monitor -------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ void PairMLIAPTorch::settings(int narg, char **arg)
   if (narg != 1)
     error->all(FLERR, "pair_style mliap/torch takes one argument: the model file (model.plugin.pt or .pt2)");
   model_path = arg[0];
+  active_set.reset();  // a .pt model with an active set sets it again (read_snap_model)
   if (ends_with(model_path, ".pt2"))
     read_compiled_model();
   else

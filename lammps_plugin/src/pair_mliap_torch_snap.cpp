@@ -92,7 +92,6 @@ void PairMLIAPTorch::read_snap_model(const std::vector<char> &bytes)
       throw std::runtime_error(where + ": the model has " + std::to_string(declared) +
                                " descriptors, LAMMPS' SNA gives " + std::to_string(ncoeff) + " for these settings");
     head = std::make_unique<TorchHead>(require(model, "head", where).toGenericDict(), static_cast<int>(n), ncoeff);
-    active_set.reset();
     if (version == VERSION_ACTIVE_SET && model.contains(c10::IValue("active_set")))
       active_set = std::make_unique<ActiveSet>(require(model, "active_set", where).toGenericDict(),
                                                static_cast<int>(n), head->num_grade_features());
