@@ -45,6 +45,7 @@ PairMLIAPTorch::PairMLIAPTorch(LAMMPS *lmp) : Pair(lmp)
 PairMLIAPTorch::~PairMLIAPTorch()
 {
   delete snaptr;
+  memory->destroy(gamma);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -65,6 +66,7 @@ void PairMLIAPTorch::settings(int narg, char **arg)
   if (narg != 1)
     error->all(FLERR, "pair_style mliap/torch takes one argument: the model file (model.plugin.pt or .pt2)");
   model_path = arg[0];
+  active_set.reset();  // a .pt model with an active set sets it again (read_snap_model)
   if (ends_with(model_path, ".pt2"))
     read_compiled_model();
   else
@@ -160,6 +162,15 @@ void PairMLIAPTorch::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   list_species();
+  if (gamma_flag) {
+    if (atom->nmax > gamma_nmax) {
+      memory->destroy(gamma);
+      gamma_nmax = atom->nmax;
+      memory->create(gamma, gamma_nmax, "pair:gamma");
+    }
+    // atoms of types this style does not handle (pair_coeff NULL under hybrid) read 0
+    std::fill(gamma, gamma + atom->nlocal, 0.0);
+  }
   if (compiled)
     compute_compiled(eflag, vflag);
   else
@@ -167,9 +178,34 @@ void PairMLIAPTorch::compute(int eflag, int vflag)
   if (vflag_fdotr) virial_fdotr_compute();
 }
 
+/* fix pair's trigger: "gamma_flag" (an int scalar) is set on the steps fix pair reads "gamma". */
+void *PairMLIAPTorch::extract(const char *name, int &dim)
+{
+  dim = 0;
+  if (std::string(name) == "gamma_flag") return static_cast<void *>(&gamma_flag);
+  return nullptr;
+}
+
+/* "gamma": the extrapolation grade of each local atom, computed on steps with gamma_flag set (fix pair
+ * with trigger 1); null before the first such step. */
+void *PairMLIAPTorch::extract_peratom(const char *name, int &ncol)
+{
+  ncol = 0;
+  if (std::string(name) != "gamma") return nullptr;
+  if (!active_set) {
+    if (compiled)
+      error->all(FLERR, "pair_style mliap/torch: gamma is computed for bispectrum models (.pt) only, not for "
+                        "compiled models ({})", model_path);
+    error->all(FLERR, "pair_style mliap/torch: model {} has no active set, so no gamma (export a model that has "
+                      "one: training runs build it unless active_set.enabled=false)", model_path);
+  }
+  return static_cast<void *>(gamma);
+}
+
 double PairMLIAPTorch::memory_usage()
 {
   double bytes = Pair::memory_usage();
+  bytes += static_cast<double>(gamma_nmax) * sizeof(double);
   bytes += static_cast<double>(bispectrum.capacity() + pair_rij.capacity()) * sizeof(double);
   bytes += static_cast<double>(species.capacity() + pair_i.capacity() + pair_j.capacity() + all_species.capacity()) *
       sizeof(int64_t);

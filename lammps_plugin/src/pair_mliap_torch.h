@@ -11,7 +11,15 @@
  * - `.pt2` (ACE models): the whole descriptor + head compiled ahead of time by torch.export and
  *   AOTInductor, run on the pair list with its forces by autograd inside the compiled graph
  *   (pair_mliap_torch_compiled.cpp); its weights either inside or in `<stem>.weights.pt` next to it.
- * Needs newton pair on and a full neighbor list (as snap). */
+ * Needs newton pair on and a full neighbor list (as snap).
+ *
+ * Extrapolation grade: a `.pt` model written with an active set (model file version 2) gives per-atom
+ * gamma to fix pair, which asks for it on its steps only (as pair_style pace/extrapolation does):
+ *   fix g all pair 10 mliap/torch gamma 1      (1: set gamma_flag, so gamma is computed on those steps)
+ *   compute gmax all reduce max f_g
+ *   variable gmax equal c_gmax
+ *   fix stop all halt 10 v_gmax > 5 error soft
+ * Steps without the request compute no gamma. */
 #ifndef MLIAP_TORCH_PAIR_MLIAP_TORCH_H
 #define MLIAP_TORCH_PAIR_MLIAP_TORCH_H
 
@@ -31,8 +39,13 @@ namespace torch::inductor {
 class AOTIModelPackageLoader;
 }
 
+namespace at {
+class Tensor;
+}
+
 namespace mliap_torch {
 class TorchHead;
+class ActiveSet;
 
 class PairMLIAPTorch : public LAMMPS_NS::Pair {
  public:
@@ -44,6 +57,8 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   void init_style() override;
   double init_one(int i, int j) override;
   double memory_usage() override;
+  void *extract(const char *name, int &dim) override;                 // "gamma_flag" (fix pair's trigger)
+  void *extract_peratom(const char *name, int &ncol) override;        // "gamma" (nlocal,)
 
  private:
   void allocate();
@@ -60,6 +75,8 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   void compute_snap_linear(int vflag);
   void compute_snap_chunks(int eflag, int vflag);
   void add_snap_forces(int i, int ninside, const double *beta, int vflag);
+  // gamma of the chunk's atoms (list positions first .. first + n - 1) from their B (n, K)
+  void grade_chunk(const at::Tensor &B, const at::Tensor &chunk_species, int first, int n);
 
   // compiled models (pair_mliap_torch_compiled.cpp)
   void read_compiled_model();
@@ -81,6 +98,12 @@ class PairMLIAPTorch : public LAMMPS_NS::Pair {
   static constexpr int CHUNK_ATOMS = 256;  // atoms per head call when B is needed
   std::vector<double> bispectrum;         // (CHUNK_ATOMS, ncoeff) B_i of a chunk
   SNAPasses sna_passes;                   // the two SNA passes of a chunk
+
+  // extrapolation grade (bispectrum models with an active set)
+  std::unique_ptr<ActiveSet> active_set;
+  int gamma_flag = 0;         // set by fix pair on the steps it reads gamma, cleared after
+  double *gamma = nullptr;    // (gamma_nmax,) per local atom, valid after a compute with gamma_flag
+  int gamma_nmax = 0;
 
   // compiled models
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> compiled;

@@ -21,6 +21,7 @@ namespace {
 
 const char *const FORMAT = "mliap_torch.lammps_plugin";
 const int64_t VERSION = 1;
+const int64_t VERSION_ACTIVE_SET = 2;  // version 1 + the optional "active_set" entry
 
 std::vector<double> doubles(const c10::impl::GenericDict &dict, const std::string &key, const std::string &where,
                             int64_t n)
@@ -46,9 +47,10 @@ void PairMLIAPTorch::read_snap_model(const std::vector<char> &bytes)
     if (require(model, "format", where).toStringRef() != FORMAT)
       throw std::runtime_error(where + ": not an mliap_torch plugin model (field 'format')");
     const int64_t version = require(model, "version", where).toInt();
-    if (version != VERSION)
+    if (version != VERSION && version != VERSION_ACTIVE_SET)
       throw std::runtime_error(where + ": model file version " + std::to_string(version) +
-                               ", this plugin reads version " + std::to_string(VERSION) +
+                               ", this plugin reads versions " + std::to_string(VERSION) + " and " +
+                               std::to_string(VERSION_ACTIVE_SET) +
                                " (export the model again with this mliap_torch, or rebuild the plugin)");
     model_elements.clear();
     for (const c10::IValue &e : require(model, "elements", where).toList()) model_elements.push_back(e.toStringRef());
@@ -90,6 +92,9 @@ void PairMLIAPTorch::read_snap_model(const std::vector<char> &bytes)
       throw std::runtime_error(where + ": the model has " + std::to_string(declared) +
                                " descriptors, LAMMPS' SNA gives " + std::to_string(ncoeff) + " for these settings");
     head = std::make_unique<TorchHead>(require(model, "head", where).toGenericDict(), static_cast<int>(n), ncoeff);
+    if (version == VERSION_ACTIVE_SET && model.contains(c10::IValue("active_set")))
+      active_set = std::make_unique<ActiveSet>(require(model, "active_set", where).toGenericDict(),
+                                               static_cast<int>(n), head->num_grade_features());
   } catch (const std::exception &exc) {
     error->all(FLERR, "pair_style mliap/torch: {}", exc.what());
   }
@@ -134,7 +139,7 @@ int PairMLIAPTorch::gather_neighbors(int i)
 
 void PairMLIAPTorch::compute_snap(int eflag, int vflag)
 {
-  if (eflag || !head->linear())
+  if (eflag || !head->linear() || (gamma_flag && active_set))
     compute_snap_chunks(eflag, vflag);
   else
     compute_snap_linear(vflag);
@@ -184,6 +189,7 @@ void PairMLIAPTorch::compute_snap_chunks(int eflag, int vflag)
       at::Tensor B = at::from_blob(bispectrum.data(), {n, ncoeff}, at::TensorOptions().dtype(at::kDouble));
       at::Tensor chunk_species = at::from_blob(species.data() + first, {n}, at::TensorOptions().dtype(at::kLong));
       std::tie(energies, betas) = head->energies_and_betas(B, chunk_species);
+      if (gamma_flag && active_set) grade_chunk(B, chunk_species, first, n);
     } catch (const std::exception &exc) {
       error->one(FLERR, "pair_style mliap/torch: the head failed: {}", exc.what());
     }
@@ -198,6 +204,14 @@ void PairMLIAPTorch::compute_snap_chunks(int eflag, int vflag)
       if (eflag) ev_tally_full(i, 2.0 * energy[k], 0.0, 0.0, 0.0, 0.0, 0.0);
     }
   }
+}
+
+/* gamma of the chunk's atoms into the per-atom array fix pair reads (by local atom index). */
+void PairMLIAPTorch::grade_chunk(const at::Tensor &B, const at::Tensor &chunk_species, int first, int n)
+{
+  at::Tensor grades = active_set->grades(head->grade_features(B, chunk_species), chunk_species);
+  const double *g = grades.data_ptr<double>();
+  for (int k = 0; k < n; k++) gamma[list->ilist[first + k]] = g[k];
 }
 
 /* The forces of atom i's pairs from its betas dE_i/dB_i, with SNA's U lists of atom i in place. */

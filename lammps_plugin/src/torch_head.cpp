@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include <limits>
 #include <stdexcept>
 
 namespace mliap_torch {
@@ -141,6 +142,78 @@ std::pair<at::Tensor, at::Tensor> TorchHead::energies_and_betas(const at::Tensor
 at::Tensor TorchHead::linear_betas(const at::Tensor &species) const
 {
   return weight_.index_select(0, species).contiguous();
+}
+
+int64_t TorchHead::num_grade_features() const
+{
+  if (kind_ == "mlp") {
+    const int64_t hidden = layers_.front()[layers_.front().size() - 1].first.size(1);
+    return 1 + hidden + (linear_term_.defined() ? shift_.numel() : 0);
+  }
+  const int64_t k = weight_.size(1);
+  return 1 + k + (kind_ == "quadratic" ? k * (k + 1) / 2 : 0);
+}
+
+at::Tensor TorchHead::grade_features(const at::Tensor &B, const at::Tensor &species) const
+{
+  at::NoGradGuard no_grad;
+  const int64_t natoms = B.size(0);
+  at::Tensor ones = at::ones({natoms, 1}, B.options());
+  if (kind_ == "linear") return at::cat({ones, B}, 1).contiguous();
+  if (kind_ == "quadratic") {
+    // quadratic_features: B_a B_b for a <= b (upper triangle row by row), halved on the diagonal
+    const int64_t k = B.size(1);
+    at::Tensor ab = at::triu_indices(k, k, 0, at::kLong);
+    at::Tensor scale = at::where(ab[0] == ab[1], 0.5, 1.0).to(at::kDouble);
+    at::Tensor products = B.index_select(1, ab[0]) * B.index_select(1, ab[1]) * scale;
+    return at::cat({ones, B, products}, 1).contiguous();
+  }
+  at::Tensor x = (B - shift_) / scale_;
+  const auto &first = layers_.front();
+  const int64_t width = first[first.size() - 1].first.size(1);  // the output layer's input: last hidden
+  at::Tensor hidden = at::zeros({natoms, width}, B.options());
+  for (size_t el = 0; el < layers_.size(); el++) {
+    at::Tensor mask = species == static_cast<int64_t>(el);
+    at::Tensor h = x.index({mask});
+    const auto &layers = layers_[el];
+    for (size_t l = 0; l + 1 < layers.size(); l++) h = activate(at::linear(h, layers[l].first, layers[l].second));
+    hidden = hidden.masked_scatter(mask.unsqueeze(1), h);
+  }
+  if (linear_term_.defined()) return at::cat({ones, hidden, x}, 1).contiguous();
+  return at::cat({ones, hidden}, 1).contiguous();
+}
+
+ActiveSet::ActiveSet(const c10::impl::GenericDict &settings, int num_elements, int64_t num_features)
+{
+  const std::string where = "active_set";
+  const int64_t declared = require(settings, "num_features", where).toInt();
+  if (declared != num_features)
+    throw std::runtime_error(where + ": " + std::to_string(declared) + " features, the head gives " +
+                             std::to_string(num_features));
+  c10::List<c10::IValue> inverse = require(settings, "inverse", where).toList();
+  if (static_cast<int>(inverse.size()) != num_elements)
+    throw std::runtime_error(where + ": 'inverse' has " + std::to_string(inverse.size()) +
+                             " entries, expected one per element (" + std::to_string(num_elements) + ")");
+  for (size_t e = 0; e < inverse.size(); e++) {
+    at::Tensor m = inverse.get(e).toTensor().to(at::kDouble).contiguous();
+    if (m.dim() != 2 || m.size(0) != num_features)
+      throw std::runtime_error(where + ": the matrix of element " + std::to_string(e) + " is not (" +
+                               std::to_string(num_features) + ", r)");
+    inverse_.push_back(m);
+  }
+}
+
+at::Tensor ActiveSet::grades(const at::Tensor &features, const at::Tensor &species) const
+{
+  at::NoGradGuard no_grad;
+  at::Tensor gamma = at::full({features.size(0)}, std::numeric_limits<double>::infinity(), features.options());
+  for (size_t el = 0; el < inverse_.size(); el++) {
+    if (inverse_[el].size(1) == 0) continue;
+    at::Tensor mask = species == static_cast<int64_t>(el);
+    at::Tensor c = at::mm(features.index({mask}), inverse_[el]);
+    gamma = gamma.masked_scatter(mask, std::get<0>(c.abs().max(1)));
+  }
+  return gamma.contiguous();
 }
 
 }  // namespace mliap_torch

@@ -35,6 +35,14 @@ class TorchHead {
   /* Betas of a linear head without B: weight[species] (natoms, K). */
   at::Tensor linear_betas(const at::Tensor &species) const;
 
+  /* Per-atom features x (natoms, F) for the extrapolation grade, as Head.grade_features in
+   * mliap_torch/models/heads.py: linear [1, B]; quadratic [1, B, quadratic products in .snapcoeff order];
+   * MLP [1, last hidden layer of the atom's element network (, standardised B with the linear term)]. */
+  at::Tensor grade_features(const at::Tensor &B, const at::Tensor &species) const;
+
+  /* F of grade_features. */
+  int64_t num_grade_features() const;
+
  private:
   at::Tensor mlp_energies(const at::Tensor &B, const at::Tensor &species) const;
   at::Tensor activate(const at::Tensor &x) const;
@@ -45,6 +53,21 @@ class TorchHead {
   at::Tensor shift_, scale_, offset_, linear_term_;  // mlp
   std::string activation_;
   std::vector<std::vector<std::pair<at::Tensor, at::Tensor>>> layers_;  // per element: (weight, bias)
+};
+
+/* The active set of a model (mliap_torch/uncertainty/active_set.py): per element e the (F, r_e) matrix M_e,
+ * and the extrapolation grade gamma_i = max_k |x_i . M_e|_k of atoms with features x_i (natoms, F). */
+class ActiveSet {
+ public:
+  /* Built from the "active_set" entry of a plugin model file (version 2); throws std::runtime_error
+   * naming the bad field. */
+  ActiveSet(const c10::impl::GenericDict &settings, int num_elements, int64_t num_features);
+
+  /* gamma (natoms,) float64 contiguous; inf for atoms of an element without training atoms (r_e = 0). */
+  at::Tensor grades(const at::Tensor &features, const at::Tensor &species) const;
+
+ private:
+  std::vector<at::Tensor> inverse_;  // per element (F, r_e)
 };
 
 /* A model file's top-level dict, read from the bytes of a torch.save archive. */

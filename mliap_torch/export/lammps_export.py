@@ -12,6 +12,8 @@ Routes:
   repulsion (compiled in), no Python (``lammps_plugin/``).
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
+A linear or quadratic bispectrum model with an active set also gets ``<name>.gamma.lammps``: its per-atom
+extrapolation grade as LAMMPS variables, for any route (:mod:`mliap_torch.export.gamma_variables`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
+from .gamma_variables import gamma_variables_supported, write_gamma_variables
 from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
-from .plugin_files import PAIR_STYLE, plugin_supported, write_plugin_files
+from .plugin_files import PAIR_STYLE, plugin_supported, snap_plugin_supported, write_plugin_files
 
 ROUTES = ("unified", "snap", "mliap", "plugin")
 """Every LAMMPS route, in the order they are written."""
@@ -51,6 +54,9 @@ class ExportResult:
 
     folder: Path
     routes: dict[str, LammpsRoute] = field(default_factory=dict)
+    gamma_include: Path | None = None
+    """``<name>.gamma.lammps``: per-atom γ as LAMMPS variables for any route (linear and quadratic bispectrum
+    models with an active set; :mod:`mliap_torch.export.gamma_variables`), else None."""
 
 
 def native_snap_supported(potential: Potential) -> bool:
@@ -80,6 +86,16 @@ def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[st
     supported = {"unified": True, "snap": native_snap_supported(potential),
                  "mliap": native_mliap_supported(potential), "plugin": plugin_supported(potential)}
     return [r for r in routes if not supported.get(r, True)]
+
+
+GAMMA_MONITOR = """# This model has an active set: per-atom extrapolation grade gamma through fix pair, e.g. a run that stops
+# when an atom passes gamma = 3 (docs/uncertainty.md, "In LAMMPS"):
+# fix             g all pair 10 mliap/torch gamma 1
+# compute         gmax all reduce max f_g
+# variable        gmax equal c_gmax
+# fix             stop all halt 10 v_gmax > 3 error soft
+"""
+"""Commented monitor lines that the plugin route's include file gets when the model has an active set."""
 
 
 def plugin_load_command(library: str | Path | None = None) -> str:
@@ -161,6 +177,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     for route in routes:
         if route in skipped:
             continue
+        comments = ""  # for the include file only, not the pair commands
         if route == "unified":
             pkl = write_mliap_unified(potential, folder / f"{name}.mliap_unified.pkl")
             files = [pkl]
@@ -175,12 +192,21 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             styles, files = _mliap_styles(native, folder, name, elements)
             lines = _pair_lines(potential, styles)
         elif route == "plugin":
-            files = write_plugin_files(native, folder / f"{name}.plugin", dtype=plugin_dtype)
+            plugin_native = native
+            if potential.active_set is not None and snap_plugin_supported(native):
+                # the .pt file carries the active set: per-atom γ through fix pair (docs/uncertainty.md)
+                plugin_native = Potential(potential.descriptor, potential.head)
+                plugin_native.active_set = potential.active_set
+            files = write_plugin_files(plugin_native, folder / f"{name}.plugin", dtype=plugin_dtype)
+            if plugin_native.active_set is not None:
+                comments = GAMMA_MONITOR
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"
-        include.write_text("\n".join(lines) + "\n")
+        include.write_text("\n".join(lines) + "\n" + comments)
         result.routes[route] = LammpsRoute(route, files, lines, include)
+    if gamma_variables_supported(potential):
+        result.gamma_include = write_gamma_variables(potential, folder / f"{name}.gamma.lammps")
     return result

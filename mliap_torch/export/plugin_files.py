@@ -9,14 +9,20 @@ so that one compiled architecture serves every training run).
 The ``.pt`` model file is a ``torch.save`` archive of one dict of plain values and float64 tensors
 (``torch.load(..., weights_only=True)`` reads it; the plugin reads it with libtorch's unpickler):
 
-- ``format`` ``"mliap_torch.lammps_plugin"``, ``version`` 1, ``elements`` (list of symbols),
-  ``num_descriptors`` K;
+- ``format`` ``"mliap_torch.lammps_plugin"``, ``version`` (1, or 2 when the file has an ``active_set``;
+  the plugin reads both, a plugin built before version 2 refuses version 2 files with a message),
+  ``elements`` (list of symbols), ``num_descriptors`` K;
 - ``descriptor``: the bispectrum settings as :meth:`Bispectrum.settings` gives them (current values of
   learned hyperparameters), per-element lists as tensors;
 - ``head``: ``type`` and the head's tensors — ``linear``: ``bias`` (nelements,), ``weight``
   (nelements, K); ``quadratic``: also ``quadratic`` (nelements, K(K+1)/2); ``mlp``: ``shift``,
   ``scale`` (K,), ``offset`` (nelements,), ``linear_term`` and ``linear`` (nelements, K),
-  ``activation``, ``networks``: per element a list of ``[weight (out, in), bias (out,)]`` layers.
+  ``activation``, ``networks``: per element a list of ``[weight (out, in), bias (out,)]`` layers;
+- ``active_set`` (version 2, only when the potential has one, :mod:`mliap_torch.uncertainty`): ``num_features``
+  F (the width of the head's :meth:`~mliap_torch.models.heads.Head.grade_features`) and ``inverse``, per
+  element the (F, r_e) float64 matrix M_e of the active set (r_e ≤ F atoms; r_e = 0: the element had no
+  training atoms and its atoms get γ = inf), so that ``γ_i = max_k |x_i · M_e|_k``. The plugin then gives
+  per-atom γ to ``fix pair`` (``fix g all pair 10 mliap/torch gamma 1``; docs/uncertainty.md).
 
 A reference potential (ZBL) is not in the file: it is its own LAMMPS pair style
 (``pair_style hybrid/overlay zbl ... mliap/torch ...``), as for the native routes.
@@ -34,10 +40,14 @@ from ..files import atomic_path
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
+from ..uncertainty.active_set import ActiveSet
 from .compiled import compile_potential, compiled_supported, weights_path
 
 FORMAT = "mliap_torch.lammps_plugin"
 VERSION = 1
+VERSION_ACTIVE_SET = 2
+"""The version of files with an ``active_set`` entry; files without one stay version 1, so that plugins built
+before active sets still read them."""
 PAIR_STYLE = "mliap/torch"
 
 
@@ -102,15 +112,28 @@ def _head_entry(head: nn.Module) -> dict[str, Any]:
     return entry
 
 
+def _active_set_entry(active_set: ActiveSet) -> dict[str, Any]:
+    """``num_features`` F and ``inverse``: per element the (F, size[e]) float64 columns of the active set's
+    inverse that are in use (the rest of ActiveSet.inverse is zero padding)."""
+    inverse = [_float64(active_set.inverse[e, :, : int(active_set.size[e])]) for e in range(active_set.num_elements)]
+    return {"num_features": int(active_set.num_features), "inverse": inverse}
+
+
 def plugin_model(potential: Potential) -> dict[str, Any]:
-    """The plugin model dict of ``potential`` (its descriptor and head; see the module docstring)."""
+    """The plugin model dict of ``potential`` (its descriptor, head and active set, if any; see the module
+    docstring)."""
     if not snap_plugin_supported(potential):
         raise TypeError(f"the LAMMPS plugin runs bispectrum models (without chemflag) with a linear, quadratic or "
                         f"MLP head, not {type(potential.descriptor).__name__} + {type(potential.head).__name__}")
-    return {"format": FORMAT, "version": VERSION, "elements": list(potential.elements),
-            "num_descriptors": int(potential.descriptor.num_descriptors),
-            "descriptor": _descriptor_entry(cast(Bispectrum, potential.descriptor)),  # snap_plugin_supported
-            "head": _head_entry(potential.head)}
+    model: dict[str, Any] = {"format": FORMAT, "version": VERSION, "elements": list(potential.elements),
+                             "num_descriptors": int(potential.descriptor.num_descriptors),
+                             # snap_plugin_supported: a Bispectrum
+                             "descriptor": _descriptor_entry(cast(Bispectrum, potential.descriptor)),
+                             "head": _head_entry(potential.head)}
+    if potential.active_set is not None:
+        model["version"] = VERSION_ACTIVE_SET
+        model["active_set"] = _active_set_entry(potential.active_set)
+    return model
 
 
 def write_plugin_model(potential: Potential, path: str | Path) -> Path:
