@@ -49,8 +49,10 @@ from ..models.potential import Potential
 from .build import build_active_set
 from .maxvol import TOLERANCE, active_set_inverse
 
-STRATEGIES = ("gamma", "random")
-"""Selection strategies: ``gamma`` (:func:`greedy_gamma_selection`) and ``random`` (uniform from the pool)."""
+STRATEGIES = ("gamma", "random", "random_per_kind")
+"""Selection strategies: ``gamma`` (:func:`greedy_gamma_selection`), ``random`` (uniform from the pool) and
+``random_per_kind`` (uniform within each kind of MD start structure, the same number of picks per kind as
+``gamma`` with ``per_kind``: a control that separates the effect of γ from that of spreading over kinds)."""
 
 CELL_KINDS = ("bulk", "alloy", "vacancy", "surface")
 """Start structures of the MD runs (:func:`start_structure`)."""
@@ -79,6 +81,8 @@ class ActiveLearningSettings:
             linear in the iteration.
         cells: the start structure of each MD run of a round (:data:`CELL_KINDS`).
         min_distance: frames with two atoms closer than this (Å) leave the pool and stop their run.
+        per_kind: γ selection spreads its picks over the kinds of MD start structure (``strata`` of
+            :func:`greedy_gamma_selection`).
         tol: MaxVol tolerance of the active sets.
         rcond: relative singular-value cutoff of the feature matrices (:func:`~mliap_torch.uncertainty.maxvol.reduced_basis`).
     """
@@ -88,15 +92,16 @@ class ActiveLearningSettings:
     initial: int = 6
     iterations: int = 8
     per_iteration: int = 4
-    gamma_stop: float = 5.0
+    gamma_stop: float = 50.0
     md_steps: int = 60
     frame_every: int = 3
     timestep_fs: float = 5.0
     friction: float = 0.02
-    temperature: tuple[float, float] = (300.0, 1500.0)
-    strain: tuple[float, float] = (0.01, 0.06)
+    temperature: tuple[float, float] = (300.0, 1200.0)
+    strain: tuple[float, float] = (0.0, 0.03)
     cells: tuple[str, ...] = ("bulk", "bulk", "alloy", "alloy", "alloy", "vacancy", "surface", "surface")
     min_distance: float = 1.5
+    per_kind: bool = True
     tol: float = TOLERANCE
     rcond: float = 1e-10
 
@@ -356,8 +361,8 @@ def frame_features(potential: Potential, frames: Sequence[Atoms | Configuration]
 
 
 def greedy_gamma_selection(labelled: Sequence[np.ndarray], pool: Sequence[np.ndarray], pool_frame: Sequence[np.ndarray],
-                           num_frames: int, count: int, tol: float = TOLERANCE, rcond: float = 1e-10
-                           ) -> tuple[list[int], list[float]]:
+                           num_frames: int, count: int, tol: float = TOLERANCE, rcond: float = 1e-10,
+                           strata: Sequence[str] | None = None) -> tuple[list[int], list[float]]:
     """Pick ``count`` frames of a pool by the extrapolation grade, one at a time (a greedy D-optimal batch).
 
     Per element e, the active set is MaxVol's rows of ``labelled[e]`` (n_e, F), the labelled atoms' features.
@@ -374,6 +379,8 @@ def greedy_gamma_selection(labelled: Sequence[np.ndarray], pool: Sequence[np.nda
         num_frames: frames in the pool.
         count: frames to pick (at most ``num_frames``).
         tol, rcond: MaxVol tolerance and singular-value cutoff (:func:`~mliap_torch.uncertainty.maxvol.active_set_inverse`).
+        strata: (num_frames,) a label per frame (the kind of its MD start structure); when given, no label gets
+            more than ``ceil(count / labels present)`` picks, so the picks spread over the kinds of structure.
 
     Returns:
         the picked frame indices in order of picking, and the largest γ of each when it was picked (the first is
@@ -391,15 +398,20 @@ def greedy_gamma_selection(labelled: Sequence[np.ndarray], pool: Sequence[np.nda
         inverse.append(M)
     picked: list[int] = []
     picked_gamma: list[float] = []
+    quota = -(-count // len(set(strata))) if strata is not None and len(strata) else count
     for _ in range(min(count, num_frames)):
         frame_gamma = np.zeros(num_frames)
         for e, (X, owner) in enumerate(zip(pool, pool_frame)):
             if len(X) == 0:
                 continue
-            M = inverse[e]
-            gamma = np.full(len(X), np.inf) if M is None else np.abs(X @ M).max(1) if M.shape[1] else np.zeros(len(X))
+            inv = inverse[e]
+            gamma = (np.full(len(X), np.inf) if inv is None else np.abs(X @ inv).max(1) if inv.shape[1]
+                     else np.zeros(len(X)))
             np.maximum.at(frame_gamma, owner, gamma)
         frame_gamma[picked] = -np.inf
+        if strata is not None:
+            full = {g for g in set(strata) if sum(strata[k] == g for k in picked) >= quota}
+            frame_gamma[[k for k in range(num_frames) if strata[k] in full]] = -np.inf
         k = int(np.argmax(frame_gamma))
         picked.append(k)
         picked_gamma.append(float(frame_gamma[k]))
@@ -429,6 +441,8 @@ class IterationRecord:
         pool: frames in the candidate pool. trajectories: MD runs; stopped: of those, how many stopped on γ.
         md_steps: MD steps run in all. pool_max_gamma: largest γ in the pool.
         selected_gamma: largest γ of each selected frame against the active set of the fit (the MD's γ).
+        selected_kind: start structure of each selected frame's MD run (:data:`CELL_KINDS`), with ``"*"`` appended
+            when the frame is the one that stopped its run on γ.
         seconds: wall time of the fit, the active set, the MD, the selection and the labels.
     """
 
@@ -445,6 +459,7 @@ class IterationRecord:
     md_steps: int = 0
     pool_max_gamma: float | None = None
     selected_gamma: list[float] = field(default_factory=list)
+    selected_kind: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -524,9 +539,11 @@ def run_active_learning(setup: LearningSetup, settings: ActiveLearningSettings,
             trajectories = md_pool(potential, iteration, settings)
             seconds["md"] = time.perf_counter() - t0
             frames = [f for t in trajectories for f in t.frames]
+            kinds = [t.kind + ("*" if t.stopped and k == len(t.frames) - 1 else "")
+                     for t in trajectories for k in range(len(t.frames))]
             frame_gamma = np.concatenate([t.gamma for t in trajectories])
             t0 = time.perf_counter()
-            picked = select_frames(potential, labelled, frames, settings, rng)
+            picked = select_frames(potential, labelled, frames, settings, rng, [k.rstrip("*") for k in kinds])
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             labelled += [emt_label(frames[k], GROUP, len(labelled) + n, setup.weights) for n, k in enumerate(picked)]
@@ -537,6 +554,7 @@ def run_active_learning(setup: LearningSetup, settings: ActiveLearningSettings,
             record.md_steps = sum(t.steps for t in trajectories)
             record.pool_max_gamma = float(frame_gamma.max())
             record.selected_gamma = [float(frame_gamma[k]) for k in picked]
+            record.selected_kind = [kinds[k] for k in picked]
         record.seconds = seconds
         if log is not None:
             log(format_record(settings, record))
@@ -544,27 +562,39 @@ def run_active_learning(setup: LearningSetup, settings: ActiveLearningSettings,
 
 
 def select_frames(potential: Potential, labelled: Sequence[Configuration], frames: Sequence[Atoms],
-                  settings: ActiveLearningSettings, rng: np.random.Generator) -> list[int]:
+                  settings: ActiveLearningSettings, rng: np.random.Generator,
+                  kinds: Sequence[str] | None = None) -> list[int]:
     """Indices of ``settings.per_iteration`` frames of the pool: :func:`greedy_gamma_selection` against the
-    labelled atoms' active set (strategy ``gamma``) or uniformly at random without replacement (``random``)."""
+    labelled atoms' active set (strategy ``gamma``; spread over the frames' ``kinds`` when
+    ``settings.per_kind``) or uniformly at random without replacement (``random``)."""
     count = min(settings.per_iteration, len(frames))
     if settings.strategy == "random":
         return sorted(rng.choice(len(frames), size=count, replace=False).tolist())
+    if settings.strategy == "random_per_kind":
+        strata = list(kinds) if kinds is not None else [""] * len(frames)
+        order = rng.permutation(len(frames)).tolist()
+        quota = -(-count // len(set(strata)))
+        picked: list[int] = []
+        for k in order:          # uniform within kinds, at most ``quota`` per kind; then any frame
+            if len(picked) < count and sum(strata[j] == strata[k] for j in picked) < quota:
+                picked.append(k)
+        picked += [k for k in order if k not in picked][:count - len(picked)]
+        return sorted(picked)
     labelled_x, _ = frame_features(potential, labelled)
     pool_x, pool_frame = frame_features(potential, frames)
-    picked, _ = greedy_gamma_selection(labelled_x, pool_x, pool_frame, len(frames), count, settings.tol,
-                                       settings.rcond)
-    return picked
+    chosen, _ = greedy_gamma_selection(labelled_x, pool_x, pool_frame, len(frames), count, settings.tol,
+                                       settings.rcond, strata=kinds if settings.per_kind else None)
+    return chosen
 
 
 def format_record(settings: ActiveLearningSettings, r: IterationRecord) -> str:
     """One progress line of a record."""
     line = (f"[{settings.strategy} seed {settings.seed}] iteration {r.iteration}: {r.labels} labels, test energy MAE "
-            f"{r.energy_mae:.2f} meV/atom, force MAE {r.force_mae:.4f} eV/Å")
+            f"{r.energy_mae:.2f} meV/atom, force MAE {r.force_mae:.4f} eV/Å (train {r.train_energy_mae:.2f} meV/atom)")
     if r.temperature is not None:
         line += (f"; MD {r.temperature:.0f} K strain {r.strain:.3f}: {r.trajectories} runs ({r.stopped} stopped on γ, "
                  f"{r.md_steps} steps), pool {r.pool}, max γ {r.pool_max_gamma:.3g}; selected γ "
-                 + ", ".join(f"{g:.3g}" for g in r.selected_gamma))
+                 + ", ".join(f"{g:.3g} ({k})" for g, k in zip(r.selected_gamma, r.selected_kind)))
     if r.seconds:
         line += f" ({sum(r.seconds.values()):.1f} s)"
     return line
@@ -604,12 +634,13 @@ def plot_curves(results: Sequence[ActiveLearningResult], target: float, path: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"gamma": "tab:blue", "random": "tab:orange"}
+    colours = {"gamma": "tab:blue", "random": "tab:orange", "random_per_kind": "tab:green"}
+    names = {"gamma": "γ (MaxVol)", "random": "random", "random_per_kind": "random per kind"}
     markers = "osD^v<>"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for r in results:
         n = [x.labels for x in r.records]
-        label = f"{'γ (MaxVol)' if r.settings.strategy == 'gamma' else 'random'}, seed {r.settings.seed}"
+        label = f"{names[r.settings.strategy]}, seed {r.settings.seed}"
         style = {"color": colours[r.settings.strategy], "marker": markers[r.settings.seed % len(markers)],
                  "markersize": 4, "linewidth": 1.2, "label": label}
         axes[0].plot(n, [x.energy_mae for x in r.records], **style)
