@@ -241,7 +241,8 @@ class Trajectory:
 
     Attributes:
         kind: its start structure (:data:`CELL_KINDS`).
-        temperature: K. strain: amplitude of the start cell's strain.
+        temperature: thermostat temperature, K.
+        strain: amplitude of the start cell's strain.
         frames: the frames kept for the pool (copies without calculator).
         gamma: (nframes,) largest atomic γ of each kept frame (from the model that ran the MD).
         steps: MD steps run.
@@ -378,7 +379,8 @@ def greedy_gamma_selection(labelled: Sequence[np.ndarray], pool: Sequence[np.nda
         pool_frame: per element, (m_e,) frame index of each pool atom (0 … num_frames − 1).
         num_frames: frames in the pool.
         count: frames to pick (at most ``num_frames``).
-        tol, rcond: MaxVol tolerance and singular-value cutoff (:func:`~mliap_torch.uncertainty.maxvol.active_set_inverse`).
+        tol: MaxVol tolerance (:func:`~mliap_torch.uncertainty.maxvol.active_set_inverse`).
+        rcond: relative singular-value cutoff of the feature matrices.
         strata: (num_frames,) a label per frame (the kind of its MD start structure); when given, no label gets
             more than ``ceil(count / labels present)`` picks, so the picks spread over the kinds of structure.
 
@@ -435,11 +437,16 @@ class IterationRecord:
     Attributes:
         iteration: 0-based round (``iterations`` for the final fit).
         labels: labelled configurations the fit used.
-        energy_mae: test energy MAE, meV/atom. force_mae: test force MAE, eV/Å.
+        energy_mae: test energy MAE, meV/atom.
+        force_mae: test force MAE, eV/Å.
         train_energy_mae: training energy MAE, meV/atom.
-        temperature, strain: MD settings of the round (None after the final fit).
-        pool: frames in the candidate pool. trajectories: MD runs; stopped: of those, how many stopped on γ.
-        md_steps: MD steps run in all. pool_max_gamma: largest γ in the pool.
+        temperature: MD temperature of the round, K (None after the final fit).
+        strain: strain amplitude of the round's MD start cells (None after the final fit).
+        pool: frames in the candidate pool.
+        trajectories: MD runs of the round.
+        stopped: MD runs that stopped on γ.
+        md_steps: MD steps run in all.
+        pool_max_gamma: largest γ in the pool.
         selected_gamma: largest γ of each selected frame against the active set of the fit (the MD's γ).
         selected_kind: start structure of each selected frame's MD run (:data:`CELL_KINDS`), with ``"*"`` appended
             when the frame is the one that stopped its run on γ.
