@@ -13,6 +13,8 @@ commands:
   export   write a trained model for LAMMPS (mliap_torch export --help)
   fitsnap  run a FitSNAP input file as it is and write FitSNAP's output files, e.g.
            mliap_torch fitsnap Ta-example.in  (mliap_torch fitsnap --help)
+  active-learn  active learning on the built-in EMT Cu/Cu-Ni system, selection by the extrapolation
+           grade against random selection (mliap_torch active-learn --help)
 """
 
 
@@ -34,7 +36,14 @@ def _fitsnap(argv: list[str]) -> None:
     sys.exit(fitsnap_main(argv))
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train, "export": _export, "fitsnap": _fitsnap}
+def _active_learn(argv: list[str]) -> None:
+    from .active_learn import main as active_learn_main
+
+    sys.exit(active_learn_main(argv))
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": _train, "export": _export, "fitsnap": _fitsnap,
+                                                    "active-learn": _active_learn}
 
 
 def main(argv: list[str] | None = None) -> None:
