@@ -5,7 +5,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "read_pace", "__version__"]
+__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "read_pace", "write_pace",
+           "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,7 +23,7 @@ def __getattr__(name: str) -> Any:
     if name in ("read_snap", "read_mliap", "write_mliap"):
         from .export import snap_files
         return getattr(snap_files, name)
-    if name == "read_pace":
-        from .export.pace_files import read_pace
-        return read_pace
+    if name in ("read_pace", "write_pace"):
+        from .export import pace_files
+        return getattr(pace_files, name)
     raise AttributeError(f"module 'mliap_torch' has no attribute {name!r}")

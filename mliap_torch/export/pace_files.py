@@ -14,6 +14,7 @@ different potential.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..descriptors.ace import ACE, pyace_bbasis
 from ..descriptors.ace_files import ace_from_yace, read_yace
 from ..errors import ModelFileError
 from ..models.embedding import EMBEDDINGS, EmbeddingHead
+from ..models.heads import LinearHead
 from ..models.pace_core import INNER_CUTOFF_TYPES, PaceCoreRepulsion
 from ..models.potential import Potential
 
@@ -160,3 +162,193 @@ def _read_yace(path: Path) -> Potential:
         with torch.no_grad():
             head.bias.copy_(torch.tensor(E0, dtype=torch.float64))
     return Potential(ace, head, reference)
+
+
+PACE_LINEAR_EMBEDDING = ("FinnisSinclairShiftedScaled", [1.0, 1.0])
+"""The embedding a :class:`~mliap_torch.models.heads.LinearHead` is written with: one density, F(ρ) = ρ."""
+
+_NO_CORE = {"core": [0.0, 1.0], "rho_core_cut": 100000.0, "drho_core_cut": 250.0}
+"""Pacemaker's defaults for a potential without core repulsion (ρ_core = 0, so f_cut = 1)."""
+
+
+def _symmetric_table(table: torch.Tensor, what: str, elements: list[str]) -> None:
+    """ValueError unless the (nelements, nelements) ``table`` is symmetric (PACE's bonds A-B and B-A are one)."""
+    for i, j in zip(*torch.triu_indices(len(elements), len(elements), 1).tolist()):
+        if not torch.equal(table[i, j], table[j, i]):
+            raise ValueError(f"write_pace: the {what} of {elements[i]}-{elements[j]} and {elements[j]}-{elements[i]} "
+                             "differ; PACE has one bond per element pair (pyace refuses inconsistent bond "
+                             "specifications), so this potential cannot be written as pacemaker files exactly")
+
+
+def pace_export_problem(potential: Potential) -> Exception | None:
+    """Why ``potential`` cannot be written as pacemaker files (a TypeError or ValueError to raise), or None.
+
+    Expressible: an :class:`ACE` descriptor of PACE B functions (``LS`` couplings, not the explicit ``ctildes`` of
+    a C-tilde file) with bonds that are the same for both orders of each element pair, a
+    :class:`~mliap_torch.models.heads.LinearHead` (one density, F = ρ) or an :class:`EmbeddingHead`, and
+    optionally a :class:`PaceCoreRepulsion` on the descriptor's cutoffs with zero per-element energies E0 (PACE
+    adds E0 after the core-density cutoff, the head's bias is switched off with the rest of the model).
+    """
+    descriptor, head, reference = potential.descriptor, potential.head, potential.reference
+    if not isinstance(descriptor, ACE):
+        return TypeError(f"write_pace: pacemaker files hold ACE descriptors, not {type(descriptor).__name__} "
+                         f"({descriptor.type_name}); PACE's B functions are the only descriptors its evaluators "
+                         "compute, so bispectrum and SO3 models cannot be written as .yaml/.yace (use the snap, mliap "
+                         "or plugin LAMMPS routes for them)")
+    if type(head) is not LinearHead and not isinstance(head, EmbeddingHead):
+        return TypeError(f"write_pace: PACE's energy is an embedding of per-element linear densities "
+                         f"(LinearHead: F = ρ, or EmbeddingHead: FinnisSinclair/FinnisSinclairShiftedScaled), not a "
+                         f"{type(head).__name__}; quadratic and MLP heads have no PACE form (use the plugin or "
+                         "unified LAMMPS route for them)")
+    if reference is not None and not isinstance(reference, PaceCoreRepulsion):
+        return TypeError(f"write_pace: pacemaker files hold PACE's own core repulsion, not a {reference.type_name!r} "
+                         "reference potential; write Potential(descriptor, head) and add the reference as a separate "
+                         "LAMMPS pair style (export_lammps' pace route overlays ZBL)")
+    explicit = [f for fs in descriptor.functions for f in fs if f.coupling is not None]
+    if explicit:
+        return TypeError(f"write_pace: {len(explicit)} of the ACE descriptor's functions have an explicit "
+                         "complex-harmonic coupling (ms_combs/ctildes, as read from a C-tilde .yace) instead of PACE's "
+                         "LS couplings; a B-basis holds only the latter (write the original B-basis instead)")
+    elements = descriptor.elements
+    radial = descriptor.radial
+    tables = {"radial basis": radial.kind_index, "radial parameter": radial.lam,
+              "cutoff": descriptor.current_rcut().detach(), "cutoff width dcut": radial.dcut,
+              "inner cutoff r_in": radial.r_in, "inner cutoff width delta_in": radial.delta_in,
+              "radial coefficients crad": descriptor.crad.detach()}
+    if reference is not None:
+        tables.update({"core repulsion prefactor": reference.prehc, "core repulsion exponent": reference.lambdahc})
+    try:
+        for what, table in tables.items():
+            _symmetric_table(table, what, elements)
+    except ValueError as exc:
+        return exc
+    if reference is not None:
+        rcut, r_in, delta_in = descriptor.current_rcut().detach(), radial.r_in, radial.delta_in
+        same = torch.equal(reference.rcut, rcut)
+        if reference.inner_cutoff_type == "distance":
+            same = same and torch.equal(reference.r_in, r_in) and torch.equal(reference.delta_in, delta_in)
+        elif bool((r_in > 0).any()):
+            same = False
+        if not same:
+            return ValueError("write_pace: the core repulsion's cutoffs (rcut, and r_in/delta_in with inner_cutoff_type "
+                              "distance) differ from the ACE descriptor's; PACE takes both from the same bonds")
+        if bool((head.bias.detach() != 0).any()):
+            return ValueError("write_pace: a head with per-element energies (bias) and a core repulsion: the bias is "
+                              "multiplied by the core-density cutoff f_cut here, while PACE adds E0 after it; "
+                              "such a potential has no exact PACE form")
+    return None
+
+
+def pace_configuration(potential: Potential, delta_spline_bins: float = 1e-4) -> Any:
+    """The pyace ``BBasisConfiguration`` (pacemaker's B-basis) of ``potential`` (needs ``pyace``).
+
+    Raises what :func:`pace_export_problem` returns for potentials PACE cannot express. Learned cutoffs and
+    radial coefficients are taken at their current values. ``delta_spline_bins``: PACE's spline step of the radial
+    functions, Å (its tabulation error is PACE's, not part of the potential). The head's bias (E0) is not part of
+    a B-basis; :func:`write_pace` puts it into the ``.yace``.
+    """
+    from pyace import BBasisConfiguration, BBasisFunctionSpecification, BBasisFunctionsSpecificationBlock
+
+    problem = pace_export_problem(potential)
+    if problem is not None:
+        raise problem
+    ace, head, reference = potential.descriptor, potential.head, potential.reference
+    assert isinstance(ace, ACE)
+    elements = ace.elements
+    nel = len(elements)
+    radial = ace.radial
+    rcut = ace.current_rcut().detach().to(torch.float64)
+    crad = ace.crad.detach().to(torch.float64)
+    distance = bool((radial.r_in > 0).any()) or (reference is not None and reference.inner_cutoff_type == "distance")
+    if isinstance(head, EmbeddingHead):
+        embeddings = [(head.embedding[e], head.fs_parameters[e]) for e in range(nel)]
+        density = head.coefficients.detach().to(torch.float64)
+    else:
+        assert isinstance(head, LinearHead)
+        embeddings = [(PACE_LINEAR_EMBEDDING[0], list(PACE_LINEAR_EMBEDDING[1]))] * nel
+        density = head.weight.detach().to(torch.float64)[:, None, :]
+
+    blocks: dict[tuple[int, ...], list[Any]] = {}
+    for e in range(nel):
+        blocks[(e,)] = []
+        for other in range(nel):
+            if other != e:
+                blocks[(e, other)] = []
+    for e, functions in enumerate(ace.functions):
+        ndensity = len(embeddings[e][1]) // 2
+        for k, f in enumerate(functions):
+            key = (e, *sorted(set(f.mus) - {e}))
+            coeffs = [float(v) for v in density[e, :ndensity, k]]
+            blocks.setdefault(key, []).append(BBasisFunctionSpecification(
+                elements=[elements[e]] + [elements[m] for m in f.mus], ns=list(f.ns), ls=list(f.ls), LS=list(f.LS),
+                coeffs=coeffs))
+
+    config = BBasisConfiguration()
+    config.deltaSplineBins = float(delta_spline_bins)
+    out = []
+    for key, specs in sorted(blocks.items(), key=lambda kv: (kv[0][0], len(kv[0]), kv[0])):
+        block = BBasisFunctionsSpecificationBlock()
+        block.block_name = " ".join(elements[m] for m in key)
+        block.nradbaseij, block.nradmaxi, block.lmaxi = ace.nradbase, ace.nradmax, ace.lmax  # checked by funcspecs
+        block.funcspecs = specs  # sets elements_vec, mu0, rankmax, number_of_species, ndensityi
+        if len(key) <= 2:
+            i, j = key[0], key[-1]
+            block.radbase = radial.kinds[i][j]
+            block.radparameters = [float(radial.lam[i, j])]
+            block.rcutij = float(rcut[i, j])
+            block.dcutij = float(radial.dcut[i, j])
+            block.inner_cutoff_type = "distance" if distance else "density"
+            r_in = reference.r_in if reference is not None and distance else radial.r_in
+            delta_in = reference.delta_in if reference is not None and distance else radial.delta_in
+            block.r_in = float(r_in[i, j]) if distance else 0.0
+            block.delta_in = float(delta_in[i, j]) if distance else 0.0
+            block.radcoefficients = crad[i, j].tolist()
+            block.core_rep_parameters = (_NO_CORE["core"] if reference is None else
+                                         [float(reference.prehc[i, j]), float(reference.lambdahc[i, j])])
+            if len(key) == 1:
+                npoti, fs = embeddings[i]
+                block.npoti, block.fs_parameters, block.ndensityi = npoti, [float(v) for v in fs], len(fs) // 2
+                block.rho_cut = _NO_CORE["rho_core_cut"] if reference is None else float(reference.rho_core_cut[i])
+                block.drho_cut = _NO_CORE["drho_core_cut"] if reference is None else float(reference.drho_core_cut[i])
+            else:
+                block.ndensityi = 0
+        else:  # blocks of three or more species hold functions only (pacemaker leaves their bond fields empty)
+            block.nradbaseij = block.nradmaxi = block.lmaxi = block.ndensityi = 0
+        out.append(block)
+    config.funcspecs_blocks = out
+    config.validate(True)
+    return config
+
+
+def write_pace(potential: Potential, path: str | Path, delta_spline_bins: float = 1e-4) -> Path:
+    """Write ``potential`` as a pacemaker B-basis ``.yaml``/``.yml`` or a C-tilde ``.yace`` (LAMMPS ``pair_style
+    pace``) and return the path (needs ``pyace``).
+
+    The ``.yace`` is pyace's conversion of the B-basis (as ``pace_yaml2yace`` writes it) with the head's per-element
+    bias as ``E0``, eV. A B-basis ``.yaml`` has no per-element energy: a head with a nonzero bias is refused there
+    (``ModelFileError``; write the ``.yace``). Potentials PACE cannot express raise the TypeError or ValueError of
+    :func:`pace_export_problem`. ``delta_spline_bins``: PACE's spline step of the radial functions, Å.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".yace"):
+        raise ModelFileError(f"{path}: write_pace writes pacemaker B-basis .yaml and C-tilde .yace files, not "
+                             f"{suffix or 'files without a suffix'}")
+    config = pace_configuration(potential, delta_spline_bins)
+    bias = [float(v) for v in potential.head.bias.detach()]
+    if suffix == ".yace":
+        from pyace import ACEBBasisSet
+
+        ACEBBasisSet(config).to_ACECTildeBasisSet().save_yaml(str(path))
+        text, count = re.subn(r"^E0: \[.*\]$", f"E0: [{', '.join(repr(v) for v in bias)}]", path.read_text(),
+                              count=1, flags=re.MULTILINE)
+        if count != 1:
+            raise ModelFileError(f"{path}: pyace wrote no 'E0:' line to hold the per-element energies")
+        path.write_text(text)
+        return path
+    if any(bias):
+        raise ModelFileError(f"{path}: the head's per-element energies {bias} (E0) cannot be written to a B-basis "
+                             ".yaml, which has no such field (pyace would evaluate the potential without them); "
+                             "write the C-tilde .yace, whose E0 holds them")
+    config.save(str(path))
+    return path
