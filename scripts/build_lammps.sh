@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Build LAMMPS (4Feb2025 stable) as a shared library with ML-SNAP, ML-IAP (+ Python coupling),
-# PYTHON, PLUGIN and MANYBODY, and install its Python module into the project's environment.
+# PYTHON, PLUGIN, MANYBODY and ML-PACE, and install its Python module into the project's environment.
+#
+# ML-PACE (pair_style pace) needs the PACE evaluator library, which LAMMPS' cmake downloads from
+# github.com; instead it is built from the python-ace sdist (PyPI, `pip download`, version
+# $PYTHON_ACE_VERSION, cached in <cache>/lammps/sources/), whose lib/ace bundles the same evaluator,
+# yaml-cpp and cnpy, with scripts/ml_pace/CMakeLists.txt (passed to LAMMPS as -DLOCAL_ML-PACE).
 #
 # MPI: built with OpenMPI (Debian's libopenmpi-dev and openmpi-bin) so that
 # `mpirun -np N .venv/bin/lmp -in in.lammps` runs N ranks. When they are missing and this runs as
@@ -19,7 +24,8 @@
 #   3. a git clone of the LAMMPS stable tag (where github.com is reachable).
 #
 # Usage: scripts/build_lammps.sh [--force]     (environment: PYTHON, MLIAP_TORCH_VENV, LAMMPS_SRC,
-#                                                LAMMPS_JOBS, MLIAP_TORCH_CACHE, LAMMPS_MPI=on|off)
+#                                                LAMMPS_JOBS, MLIAP_TORCH_CACHE, LAMMPS_MPI=on|off,
+#                                                PYTHON_ACE_VERSION)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MLIAP_TORCH_VENV:-$ROOT/.venv}"
@@ -28,6 +34,7 @@ LAMMPS_VERSION="4Feb2025"
 DEBIAN_VERSION_MIN="20250204"
 STABLE_TAG="stable_4Feb2025"
 JOBS="${LAMMPS_JOBS:-$(nproc)}"
+PYTHON_ACE_VERSION="${PYTHON_ACE_VERSION:-0.4.0rc1}"
 FORCE=0
 [[ "${1:-}" == "--force" ]] && FORCE=1
 
@@ -85,14 +92,15 @@ CMAKE_OPTIONS=(
     -DMLIAP_ENABLE_PYTHON=on
     -DPKG_PLUGIN=on
     -DPKG_MANYBODY=on
+    -DPKG_ML-PACE=on
     -DWITH_JPEG=off -DWITH_PNG=off -DWITH_FFMPEG=off
 )
 # The key holds the MPI choice twice: -DBUILD_MPI in the options hash, and the MPI library's version.
 if [[ $MPI == on ]]; then
-    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" "$MPI_VERSION" | sha256sum | cut -c1-10)"
+    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" "python-ace==$PYTHON_ACE_VERSION" "$MPI_VERSION" | sha256sum | cut -c1-10)"
     KEY="${LAMMPS_VERSION}-py${PYVER}-openmpi-${OPTIONS_HASH}"
 else
-    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" | sha256sum | cut -c1-10)"
+    OPTIONS_HASH="$(printf '%s\n' "${CMAKE_OPTIONS[@]}" "python-ace==$PYTHON_ACE_VERSION" | sha256sum | cut -c1-10)"
     KEY="${LAMMPS_VERSION}-py${PYVER}-${OPTIONS_HASH}"
 fi
 CACHE_ROOT="${MLIAP_TORCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mliap_torch}/lammps"
@@ -116,7 +124,7 @@ install_python_module() {
     "$PY" - <<PYEOF
 import lammps
 lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
-for pkg in ("ML-SNAP", "ML-IAP", "PYTHON", "PLUGIN", "MANYBODY"):
+for pkg in ("ML-SNAP", "ML-IAP", "PYTHON", "PLUGIN", "MANYBODY", "ML-PACE"):
     assert lmp.has_package(pkg), f"LAMMPS in $DEST lacks package {pkg}"
 print("[build_lammps] LAMMPS", lmp.version(), "from", lammps.__file__, "packages OK")
 lmp.close()
@@ -212,9 +220,25 @@ elif ! fetch_from_debian; then
 fi
 rm -rf "$WORK"
 
+# The PACE evaluator for ML-PACE from the python-ace sdist (see the header).
+PACE_SDIST_DIR="$CACHE_ROOT/sources"
+PACE_SDIST="$PACE_SDIST_DIR/python_ace-$PYTHON_ACE_VERSION.tar.gz"
+if [[ ! -f "$PACE_SDIST" ]]; then
+    say "downloading the python-ace $PYTHON_ACE_VERSION sdist (PACE evaluator sources for ML-PACE) with pip"
+    mkdir -p "$PACE_SDIST_DIR"
+    "$PY" -m pip download --quiet "python-ace==$PYTHON_ACE_VERSION" --no-binary python-ace --no-deps \
+        -d "$PACE_SDIST_DIR" || die "pip could not download the python-ace $PYTHON_ACE_VERSION sdist from PyPI"
+fi
+[[ -f "$PACE_SDIST" ]] || die "pip download gave no $PACE_SDIST"
+mkdir -p "$DEST/ml-pace/x"
+tar -xzf "$PACE_SDIST" -C "$DEST/ml-pace/x"
+mv "$DEST/ml-pace/x/python_ace-$PYTHON_ACE_VERSION/lib/ace" "$DEST/ml-pace/ace"
+rm -rf "$DEST/ml-pace/x"
+cp "$ROOT/scripts/ml_pace/CMakeLists.txt" "$DEST/ml-pace/CMakeLists.txt"
+
 say "configuring (cmake) in $DEST/build with Python $PYVER ($PY)"
 cmake -S "$DEST/src/cmake" -B "$DEST/build" "${CMAKE_OPTIONS[@]}" \
-    -DPython_EXECUTABLE="$PY" -DCMAKE_INSTALL_PREFIX="$DEST/install" > "$DEST/cmake.log" 2>&1 \
+    -DPython_EXECUTABLE="$PY" -DLOCAL_ML-PACE="$DEST/ml-pace" -DCMAKE_INSTALL_PREFIX="$DEST/install" > "$DEST/cmake.log" 2>&1 \
     || { tail -30 "$DEST/cmake.log"; die "cmake configuration failed; full log: $DEST/cmake.log"; }
 say "compiling with $JOBS jobs (7-17 minutes on 2 cores); log: $DEST/build.log"
 start=$SECONDS

@@ -10,6 +10,9 @@ Routes:
 - ``plugin``: ``plugin load <mliap_torch_plugin.so>`` + ``pair_style mliap/torch <name>.plugin.pt|pt2`` —
   bispectrum and ACE models with a linear, quadratic or MLP head, ACE also with PACE's embedding head and core
   repulsion (compiled in), no Python (``lammps_plugin/``).
+- ``pace``: ``pair_style pace`` + ``pair_coeff * * <name>.yace <elements>`` (LAMMPS' ML-PACE) — ACE models that
+  pacemaker files can hold (:func:`~mliap_torch.export.pace_files.pace_export_problem`: a linear or PACE embedding
+  head, PACE's core repulsion inside the ``.yace``); needs ``pyace`` to write the file.
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 A linear or quadratic bispectrum model with an active set also gets ``<name>.gamma.lammps``: its per-atom
@@ -22,19 +25,22 @@ from pathlib import Path
 
 from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
+from ..models.pace_core import PaceCoreRepulsion
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
 from .gamma_variables import gamma_variables_supported, write_gamma_variables
 from .mliap_nn import nn_export_problem, split_linear_term
 from .mliap_unified import write_mliap_unified
+from .pace_files import pace_export_problem, write_pace
 from .plugin_files import PAIR_STYLE, plugin_supported, snap_plugin_supported, write_plugin_files
 
-ROUTES = ("unified", "snap", "mliap", "plugin")
+ROUTES = ("unified", "snap", "mliap", "plugin", "pace")
 """Every LAMMPS route, in the order they are written."""
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
                 "mliap": "bispectrum and SO3 descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
-                "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads, ACE also with PACE embedding heads"}
+                "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads, ACE also with PACE embedding heads",
+                "pace": "ACE descriptors with linear or PACE embedding heads (and PACE's core repulsion), with pyace"}
 """What each route can express, for messages."""
 
 
@@ -81,10 +87,31 @@ def native_mliap_supported(potential: Potential) -> bool:
     return type(head) in (LinearHead, QuadraticHead) or nn_export_problem(head) is None
 
 
+def pace_part(potential: Potential) -> Potential:
+    """What the ``pace`` route's ``.yace`` holds: the potential with PACE's core repulsion, else descriptor and head
+    (a ZBL reference is overlaid as its own pair style)."""
+    if isinstance(potential.reference, PaceCoreRepulsion):
+        return potential
+    return Potential(potential.descriptor, potential.head)
+
+
+def pace_supported(potential: Potential) -> bool:
+    """True when the ``pace`` route can write the potential: PACE can express it (:func:`pace_part` has no
+    :func:`~mliap_torch.export.pace_files.pace_export_problem`) and ``pyace`` is installed."""
+    if pace_export_problem(pace_part(potential)) is not None:
+        return False
+    try:
+        import pyace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
     """The routes among ``routes`` that cannot express ``potential`` (``export_lammps`` skips them)."""
     supported = {"unified": True, "snap": native_snap_supported(potential),
-                 "mliap": native_mliap_supported(potential), "plugin": plugin_supported(potential)}
+                 "mliap": native_mliap_supported(potential), "plugin": plugin_supported(potential),
+                 "pace": pace_supported(potential)}
     return [r for r in routes if not supported.get(r, True)]
 
 
@@ -202,6 +229,10 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                 comments = GAMMA_MONITOR
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
+        elif route == "pace":
+            yace = write_pace(pace_part(potential), folder / f"{name}.yace")  # with PACE's core repulsion
+            files = [yace]
+            lines = _pair_lines(potential, [("pace", f"{yace.name} {elements}")])
         else:
             raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
         include = folder / f"{name}.{route}.pair.lammps"

@@ -253,7 +253,7 @@ def pace_configuration(potential: Potential, delta_spline_bins: float = 1e-4) ->
     if problem is not None:
         raise problem
     ace, head, reference = potential.descriptor, potential.head, potential.reference
-    assert isinstance(ace, ACE)
+    assert isinstance(ace, ACE) and (reference is None or isinstance(reference, PaceCoreRepulsion))
     elements = ace.elements
     nel = len(elements)
     radial = ace.radial

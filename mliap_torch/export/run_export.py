@@ -9,7 +9,7 @@ from typing import Any
 from ase import Atoms
 
 from ..data.configuration import Configuration
-from ..lammps import lammps_status, plugin_library
+from ..lammps import lammps_has_package, lammps_status, plugin_library
 from ..models.potential import Potential
 from ..mpi import lammps_mpi_library, mpi_status
 from .lammps_export import export_lammps
@@ -20,12 +20,15 @@ from .verify import lammps_torch_differences
 
 
 def deploy_route(routes: Mapping[str, Any]) -> str:
-    """The fastest route written: native snap, else the plugin (when built here), else LAMMPS' own ML-IAP
-    model (e.g. ``mliap model nn``, ``descriptor so3``), else unified."""
+    """The fastest route written: native snap, else the plugin (when built here), else ``pair_style pace`` (when
+    LAMMPS has ML-PACE), else LAMMPS' own ML-IAP model (e.g. ``mliap model nn``, ``descriptor so3``), else
+    unified."""
     if "snap" in routes:
         return "snap"
     if "plugin" in routes and plugin_library() is not None:
         return "plugin"
+    if "pace" in routes and lammps_has_package("ML-PACE"):
+        return "pace"
     if "mliap" in routes:
         return "mliap"
     return "unified"

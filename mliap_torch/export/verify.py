@@ -8,7 +8,8 @@ import numpy as np
 
 from ..data.batch import make_batch
 from ..data.configuration import Configuration
-from ..lammps import PLUGIN_HINT, plugin_library
+from ..lammps import PLUGIN_HINT, lammps_has_package, plugin_library
+from ..lammps_binary import BUILD_HINT
 from ..lammps_eval import evaluate_in_lammps
 from ..models.potential import Potential
 from .lammps_export import ExportResult
@@ -20,7 +21,7 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
 
     Returns ``{route: {"energy_per_atom": eV, "atomic_energy": eV, "force": eV/Å, "stress": eV/Å³,
     "force_relative": |ΔF|max / |F|max, "configurations": n}}``; ``{"skipped": reason}`` for the plugin
-    route when the plugin has not been built.
+    route when the plugin has not been built and for the pace route when LAMMPS lacks ML-PACE.
     """
     periodic = [c for c in configs if c.pbc.all() and np.linalg.det(c.cell) > 0]
     if not periodic:
@@ -35,6 +36,9 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
     for name, route in export.routes.items():
         if name == "plugin" and plugin_library() is None:
             report[name] = {"skipped": f"the LAMMPS plugin is not built; {PLUGIN_HINT}"}
+            continue
+        if name == "pace" and not lammps_has_package("ML-PACE"):
+            report[name] = {"skipped": f"LAMMPS lacks the ML-PACE package (pair_style pace); {BUILD_HINT}"}
             continue
         results = evaluate_in_lammps(periodic, potential.elements, route.pair_commands,
                                      activate_mliappy=name == "unified", directory=export.folder)
