@@ -13,6 +13,8 @@ pytest.importorskip("pyace")
 from pyace import ACEBBasisSet, ACECTildeBasisSet  # noqa: E402
 
 import mliap_torch  # noqa: E402
+from mliap_torch.data.batch import make_batch  # noqa: E402
+from mliap_torch.data.configuration import Configuration  # noqa: E402
 from mliap_torch.descriptors.ace import ACE  # noqa: E402
 from mliap_torch.descriptors.bispectrum import Bispectrum  # noqa: E402
 from mliap_torch.errors import ModelFileError  # noqa: E402
@@ -90,7 +92,7 @@ def test_linear_ace_of_mliap_torch_equals_pyace(trained_rcut: bool, tmp_path) ->
     yace_path = mliap_torch.write_pace(potential, tmp_path / "linear.yace")
     for atoms in atoms_list:
         assert_same(evaluate(potential, atoms), pyace_reference(ACECTildeBasisSet(str(yace_path)), atoms))
-    with pytest.raises(ModelFileError, match=r"linear.yaml: the head's per-element energies .*write the C-tilde"):
+    with pytest.raises(ModelFileError, match=r"linear.yaml: the per-element energies .*write the C-tilde"):
         mliap_torch.write_pace(potential, tmp_path / "linear.yaml")
     with torch.no_grad():
         potential.head.bias.zero_()
@@ -134,3 +136,68 @@ def test_what_pace_cannot_express_is_refused(tmp_path) -> None:
         mliap_torch.write_pace(cored, tmp_path / "x.yace")
     with pytest.raises(ModelFileError, match=r"x.pt: write_pace writes pacemaker"):
         mliap_torch.write_pace(linear, tmp_path / "x.pt")
+
+
+def test_E0_is_added_after_the_core_density_cutoff_as_in_pace(tmp_path) -> None:
+    """PACE adds a C-tilde file's ``E0`` after the cutoff f_cut(ρ_core) (``ACECTildeEvaluator``): with
+    ``rho_core_cut`` among the atoms' core densities (one atom switched off, four partly), ``read_pace`` of such a
+    ``.yace`` and a potential with a core repulsion whose ``energy_shift`` is written as ``E0`` equal pyace."""
+    seed = 4
+    potential = mliap_torch.read_pace(write_files(random_basis(random_spec(seed), seed), tmp_path)[0])
+    atoms = structures(list(potential.elements), seed)[1]
+    batch = make_batch([Configuration.from_ase(atoms)], potential.elements, potential.cutoff)
+    rho = potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)[:, 0]  # [ρ_core, f_cut]
+    r = np.sort(rho.detach().numpy())
+    cut, low = 0.5 * (r[-2] + r[-1]), 0.5 * (r[-6] + r[-5])
+    basis = random_basis(random_spec(seed, rho_core_cut=cut, drho_core_cut=cut - low), seed)
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    yaml_path, yace_path = write_files(basis, folder)
+    text, n = yace_path.read_text(), len(potential.elements)
+    zeros = f"E0: [{', '.join(['0'] * n)}]"
+    assert zeros in text
+    yace_path.write_text(text.replace(zeros, f"E0: [{', '.join(['-3.25'] * n)}]"))
+    read = mliap_torch.read_pace(yace_path)
+    assert isinstance(read.reference, PaceCoreRepulsion) and read.reference.energy_shift.tolist() == [-3.25] * n
+    assert_same(evaluate(read, atoms), pyace_reference(ACECTildeBasisSet(str(yace_path)), atoms))
+    written = mliap_torch.read_pace(yaml_path)
+    with torch.no_grad():
+        written.reference.energy_shift.fill_(1.5)
+    out = mliap_torch.write_pace(written, tmp_path / "e0.yace")
+    assert f"E0: [{', '.join(['1.5'] * n)}]" in out.read_text()
+    mine = evaluate(written, atoms)
+    assert_same(mine, pyace_reference(ACECTildeBasisSet(str(out)), atoms))
+    switched = float(((rho > low) & (rho < cut)).sum() + (rho >= cut).sum())
+    assert switched == 5 and mine["energy"] == pytest.approx(
+        evaluate(mliap_torch.read_pace(yaml_path), atoms)["energy"] + 1.5 * len(atoms), rel=1e-12)
+
+
+def test_zbl_inner_cutoff_is_written(tmp_path) -> None:
+    """``inner_cutoff_type: zbl`` (ZBL taking over by the nearest neighbour) with per-element E0 (the reference's
+    ``energy_shift``): written, pyace evaluates both files as torch, on structures with atoms on ACE alone, partly and
+    fully on ZBL."""
+    seed = 1
+    spec = random_spec(seed)
+    rng = np.random.default_rng(seed + 50)
+    for bond in spec["bonds"].values():
+        bond.update(inner_cutoff_type="zbl", r_in=float(rng.uniform(2.1, 2.3)), delta_in=float(rng.uniform(0.2, 0.4)))
+        bond["core-repulsion"] = [float(rng.uniform(0.5, 1.5)), 1.0]
+    potential = mliap_torch.read_pace(write_files(random_basis(spec, seed), tmp_path)[0])
+    assert isinstance(potential.reference, PaceCoreRepulsion) and potential.reference.inner_cutoff_type == "zbl"
+    yaml_path = mliap_torch.write_pace(potential, tmp_path / "zbl.yaml")
+    with torch.no_grad():
+        potential.reference.energy_shift.copy_(torch.tensor([-3.25, 1.5], dtype=torch.float64))
+    yace_path = mliap_torch.write_pace(potential, tmp_path / "zbl.yace")
+    assert "E0: [-3.25, 1.5]" in yace_path.read_text() and "inner_cutoff_type: zbl" in yace_path.read_text()
+    switches: list[float] = []
+    for atoms in structures(list(potential.elements), seed):
+        mine = evaluate(potential, atoms)
+        assert_same(mine, pyace_reference(ACECTildeBasisSet(str(yace_path)), atoms))
+        shift = -3.25 * (atoms.symbols == "Al").sum() + 1.5 * (atoms.symbols == "Cu").sum()
+        from_yaml = pyace_reference(ACEBBasisSet(str(yaml_path)), atoms)
+        assert_same(mine, {**from_yaml, "energy": from_yaml["energy"] + shift})
+        batch = make_batch([Configuration.from_ase(atoms)], potential.elements, potential.cutoff)
+        switches += potential.reference(batch.rij(), batch.pair_i, batch.pair_j, batch.species,
+                                        batch.total_atoms)[:, 1].tolist()
+    f = np.array(switches)
+    assert (f == 1).any() and ((f > 0) & (f < 1)).any() and (f == 0).any()

@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from ..descriptors.ace import ACE, pyace_bbasis
 from ..descriptors.ace_files import ace_from_yace, read_yace
+from ..descriptors.ace_radial import pace_inner_cutoff
 from ..errors import ModelFileError
 from ..models.embedding import EMBEDDINGS, EmbeddingHead
 from ..models.heads import LinearHead
@@ -186,8 +187,8 @@ def pace_export_problem(potential: Potential) -> Exception | None:
     Expressible: an :class:`ACE` descriptor of PACE B functions (``LS`` couplings, not the explicit ``ctildes`` of
     a C-tilde file) with bonds that are the same for both orders of each element pair, a
     :class:`~mliap_torch.models.heads.LinearHead` (one density, F = ρ) or an :class:`EmbeddingHead`, and
-    optionally a :class:`PaceCoreRepulsion` on the descriptor's cutoffs with zero per-element energies E0 (PACE
-    adds E0 after the core-density cutoff, the head's bias is switched off with the rest of the model).
+    optionally a :class:`PaceCoreRepulsion` on the descriptor's cutoffs with a zero head bias (PACE adds E0 after
+    the core-density cutoff, as the reference's ``energy_shift``; the head's bias is switched off with the rest of the model).
     """
     descriptor, head, reference = potential.descriptor, potential.head, potential.reference
     if not isinstance(descriptor, ACE):
@@ -216,7 +217,9 @@ def pace_export_problem(potential: Potential) -> Exception | None:
               "inner cutoff r_in": radial.r_in, "inner cutoff width delta_in": radial.delta_in,
               "radial coefficients crad": descriptor.crad.detach()}
     if reference is not None:
-        tables.update({"core repulsion prefactor": reference.prehc, "core repulsion exponent": reference.lambdahc})
+        tables.update({"core repulsion prefactor": reference.prehc, "core repulsion exponent": reference.lambdahc,
+                       "core repulsion inner cutoff r_in": reference.r_in,
+                       "core repulsion inner cutoff width delta_in": reference.delta_in})
     try:
         for what, table in tables.items():
             _symmetric_table(table, what, elements)
@@ -227,15 +230,21 @@ def pace_export_problem(potential: Potential) -> Exception | None:
         same = torch.equal(reference.rcut, rcut)
         if reference.inner_cutoff_type == "distance":
             same = same and torch.equal(reference.r_in, r_in) and torch.equal(reference.delta_in, delta_in)
+        elif reference.inner_cutoff_type == "zbl":  # the radial basis' inner cutoff follows from the bond's
+            inner = torch.tensor([[pace_inner_cutoff("zbl", float(r), float(d)) for r, d in zip(rows, drows)]
+                                  for rows, drows in zip(reference.r_in, reference.delta_in)], dtype=torch.float64)
+            same = (same and torch.equal(inner[..., 0], r_in.to(torch.float64))
+                    and torch.equal(inner[..., 1], delta_in.to(torch.float64)) and torch.equal(reference.dcut, radial.dcut))
         elif bool((r_in > 0).any()):
             same = False
         if not same:
-            return ValueError("write_pace: the core repulsion's cutoffs (rcut, and r_in/delta_in with inner_cutoff_type "
-                              "distance) differ from the ACE descriptor's; PACE takes both from the same bonds")
+            return ValueError("write_pace: the core repulsion's cutoffs (rcut; r_in/delta_in with inner_cutoff_type "
+                              "distance or zbl, and dcut with zbl) differ from the ACE descriptor's; PACE takes both "
+                              "from the same bonds")
         if bool((head.bias.detach() != 0).any()):
             return ValueError("write_pace: a head with per-element energies (bias) and a core repulsion: the bias is "
                               "multiplied by the core-density cutoff f_cut here, while PACE adds E0 after it; "
-                              "such a potential has no exact PACE form")
+                              "such a potential has no exact PACE form (the core repulsion's energy_shift is PACE's E0)")
     return None
 
 
@@ -259,7 +268,13 @@ def pace_configuration(potential: Potential, delta_spline_bins: float = 1e-4) ->
     radial = ace.radial
     rcut = ace.current_rcut().detach().to(torch.float64)
     crad = ace.crad.detach().to(torch.float64)
-    distance = bool((radial.r_in > 0).any()) or (reference is not None and reference.inner_cutoff_type == "distance")
+    if reference is not None and reference.inner_cutoff_type != "density":
+        kind = reference.inner_cutoff_type
+    else:
+        kind = "distance" if bool((radial.r_in > 0).any()) else "density"
+    # the bonds' rcut_in/dcut_in: the reference's (its inner cutoff and, with zbl, ZBL's switch), else the basis'
+    inner = (reference.r_in, reference.delta_in) if reference is not None and kind != "density" else (
+        radial.r_in, radial.delta_in)
     if isinstance(head, EmbeddingHead):
         embeddings = [(head.embedding[e], head.fs_parameters[e]) for e in range(nel)]
         density = head.coefficients.detach().to(torch.float64)
@@ -297,11 +312,9 @@ def pace_configuration(potential: Potential, delta_spline_bins: float = 1e-4) ->
             block.radparameters = [float(radial.lam[i, j])]
             block.rcutij = float(rcut[i, j])
             block.dcutij = float(radial.dcut[i, j])
-            block.inner_cutoff_type = "distance" if distance else "density"
-            r_in = reference.r_in if reference is not None and distance else radial.r_in
-            delta_in = reference.delta_in if reference is not None and distance else radial.delta_in
-            block.r_in = float(r_in[i, j]) if distance else 0.0
-            block.delta_in = float(delta_in[i, j]) if distance else 0.0
+            block.inner_cutoff_type = kind
+            block.r_in = float(inner[0][i, j]) if kind != "density" else 0.0
+            block.delta_in = float(inner[1][i, j]) if kind != "density" else 0.0
             block.radcoefficients = crad[i, j].tolist()
             block.core_rep_parameters = (_NO_CORE["core"] if reference is None else
                                          [float(reference.prehc[i, j]), float(reference.lambdahc[i, j])])
@@ -324,9 +337,10 @@ def write_pace(potential: Potential, path: str | Path, delta_spline_bins: float 
     """Write ``potential`` as a pacemaker B-basis ``.yaml``/``.yml`` or a C-tilde ``.yace`` (LAMMPS ``pair_style
     pace``) and return the path (needs ``pyace``).
 
-    The ``.yace`` is pyace's conversion of the B-basis (as ``pace_yaml2yace`` writes it) with the head's per-element
-    bias as ``E0``, eV. A B-basis ``.yaml`` has no per-element energy: a head with a nonzero bias is refused there
-    (``ModelFileError``; write the ``.yace``). Potentials PACE cannot express raise the TypeError or ValueError of
+    The ``.yace`` is pyace's conversion of the B-basis (as ``pace_yaml2yace`` writes it) with the per-element
+    energies as ``E0``, eV: the head's bias, or with a core repulsion its ``energy_shift`` (added after the cutoff, as PACE
+    does). A B-basis ``.yaml`` has no per-element energy: nonzero ones are refused there (``ModelFileError``; write
+    the ``.yace``). Potentials PACE cannot express raise the TypeError or ValueError of
     :func:`pace_export_problem`. ``delta_spline_bins``: PACE's spline step of the radial functions, Å.
     """
     path = Path(path)
@@ -335,7 +349,9 @@ def write_pace(potential: Potential, path: str | Path, delta_spline_bins: float 
         raise ModelFileError(f"{path}: write_pace writes pacemaker B-basis .yaml and C-tilde .yace files, not "
                              f"{suffix or 'files without a suffix'}")
     config = pace_configuration(potential, delta_spline_bins)
-    bias = [float(v) for v in potential.head.bias.detach()]
+    reference = potential.reference
+    energies = potential.head.bias if reference is None else cast(PaceCoreRepulsion, reference).energy_shift
+    bias = [float(v) for v in energies.detach()]
     if suffix == ".yace":
         from pyace import ACEBBasisSet
 
@@ -347,7 +363,7 @@ def write_pace(potential: Potential, path: str | Path, delta_spline_bins: float 
         path.write_text(text)
         return path
     if any(bias):
-        raise ModelFileError(f"{path}: the head's per-element energies {bias} (E0) cannot be written to a B-basis "
+        raise ModelFileError(f"{path}: the per-element energies {bias} (E0) cannot be written to a B-basis "
                              ".yaml, which has no such field (pyace would evaluate the potential without them); "
                              "write the C-tilde .yace, whose E0 holds them")
     config.save(str(path))
