@@ -110,3 +110,26 @@ def test_run_export_step_writes_checks_and_deploys_pace(tmp_path) -> None:
     assert report["md"]["route"] == "pace" and report["md"]["steps"] == 20
     mpi = report["mpi"]
     assert mpi["route"] == "pace" and max(mpi["energy"], mpi["force"], mpi["pressure"]) < 1e-10
+
+
+def test_train_ace_pace_writes_and_checks_the_pace_route(tmp_path) -> None:
+    """``python train.py model=ace_pace`` (composed as the command line does, one epoch on 8 built-in
+    configurations): its LAMMPS step writes ``lammps/model.pace.pair.lammps``, checks it against torch and runs
+    the MD and the 2-rank check with it."""
+    require_ml_pace()
+    from hydra import compose, initialize_config_dir
+
+    from mliap_torch.cli.schema import validate
+    from mliap_torch.cli.train import CONFIG_DIR
+    from mliap_torch.training.run import run
+
+    overrides = ["model=ace_pace", "descriptor.nradmax_by_orders=[3,1]", "descriptor.lmax_by_orders=[0,1]",
+                 "data.max_configs=8", "data.batch_size=4", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                 "plots=false", "export.md_steps=20", "export.md_atoms=108"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = validate(compose("train", overrides=overrides))
+    report = run(cfg, tmp_path).metrics["lammps"]
+    assert (tmp_path / "lammps" / "model.pace.pair.lammps").read_text().startswith("pair_style pace\n")
+    check = report["lammps_vs_torch"]["pace"]
+    assert check["configurations"] >= 1 and check["force_relative"] < 1e-8 and check["energy_per_atom"] < 1e-10
+    assert report["deploy_route"] == "pace" and report["md"]["route"] == "pace" and report["mpi"]["route"] == "pace"
