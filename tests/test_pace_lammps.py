@@ -13,8 +13,8 @@ import mliap_torch  # noqa: E402
 from lammps_models import random_structures  # noqa: E402
 from mliap_torch.data.batch import make_batch  # noqa: E402
 from mliap_torch.export.lammps_export import export_lammps, unsupported_routes  # noqa: E402
-from mliap_torch.export.run_export import export_run  # noqa: E402
-from mliap_torch.lammps import lammps_has_package  # noqa: E402
+from mliap_torch.export.run_export import deploy_route, export_run  # noqa: E402
+from mliap_torch.lammps import lammps_has_package, plugin_library  # noqa: E402
 from mliap_torch.lammps_binary import BUILD_HINT  # noqa: E402
 from mliap_torch.lammps_eval import evaluate_in_lammps  # noqa: E402
 from mliap_torch.models.embedding import EmbeddingHead  # noqa: E402
@@ -98,24 +98,27 @@ def test_pair_style_pace_on_1_2_4_ranks(tmp_path) -> None:
 
 def test_run_export_step_writes_checks_and_deploys_pace(tmp_path) -> None:
     """The LAMMPS step of a training run (``export_run``, as after ``python train.py model=ace_pace``) writes the
-    pace route, checks it against torch and deploys it for the MD and the 2-rank check (the plugin cannot run an
-    embedding head)."""
+    pace route, checks it against torch and deploys it for the MD and the 2-rank check unless the plugin (which
+    compiles PACE's embedding too, and comes first) is built."""
     require_ml_pace()
     potential = two_density_potential(tmp_path)
     report = export_run(potential, tmp_path / "run", random_structures(potential.elements, 1, seed=4), md_steps=20,
                         md_atoms=108)
-    assert report["deploy_route"] == "pace" and report["routes"]["pace"] == ["model.yace"]
+    deploy = "plugin" if "plugin" in report["routes"] and plugin_library() is not None else "pace"
+    assert report["deploy_route"] == deploy and report["routes"]["pace"] == ["model.yace"]
     check = report["lammps_vs_torch"]["pace"]
     assert check["configurations"] == 1 and check["force_relative"] < 1e-8 and check["energy_per_atom"] < 1e-8
-    assert report["md"]["route"] == "pace" and report["md"]["steps"] == 20
+    assert report["md"]["route"] == deploy and report["md"]["steps"] == 20
     mpi = report["mpi"]
-    assert mpi["route"] == "pace" and max(mpi["energy"], mpi["force"], mpi["pressure"]) < 1e-10
+    assert mpi["route"] == deploy and max(mpi["energy"], mpi["force"], mpi["pressure"]) < 1e-10
+    routes = {name: None for name in ("pace", "unified")}
+    assert deploy_route(routes) == "pace"  # without the plugin, pair_style pace is deployed
 
 
 def test_train_ace_pace_writes_and_checks_the_pace_route(tmp_path) -> None:
     """``python train.py model=ace_pace`` (composed as the command line does, one epoch on 8 built-in
     configurations): its LAMMPS step writes ``lammps/model.pace.pair.lammps``, checks it against torch and runs
-    the MD and the 2-rank check with it."""
+    the MD and the 2-rank check with the deployed route."""
     require_ml_pace()
     from hydra import compose, initialize_config_dir
 
@@ -132,4 +135,4 @@ def test_train_ace_pace_writes_and_checks_the_pace_route(tmp_path) -> None:
     assert (tmp_path / "lammps" / "model.pace.pair.lammps").read_text().startswith("pair_style pace\n")
     check = report["lammps_vs_torch"]["pace"]
     assert check["configurations"] >= 1 and check["force_relative"] < 1e-8 and check["energy_per_atom"] < 1e-10
-    assert report["deploy_route"] == "pace" and report["md"]["route"] == "pace" and report["mpi"]["route"] == "pace"
+    assert report["md"]["route"] == report["mpi"]["route"] == report["deploy_route"] in ("plugin", "pace")
