@@ -25,7 +25,6 @@ from pathlib import Path
 
 from ..lammps import installed_plugin_path, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
-from ..models.pace_core import PaceCoreRepulsion
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
 from .gamma_variables import gamma_variables_supported, write_gamma_variables
@@ -87,18 +86,18 @@ def native_mliap_supported(potential: Potential) -> bool:
     return type(head) in (LinearHead, QuadraticHead) or nn_export_problem(head) is None
 
 
-def pace_part(potential: Potential) -> Potential:
-    """What the ``pace`` route's ``.yace`` holds: the potential with PACE's core repulsion, else descriptor and head
-    (a ZBL reference is overlaid as its own pair style)."""
-    if isinstance(potential.reference, PaceCoreRepulsion):
-        return potential
-    return Potential(potential.descriptor, potential.head)
+def model_part(potential: Potential) -> Potential:
+    """What a route's own model files hold: descriptor and head, and a reference that is not additive (PACE's core
+    repulsion, inside the ``.yace`` or the compiled plugin model); an additive one (ZBL) is overlaid as its own
+    pair style, and the routes that cannot hold a non-additive one refuse it (:func:`unsupported_routes`)."""
+    reference = potential.reference
+    return Potential(potential.descriptor, potential.head, None if reference is None or reference.additive else reference)
 
 
 def pace_supported(potential: Potential) -> bool:
-    """True when the ``pace`` route can write the potential: PACE can express it (:func:`pace_part` has no
+    """True when the ``pace`` route can write the potential: PACE can express it (:func:`model_part` has no
     :func:`~mliap_torch.export.pace_files.pace_export_problem`) and ``pyace`` is installed."""
-    if pace_export_problem(pace_part(potential)) is not None:
+    if pace_export_problem(model_part(potential)) is not None:
         return False
     try:
         import pyace  # noqa: F401
@@ -194,10 +193,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    # The native files hold descriptor + head; an additive reference potential becomes its own pair style, one
-    # that is not (PACE's core repulsion) stays with the model (only the plugin's compiled route takes it).
-    reference = potential.reference
-    native = Potential(potential.descriptor, potential.head, None if reference is None or reference.additive else reference)
+    native = model_part(potential)
     elements = " ".join(potential.elements)
     result = ExportResult(folder)
     skipped = unsupported_routes(potential, routes)
@@ -230,7 +226,7 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             model = files[0]
             lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
         elif route == "pace":
-            yace = write_pace(pace_part(potential), folder / f"{name}.yace")  # with PACE's core repulsion
+            yace = write_pace(native, folder / f"{name}.yace")  # with PACE's core repulsion
             files = [yace]
             lines = _pair_lines(potential, [("pace", f"{yace.name} {elements}")])
         else:
