@@ -52,14 +52,18 @@ SOURCE = "builtin:emt_cu_ni"
 log = logging.getLogger(__name__)
 
 
-def _labelled(atoms: Atoms, group: str, index: int) -> Configuration:
+def emt_labelled(atoms: Atoms, group: str, index: int, source: str = SOURCE,
+                 weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Configuration:
+    """``atoms`` labelled by ASE's EMT (the built-in data's labels): energy (eV), forces (eV/Å) and stress (ASE
+    convention, eV/Å³), with (energy, force, stress) fit ``weights``; sets ``atoms.calc``."""
     atoms.calc = EMT()
     energy = atoms.get_potential_energy()
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True)
     return Configuration(positions=atoms.get_positions(), cell=np.asarray(atoms.get_cell()), pbc=atoms.get_pbc(),
                          symbols=atoms.get_chemical_symbols(), energy=energy, forces=forces, stress=stress,
-                         group=group, source=SOURCE, index=index)
+                         group=group, source=source, index=index, energy_weight=weights[0],
+                         force_weight=weights[1], stress_weight=weights[2])
 
 
 def _cu_cell(a: float = LATTICE["Cu"]) -> Atoms:
@@ -172,7 +176,7 @@ def generate_builtin(seed: int = 20240611) -> list[Configuration]:
         rng = np.random.default_rng([seed, k])
         kill_point("builtin.generate")
         start = len(configs)
-        configs.extend(_labelled(atoms, group, start + j) for j, atoms in enumerate(make(rng)))
+        configs.extend(emt_labelled(atoms, group, start + j) for j, atoms in enumerate(make(rng)))
     return configs
 
 

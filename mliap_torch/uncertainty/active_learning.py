@@ -38,15 +38,13 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.build import bulk, fcc100, fcc110, fcc111
-from ase.calculators.emt import EMT
 
-from ..data.batch import make_batch
-from ..data.builtin import LATTICE
+from ..data.builtin import LATTICE, emt_labelled
 from ..data.configuration import Configuration
 from ..fitting.exact_fit import FitResult, fit_exact
 from ..fitting.options import FitOptions
 from ..models.potential import Potential
-from .build import build_active_set
+from .build import build_active_set, grade_features
 from .maxvol import TOLERANCE, active_set_inverse
 
 STRATEGIES = ("gamma", "random", "random_per_kind")
@@ -217,14 +215,9 @@ def start_structure(kind: str, rng: np.random.Generator, strain: float) -> Atoms
 def emt_label(atoms: Atoms, group: str = GROUP, index: int = 0,
               weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Configuration:
     """``atoms`` labelled by ASE's EMT, the oracle: energy (eV), forces (eV/Å) and stress (ASE convention,
-    eV/Å³), computed as for the built-in data; ``weights`` are its (energy, force, stress) fit weights."""
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    return Configuration(positions=atoms.get_positions(), cell=np.asarray(atoms.get_cell()), pbc=atoms.get_pbc(),
-                         symbols=atoms.get_chemical_symbols(), energy=float(atoms.get_potential_energy()),
-                         forces=atoms.get_forces(), stress=atoms.get_stress(voigt=True), group=group,
-                         source="active_learning:emt", index=index, energy_weight=weights[0],
-                         force_weight=weights[1], stress_weight=weights[2])
+    eV/Å³), computed as for the built-in data (:func:`~mliap_torch.data.builtin.emt_labelled` on a copy);
+    ``weights`` are its (energy, force, stress) fit weights."""
+    return emt_labelled(atoms.copy(), group, index, source="active_learning:emt", weights=weights)
 
 
 def min_distance(atoms: Atoms) -> float:
@@ -337,28 +330,14 @@ def frame_features(potential: Potential, frames: Sequence[Atoms | Configuration]
     """Per element e: the (n_e, F) features for γ of all atoms of ``frames`` (float64) and the (n_e,) index of
     each atom's frame."""
     configs = [f if isinstance(f, Configuration) else Configuration.from_ase(f) for f in frames]
-    nel = len(potential.elements)
-    features: list[list[np.ndarray]] = [[] for _ in range(nel)]
-    owners: list[list[np.ndarray]] = [[] for _ in range(nel)]
-    reference = next(iter(potential.parameters()))
-    for start in range(0, len(configs), batch_size):
-        chunk = configs[start:start + batch_size]
-        batch = make_batch(chunk, potential.elements, potential.cutoff, dtype=reference.dtype).to(reference.device)
-        B = potential.descriptor(batch.rij(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
-        x = potential.head.grade_features(B, batch.species)
-        if x is None:
-            raise ValueError(f"{type(potential.head).__name__} has no features for γ")
-        frame = torch.repeat_interleave(torch.arange(len(chunk), device=batch.species.device) + start, batch.num_atoms)
-        for e in range(nel):
-            mask = batch.species == e
-            features[e].append(x[mask].to("cpu", torch.float64).numpy())
-            owners[e].append(frame[mask].cpu().numpy())
-    width = potential.head.grade_features(torch.zeros(1, potential.descriptor.num_descriptors,
-                                                      dtype=reference.dtype, device=reference.device),
-                                          torch.zeros(1, dtype=torch.int64, device=reference.device))
-    F = 0 if width is None else int(width.shape[1])
-    return ([np.concatenate(f) if f else np.zeros((0, F)) for f in features],
-            [np.concatenate(o).astype(np.int64) if o else np.zeros(0, dtype=np.int64) for o in owners])
+    features = grade_features(potential, configs, batch_size, progress=False)
+    if features is None:
+        raise ValueError(f"{type(potential.head).__name__} has no features for γ")
+    # the batches keep the configurations' atom order, so each element's rows are its atoms frame by frame
+    owners = [np.concatenate([np.full(int((np.asarray(c.symbols) == element).sum()), k, dtype=np.int64)
+                              for k, c in enumerate(configs)] or [np.zeros(0, dtype=np.int64)])
+              for element in potential.elements]
+    return [f.numpy() for f in features], owners
 
 
 def greedy_gamma_selection(labelled: Sequence[np.ndarray], pool: Sequence[np.ndarray], pool_frame: Sequence[np.ndarray],

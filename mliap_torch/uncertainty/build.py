@@ -44,7 +44,7 @@ def grade_features(potential: Potential, configs: Sequence[Configuration], batch
             return None
         for e, part in enumerate(parts):
             part.append(features[batch.species == e].to("cpu", torch.float64))
-    width = parts[0][0].shape[1] if parts and parts[0] else 0
+    width = next((p[0].shape[1] for p in parts if p), 0)
     return [torch.cat(p) if p else torch.zeros(0, width, dtype=torch.float64) for p in parts]
 
 
