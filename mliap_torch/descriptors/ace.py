@@ -30,7 +30,7 @@ from torch import nn
 from ..config_checks import at_least
 from ..errors import ConfigError
 from ..registry import register_descriptor
-from .ace_basis import BFunction, coupling_tables, generate_functions, product_tree
+from .ace_basis import DEFAULT_L_WEIGHT, BFunction, coupling_tables, function_degree, generate_functions, product_tree
 from .ace_radial import RadialBasis, pace_inner_cutoff
 from .base import Descriptor
 from .constraints import bounded, bounded_raw, trainable_names
@@ -85,6 +85,10 @@ class ACE(Descriptor):
             ``(15, 3, 2, 1)`` (68 functions for one element).
         lmax_by_orders: per rank, the largest l (the rank-1 entry is ignored; l = 0 there).
             Default ``(0, 3, 2, 1)``. Both are ignored when ``functions`` is given.
+        max_degree_by_orders: optional, per rank, the largest total degree ``Σ_t (n_t + l_weight·l_t)``
+            of a function within the box above (a total-degree basis; see
+            :func:`~.ace_basis.generate_functions`).
+        l_weight: weight of l in the total degree (default 1.5).
         radial_basis: ``"ChebExpCos"``, ``"ChebPow"``, ``"ChebLinear"`` or ``"SBessel"``, or a
             (nelements, nelements) nested list of names.
         radial_parameters: λ of ``ChebExpCos``/``ChebPow`` (scalar or per element pair).
@@ -132,7 +136,8 @@ class ACE(Descriptor):
                  nradmax: int | None = None, lmax: int | None = None,
                  functions: Sequence[dict[str, Any]] | None = None, trainable_radial: bool = False,
                  trainable: Sequence[str] | str | None = None, max_cutoff: float | None = None,
-                 rcut_min: float | None = None):
+                 rcut_min: float | None = None, max_degree_by_orders: Sequence[float] | None = None,
+                 l_weight: float = DEFAULT_L_WEIGHT):
         super().__init__()
         self.trainable = trainable_names(trainable, ACE_TRAINABLE, "ACE")
         trainable_radial = trainable_radial or "crad" in self.trainable
@@ -142,12 +147,14 @@ class ACE(Descriptor):
         nel = len(self.elements)
         self.nradmax_by_orders = [int(n) for n in nradmax_by_orders]
         self.lmax_by_orders = [int(n) for n in lmax_by_orders]
+        self.max_degree_by_orders = None if max_degree_by_orders is None else [float(d) for d in max_degree_by_orders]
+        self.l_weight = float(l_weight)
         if functions is None:
             if not self.nradmax_by_orders:
                 raise ValueError("ACE: nradmax_by_orders/lmax_by_orders are empty; give at least one rank "
                                  "or an explicit functions list")
-            per_element = [generate_functions(nel, e, self.nradmax_by_orders, self.lmax_by_orders)
-                           for e in range(nel)]
+            per_element = [generate_functions(nel, e, self.nradmax_by_orders, self.lmax_by_orders,
+                                              self.max_degree_by_orders, self.l_weight) for e in range(nel)]
         else:
             per_element = self._functions_from_spec([_plain_function(f) for f in functions])
         self.functions: list[list[BFunction]] = per_element
@@ -275,6 +282,15 @@ class ACE(Descriptor):
     def pair_cutoffs(self) -> torch.Tensor:
         return self.current_rcut().detach().clone()
 
+    def function_degrees(self) -> torch.Tensor:
+        """(nelements, num_descriptors) total degree of each column (:func:`~.ace_basis.function_degree`
+        with this basis' ``l_weight``; 0 for padding columns of elements with fewer functions), the
+        weights of a smoothness prior."""
+        out = torch.zeros(len(self.functions), self._num_descriptors, dtype=torch.float64)
+        for e, fs in enumerate(self.functions):
+            out[e, :len(fs)] = torch.tensor([function_degree(f, self.l_weight) for f in fs], dtype=torch.float64)
+        return out
+
     def function_specifications(self) -> list[dict[str, Any]]:
         """All B functions as PACE-style dicts (``elements`` with the central one first, ``ns``, ``ls``,
         ``LS``, and ``ms_combs``/``ctildes`` for functions with an explicit coupling)."""
@@ -306,7 +322,8 @@ class ACE(Descriptor):
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "elements": list(self.elements), "nradmax_by_orders": list(self.nradmax_by_orders),
-            "lmax_by_orders": list(self.lmax_by_orders), "radial_basis": _compact(self.radial_basis),
+            "lmax_by_orders": list(self.lmax_by_orders), "max_degree_by_orders": self.max_degree_by_orders,
+            "l_weight": self.l_weight, "radial_basis": _compact(self.radial_basis),
             **{k: _compact(v) for k, v in self.pair_settings.items()},
             "nradbase": self.nradbase, "nradmax": self.nradmax, "lmax": self.lmax,
             "trainable_radial": self.trainable_radial,

@@ -33,6 +33,8 @@ import numpy as np
 from .spherical_harmonics import complex_from_real
 
 COEFFICIENT_TOLERANCE = 1e-12
+#: weight of l against n in a function's total degree (:func:`function_degree`), ACEpotentials.jl's default wL
+DEFAULT_L_WEIGHT = 1.5
 
 
 @dataclass(frozen=True)
@@ -272,8 +274,16 @@ def product_tree(tables: dict[int, CouplingTable]) -> ProductTree:
     return ProductTree(left, right, node)
 
 
+def function_degree(func: BFunction, l_weight: float = DEFAULT_L_WEIGHT) -> float:
+    """Total degree ``Σ_t (n_t + l_weight·l_t)`` of a B function (1-based n; rank 1: n), the measure
+    of radial and angular resolution that total-degree bases and smoothness priors use
+    (ACEpotentials.jl's ``totaldegree`` with weight ``wL`` on l)."""
+    return float(sum(n + l_weight * l for n, l in zip(func.ns, func.ls)))
+
+
 def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence[int],
-                       lmax_by_orders: Sequence[int]) -> list[BFunction]:
+                       lmax_by_orders: Sequence[int], max_degree_by_orders: Sequence[float] | None = None,
+                       l_weight: float = DEFAULT_L_WEIGHT) -> list[BFunction]:
     """A complete, linearly independent B-basis for one central element.
 
     Rank 1: ``(mu, n)`` for every neighbour element and n ≤ nradmax_by_orders[0]. Rank r ≥ 2: for
@@ -282,21 +292,32 @@ def generate_functions(nelements: int, central: int, nradmax_by_orders: Sequence
     polynomial in A is linearly independent of the ones kept are kept. ``central`` does not change
     the set (all neighbour-element combinations are included) but is part of the signature so the
     generator can later restrict per central element.
+
+    ``max_degree_by_orders`` (optional, one entry per rank) keeps, within that box, only the
+    multisets of total degree ``Σ_t (n_t + l_weight·l_t) ≤ max_degree_by_orders[r-1]``
+    (:func:`function_degree`): a total-degree basis, which grows far more slowly with the rank than
+    the box does.
     """
     del central
     if len(nradmax_by_orders) != len(lmax_by_orders):
         raise ValueError(f"nradmax_by_orders {list(nradmax_by_orders)} and lmax_by_orders "
                          f"{list(lmax_by_orders)} must have the same length (one entry per rank)")
+    if max_degree_by_orders is not None and len(max_degree_by_orders) != len(nradmax_by_orders):
+        raise ValueError(f"max_degree_by_orders {list(max_degree_by_orders)} needs one entry per rank, like "
+                         f"nradmax_by_orders {list(nradmax_by_orders)}")
+    degree_cap = [math.inf] * len(nradmax_by_orders) if max_degree_by_orders is None else \
+        [float(d) for d in max_degree_by_orders]
     funcs: list[BFunction] = []
     if nradmax_by_orders:
-        funcs += [BFunction((mu,), (n,), (0,)) for mu in range(nelements) for n in range(1, nradmax_by_orders[0] + 1)]
+        funcs += [BFunction((mu,), (n,), (0,)) for mu in range(nelements) for n in range(1, nradmax_by_orders[0] + 1)
+                  if n <= degree_cap[0]]
     nradmax = max(list(nradmax_by_orders[1:]) + [1])
     lmax = max(list(lmax_by_orders[1:]) + [0])
     for rank in range(2, len(nradmax_by_orders) + 1):
         triples = [(mu, n, l) for mu in range(nelements) for n in range(1, nradmax_by_orders[rank - 1] + 1)
                    for l in range(lmax_by_orders[rank - 1] + 1)]
         for multiset in itertools.combinations_with_replacement(triples, rank):
-            if sum(t[2] for t in multiset) % 2:
+            if sum(t[2] for t in multiset) % 2 or sum(t[1] + l_weight * t[2] for t in multiset) > degree_cap[rank - 1]:
                 continue
             funcs += _independent_functions(multiset, nradmax, lmax)
     return funcs

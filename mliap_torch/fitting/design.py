@@ -144,6 +144,26 @@ class DesignMatrixBuilder:
     def num_columns(self) -> int:
         return self.num_elements * self.block_width
 
+    def column_degrees(self) -> torch.Tensor:
+        """(num_columns,) total polynomial degree of each column's feature (0 for the constant): the
+        descriptor's ``function_degrees()`` (ACE), summed over the two factors of a quadratic feature.
+
+        Raises:
+            ValueError: the descriptor does not define degrees (only ACE does).
+        """
+        descriptor = self.potential.descriptor
+        if not hasattr(descriptor, "function_degrees"):
+            raise ValueError(f"a smoothness prior needs the polynomial degree of every feature; "
+                             f"{type(descriptor).__name__} does not define one (ACE does)")
+        degrees = descriptor.function_degrees().to(torch.float64)            # (nelements, K)
+        if isinstance(self.potential.head, QuadraticHead):
+            K = degrees.shape[1]
+            a, b = torch.triu_indices(K, K)
+            degrees = torch.cat([degrees, degrees[:, a] + degrees[:, b]], dim=1)
+        if self.bias:
+            degrees = torch.cat([degrees.new_zeros(self.num_elements, 1), degrees], dim=1)
+        return degrees.reshape(-1)
+
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """(nelements, 1 + num_features) ``.snapcoeff``-ordered coefficients from a solution x (num_columns,)."""
         blocks = x.reshape(self.num_elements, self.block_width)

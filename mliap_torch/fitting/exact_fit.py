@@ -200,6 +200,14 @@ class RowStore:
         return DesignRows.cat(list(self))
 
 
+def smoothness_prior(builder: DesignMatrixBuilder, power: float) -> torch.Tensor | None:
+    """(num_columns,) ridge weights ``(d_j / d_max)^power`` of the columns' degrees (None for power 0)."""
+    if power == 0:
+        return None
+    degrees = builder.column_degrees()
+    return (degrees / degrees.max()) ** power
+
+
 def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
               test: Sequence[bool] | torch.Tensor | None = None, split=None, group_names: Sequence[str] | None = None,
               options: FitOptions | Mapping[str, Any] | None = None, **kwargs: Any) -> FitResult:
@@ -214,7 +222,7 @@ def fit_exact(potential: Potential, configurations: Sequence[Configuration], *,
             train and test sets, with the split's weights, are used (in that order).
         group_names: group order of the metrics (default: groups in order of first appearance).
         options: a :class:`~mliap_torch.fitting.options.FitOptions` (or a mapping of its fields): the
-            solver (``solver``, ``rcond``, ``alpha``, ``scale_columns``, ``bias``, fitted labels,
+            solver (``solver``, ``rcond``, ``alpha``, ``prior_power``, ``scale_columns``, ``bias``, fitted labels,
             stress units), memory (``chunk_atoms``, ``keep_rows``) and execution (``processes``,
             ``threads``, ``progress``, ``distributed``); defaults and validation live there.
         **kwargs: the same fields as keywords (``solver="svd"``, ``processes=2``, ...); they override
@@ -308,7 +316,7 @@ def _fit_exact(potential: Potential, configurations: Sequence[Configuration], te
     if num_rows == 0:
         raise ValueError("fit_exact: no training rows (all configurations are test or unlabelled)")
     solution = solve_r_factor(r, method=solver, rcond=rcond, alpha=alpha, num_rows=num_rows,
-                              scale_columns=scale_columns)
+                              scale_columns=scale_columns, prior=smoothness_prior(builder, opts.prior_power))
     coefficients = builder.coefficients(solution.x)
     potential.head.set_coefficients(coefficients)
     timings["solve"] += time.perf_counter() - t1

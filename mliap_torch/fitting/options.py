@@ -3,7 +3,7 @@
 :func:`~mliap_torch.fitting.exact_fit.fit_exact` takes them as ``options=FitOptions(...)`` or as
 keyword arguments of the same names (``fit_exact(p, configs, solver="svd", processes=2)``); the
 keywords override the fields of ``options``. On the command line they come from two places:
-``model.solver`` (a mapping of the *solver* fields below: ``solver``, ``rcond``, ``alpha``,
+``model.solver`` (a mapping of the *solver* fields below: ``solver``, ``rcond``, ``alpha``, ``prior_power``,
 ``scale_columns``, ``chunk_atoms``, ``keep_rows``, ``bias``, ``energy``/``forces``/``stress``,
 the stress units) and the ``fit:`` section (the *execution* fields ``processes``, ``threads``,
 ``progress``), see ``docs/fitting.md``.
@@ -31,6 +31,10 @@ class FitOptions:
         solver: ``"qr"`` (default), ``"svd"`` (with cutoff ``rcond``) or ``"ridge"`` (``alpha``).
         rcond: SVD cutoff relative to the largest singular value (None: machine precision scaled).
         alpha: ridge parameter (``"ridge"`` only; with ``scale_columns`` relative to each column's squared norm).
+        prior_power: smoothness prior of the ridge (``"ridge"`` only; 0: a plain ridge): column j is
+            penalised by ``α (d_j / d_max)^(2·prior_power) x_j²``, d_j the total polynomial degree of its
+            feature (:meth:`~mliap_torch.descriptors.ace.ACE.function_degrees`; a quadratic feature's is
+            the sum of its two) and the constant column free; descriptors without degrees are refused.
         scale_columns: solve for unit-norm columns (the fit does not depend on the columns' scales).
         bias: constant per-element columns (None: FitSNAP's rule, off with ``bzeroflag``).
         energy, forces, stress: which labels are fitted.
@@ -61,6 +65,7 @@ class FitOptions:
     solver: str = "qr"
     rcond: float | None = None
     alpha: float = 0.0
+    prior_power: float = 0.0
     scale_columns: bool = False
     bias: bool | None = None
     energy: bool = True
@@ -120,6 +125,10 @@ class FitOptions:
             raise bad("keep_rows", "it must be true, false or 'disk'")
         if not _is_number(self.alpha) or self.alpha < 0:
             raise bad("alpha", "it must be a number of at least 0")
+        if not _is_number(self.prior_power) or self.prior_power < 0:
+            raise bad("prior_power", "it must be a number of at least 0")
+        if self.prior_power > 0 and self.solver != "ridge":
+            raise bad("prior_power", "a smoothness prior weights the ridge penalty: set solver: ridge and alpha > 0")
         if self.rcond is not None and (not _is_number(self.rcond) or self.rcond < 0):
             raise bad("rcond", "it must be null or a number of at least 0")
         for name in ("stress_scale", "stress_target_scale"):

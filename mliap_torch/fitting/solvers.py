@@ -14,7 +14,9 @@ Solvers (:func:`solve_r_factor`):
   deficient (rank < n at ``rcond``) it falls back to the minimum-norm SVD solution and says so.
 - ``"svd"``: minimum-norm solution with singular values below ``rcond · s_max`` discarded (as
   ``scipy.linalg.lstsq(A, b, cond=rcond)``, FitSNAP's ``SVD`` solver with ``rcond = 1e-13``).
-- ``"ridge"``: ``min ‖A x − b‖² + α ‖x‖²`` (the factor of ``[A; √α I]``).
+- ``"ridge"``: ``min ‖A x − b‖² + α ‖x‖²`` (the factor of ``[A; √α I]``), or with per-column
+  ``prior`` weights p_j ``min ‖A x − b‖² + α Σ_j p_j² x_j²`` (a smoothness prior: p_j grows with the
+  polynomial degree of column j, ACEpotentials.jl's algebraic prior; p_j = 0 leaves a column free).
 
 With ``scale_columns`` every solver works on ``A D`` instead, ``D = diag(1/‖A_j‖)`` (each column at unit
 norm; Jacobi preconditioning), and returns ``x = D y``. The solution then does not depend on the units
@@ -131,7 +133,7 @@ def column_scales(r: torch.Tensor) -> torch.Tensor:
 
 
 def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = None, alpha: float = 0.0,
-                   num_rows: int = 0, scale_columns: bool = False) -> LstsqSolution:
+                   num_rows: int = 0, scale_columns: bool = False, prior: torch.Tensor | None = None) -> LstsqSolution:
     """Solve from the (n+1)×(n+1) factor of ``[A | b]`` (see the module docstring).
 
     Args:
@@ -143,6 +145,8 @@ def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = No
             ``scale_columns`` relative to each column's squared norm (dimensionless).
         scale_columns: solve for the coefficients of the columns scaled to unit norm (the rank,
             condition number and singular values reported are those of the scaled matrix).
+        prior: (n,) per-column weights p_j ≥ 0 of the ridge penalty ``α Σ_j p_j² x_j²`` (``"ridge"``
+            only; with ``scale_columns`` on the unit-norm columns' coefficients); None: all 1.
     """
     if method not in SOLVERS:
         raise ValueError(f"unknown least-squares solver {method!r}; choose one of {SOLVERS}")
@@ -150,7 +154,7 @@ def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = No
         scales = column_scales(r)
         scaled = r.clone()
         scaled[:, :-1] *= scales
-        solution = solve_r_factor(scaled, method, rcond, alpha, num_rows)
+        solution = solve_r_factor(scaled, method, rcond, alpha, num_rows, prior=prior)
         solution.x = solution.x * scales
         return solution
     n = r.shape[0] - 1
@@ -158,11 +162,16 @@ def solve_r_factor(r: torch.Tensor, method: str = "qr", rcond: float | None = No
     eps = torch.finfo(r.dtype).eps
     rcond = float(n * eps) if rcond is None else float(rcond)
     notes: list[str] = []
+    if prior is not None and method != "ridge":
+        raise ValueError(f"a prior weights the ridge penalty: it needs the ridge solver, not {method!r}")
     if method == "ridge":
         if alpha <= 0:
             raise ValueError(f"ridge solver needs alpha > 0, got {alpha}")
-        reg = torch.cat([r[:n], torch.cat([alpha ** 0.5 * torch.eye(n, dtype=r.dtype, device=r.device),
-                                           r.new_zeros(n, 1)], dim=1)])
+        weights = torch.ones(n, dtype=r.dtype, device=r.device) if prior is None else \
+            torch.as_tensor(prior, dtype=r.dtype, device=r.device)
+        if weights.shape != (n,) or bool((weights < 0).any()):
+            raise ValueError(f"prior must be {n} weights of at least 0 (one per column), got shape {tuple(weights.shape)}")
+        reg = torch.cat([r[:n], torch.cat([alpha ** 0.5 * torch.diag(weights), r.new_zeros(n, 1)], dim=1)])
         rr = _qr_r(reg)
         x = torch.linalg.solve_triangular(rr[:n, :n], rr[:n, n:], upper=True)[:, 0]
         s = torch.linalg.svdvals(rA)
