@@ -152,10 +152,11 @@ class DesignMatrixBuilder:
             ValueError: the descriptor does not define degrees (only ACE does).
         """
         descriptor = self.potential.descriptor
-        if not hasattr(descriptor, "function_degrees"):
+        function_degrees = getattr(descriptor, "function_degrees", None)
+        if not callable(function_degrees):
             raise ValueError(f"a smoothness prior needs the polynomial degree of every feature; "
                              f"{type(descriptor).__name__} does not define one (ACE does)")
-        degrees = descriptor.function_degrees().to(torch.float64)            # (nelements, K)
+        degrees = function_degrees().to(torch.float64)                       # (nelements, K)
         if isinstance(self.potential.head, QuadraticHead):
             K = degrees.shape[1]
             a, b = torch.triu_indices(K, K)

@@ -43,7 +43,8 @@ EV_PER_A3_IN_GPA = 160.21766208
 """1 eV/Å³ in GPa (stress weights are per GPa)."""
 
 LINEAR_MODELS = ("snap", "qsnap")
-MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "ACE (linear)", "ace_nn": "ACE+NN"}
+MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "ACE (linear)", "ace_nn": "ACE+NN",
+                "ace_td": "ACE (total degree)"}
 
 #: Candidate (energy, force, stress, ridge) settings: row weights of energy rows (eV/atom), force rows
 #: (eV/Å) and stress rows (GPa) — the weights multiply the rows, FitSNAP's convention — and a ridge
@@ -163,13 +164,16 @@ def relative_ridge(ridge: float, num_columns: int) -> float:
     return ridge if num_columns <= EXACT_MAX_COLUMNS else max(ridge, MIN_RELATIVE_RIDGE)
 
 
-def solve_scaled(r: torch.Tensor, ridge: float, num_rows: int = 0):
+def solve_scaled(r: torch.Tensor, ridge: float, num_rows: int = 0, prior: np.ndarray | None = None):
     """Weighted least-squares fit from the factor ``r`` of ``[A|b]``, columns scaled to unit norm: a ridge
-    solve for ``ridge > 0``, else plain least squares (QR; minimum-norm SVD when rank deficient, which the
-    solution's notes record). The estimator of :func:`exact_fit` and of the exact cross-validation."""
+    solve for ``ridge > 0`` (penalty ``ridge·Σ_j prior_j² y_j²`` with a ``prior``, see
+    :func:`mliap_torch.fitting.solvers.solve_r_factor`), else plain least squares (QR; minimum-norm SVD
+    when rank deficient, which the solution's notes record). The estimator of :func:`exact_fit` and of
+    the exact cross-validation."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return solve_r_factor(r, "ridge" if ridge > 0 else "qr", alpha=ridge, num_rows=num_rows, scale_columns=True)
+        return solve_r_factor(r, "ridge" if ridge > 0 else "qr", alpha=ridge, num_rows=num_rows, scale_columns=True,
+                              prior=None if prior is None or ridge == 0 else torch.from_numpy(prior))
 
 #: Relative improvement of the CV score a step of the per-group weight search must make to be taken.
 #: Smaller differences are round-off: on a 2Jmax 8 qSNAP, rows perturbed by 1e-15 shift CV errors by
@@ -177,17 +181,21 @@ def solve_scaled(r: torch.Tensor, ridge: float, num_rows: int = 0):
 SEARCH_TOLERANCE = 1e-4
 
 
-def _gram_solve(gram: torch.Tensor, ridge: float) -> np.ndarray:
+def _gram_solve(gram: torch.Tensor, ridge: float, prior: np.ndarray | None = None) -> np.ndarray:
     """Solve the normal equations of an augmented Gram matrix ``[A|b]ᵀ[A|b]`` (model selection of more than
     :data:`EXACT_MAX_COLUMNS` columns) for unit-norm columns with a ridge ``max(ridge, MIN_RELATIVE_RIDGE)``
     — each column's ridge relative to its own squared norm, the estimator of :func:`exact_fit` — and
-    return the unscaled coefficients."""
+    return the unscaled coefficients. With a ``prior`` (per-column weights p_j) the ridge of column j is
+    ``ridge·p_j²`` plus the floor :data:`MIN_RELATIVE_RIDGE` for numerical safety."""
     n = gram.shape[0] - 1
     diag = torch.diagonal(gram)[:n]
     scale = torch.where(diag > 0, diag, torch.ones_like(diag)).rsqrt()
     a = gram[:n, :n] * scale[:, None] * scale[None, :]
     b = gram[:n, n] * scale
-    a = a + max(ridge, MIN_RELATIVE_RIDGE) * torch.eye(n, dtype=a.dtype)
+    if prior is None:
+        a = a + max(ridge, MIN_RELATIVE_RIDGE) * torch.eye(n, dtype=a.dtype)
+    else:
+        a = a + torch.diag(ridge * torch.from_numpy(prior) ** 2 + MIN_RELATIVE_RIDGE)
     factor, info = torch.linalg.cholesky_ex(a)
     y = torch.cholesky_solve(b[:, None], factor)[:, 0] if int(info) == 0 else torch.linalg.solve(a, b)
     return (y * scale).numpy()
@@ -209,11 +217,14 @@ class CrossValidation:
     ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one solve per
     fold: up to :data:`EXACT_MAX_COLUMNS` columns an exact one (:func:`solve_scaled` of the QR of the
     fold's weighted training factors, combined once per (kind, group)), beyond that one of the normal
-    equations (:func:`_gram_solve`). ``folds=1`` builds the factors only (no held-out scoring).
+    equations (:func:`_gram_solve`). ``folds=1`` builds the factors only (no held-out scoring). ``prior``:
+    per-column weights of the ridge (a smoothness prior, :func:`solve_scaled`) of every candidate.
     """
 
-    def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0):
+    def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0,
+                 prior: np.ndarray | None = None):
         self.folds = max(1, folds)
+        self.prior = prior
         self.fold_of = np.random.default_rng(seed).permutation(num_configs) % self.folds
         self.group_names = rowset.group_names
         ngroups = len(rowset.group_names)
@@ -255,7 +266,8 @@ class CrossValidation:
             raise RuntimeError("nothing to score with: one fold only, or released after scoring")
         if self.exact:
             fits = [solve_scaled(combine_r_factors([float(weights[k, g]) * r for (k, g, ff), r in self._training.items()
-                                                    if ff == f and weights[k, g] > 0]), ridge).x.numpy()
+                                                    if ff == f and weights[k, g] > 0]), ridge,
+                                 prior=self.prior).x.numpy()
                     for f in range(self.folds)]
         else:
             fits = self._normal_equation_fits(weights, ridge)
@@ -277,7 +289,7 @@ class CrossValidation:
             total = sum(w2[k, g] * gram for (k, g), gram in self._by_kind_group.items())
             held = [sum(w2[k, g] * gram for (k, ff, g), gram in self._gram.items() if ff == f)
                     for f in range(self.folds)]
-        return [_gram_solve(total - held[f], ridge) for f in range(self.folds)]
+        return [_gram_solve(total - held[f], ridge, self.prior) for f in range(self.folds)]
 
     def release_grams(self) -> None:
         """Drop what scoring needs once it is over (the R factors stay, for :meth:`r_factor`); a 2Jmax 8
@@ -376,8 +388,9 @@ def refine_group_weights(cv: CrossValidation, weights: tuple[float, float, float
 
 def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID,
                    folds: int = 5, seed: int = 0, reference: tuple[float, float] | None = None,
-                   group_weights: bool = False) -> tuple[WeightSelection, CrossValidation]:
-    """k-fold cross-validation (by configuration) of row weights and ridge on the training rows.
+                   group_weights: bool = False, prior: np.ndarray | None = None) -> tuple[WeightSelection, CrossValidation]:
+    """k-fold cross-validation (by configuration) of row weights and ridge on the training rows (``prior``:
+    per-column weights of the ridge, see :class:`CrossValidation`).
 
     Score of a candidate (lowest wins): with ``reference`` = (energy MAE meV/atom, force MAE eV/Å) of a
     published model, ``max(E_cv / E_ref, F_cv / F_ref)`` — the trade-off that comes closest to beating
@@ -390,7 +403,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
     Returns:
         the selection and the cross-validation (its R factors give the final fit).
     """
-    cv = CrossValidation(rowset, num_configs, folds, seed)
+    cv = CrossValidation(rowset, num_configs, folds, seed, prior)
     names = rowset.group_names
     if cv.folds < 2 or len(grid) == 1:
         we, wf, ws, rr = grid[0]
@@ -404,7 +417,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
     if group_weights:
         refined, searched = refine_group_weights(cv, selection.weights, selection.ridge, score)
         cv.release_grams()
-        check = CrossValidation(rowset, num_configs, folds, seed + 1)
+        check = CrossValidation(rowset, num_configs, folds, seed + 1, prior)
         uniform = uniform_weights(selection.weights, cv.num_groups)
         on_check = {}
         for name, w in (("uniform", uniform), ("groups", refined)):
@@ -515,14 +528,16 @@ class ExactFit:
 
 def exact_fit(rows: RowSet, num_configs: int, reference: tuple[float, float] | None,
               grid: Sequence[tuple[float, float, float, float]] = WEIGHT_GRID, folds: int = 5,
-              seed: int = 0, group_weights: bool = False) -> ExactFit:
+              seed: int = 0, group_weights: bool = False, prior: np.ndarray | None = None) -> ExactFit:
     """Choose weights/ridge by cross-validation (:func:`select_weights`), then solve with all rows (block
     factors combined by TSQR) by the estimator the cross-validation scored (:func:`solve_scaled` with
-    :func:`relative_ridge`)."""
-    selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights)
+    :func:`relative_ridge`; with a ``prior``, the ridge it weights, which the Hydra fit's
+    ``prior_power`` reproduces: the cross-validation's normal equations only add the floor)."""
+    selection, cv = select_weights(rows, num_configs, grid, folds, seed, reference, group_weights, prior)
     r = cv.r_factor(selection.weight_array(rows.group_names))
-    alpha = relative_ridge(selection.ridge, r.shape[0] - 1)
-    solution = solve_scaled(r, alpha, num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0])
+    alpha = selection.ridge if prior is not None else relative_ridge(selection.ridge, r.shape[0] - 1)
+    solution = solve_scaled(r, alpha, num_rows=rows.energy.shape[0] + rows.force.shape[0] + rows.stress.shape[0],
+                            prior=prior)
     x = solution.x.numpy()
     train_errors = (1000 * _mae(rows.energy, rows.energy_target, x), _mae(rows.force, rows.force_target, x))
     return ExactFit(x, selection, solution, alpha, train_errors, int(rows.energy.shape[0]),
@@ -811,6 +826,59 @@ def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence
                     linear_start=start)
 
 
+#: The large ACE of the benchmark: a total-degree basis of ranks 1–5 (1004 functions for one element),
+#: degree ``Σ_t (n_t + 1.5·l_t)`` at most 16, 16, 15, 14, 13 by rank (ACEpotentials.jl's measure).
+ACE_TD_BASIS = {"nradmax_by_orders": [20, 16, 12, 10, 8], "lmax_by_orders": [0, 8, 6, 5, 4],
+                "max_degree_by_orders": [16.0, 16.0, 15.0, 14.0, 13.0], "l_weight": 1.5,
+                "radial_basis": "ChebExpCos", "radial_parameters": 5.25, "dcut": 0.01}
+#: Smoothness-prior powers tried for the large ACE (0: a plain ridge) and its ridge grid (relative to
+#: each unit-norm column, for the column of the largest degree).
+ACE_TD_PRIOR_POWERS = (0.0, 2.0, 4.0)
+ACE_TD_GRID = tuple((we, 1.0, ws, rr) for we in (100.0, 300.0, 1000.0) for ws in (0.0, 0.3, 1.0)
+                    for rr in (1e-10, 1e-8, 1e-6))
+
+
+def smoothness_prior(descriptor, power: float) -> np.ndarray | None:
+    """(1 + K,) ridge weights ``(d_j / d_max)^power`` of a one-element ACE's columns (constant first, free),
+    the weights :func:`mliap_torch.fitting.exact_fit.smoothness_prior` gives the Hydra fit; None for 0."""
+    if power == 0:
+        return None
+    degrees = np.concatenate([[0.0], descriptor.function_degrees()[0].numpy()])
+    return (degrees / degrees.max()) ** power
+
+
+def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], rcut: float, *,
+                    basis: dict | None = None, powers: Sequence[float] = ACE_TD_PRIOR_POWERS,
+                    grid: Sequence[tuple[float, float, float, float]] = ACE_TD_GRID, folds: int = 5,
+                    seed: int = 0) -> tuple[CellResult, Potential]:
+    """Linear ACE on the large total-degree basis (:data:`ACE_TD_BASIS`) at cutoff ``rcut``: row weights,
+    ridge and smoothness-prior power chosen together by cross-validation on the training set, every
+    (power, weights, ridge) candidate scored ``E/min E + F/min F`` over all of them."""
+    t0 = time.perf_counter()
+    descriptor = make_ace(element, rcut, basis or ACE_TD_BASIS)
+    data = AceData(descriptor, *torch_rows(list(train), descriptor), 0.0)
+    rows = RowSet.build(train, data.rows)
+    fits = {p: exact_fit(rows, len(train), None, grid, folds, seed, prior=smoothness_prior(descriptor, p))
+            for p in powers}
+    pooled = [r for fit in fits.values() for r in fit.selection.table]
+    min_e, min_f = min(r[4] for r in pooled), min(r[5] for r in pooled)
+    prior_scores = {p: min(r[4] / min_e + r[5] / min_f for r in fit.selection.table) for p, fit in fits.items()}
+    power = min(prior_scores, key=prior_scores.get)
+    potential = Potential(descriptor, LinearHead(1, descriptor.num_descriptors))
+    s = descriptor.settings()
+    settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_TD_BASIS},
+                "num_functions": descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
+                "prior_power": power, "prior_cv_scores": {str(p): v for p, v in prior_scores.items()}}
+    return _exact_cell(element, "ace_td", potential, fits[power], test, settings, t0), potential
+
+
+def torch_rows(train: list[Configuration], descriptor) -> tuple[list, list]:
+    """Rows of ``train`` from torch (:func:`~mlearn_study.torch_rows.torch_rows_and_jacobians`), no Jacobians."""
+    from .torch_rows import torch_rows_and_jacobians
+
+    return torch_rows_and_jacobians(train, descriptor, jacobians=False)
+
+
 def bulk_cell(element: str, atoms: int = 1500):
     """A cubic bulk supercell of ``element`` (ASE's reference lattice) with about ``atoms`` atoms, rattled."""
     unit = bulk(element, cubic=True)
@@ -822,10 +890,13 @@ def bulk_cell(element: str, atoms: int = 1500):
 
 def deploy_route(potential: Potential) -> str:
     """The LAMMPS route a user deploys: native ``pair_style snap`` for linear/quadratic bispectrum
-    models, ML-IAP unified otherwise."""
-    from mliap_torch.export.lammps_export import native_snap_supported
+    models, ``pair_style pace`` for ACE that PACE can hold (linear ACE; C++, about 4× faster than the
+    unified route on the 77-function basis), ML-IAP unified otherwise."""
+    from mliap_torch.export.lammps_export import native_snap_supported, pace_supported
 
-    return "snap" if native_snap_supported(potential) else "unified"
+    if native_snap_supported(potential):
+        return "snap"
+    return "pace" if pace_supported(potential) else "unified"
 
 
 def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Path | None = None,

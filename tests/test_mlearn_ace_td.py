@@ -1,0 +1,80 @@
+"""The mlearn benchmark's large ACE (total-degree basis, smoothness prior chosen by cross-validation) on a
+small Li subset: the fit is the prior-weighted ridge solution of its rows, its power is the one the
+cross-validation preferred, and the package's exact fit (the Hydra route) reproduces it."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mlearn_study.mlearn import (
+    EV_PER_A3_IN_GPA,
+    RowSet,
+    fit_ace_td_cell,
+    smoothness_prior,
+    torch_rows,
+)
+from mliap_torch.descriptors.ace import ACE
+from mliap_torch.fitting.exact_fit import fit_exact
+from mliap_torch.models.heads import LinearHead
+from mliap_torch.models.potential import Potential
+
+pytestmark = [pytest.mark.shared_data]
+
+BASIS = {"nradmax_by_orders": [6, 4, 3], "lmax_by_orders": [0, 3, 2], "max_degree_by_orders": [6.0, 7.0, 7.0],
+         "l_weight": 1.5, "radial_basis": "ChebExpCos", "radial_parameters": 5.25, "dcut": 0.01}
+GRID = ((300.0, 1.0, 0.3, 1e-6), (300.0, 1.0, 0.3, 1e-3), (30.0, 1.0, 0.0, 1e-2))
+
+
+@pytest.fixture(scope="module")
+def li_cell():
+    from conftest import SHARED_DATA as shared_data
+    from mliap_torch.data.readers import read_mlearn
+
+    folder = shared_data / "mlearn" / "Li"
+    train = read_mlearn(folder / "training.json")[:14]
+    test = read_mlearn(folder / "test.json")[:4]
+    cell, potential = fit_ace_td_cell("Li", train, test, 5.1, basis=BASIS, powers=(0.0, 2.0, 6.0), grid=GRID, folds=3)
+    return train, cell, potential
+
+
+def test_large_ace_fit_is_the_prior_weighted_ridge_solution_of_its_rows(li_cell):
+    train, cell, potential = li_cell
+    s = cell.settings
+    scores = {float(k): v for k, v in s["prior_cv_scores"].items()}
+    assert set(scores) == {0.0, 2.0, 6.0} and s["prior_power"] == min(scores, key=scores.get)
+    assert min(scores.values()) >= 2.0 - 1e-12                 # E/min E + F/min F over all candidates
+    rows = RowSet.build(train, torch_rows(train, potential.descriptor)[0])
+    we, wf, ws = cell.weights
+    A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
+    b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
+    scale = 1 / np.linalg.norm(A, axis=0)
+    n = A.shape[1]
+    prior = smoothness_prior(potential.descriptor, s["prior_power"])
+    weights = np.ones(n) if prior is None else prior
+    alpha = s["ridge_alpha"]
+    y = np.linalg.lstsq(np.concatenate([A * scale, np.sqrt(alpha) * np.diag(weights)]),
+                        np.concatenate([b, np.zeros(n)]), rcond=None)[0]
+    ours = potential.head.coefficients().detach().numpy()[0]
+    np.testing.assert_allclose(A @ ours, A @ (scale * y), rtol=0, atol=1e-8 * np.abs(A @ (scale * y)).max())
+    assert potential.descriptor.num_descriptors == len(potential.descriptor.functions[0]) < 60
+
+
+def test_package_exact_fit_reproduces_the_large_ace_cell(li_cell):
+    """What ``python train.py experiment=mlearn_<el>_ace_td`` runs: fit_exact with the cell's row weights
+    (stress per eV/Å³), ridge, prior power and unit-norm columns, on the package's own design rows."""
+    train, cell, potential = li_cell
+    s = cell.settings
+    we, wf, ws = cell.weights
+    weighted = [dataclasses.replace(c, energy_weight=we, force_weight=wf, stress_weight=ws * EV_PER_A3_IN_GPA)
+                for c in train]
+    descriptor = ACE(["Li"], rcut=s["rcut"], **s["basis"])
+    model = Potential(descriptor, LinearHead(1, descriptor.num_descriptors))
+    options = {"solver": "ridge", "alpha": s["ridge_alpha"], "scale_columns": True}
+    if s["prior_power"]:
+        options["prior_power"] = s["prior_power"]
+    fit_exact(model, weighted, **options)
+    ours = potential.head.coefficients().detach().numpy()
+    theirs = model.head.coefficients().detach().numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-6 * np.abs(ours).max())
