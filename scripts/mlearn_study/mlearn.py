@@ -30,6 +30,8 @@ from ase.build import bulk
 
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
+from mliap_torch.fitting.design import DesignMatrixBuilder
+from mliap_torch.fitting.exact_fit import smoothness_prior as column_prior
 from mliap_torch.fitting.solvers import combine_r_factors, lstsq_r_factor, solve_r_factor
 from mliap_torch.models.heads import LinearHead, QuadraticHead
 from mliap_torch.models.potential import Potential
@@ -839,12 +841,10 @@ ACE_TD_GRID = tuple((we, 1.0, ws, rr) for we in (100.0, 300.0, 1000.0) for ws in
 
 
 def smoothness_prior(descriptor, power: float) -> np.ndarray | None:
-    """(1 + K,) ridge weights ``(d_j / d_max)^power`` of a one-element ACE's columns (constant first, free),
-    the weights :func:`mliap_torch.fitting.exact_fit.smoothness_prior` gives the Hydra fit; None for 0."""
-    if power == 0:
-        return None
-    degrees = np.concatenate([[0.0], descriptor.function_degrees()[0].numpy()])
-    return (degrees / degrees.max()) ** power
+    """(1 + K,) ridge weights of a one-element ACE's rows ``[1, B]``: those the Hydra fit's ``prior_power``
+    gives (:func:`mliap_torch.fitting.exact_fit.smoothness_prior`); None for 0."""
+    prior = column_prior(DesignMatrixBuilder(Potential(descriptor, LinearHead(1, descriptor.num_descriptors))), power)
+    return None if prior is None else prior.numpy()
 
 
 def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], rcut: float, *,
@@ -855,9 +855,10 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
     ridge and smoothness-prior power chosen together by cross-validation on the training set, every
     (power, weights, ridge) candidate scored ``E/min E + F/min F`` over all of them."""
     t0 = time.perf_counter()
+    from .torch_rows import torch_rows_and_jacobians
+
     descriptor = make_ace(element, rcut, basis or ACE_TD_BASIS)
-    data = AceData(descriptor, *torch_rows(list(train), descriptor), 0.0)
-    rows = RowSet.build(train, data.rows)
+    rows = RowSet.build(train, torch_rows_and_jacobians(list(train), descriptor, jacobians=False)[0])
     fits = {p: exact_fit(rows, len(train), None, grid, folds, seed, prior=smoothness_prior(descriptor, p))
             for p in powers}
     pooled = [r for fit in fits.values() for r in fit.selection.table]
@@ -870,13 +871,6 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
                 "num_functions": descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
                 "prior_power": power, "prior_cv_scores": {str(p): v for p, v in prior_scores.items()}}
     return _exact_cell(element, "ace_td", potential, fits[power], test, settings, t0), potential
-
-
-def torch_rows(train: list[Configuration], descriptor) -> tuple[list, list]:
-    """Rows of ``train`` from torch (:func:`~mlearn_study.torch_rows.torch_rows_and_jacobians`), no Jacobians."""
-    from .torch_rows import torch_rows_and_jacobians
-
-    return torch_rows_and_jacobians(train, descriptor, jacobians=False)
 
 
 def bulk_cell(element: str, atoms: int = 1500):
