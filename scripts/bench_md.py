@@ -108,7 +108,7 @@ def nn_width_variants(linear: Potential, widths: list[str]) -> dict[str, Potenti
 
 
 def mlearn_variants() -> dict[str, Potential]:
-    """The mlearn study's SNAP+NN for MLEARN_ELEMENT (``mlearn_study.fit_snap_nn_cell``'s architecture:
+    """The mlearn study's SNAP+NN for MLEARN_ELEMENT (the architecture of ``mlearn_study.experiment.nn_experiment``:
     MLP 64-64, SiLU, with a linear term, on the study's SNAP bispectrum) and a linear head on that
     descriptor for native snap; random weights (the cost does not depend on them)."""
     rcut, twojmax = study_settings(MLEARN_ELEMENT, "snap")

@@ -40,6 +40,17 @@ import torch  # noqa: E402
 
 from mlearn_study import mlearn_published as published  # noqa: E402
 from mlearn_study.doc_blocks import write_block  # noqa: E402
+from mlearn_study.experiment import (  # noqa: E402
+    BASE_MODEL,
+    LINEAR_OF,
+    NN_EPOCHS,
+    descriptor_section,
+    fit_nn_cell,
+    group_weights,
+    nn_experiment,
+    solver_section,
+    yaml_lines,
+)
 from mlearn_study.mlearn import (  # noqa: E402
     ACE_CUTOFF_OFFSETS,
     EV_PER_A3_IN_GPA,
@@ -50,10 +61,8 @@ from mlearn_study.mlearn import (  # noqa: E402
     bulk_cell,
     deploy_route,
     fit_ace_cell,
-    fit_ace_nn_cell,
     fit_ace_td_cell,
     fit_snap_cell,
-    fit_snap_nn_cell,
     make_bispectrum,
     md_cost,
     score_on_test,
@@ -88,58 +97,44 @@ def load_split(data: Path, element: str, max_configs: int | None = None):
     return train, test
 
 
-_ACE_CACHE: dict = {}
-"""ACE descriptor, rows and Jacobians of the current element's training set (shared by ace and ace_nn)."""
-
-
-def nn_energy_weight(train, linear: dict | None, default: float = 1000.0) -> float:
+def nn_energy_weight(train, linear: dict) -> float:
     """Energy weight λ of the network loss ``λ·mean((ΔE/N)²) + mean(ΔF²)`` equivalent to the row weights
-    cross-validated for the element's linear SNAP (energy row weight w_E, force rows 1):
-    ``λ = w_E² · n_E / n_F`` with n_E configurations and n_F force components; ``default`` without it."""
-    if not linear or not linear.get("weights"):
-        return default
+    cross-validated for the element's linear fit ``linear`` (energy row weight w_E, force rows 1):
+    ``λ = w_E² · n_E / n_F`` with n_E configurations and n_F force components. Both network forms take
+    it from the element's SNAP (with linear ACE's larger w_E, ACE+NN's validation loss was dominated by
+    noisy energy terms and its forces hardly moved: Si 0.0985 → 0.0952 eV/Å on validation)."""
     we = linear["weights"][0]
     return we * we * len(train) / (3 * sum(c.num_atoms for c in train))
 
 
-def snap_nn_descriptor(args: argparse.Namespace, linear: dict | None) -> tuple[float | None, int | None]:
-    """(cutoff, 2Jmax) of SNAP+NN: ``--rcut``/``--twojmax`` where given, else those cross-validated for
-    the element's linear SNAP (None, the study's SNAP setting, when that SNAP result is absent)."""
-    chosen = (linear or {}).get("settings", {})
-    return (args.rcut if args.rcut is not None else chosen.get("rcut"),
-            args.twojmax if args.twojmax is not None else chosen.get("twojmax"))
-
-
 def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
-             linear: dict | None = None, ace: dict | None = None) -> tuple[CellResult, Potential]:
+             known: dict[str, dict]) -> tuple[CellResult, Potential]:
     """Fit and score one element × model; the fitted potential is saved to ``--models-dir``.
-    ``linear``: the element's SNAP result (its weights set the network's energy weight, its cutoff and
-    2Jmax the SNAP+NN descriptor's); ``ace``: its linear ACE result (the large ACE takes its
-    cross-validated cutoff)."""
+    ``known``: the results so far; a network takes its element's linear fit of :data:`LINEAR_OF` (descriptor,
+    row weights) and the energy weight of its loss from the element's SNAP, the large ACE linear ACE's
+    cross-validated cutoff."""
     if model in ("snap", "qsnap"):
         cell, potential = fit_snap_cell(element, model, train, test, twojmax=args.twojmax, rcut=args.rcut,
                                         rcut_offsets=args.snap_rcut_offsets, twojmax_offsets=args.snap_twojmax_offsets,
                                         group_weights=not args.no_group_weights, folds=args.folds)
-    elif model == "snap_nn":
-        rcut, twojmax = snap_nn_descriptor(args, linear)
-        cell, potential = fit_snap_nn_cell(element, train, test, twojmax=twojmax, rcut=rcut,
-                                           hidden=args.nn_hidden, minutes=args.nn_minutes,
-                                           energy_weight=nn_energy_weight(train, linear), folds=args.folds)
-    elif model in ("ace", "ace_nn"):
-        if element not in _ACE_CACHE:
-            _ACE_CACHE.clear()
-            base = args.rcut if args.rcut is not None else study_settings(element, "snap")[0]
-            cutoffs = [round(base + d, 4) for d in args.ace_rcut_offsets]
-            _ACE_CACHE[element] = select_ace_cutoff(element, train, cutoffs, folds=args.folds)
-        data = _ACE_CACHE[element]
-        if model == "ace":
-            cell, potential = fit_ace_cell(element, train, test, data, folds=args.folds,
-                                           group_weights=args.ace_group_weights)
-        else:
-            cell, potential = fit_ace_nn_cell(element, train, test, data, hidden=args.nn_hidden,
-                                              minutes=args.nn_minutes, energy_weight=nn_energy_weight(train, linear),
-                                              folds=args.folds)
+    elif model in LINEAR_OF:
+        for needed in dict.fromkeys((LINEAR_OF[model], "snap")):
+            if not known.get(f"{element}/{needed}"):
+                raise ValueError(f"{element}: {model} starts from the element's {LINEAR_OF[model]} fit (its descriptor "
+                                 f"and row weights) and takes its energy weight from SNAP's; fit {element}/{needed} "
+                                 f"first (--models {needed} {model})")
+        sections = nn_experiment(element, model, known[f"{element}/{LINEAR_OF[model]}"],
+                                 nn_energy_weight(train, known[f"{element}/snap"]), args.nn_hidden, args.nn_epochs)
+        cell, potential = fit_nn_cell(element, model, sections, test,
+                                      args.models_dir / "runs" / f"mlearn_{element.lower()}_{model}", args.data,
+                                      args.max_configs)
+    elif model == "ace":
+        base = args.rcut if args.rcut is not None else study_settings(element, "snap")[0]
+        data = select_ace_cutoff(element, train, [round(base + d, 4) for d in args.ace_rcut_offsets], folds=args.folds)
+        cell, potential = fit_ace_cell(element, train, test, data, folds=args.folds,
+                                       group_weights=args.ace_group_weights)
     elif model == "ace_td":
+        ace = known.get(f"{element}/ace")
         if args.rcut is None and not ace:
             raise ValueError(f"{element}: the large ACE (ace_td) takes the cutoff cross-validated for linear ACE; "
                              f"fit {element}/ace first (--models ace ace_td) or give --rcut")
@@ -159,7 +154,7 @@ def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> 
     notes = [n for n in cell.get("notes", []) if not n.startswith("MD cost not measured")]
     try:
         route = deploy_route(potential)
-        steps = args.md_steps if route == "snap" else args.md_steps_unified
+        steps = args.md_steps_unified if route == "unified" else args.md_steps
         structure = bulk_cell(cell["element"], args.md_atoms)
         seconds, route = md_cost(potential, structure, steps=steps, route=route)
         cell["cost_us"], cell["cost_route"] = 1e6 * seconds, route
@@ -335,75 +330,46 @@ def pareto_plot(results: dict[str, dict], elements: list[str], models: list[str]
 
 
 CONFIG_MARK = "# generated by scripts/mlearn_benchmark.py --write-configs"
-GROUPS = ("AIMD-NVT", "Elastic", "Surface", "Vacancy")
-
-
-def group_weights(entry: dict) -> dict[str, list[float]]:
-    """Row weights ``{group: [energy eV/atom, force eV/Å, stress GPa]}`` of an exact-fit result: its
-    cross-validated per-group weights, or its single weights for every group."""
-    chosen = entry["settings"].get("group_weights")
-    return {g: list(chosen[g]) if chosen and g in chosen else list(entry["weights"]) for g in GROUPS}
-
-
 def experiment_config(entry: dict) -> str:
     """The Hydra experiment (``mliap_torch/configs/experiment/mlearn_<el>_<model>.yaml``) of one benchmark cell:
-    the descriptor settings and the row weights/ridge (exact fits) or network, loss and epochs (NN heads)."""
+    the descriptor settings and the row weights/ridge (exact fits), or the experiment a network cell ran."""
     el, model, s = entry["element"], entry["model"], entry["settings"]
     name = f"mlearn_{el.lower()}_{model}"
     label = MODEL_LABELS[model]
     study = {"snap": "SNAP", "qsnap": "qSNAP"}.get(model)
     pub = (f" Study's {study}: {published.ENERGY_MAE[study][el]} meV/atom, {published.FORCE_MAE[study][el]} eV/Å."
            if study else "")
-    ace = model in ("ace", "ace_nn", "ace_td")
-    exact = model in ("snap", "qsnap", "ace", "ace_td")
-    base = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
-            "ace_nn": "ace_nn", "ace_td": "ace_linear"}[model]
     study_rcut, study_twojmax = study_settings(el, "qsnap" if model == "qsnap" else "snap")
-    if ace:
-        what = f"ACE basis {s['num_functions']} functions, rcut {s['rcut']} Å"
-    elif "cutoff_cv" in s or (s["rcut"], s["twojmax"]) != (study_rcut, study_twojmax):
-        how = "cross-validated" if "cutoff_cv" in s else "cross-validated for linear SNAP"
-        what = (f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å ({how}; the study's {study_twojmax}, "
-                f"{study_rcut} Å)")
+    descriptor = s["experiment"]["descriptor"] if model in LINEAR_OF else descriptor_section(entry)
+    if "rcut" in descriptor:
+        what = f"ACE basis {s['num_functions']} functions, rcut {descriptor['rcut']} Å"
     else:
-        what = f"2Jmax {s['twojmax']}, rcut {s['rcut']} Å (the study's {study or 'SNAP'} settings)"
+        rcut, twojmax = descriptor["rcutfac"], descriptor["twojmax"]
+        if "cutoff_cv" in s or model in LINEAR_OF or (rcut, twojmax) != (study_rcut, study_twojmax):
+            how = "cross-validated" if "cutoff_cv" in s else "cross-validated for linear SNAP"
+            what = f"2Jmax {twojmax}, rcut {rcut} Å ({how}; the study's {study_twojmax}, {study_rcut} Å)"
+        else:
+            what = f"2Jmax {twojmax}, rcut {rcut} Å (the study's {study or 'SNAP'} settings)"
     lines = ["# @package _global_",
              f"# {label} for {el} on the mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)): {what}.",
              f"# scripts/mlearn_benchmark.py: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.3f} eV/Å.{pub}",
              f"# python train.py experiment={name}", CONFIG_MARK,
-             "defaults:", "  - override /data: mlearn", f"  - override /model: {base}", "", "data:", f"  element: {el}"]
-    if exact:
-        weights = group_weights(entry)
-        ws = entry["weights"][2]
-        same = "the same for every group" if not s.get("group_weights") else "per group"
-        lines += ["  val_fraction: 0.0",
-                  "  # row weights from 5-fold cross-validation on training.json: energy rows eV/atom, forces eV/Å,",
-                  f"  # stress eV/Å³ ({ws:g} per GPa); {same}",
-                  "  group_weights:"]
-        lines += [f"    {g}: [{we!r}, {wf!r}, {ws_gpa * EV_PER_A3_IN_GPA!r}]" for g, (we, wf, ws_gpa) in weights.items()]
-    else:
-        lines += ["  val_fraction: 0.1", f"  batch_size: {s['batch_configs']}"]
-    if ace:
-        lines += ["descriptor:"] + [f"  {k}: {v!r}" if not isinstance(v, list) else f"  {k}: {v}"
-                                    for k, v in s["basis"].items()] + [f"  rcut: {s['rcut']!r}"]
-    else:
-        lines += ["descriptor:", f"  twojmax: {s['twojmax']}", f"  rcutfac: {s['rcut']}", f"  radelem: {s['radelem']}",
-                  f"  rfac0: {s['rfac0']}", f"  rmin0: {s['rmin0']}", "  bzeroflag: false"]
-    lines += ["model:", f"  name: {name}"]
-    if exact:
-        alpha = s.get("ridge_alpha", 0.0)
-        scaled = ", scale_columns: true" if s.get("scale_columns") else ""
-        prior = f", prior_power: {s['prior_power']!r}" if s.get("prior_power") else ""
-        if model == "ace_td":       # the design rows of 1004 functions: ~3.4 MB per atom of a chunk
-            prior += ", chunk_atoms: 500"
-        lines.append("  solver: {solver: qr" + scaled + "}" if not alpha
-                     else f"  solver: {{solver: ridge, alpha: {alpha!r}{prior}{scaled}}}")
-    else:
-        lines += [f"  hidden: {s['hidden']}", f"  activation: {s['activation']}", f"  linear_term: {str(bool(s.get('linear_term', False))).lower()}",
-                  "  use_config_weights: false",
-                  f"  loss: {{energy: {s['energy_weight']!r}, forces: 1.0, stress: 0.0}}",
-                  f"  optimizer: {{name: adam, lr: {s['lr']!r}, weight_decay: 0.0}}",
-                  "trainer:", f"  max_epochs: {s['epochs']}"]
+             "defaults:", "  - override /data: mlearn", f"  - override /model: {BASE_MODEL[model]}", ""]
+    if model in LINEAR_OF:
+        lines += [f"# Adam on energies and forces from the exact fit of {MODEL_LABELS[LINEAR_OF[model]]} (its cross-validated",
+                  "# row weights data.group_weights and its model.solver), a cosine decay over max_epochs; the epoch",
+                  "# with the lowest val/loss is kept (early stopping on the validation split of training.json)."]
+        return "\n".join(lines + yaml_lines(s["experiment"])) + "\n"
+    weights = group_weights(entry)
+    ws = entry["weights"][2]
+    same = "the same for every group" if not s.get("group_weights") else "per group"
+    lines += ["data:", f"  element: {el}", "  val_fraction: 0.0",
+              "  # row weights from 5-fold cross-validation on training.json: energy rows eV/atom, forces eV/Å,",
+              f"  # stress eV/Å³ ({ws:g} per GPa); {same}",
+              "  group_weights:"]
+    lines += [f"    {g}: [{we!r}, {wf!r}, {ws_gpa * EV_PER_A3_IN_GPA!r}]" for g, (we, wf, ws_gpa) in weights.items()]
+    lines += yaml_lines({"descriptor": descriptor})
+    lines += yaml_lines({"model": {"name": name, "solver": solver_section(entry)}})
     return "\n".join(lines) + "\n"
 
 
@@ -470,7 +436,7 @@ LARGE_TRAINING_ATOMS = 20000
 def lane_options(args: argparse.Namespace) -> list[str]:
     """The fitting options of ``args`` for a lane process of :func:`fit_in_processes` (each option that
     changes a fit must be passed on here)."""
-    options = ["--data", str(args.data), "--folds", str(args.folds), "--nn-minutes", str(args.nn_minutes),
+    options = ["--data", str(args.data), "--folds", str(args.folds), "--nn-epochs", str(args.nn_epochs),
                "--nn-hidden", *map(str, args.nn_hidden), "--models-dir", str(args.models_dir),
                "--snap-rcut-offsets", *map(str, args.snap_rcut_offsets),
                "--snap-twojmax-offsets", *map(str, args.snap_twojmax_offsets),
@@ -485,8 +451,8 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
     """Fit the cells of ``args`` in processes of this script: first the exact fits (SNAP, qSNAP, linear ACE),
     one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
     ACE+NN) that fits one element per process, so each frees its descriptor Jacobians when it ends. Large
-    training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. SNAP+NN takes its element's new
-    SNAP, and both network forms its row weights (the energy weight). Lane results files and logs go to
+    training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. Each network takes its element's
+    new linear fit (:data:`~mlearn_study.experiment.LINEAR_OF`). Lane results files and logs go to
     ``<models-dir>/lanes``. Returns the new entries (no costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
@@ -499,12 +465,10 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
     def lane(models: list[str], element: str) -> dict[str, dict]:
         stem = work / f"{'_'.join(models)}_{element}"
         known = {**results, **fresh}
-        snap = known.get(f"{element}/snap")  # networks: energy weight; SNAP+NN: descriptor
-        ace = known.get(f"{element}/ace")    # the large ACE: cutoff (when ace is not refitted in the lane)
         path = stem.with_suffix(".json")
-        inputs = {f"{element}/snap": snap} if set(models) & set(NN_FORMS) and snap else {}
-        if "ace_td" in models and "ace" not in models and ace:
-            inputs[f"{element}/ace"] = ace
+        # the linear fits the lane's forms start from (networks: SNAP's or ACE's; the large ACE: ACE's cutoff)
+        inputs = {f"{element}/{m}": known[f"{element}/{m}"] for m in ("snap", "ace")
+                  if m not in models and f"{element}/{m}" in known}
         path.write_text(json.dumps(inputs))
         command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
                    "--results", str(path), "--plot", str(stem.with_suffix(".png")), *lane_options(args)]
@@ -557,10 +521,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--ace-rcut-offsets", type=float, nargs="+", default=list(ACE_CUTOFF_OFFSETS),
                         help="ACE cutoffs tried (Å added to the study's SNAP cutoff), chosen by cross-validation")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for the row weights")
-    parser.add_argument("--nn-minutes", type=float, default=4.0, help="training wall time per NN model")
+    parser.add_argument("--nn-epochs", type=int, default=NN_EPOCHS,
+                        help="epochs of the networks' cosine learning-rate decay (the best validation epoch is kept)")
     parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")
     parser.add_argument("--md-atoms", type=int, default=1500)
-    parser.add_argument("--md-steps", type=int, default=50, help="MD steps of native routes")
+    parser.add_argument("--md-steps", type=int, default=50, help="MD steps of the compiled routes (snap, pace, plugin)")
     parser.add_argument("--md-steps-unified", type=int, default=5, help="MD steps of the ML-IAP unified route")
     parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
     parser.add_argument("--cost-only", action="store_true",
@@ -577,8 +542,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--write-configs", type=Path, nargs="?", const=ROOT / "mliap_torch" / "configs" / "experiment", default=None,
                         help="write mliap_torch/configs/experiment/mlearn_<el>_<model>.yaml from the results")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="fit in this many processes (one element each, one thread each; networks train for "
-                             "--nn-minutes of wall time, so give each process its own core), then time the "
+                        help="fit in this many processes (one element each, one thread each), then time the "
                              "models in this one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -611,8 +575,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                     if args.rescore:
                         rescore(entry, potential, test)
                 else:
-                    cell, potential = run_cell(el, model, train, test, args, results.get(f"{el}/snap"),
-                                               results.get(f"{el}/ace"))
+                    cell, potential = run_cell(el, model, train, test, args, results)
                     entry = json.loads(json.dumps(dataclasses.asdict(cell)))
                 if not args.no_cost and not args.rescore:
                     measure_cost(entry, potential, args)

@@ -14,7 +14,7 @@ from mlearn_study.mlearn import (
     fit_ace_td_cell,
     smoothness_prior,
 )
-from mlearn_study.torch_rows import torch_rows_and_jacobians
+from mlearn_study.torch_rows import torch_rows
 from mliap_torch.descriptors.ace import ACE
 from mliap_torch.fitting.exact_fit import fit_exact
 from mliap_torch.models.heads import LinearHead
@@ -45,7 +45,7 @@ def test_large_ace_fit_is_the_prior_weighted_ridge_solution_of_its_rows(li_cell)
     scores = {float(k): v for k, v in s["prior_cv_scores"].items()}
     assert set(scores) == {0.0, 2.0, 6.0} and s["prior_power"] == min(scores, key=scores.get)
     assert min(scores.values()) >= 2.0 - 1e-12                 # E/min E + F/min F over all candidates
-    rows = RowSet.build(train, torch_rows_and_jacobians(train, potential.descriptor, jacobians=False)[0])
+    rows = RowSet.build(train, torch_rows(train, potential.descriptor))
     we, wf, ws = cell.weights
     A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
     b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
@@ -78,3 +78,28 @@ def test_package_exact_fit_reproduces_the_large_ace_cell(li_cell):
     ours = potential.head.coefficients().detach().numpy()
     theirs = model.head.coefficients().detach().numpy()
     np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-6 * np.abs(ours).max())
+
+
+def test_torch_rows_are_the_linear_potentials_energies_forces_and_stresses(li_cell):
+    """The study's ACE rows (``torch_rows``) times any coefficients are the torch potential's own energy per
+    atom, forces and stress (ASE convention) with those coefficients: the rows the fits solve are the model."""
+    import torch
+
+    from mliap_torch.data.batch import make_batch
+
+    train = li_cell[0][:3]
+    descriptor = ACE(["Li"], rcut=5.1, **{k: v for k, v in BASIS.items()})
+    potential = Potential(descriptor, LinearHead(1, descriptor.num_descriptors)).to(torch.float64)
+    x = np.random.default_rng(0).normal(size=1 + descriptor.num_descriptors)
+    potential.head.set_coefficients(torch.from_numpy(x)[None, :])
+    pred = potential(make_batch(train, ["Li"], potential.cutoff, dtype=torch.float64), forces=True, stress=True)
+    start = 0
+    for k, (config, rows) in enumerate(zip(train, torch_rows(train, descriptor))):
+        n = config.num_atoms
+        forces = pred["forces"][start:start + n].detach().numpy().reshape(-1)
+        start += n
+        assert rows.energy @ x == pytest.approx(float(pred["energy"][k]) / n, rel=1e-12)
+        np.testing.assert_allclose(rows.forces @ x, forces, rtol=0, atol=1e-12 * np.abs(forces).max())
+        stress = pred["stress"][k].detach().numpy()
+        np.testing.assert_allclose(rows.stress @ x, stress, rtol=0, atol=1e-12 * np.abs(stress).max())
+        assert np.abs(forces).max() > 1e-3 and np.abs(stress).max() > 1e-5

@@ -113,28 +113,65 @@ def test_rescore_reproduces_the_saved_models_and_rejects_a_stale_table(run, shar
 
 def test_jobs_fit_elements_in_processes_as_one_process_does(run, shared_data):
     """``--jobs 2``: one process per element, exact fits first, then networks; the SNAP fit equals the
-    one-process run's, each element's SNAP+NN lane takes that element's new SNAP descriptor, and both network
-    lanes its energy weight."""
+    one-process run's, and each network lane starts from its element's new linear fit (SNAP+NN: SNAP's
+    descriptor, row weights and energy weight; ACE+NN: linear ACE's)."""
     tmp, results = run
-    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "snap_nn", "ace_nn",
-            "--ace-rcut-offsets", "0", "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost", "--snap-rcut-offsets", "0", "0.3",
-            "--snap-twojmax-offsets", "-2", "--nn-minutes", "0.02", "--jobs", "2", "--results", str(tmp / "jobs.json"),
-            "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"), "--readme", str(tmp / "jobs_readme.md"),
-            "--models-dir", str(tmp / "jobs")]
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "Li", "--models", "snap", "ace", "snap_nn",
+            "ace_nn", "--ace-rcut-offsets", "0", "--max-configs", "10", "--twojmax", "4", "--folds", "3", "--no-cost",
+            "--snap-rcut-offsets", "0", "0.3", "--snap-twojmax-offsets", "-2", "--nn-epochs", "2", "--jobs", "2",
+            "--results", str(tmp / "jobs.json"), "--plot", str(tmp / "jobs.png"), "--doc", str(tmp / "jobs.md"),
+            "--readme", str(tmp / "jobs_readme.md"), "--models-dir", str(tmp / "jobs")]
     got = _script().main(args)
-    assert sorted(got) == ["Li/ace_nn", "Li/snap", "Li/snap_nn", "Mo/ace_nn", "Mo/snap", "Mo/snap_nn"]
+    assert sorted(got) == ["Li/ace", "Li/ace_nn", "Li/snap", "Li/snap_nn", "Mo/ace", "Mo/ace_nn", "Mo/snap",
+                           "Mo/snap_nn"]
     for key in ("energy_mae", "force_mae", "train_energy_mae", "weights"):
         assert got["Mo/snap"][key] == results["Mo/snap"][key]
     for el in ("Mo", "Li"):
-        snap, nn = got[f"{el}/snap"]["settings"], got[f"{el}/snap_nn"]["settings"]
-        assert (nn["rcut"], nn["twojmax"]) == (snap["rcut"], snap["twojmax"])
-        assert load(tmp / "jobs" / f"mlearn_{el.lower()}_snap_nn.pt").descriptor.twojmax == snap["twojmax"]
         train = read_mlearn(shared_data / "mlearn" / el / "training.json", element=el)[:10]
-        weight = _script().nn_energy_weight(train, got[f"{el}/snap"])
-        assert weight != 1000.0
-        assert nn["energy_weight"] == got[f"{el}/ace_nn"]["settings"]["energy_weight"] == pytest.approx(weight)
+        for model, linear_model in (("snap_nn", "snap"), ("ace_nn", "ace")):
+            linear, nn = got[f"{el}/{linear_model}"], got[f"{el}/{model}"]["settings"]
+            assert (nn["rcut"], nn.get("twojmax")) == (linear["settings"]["rcut"], linear["settings"].get("twojmax"))
+            per_group = linear["settings"].get("group_weights") or {}
+            for group, (we, wf, _) in nn["experiment"]["data"]["group_weights"].items():
+                assert [we, wf] == list(per_group.get(group, linear["weights"]))[:2]
+            assert nn["experiment"]["model"]["solver"]["solver"] == ("ridge" if linear["settings"]["ridge_alpha"] else "qr")
+            assert nn["experiment"]["model"]["loss"]["energy"] == pytest.approx(
+                _script().nn_energy_weight(train, got[f"{el}/snap"]))
+            assert nn["epochs"] == 2 and nn["best_epoch"] in (-1, 0, 1)
+        assert load(tmp / "jobs" / f"mlearn_{el.lower()}_snap_nn.pt").descriptor.twojmax == \
+            got[f"{el}/snap"]["settings"]["twojmax"]
     assert json.loads((tmp / "jobs.json").read_text()) == got
     assert f"{got['Li/snap_nn']['energy_mae']:.2f}" in (tmp / "jobs.md").read_text()
+
+
+def test_network_cell_is_the_run_of_its_experiment_config(run, shared_data, tmp_path):
+    """A network cell of the table is ``python train.py experiment=mlearn_<el>_<model>`` with the config
+    --write-configs writes for it: that command, as a user runs it, gives the same model (test MAEs to 1e-6)."""
+    from cli_helpers import run_cli
+    from mlearn_study.mlearn import score_on_test
+
+    tmp, results = run
+    script = _script()
+    (tmp_path / "results.json").write_text((tmp / "results.json").read_text())    # the fixture's Mo/snap
+    args = ["--data", str(shared_data / "mlearn"), "--elements", "Mo", "--models", "snap_nn", "--max-configs", "10",
+            "--nn-epochs", "3", "--no-cost", "--results", str(tmp_path / "results.json"), "--plot",
+            str(tmp_path / "p.png"), "--no-doc", "--models-dir", str(tmp_path / "models")]
+    entry = script.main(args)["Mo/snap_nn"]
+    assert entry["settings"]["epochs"] == 3
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    written = script.write_configs({"Mo/snap_nn": entry}, tmp_path / "configs" / "experiment")
+    assert [p.name for p in written] == ["mlearn_mo_snap_nn.yaml", "mlearn_mo_best.yaml"]
+    written[1].rename(written[1].with_name("network_cell_test.yaml"))     # the package's own mlearn_mo_best comes first
+    proc = run_cli([f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "experiment=network_cell_test",
+                    f"data.path={shared_data / 'mlearn'}", "data.max_configs=10", "export.lammps=false", "plots=false",
+                    f"hydra.run.dir={tmp_path / 'cli'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:10]
+    scores = score_on_test(load(tmp_path / "cli" / "model.pt"), test)
+    assert scores["energy_mae"] == pytest.approx(entry["energy_mae"], rel=1e-6)
+    assert scores["force_mae"] == pytest.approx(entry["force_mae"], rel=1e-6)
+    linear = score_on_test(load(tmp / "models" / "mlearn_mo_snap.pt"), test)
+    assert scores["energy_mae"] != pytest.approx(linear["energy_mae"], rel=1e-6)      # the network trained
 
 
 def test_ablation_runs_a_variant_in_its_own_process_and_tabulates_it(run, shared_data):
@@ -265,6 +302,13 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     descriptor settings, weights/ridge or network of the committed benchmark result it was written from."""
     from hydra import compose, initialize_config_dir
 
+    from mlearn_study.experiment import (
+        LINEAR_OF,
+        compose_experiment,
+        config_group_weights,
+        descriptor_section,
+        solver_section,
+    )
     from mlearn_study.mlearn import (
         ACE_CUTOFF_OFFSETS,
         EV_PER_A3_IN_GPA,
@@ -292,6 +336,17 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             assert {k: descriptor[k] for k in entry["settings"]["basis"]} == entry["settings"]["basis"]
             scores = {float(k): v for k, v in entry["settings"]["prior_cv_scores"].items()}
             assert cfg.model.solver.get("prior_power", 0.0) == entry["settings"]["prior_power"] == min(scores, key=scores.get)
+        elif model in LINEAR_OF:          # the experiment the study ran, on its linear fit's descriptor and weights
+            ran, _ = compose_experiment(model, entry["settings"]["experiment"])
+            for section in ("data", "model", "trainer"):
+                assert getattr(cfg, section) == getattr(ran, section)
+            assert descriptor == dict(ran.descriptor)
+            linear = results[f"{el.capitalize()}/{LINEAR_OF[model]}"]
+            assert {k: descriptor[k] for k in descriptor_section(linear)} == descriptor_section(linear)
+            for group, weights in config_group_weights(linear).items():
+                assert list(cfg.data.group_weights[group]) == pytest.approx(weights, rel=1e-12)
+            assert cfg.model.solver == solver_section(linear)
+            assert (cfg.model.scheduler.name, cfg.trainer.early_stopping_patience) == ("cosine", None)
         elif model.startswith("ace"):
             assert descriptor["rcut"] == entry["settings"]["rcut"]
             assert round(descriptor["rcut"] - study_settings(entry["element"], "snap")[0], 4) in ACE_CUTOFF_OFFSETS
@@ -301,19 +356,16 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
         else:
             assert (descriptor["rcutfac"], descriptor["twojmax"]) == (entry["settings"]["rcut"], entry["settings"]["twojmax"])
             rcut, twojmax = study_settings(entry["element"], "qsnap" if model == "qsnap" else "snap")
-            if model == "snap_nn":                    # the descriptor of the element's linear SNAP
-                linear = results[f"{el.capitalize()}/snap"]["settings"]
-                assert (descriptor["rcutfac"], descriptor["twojmax"]) == (linear["rcut"], linear["twojmax"])
-            else:     # cutoff cross-validated among the study's ± offsets at its 2Jmax, then 2Jmax at that cutoff
-                settings = entry["settings"]
-                by_rcut = {float(k): v[2] for k, v in settings["cutoff_cv"].items()}
-                assert {round(r - rcut, 4) for r in by_rcut} == set(SNAP_CUTOFF_OFFSETS)
-                by_twojmax = {int(k): v[2] for k, v in settings["twojmax_cv"].items()}
-                assert twojmax in by_twojmax and set(by_twojmax) - {twojmax} <= {twojmax + d for d in SNAP_TWOJMAX_OFFSETS}
-                assert by_twojmax[twojmax] == min(by_rcut.values())
-                best = min(by_twojmax, key=by_twojmax.get)
-                assert descriptor["twojmax"] == best
-                assert descriptor["rcutfac"] == pytest.approx(min(by_rcut, key=by_rcut.get))
+            # cutoff cross-validated among the study's ± offsets at its 2Jmax, then 2Jmax at that cutoff
+            settings = entry["settings"]
+            by_rcut = {float(k): v[2] for k, v in settings["cutoff_cv"].items()}
+            assert {round(r - rcut, 4) for r in by_rcut} == set(SNAP_CUTOFF_OFFSETS)
+            by_twojmax = {int(k): v[2] for k, v in settings["twojmax_cv"].items()}
+            assert twojmax in by_twojmax and set(by_twojmax) - {twojmax} <= {twojmax + d for d in SNAP_TWOJMAX_OFFSETS}
+            assert by_twojmax[twojmax] == min(by_rcut.values())
+            best = min(by_twojmax, key=by_twojmax.get)
+            assert descriptor["twojmax"] == best
+            assert descriptor["rcutfac"] == pytest.approx(min(by_rcut, key=by_rcut.get))
             assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
                 (0.5, 0.99363, 0.0, False)
         if model in ("snap", "qsnap", "ace", "ace_td"):
@@ -323,9 +375,6 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
                 assert list(cfg.data.group_weights[group]) == pytest.approx([we, wf, ws * EV_PER_A3_IN_GPA], rel=1e-12)
             assert cfg.model.solver.get("alpha", 0.0) == pytest.approx(entry["settings"]["ridge_alpha"], rel=1e-12)
             assert cfg.model.solver.get("scale_columns", False) == entry["settings"].get("scale_columns", False)
-        else:
-            assert list(cfg.model.hidden) == entry["settings"]["hidden"]
-            assert cfg.model.loss.energy == entry["settings"]["energy_weight"]
 
 
 def test_best_experiment_is_the_tables_best_model():
@@ -386,22 +435,13 @@ def test_ace_cutoff_is_chosen_by_training_cross_validation():
     assert 2.0 <= data.cutoff_scores[5.1] < data.cutoff_scores[2.6]
 
 
-def _exact_best_elements() -> list[str]:
-    """Elements whose best model (``mlearn_<el>_best``) is an exact fit, which its experiment reproduces to 1e-6."""
-    from mlearn_study import mlearn_published as published
-
-    results = json.loads((ROOT / "docs" / "mlearn_benchmark" / "results.json").read_text())
-    script = _script()
-    return [el for el in published.ELEMENTS
-            if script.best_model(results, el)["model"] in ("snap", "qsnap", "ace", "ace_td")]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-@pytest.mark.parametrize("element", _exact_best_elements())
+@pytest.mark.parametrize("element", ["Ni", "Cu", "Li", "Mo", "Si", "Ge"])
 def test_best_experiment_reproduces_the_table(element, tmp_path):
-    """``python train.py experiment=mlearn_<el>_best``, as a user runs it, gives the table's test errors
-    of the element's best model to 1e-6 (an exact fit: the same rows, weights and solver)."""
+    """``python train.py experiment=mlearn_<el>_best``, as a user runs it, gives the table's test errors of the
+    element's best model: to 1e-6 for an exact fit (the same rows, weights and solver), to the accuracy issue's
+    2 % for a network (the same Lightning run; only the thread count may differ)."""
     from cli_helpers import metrics, run_cli
 
     results = json.loads((ROOT / "docs" / "mlearn_benchmark" / "results.json").read_text())
@@ -410,5 +450,6 @@ def test_best_experiment_reproduces_the_table(element, tmp_path):
                    timeout=3500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     test = metrics(tmp_path)["test"]["all"]
-    assert 1000 * test["energy_mae"] == pytest.approx(entry["energy_mae"], rel=1e-6)
-    assert test["force_mae"] == pytest.approx(entry["force_mae"], rel=1e-6)
+    tolerance = 0.02 if entry["model"] in ("snap_nn", "ace_nn") else 1e-6
+    assert 1000 * test["energy_mae"] == pytest.approx(entry["energy_mae"], rel=tolerance)
+    assert test["force_mae"] == pytest.approx(entry["force_mae"], rel=tolerance)

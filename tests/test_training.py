@@ -192,6 +192,61 @@ def test_mlp_with_linear_term_starts_at_the_exact_linear_fit(tmp_path):
     torch.testing.assert_close(loaded(batch, stress=False)["energy"].detach(), a["energy"].detach(), rtol=1e-12, atol=0)
 
 
+def test_training_keeps_its_start_when_no_epoch_beats_it_on_validation(tmp_path, caplog):
+    """A network whose linear term starts at the exact fit, trained with a rate that wrecks it: every epoch is
+    worse on validation than the start, so the run returns the start (the exact linear fit) and no checkpoint;
+    with a sane rate an epoch beats the start and the run returns the best checkpoint's weights."""
+    import logging
+
+    from mliap_torch.fitting.exact_fit import fit_exact
+
+    wrecked = config(["model=snap_nn", "model.optimizer.lr=0.3", "trainer.max_epochs=2", "data.val_fraction=0.25",
+                      "trainer.divergence_factor=1e12", "active_set.enabled=false"])
+    with caplog.at_level(logging.INFO, logger="mliap_torch.training.run"):
+        result = run(wrecked, tmp_path / "wrecked")
+    assert result is not None and result.checkpoint is None
+    assert "stay better on validation than every epoch" in caplog.text
+    val = [float(v) for v in epoch_losses(tmp_path / "wrecked", "val/loss")]
+    assert len(val) == 2
+    data = load_split_data(wrecked.data, wrecked.seed)
+    linear = build_potential(dict(wrecked.descriptor), "linear", result.potential.elements)
+    fit_exact(linear, data.fit, bias=True)
+    batch = make_batch(data.val, result.potential.elements, linear.cutoff)
+    torch.testing.assert_close(result.potential(batch, stress=False)["energy"].detach(),
+                               linear(batch, stress=False)["energy"].detach(), rtol=1e-10, atol=1e-9)
+    sane = run(config(["model=snap_nn", "trainer.max_epochs=3", "data.val_fraction=0.25", "active_set.enabled=false"]),
+               tmp_path / "sane")
+    assert sane is not None and sane.checkpoint is not None and sane.checkpoint.name == "best.ckpt"
+    # the start's score is the loss Lightning logs: the returned (best) weights score the best val/loss
+    module = PotentialModule(sane.potential.settings(), loss_weights={"energy": 10.0, "forces": 1.0, "stress": 0.0},
+                             use_config_weights=False)
+    module.potential.load_state_dict(sane.potential.state_dict())
+    batches = [make_batch(data.val[k:k + 4], sane.potential.elements, sane.potential.cutoff)
+               for k in range(0, len(data.val), 4)]
+    assert module.mean_loss(batches) == pytest.approx(min(epoch_losses(tmp_path / "sane", "val/loss")), rel=1e-9)
+
+
+def test_mlp_linear_start_takes_the_solver_options():
+    """``initialize_mlp(..., options)``: the linear term starts from the exact fit with those solver settings
+    (a ridge here, ``model.solver`` in a run), not the plain least squares."""
+    from mliap_torch.fitting.exact_fit import fit_exact
+    from mliap_torch.fitting.options import FitOptions
+
+    configs = builtin_dataset()[::10]
+    settings = {"type": "bispectrum", "twojmax": 4, "rcutfac": 4.1, "radelem": 0.5, "wj": 1.0}
+    ridge = FitOptions.build({"solver": "ridge", "alpha": 1e-2, "bias": True})
+    mlp = build_potential(settings, "mlp", ["Cu", "Ni"], hidden=[8], linear_term=True)
+    initialize_mlp(mlp, configs, batch_size=8, options=ridge)
+    batch = make_batch(configs, ["Cu", "Ni"], mlp.cutoff)
+    energies = {}
+    for name, options in (("ridge", ridge), ("plain", None)):
+        linear = build_potential(settings, "linear", ["Cu", "Ni"])
+        fit_exact(linear, configs, options=options, bias=True)
+        energies[name] = linear(batch, stress=False)["energy"].detach()
+    assert float((energies["ridge"] - energies["plain"]).abs().max()) > 1e-3
+    torch.testing.assert_close(mlp(batch, stress=False)["energy"].detach(), energies["ridge"], rtol=1e-10, atol=1e-9)
+
+
 @pytest.mark.lammps
 def test_run_exports_checks_and_runs_md_in_lammps(tmp_path):
     """The run's LAMMPS step: files of every route, LAMMPS = torch, a short NVE MD with small drift."""

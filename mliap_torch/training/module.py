@@ -1,7 +1,7 @@
 """The one LightningModule: a :class:`Potential` trained on energies, forces and stresses."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import lightning as L
@@ -79,9 +79,30 @@ class PotentialModule(L.LightningModule):
         return self.potential(batch, forces=self.loss_weights["forces"] > 0 or not self.training,
                               stress=self.loss_weights["stress"] > 0 or not self.training, create_graph=create_graph)
 
-    def _loss(self, pred: dict[str, torch.Tensor], batch: AtomsBatch, stage: str) -> torch.Tensor:
+    def _weighted_loss(self, pred: dict[str, torch.Tensor], batch: AtomsBatch
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one batch (the weighted sum of :func:`loss_terms`) and its terms."""
         terms = loss_terms(pred, batch, self.use_config_weights)
         loss = cast(torch.Tensor, sum(self.loss_weights[k] * v for k, v in terms.items() if self.loss_weights[k] > 0))
+        return loss, terms
+
+    def _eval_predictions(self, batch: AtomsBatch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(all predictions, those the validation loss scores) of one batch."""
+        pred = self.potential(batch, forces=True, stress=True)
+        return pred, {k: pred[k] for k in pred if k == "energy" or self.loss_weights.get(k, 0) > 0}
+
+    def mean_loss(self, batches: Iterable[AtomsBatch]) -> float:
+        """The loss Lightning logs as ``val/loss`` for these batches (their losses averaged with the number of
+        configurations as weight), of the current parameters, outside a Trainer (e.g. before training)."""
+        total, configs = 0.0, 0
+        for batch in batches:
+            loss, _ = self._weighted_loss(self._eval_predictions(batch)[1], batch)
+            total += float(loss.detach()) * batch.num_configs
+            configs += batch.num_configs
+        return total / max(configs, 1)
+
+    def _loss(self, pred: dict[str, torch.Tensor], batch: AtomsBatch, stage: str) -> torch.Tensor:
+        loss, terms = self._weighted_loss(pred, batch)
         n = batch.num_configs
         for k, v in terms.items():
             self.log(f"{stage}/loss_{k}", v.detach(), batch_size=n, on_step=False, on_epoch=True, sync_dist=True)
@@ -103,8 +124,8 @@ class PotentialModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_step(self, batch: AtomsBatch, stage: str) -> None:
-        pred = self.potential(batch, forces=True, stress=True)
-        self._loss({k: pred[k] for k in pred if k == "energy" or self.loss_weights.get(k, 0) > 0}, batch, stage)
+        pred, scored = self._eval_predictions(batch)
+        self._loss(scored, batch, stage)
         if self._metrics is None:
             self._metrics = MetricAccumulator(self.group_names)
         self._metrics.add_predictions(pred["energy"], batch.energy, batch.num_atoms, batch.group,

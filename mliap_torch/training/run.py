@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,8 @@ from .precompute import descriptor_is_frozen
 from .ranks import is_global_zero
 from .setup import build_potential, data_elements, initialize_embedding, initialize_mlp
 from .trainer import build_trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> Run
             timings["exact_fit_design_s"] = fit.timings.get("design", float("nan"))
             timings["exact_fit_solve_s"] = fit.timings.get("solve", float("nan"))
         elif isinstance(potential.head, MLPHead):
-            initialize_mlp(potential, data.fit, cfg.data.batch_size)
+            initialize_mlp(potential, data.fit, cfg.data.batch_size, fit_options(m, getattr(cfg, "fit", None) or FitConfig()))
         elif isinstance(potential.head, EmbeddingHead):
             initialize_embedding(potential, data.fit, cfg.data.batch_size)
     timings["initial_fit_s"] = time.perf_counter() - t1
@@ -204,6 +207,15 @@ def export_to_lammps(export: Any, potential: Potential, check: Sequence[Configur
     return report
 
 
+def _start_on_validation(module: PotentialModule, datamodule: AtomsDataModule) -> tuple[float, dict[str, Any]]:
+    """(validation loss, a copy of the parameters) of the module before training: the start (e.g. the exact
+    linear fit a network's linear term starts from) competes with every epoch for the best validation loss."""
+    datamodule.setup("fit")
+    with torch.enable_grad():
+        loss = module.mean_loss(datamodule.val_dataloader())
+    return loss, {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuration], val: Sequence[Configuration],
                     group_names: Sequence[str], run_dir: Path, dtype: torch.dtype, resume_epoch: int | None = None,
                     callbacks: Sequence[L.Callback] = ()) -> tuple[Potential | None, Path | None]:
@@ -213,6 +225,9 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
     ``resume_epoch`` is its epoch, up to which ``metrics.csv`` is kept). Returns the potential with the
     best validation weights of this run folder's ``checkpoints/best.ckpt`` (the last weights without
     one) and that path; ``(None, None)`` on DDP ranks other than zero. ``callbacks`` go to the trainer.
+    A new run on one process also scores its starting parameters on the validation set first; when no epoch
+    beats them there, it returns them (and no checkpoint path): training never ends worse on validation than
+    its start.
     """
     m = cfg.model
     module = PotentialModule(potential.settings(), group_names=group_names, loss_weights=asdict(m.loss),
@@ -225,11 +240,19 @@ def train_lightning(cfg: Any, potential: Potential, train: Sequence[Configuratio
                                  stored_descriptors=stored, max_stored_gb=m.max_stored_gb, seed=cfg.seed)
     trainer = build_trainer(cfg.trainer, run_dir, has_validation=len(val) > 0, resume_epoch=resume_epoch,
                             callbacks=callbacks)
+    start = _start_on_validation(module, datamodule) if resume_epoch is None and len(val) > 0 and \
+        trainer.world_size == 1 else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return None, None
     callback = cast(ModelCheckpoint | None, trainer.checkpoint_callback)  # build_trainer's ModelCheckpoint
     best_path = callback.best_model_path if callback else None
+    best_score = callback.best_model_score if callback else None
+    if start is not None and best_score is not None and start[0] <= float(best_score):
+        log.info("the starting parameters (val/loss %.6g) stay better on validation than every epoch (best "
+                 "%.6g): the run keeps them", start[0], float(best_score))
+        module.load_state_dict(start[1])
+        return module.potential.cpu(), None
     state = best_weights(run_dir, best_path)
     if state is None or best_path is None:  # a state comes only from a best_path
         return module.potential.cpu(), None

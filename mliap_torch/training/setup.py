@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..descriptors.base import Descriptor
+from ..fitting.options import FitOptions
 from ..models.embedding import EmbeddingHead
 from ..models.heads import LinearHead, MLPHead
 from ..models.potential import Potential
@@ -151,10 +152,12 @@ def initialize_embedding(potential: Potential, configs: Sequence[Configuration],
         head.bias.copy_(torch.as_tensor(offsets, dtype=head.bias.dtype))
 
 
-def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16) -> None:
+def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch_size: int = 16,
+                   options: FitOptions | None = None) -> None:
     """Descriptor scaling from ``configs``; then, for a head with a linear term, the exact weighted
-    least-squares linear fit to ``configs`` (:func:`~mliap_torch.fitting.exact_fit.fit_exact`, the
-    configurations' own weights) as the starting point, else per-element energy offsets by least squares."""
+    least-squares linear fit to ``configs`` (:func:`~mliap_torch.fitting.exact_fit.fit_exact` with the
+    solver ``options``, e.g. a ridge, and the configurations' own weights) as the starting point, else
+    per-element energy offsets by least squares."""
     head = potential.head
     assert isinstance(head, MLPHead)
     mean, std = descriptor_statistics(potential, configs, batch_size)
@@ -164,7 +167,7 @@ def initialize_mlp(potential: Potential, configs: Sequence[Configuration], batch
 
         linear = Potential(potential.descriptor, LinearHead(len(potential.elements), head.num_descriptors),
                            potential.reference).to(torch.float64)
-        fit_exact(linear, configs, bias=True, keep_rows="disk")
+        fit_exact(linear, configs, options=options, bias=True, keep_rows="disk")
         head.start_from_linear(linear.head.coefficients().detach())
         return
     ref = reference_energies(potential, configs, batch_size)

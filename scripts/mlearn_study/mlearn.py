@@ -658,74 +658,6 @@ def fit_snap_cell(element: str, model: str, train: Sequence[Configuration], test
     return _exact_cell(element, model, potential, fit, test, settings, t0), potential
 
 
-#: Learning rate of networks that start from the linear fit (small steps keep them near that start).
-LINEAR_START_LR = 3e-4
-
-
-def _linear_start(rows: RowSet, num_configs: int, folds: int, seed: int) -> torch.Tensor:
-    """(1, 1 + K) coefficients of the cross-validated linear fit (score ``E/min E + F/min F``) of ``rows``."""
-    return torch.from_numpy(exact_fit(rows, num_configs, None, WEIGHT_GRID, folds, seed).x)[None, :]
-
-
-def _nn_cell(element: str, model: str, descriptor, train: Sequence[Configuration], jacobians, test, *,
-             hidden: Sequence[int], minutes: float, energy_weight: float, val_fraction: float, seed: int,
-             settings: dict, t0: float, linear_start: torch.Tensor | None = None) -> tuple[CellResult, Potential]:
-    """Train an MLP head on precomputed descriptors/Jacobians (float32; float64 with ``linear_start``), score
-    the torch potential on ``test``;
-    with ``linear_start`` the head has a linear term started from those coefficients."""
-    from .nn_fit import JacobianSet, predict, train_mlp_head
-
-    # float64 with a linear start: nearly constant descriptors (tiny spread) standardised in float32
-    # would carry rounding errors of the linear fit's size into its energies
-    data = JacobianSet.build(train, jacobians, dtype=torch.float32 if linear_start is None else torch.float64)
-    n = len(train)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    nval = max(1, int(round(val_fraction * n)))
-    head, info = train_mlp_head(data.subset(perm[nval:]), data.subset(perm[:nval]), hidden=hidden,
-                                energy_weight=energy_weight, minutes=minutes, seed=seed, linear_start=linear_start,
-                                lr=LINEAR_START_LR if linear_start is not None else 3e-3)
-    potential = Potential(descriptor, head)
-    fit_seconds = time.perf_counter() - t0
-    e_train, f_train = (t.detach() for t in predict(head.to(data.B.dtype), data))
-    head.to(torch.float64)
-    scores = score_on_test(potential, test)
-    settings = {**settings, "hidden": list(info.hidden), "activation": "silu", "energy_weight": energy_weight,
-                "lr": info.lr, "batch_configs": info.batch_configs, "epochs": info.epochs,
-                "best_epoch": info.best_epoch, "train_seconds": info.seconds, "val_configs": nval,
-                "train_configs": n - nval, "linear_term": linear_start is not None}
-    cell = CellResult(element=element, model=model, **scores,
-                      train_energy_mae=1000 * float((e_train - data.energy).abs().mean()),
-                      train_force_mae=float((f_train - data.forces).abs().mean()), settings=settings,
-                      weights=None, fit_seconds=fit_seconds, num_parameters=sum(p.numel() for p in head.parameters()))
-    return cell, potential
-
-
-def fit_snap_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], *,
-                     rcut: float | None = None, twojmax: int | None = None, hidden: Sequence[int] = (64, 64),
-                     minutes: float = 3.0, energy_weight: float = 1000.0, val_fraction: float = 0.1,
-                     seed: int = 0, linear_start: bool = True, folds: int = 5) -> tuple[CellResult, Potential]:
-    """SNAP+NN: an MLP head on the study's SNAP bispectrum (``rcut``/``twojmax`` default to it), trained
-    on energies and forces (:func:`~mlearn_study.nn_fit.train_mlp_head`, ``minutes`` of wall
-    time) with descriptors and Jacobians from LAMMPS; ``val_fraction`` of the training configurations
-    pick the best epoch. With ``linear_start`` the head has a linear term started from the
-    cross-validated linear SNAP fit. Test errors come from the torch ``Potential(Bispectrum, MLPHead)``."""
-    from .snap_rows import snap_jacobian
-
-    t0 = time.perf_counter()
-    rc0, tj0 = study_settings(element, "snap")
-    rcut = rc0 if rcut is None else rcut
-    twojmax = tj0 if twojmax is None else twojmax
-    descriptor = make_bispectrum(element, rcut, twojmax)
-    settings = {"rcut": rcut, "twojmax": twojmax, "rfac0": published.RFAC0, "rmin0": published.RMIN0,
-                "radelem": published.RADELEM, "bzeroflag": 0}
-    start = None
-    if linear_start:
-        start = _linear_start(RowSet.build(train, snap_rows(list(train), descriptor, False)), len(train), folds, seed)
-    return _nn_cell(element, "snap_nn", descriptor, train, snap_jacobian(list(train), descriptor), test,
-                    hidden=hidden, minutes=minutes, energy_weight=energy_weight, val_fraction=val_fraction,
-                    seed=seed, settings=settings, t0=t0, linear_start=start)
-
-
 #: ACE basis of the benchmark (ranks 1–4, 77 functions).
 ACE_BASIS = {"nradmax_by_orders": [8, 4, 2, 1], "lmax_by_orders": [0, 3, 2, 1], "radial_basis": "ChebExpCos",
              "radial_parameters": 5.25, "dcut": 0.01}
@@ -741,12 +673,11 @@ def make_ace(element: str, rcut: float | None = None, basis: dict | None = None)
 
 @dataclass
 class AceData:
-    """ACE descriptor of an element with the rows and Jacobians of its training set (shared by ACE and
-    ACE+NN); ``cutoff_scores`` maps each cutoff tried by :func:`select_ace_cutoff` to its CV score."""
+    """ACE descriptor of an element with the rows of its training set; ``cutoff_scores`` maps each cutoff
+    tried by :func:`select_ace_cutoff` to its CV score."""
 
     descriptor: object
     rows: list
-    jacobians: list
     seconds: float
     cutoff_scores: dict[float, float] | None = None
 
@@ -757,13 +688,12 @@ ACE_CUTOFF_OFFSETS = (0.0, 0.35, 0.7)
 
 def ace_data(element: str, train: Sequence[Configuration], rcut: float | None = None,
              basis: dict | None = None) -> AceData:
-    """Rows and Jacobians of the training set from torch autograd (:mod:`~mlearn_study.torch_rows`)."""
-    from .torch_rows import torch_rows_and_jacobians
+    """Rows of the training set from torch autograd (:mod:`~mlearn_study.torch_rows`)."""
+    from .torch_rows import torch_rows
 
     t0 = time.perf_counter()
     descriptor = make_ace(element, rcut, basis)
-    rows, jacobians = torch_rows_and_jacobians(list(train), descriptor)
-    return AceData(descriptor, rows, jacobians, time.perf_counter() - t0)
+    return AceData(descriptor, torch_rows(list(train), descriptor), time.perf_counter() - t0)
 
 
 def select_ace_cutoff(element: str, train: Sequence[Configuration], cutoffs: Sequence[float],
@@ -773,22 +703,19 @@ def select_ace_cutoff(element: str, train: Sequence[Configuration], cutoffs: Seq
 
     Every (cutoff, weights, ridge) candidate gets the score ``E_cv / min E_cv + F_cv / min F_cv``, the
     minima taken over all candidates of all cutoffs; a cutoff's score is its best candidate's.
-    The test set plays no part. Only the rows of the candidates are kept while scoring (the Jacobians
-    of a large training set take gigabytes); the chosen cutoff's data are computed once more.
+    The test set plays no part.
     """
     t0 = time.perf_counter()
     candidates = []
     for rcut in cutoffs:
         data = ace_data(element, train, rcut=rcut, basis=basis)
-        data.jacobians = []                      # only the chosen cutoff's are kept (recomputed below)
         selection, _ = select_weights(RowSet.build(train, data.rows), len(train), grid, folds, seed, None)
         candidates.append((float(rcut), data, selection.table))
     pooled = [r for _, _, table in candidates for r in table]
     min_e, min_f = min(r[4] for r in pooled), min(r[5] for r in pooled)
     scores = {rcut: min(r[4] / min_e + r[5] / min_f for r in table) for rcut, _, table in candidates}
     chosen = min(scores, key=scores.get)
-    candidates.clear()
-    best = ace_data(element, train, rcut=chosen, basis=basis)
+    best = next(data for rcut, data, _ in candidates if rcut == chosen)
     best.cutoff_scores = scores
     best.seconds = time.perf_counter() - t0
     return best
@@ -810,22 +737,6 @@ def fit_ace_cell(element: str, train: Sequence[Configuration], test: Sequence[Co
                 "cutoff_cv_scores": data.cutoff_scores, "group_weights": fit.selection.group_weights,
                 "group_cv": fit.selection.group_cv, "group_search": fit.selection.group_search}
     return _exact_cell(element, "ace", potential, fit, test, settings, t0), potential
-
-
-def fit_ace_nn_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], data: AceData, *,
-                    hidden: Sequence[int] = (64, 64), minutes: float = 3.0, energy_weight: float = 1000.0,
-                    val_fraction: float = 0.1, seed: int = 0, linear_start: bool = True,
-                    folds: int = 5) -> tuple[CellResult, Potential]:
-    """ACE+NN: an MLP head on the ACE descriptors, trained like SNAP+NN (with ``linear_start``, from the
-    cross-validated linear ACE fit)."""
-    t0 = time.perf_counter() - data.seconds
-    s = data.descriptor.settings()
-    settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_BASIS},
-                "num_functions": data.descriptor.num_descriptors, "cutoff_cv_scores": data.cutoff_scores}
-    start = _linear_start(RowSet.build(train, data.rows), len(train), folds, seed) if linear_start else None
-    return _nn_cell(element, "ace_nn", data.descriptor, train, data.jacobians, test, hidden=hidden, minutes=minutes,
-                    energy_weight=energy_weight, val_fraction=val_fraction, seed=seed, settings=settings, t0=t0,
-                    linear_start=start)
 
 
 #: The large ACE of the benchmark: a total-degree basis of ranks 1–5 (1004 functions for one element),
@@ -855,10 +766,10 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
     ridge and smoothness-prior power chosen together by cross-validation on the training set, every
     (power, weights, ridge) candidate scored ``E/min E + F/min F`` over all of them."""
     t0 = time.perf_counter()
-    from .torch_rows import torch_rows_and_jacobians
+    from .torch_rows import torch_rows
 
     descriptor = make_ace(element, rcut, basis or ACE_TD_BASIS)
-    rows = RowSet.build(train, torch_rows_and_jacobians(list(train), descriptor, jacobians=False)[0])
+    rows = RowSet.build(train, torch_rows(list(train), descriptor))
     fits = {p: exact_fit(rows, len(train), None, grid, folds, seed, prior=smoothness_prior(descriptor, p))
             for p in powers}
     pooled = [r for fit in fits.values() for r in fit.selection.table]
@@ -885,12 +796,16 @@ def bulk_cell(element: str, atoms: int = 1500):
 def deploy_route(potential: Potential) -> str:
     """The LAMMPS route a user deploys: native ``pair_style snap`` for linear/quadratic bispectrum
     models, ``pair_style pace`` for ACE that PACE can hold (linear ACE; C++, about 4× faster than the
-    unified route on the 77-function basis), ML-IAP unified otherwise."""
-    from mliap_torch.export.lammps_export import native_snap_supported, pace_supported
+    unified route on the 77-function basis), the compiled plugin (``scripts/build_plugin.sh``: C++
+    descriptor, TorchScript head) for the networks when it is built, ML-IAP unified otherwise."""
+    from mliap_torch.export.lammps_export import native_snap_supported, pace_supported, plugin_supported
+    from mliap_torch.lammps import plugin_library
 
     if native_snap_supported(potential):
         return "snap"
-    return "pace" if pace_supported(potential) else "unified"
+    if pace_supported(potential):
+        return "pace"
+    return "plugin" if plugin_library() is not None and plugin_supported(potential) else "unified"
 
 
 def md_cost(potential: Potential, structure, steps: int = 100, folder: str | Path | None = None,

