@@ -147,16 +147,25 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
 
 
 def measure_cost(cell: dict, potential: Potential, args: argparse.Namespace) -> None:
-    """Add the LAMMPS MD cost (µs/atom-step, deployed route) to a result entry; on failure a note says why.
+    """Add the LAMMPS MD cost (µs/atom-step, deployed route; the unified route where the compiled plugin
+    fails on a model) to a result entry; on failure a note says why.
     SNAP/qSNAP entries also get ``study_cost_us``: the cost of the same kernel with the study's cutoff
     and 2Jmax, timed with zero coefficients (the kernel's cost does not depend on their values, and
     our coefficients on another cutoff's descriptor are no potential to run MD with)."""
-    notes = [n for n in cell.get("notes", []) if not n.startswith("MD cost not measured")]
+    notes = [n for n in cell.get("notes", []) if not n.startswith(("MD cost not measured", "the plugin route failed"))]
     try:
         route = deploy_route(potential)
         steps = args.md_steps_unified if route == "unified" else args.md_steps
         structure = bulk_cell(cell["element"], args.md_atoms)
-        seconds, route = md_cost(potential, structure, steps=steps, route=route)
+        try:
+            seconds, route = md_cost(potential, structure, steps=steps, route=route)
+        except Exception as exc:  # the compiled plugin could not take this model: the unified route can
+            if route != "plugin":
+                raise
+            notes.append(f"the plugin route failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                         "timed through unified")
+            steps = args.md_steps_unified
+            seconds, route = md_cost(potential, structure, steps=steps, route="unified")
         cell["cost_us"], cell["cost_route"] = 1e6 * seconds, route
         if cell["model"] in ("snap", "qsnap"):
             rcut, twojmax = study_settings(cell["element"], cell["model"])
@@ -358,7 +367,8 @@ def experiment_config(entry: dict) -> str:
     if model in LINEAR_OF:
         lines += [f"# Adam on energies and forces from the exact fit of {MODEL_LABELS[LINEAR_OF[model]]} (its cross-validated",
                   "# row weights data.group_weights and its model.solver), a cosine decay over max_epochs; the epoch",
-                  "# with the lowest val/loss is kept (early stopping on the validation split of training.json)."]
+                  "# with the lowest val/loss, or the start if no epoch beats it, is kept (early stopping on the",
+                  "# validation split of training.json)."]
         return "\n".join(lines + yaml_lines(s["experiment"])) + "\n"
     weights = group_weights(entry)
     ws = entry["weights"][2]

@@ -20,6 +20,7 @@ import yaml
 
 import mliap_torch
 from mliap_torch.data.configuration import Configuration
+from mliap_torch.errors import TrainingDivergedError
 from mliap_torch.models.potential import Potential
 
 from .mlearn import EV_PER_A3_IN_GPA, CellResult, score_on_test
@@ -47,6 +48,8 @@ NN_BATCH_CONFIGS = 4
 """Configurations per minibatch."""
 NN_VAL_FRACTION = 0.1
 """Fraction of training.json held out to choose the epoch (never the test set)."""
+NN_GRADIENT_CLIP = 1.0
+"""Gradient-norm clip of a network trained again after its first run diverged (``trainer.gradient_clip_val``)."""
 
 
 def group_weights(entry: dict) -> dict[str, list[float]]:
@@ -158,7 +161,9 @@ def fit_nn_cell(element: str, model: str, sections: dict[str, Any], test: Sequen
                 data: Path, max_configs: int | None = None) -> tuple[CellResult, Potential]:
     """Train the network of the experiment ``sections`` (:func:`nn_experiment`) by the package's run in
     ``run_dir`` (mlearn files under ``data``; the first ``max_configs`` of each set when given; no LAMMPS
-    step, plots or active set, which do not change the model), and score it on ``test``."""
+    step, plots or active set, which do not change the model), and score it on ``test``. A run that
+    diverges (the package's divergence guard) is trained again from the start with gradients clipped at
+    :data:`NN_GRADIENT_CLIP`; the cell's experiment then records that setting."""
     from mliap_torch.training.run import run
 
     t0 = time.perf_counter()
@@ -166,8 +171,21 @@ def fit_nn_cell(element: str, model: str, sections: dict[str, Any], test: Sequen
                  "active_set.enabled=false", "trainer.enable_progress_bar=false"]
     if max_configs:
         overrides.append(f"data.max_configs={max_configs}")
-    cfg, resolved = compose_experiment(model, sections, overrides)
-    result = run(cfg, run_dir, resolved)
+
+    def train_run(sections: dict[str, Any], folder: Path):
+        cfg, resolved = compose_experiment(model, sections, overrides)
+        return run(cfg, folder, resolved)
+
+    notes = []
+    try:
+        result = train_run(sections, run_dir)
+    except TrainingDivergedError as exc:
+        # a minibatch loss far above the best epoch's: train again from the start with clipped gradients
+        sections = {**sections, "trainer": {**sections["trainer"], "gradient_clip_val": NN_GRADIENT_CLIP}}
+        notes.append(f"the first run diverged ({str(exc).split(':')[0]}); trained again with "
+                     f"trainer.gradient_clip_val={NN_GRADIENT_CLIP}")
+        run_dir = run_dir.with_name(run_dir.name + "_clipped")
+        result = train_run(sections, run_dir)
     if result is None:
         raise RuntimeError(f"{element}/{model}: the training run in {run_dir} returned no model")
     potential = result.potential.to(torch.float64)
@@ -175,15 +193,16 @@ def fit_nn_cell(element: str, model: str, sections: dict[str, Any], test: Sequen
     history = validation_history(run_dir)
     # no checkpoint: no epoch beat the start (the linear fit) on validation, and the run kept the start
     best_epoch = min(history, key=lambda h: h[1])[0] if history and result.checkpoint is not None else -1
-    train = result.metrics["train"]["all"]
+    train_errors = result.metrics["train"]["all"]
     settings = {"experiment": sections, "rcut": float(potential.cutoff), "num_functions": potential.descriptor.num_descriptors,
                 "epochs": len(history), "best_epoch": best_epoch, "timings": result.timings}
     if "twojmax" in sections["descriptor"]:
         settings["twojmax"] = sections["descriptor"]["twojmax"]
     cell = CellResult(element=element, model=model, **score_on_test(potential, test),
-                      train_energy_mae=1000 * float(train["energy_mae"]), train_force_mae=float(train["force_mae"]),
+                      train_energy_mae=1000 * float(train_errors["energy_mae"]),
+                      train_force_mae=float(train_errors["force_mae"]),
                       settings=settings, fit_seconds=fit_seconds,
-                      notes=[f"trained {len(history)} epochs, kept "
+                      notes=[*notes, f"trained {len(history)} epochs, kept "
                              + (f"epoch {best_epoch}" if best_epoch >= 0 else "the linear start") + " (lowest val/loss)"],
                       num_parameters=sum(p.numel() for p in potential.head.parameters()))
     return cell, potential
