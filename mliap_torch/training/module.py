@@ -172,5 +172,7 @@ class PotentialModule(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=s["factor"], patience=s["patience"],
                                                              min_lr=s["min_lr"])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss",
+        # a run without a validation set (build_trainer: limit_val_batches=0) follows the training loss
+        monitor = "train/loss" if self.trainer.limit_val_batches == 0 else "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": monitor,
                                                          "interval": "epoch"}}
