@@ -16,10 +16,13 @@ minutes per structure, so it is left out for ``inp`` unless ``--torch-chemflag``
 timed as ``run 0`` with the compute evaluated minus ``run 0`` without it (neighbour lists in both).
 One thread (``--threads``); best of ``--repeats``.
 
-With ``--ace`` it also times ``ACE.pair_jacobian`` for the mlearn study's ACE basis (ranks 1-4,
-``mlearn_study.mlearn.ACE_BASIS``, at the element's SNAP cutoff) next to the bispectrum's (the study's
-SNAP settings, LAMMPS' SNA route) on each element's 250-atom bulk cell; there is no LAMMPS reference for
-ACE here (the build has no ML-PACE).
+With ``--ace`` it also times ``ACE.pair_jacobian`` for the mlearn study's two ACE bases (ranks 1-4,
+``mlearn_study.mlearn.ACE_BASIS``, 77 functions; total degree, ``ACE_TD_BASIS``, 1004 functions; at the
+element's SNAP cutoff) against K backward passes through the whole descriptor, one per function (the
+generic ``Descriptor.pair_jacobian`` in its simplest form; the largest difference of the two is printed),
+next to the bispectrum's
+(the study's SNAP settings, LAMMPS' SNA route) on each element's 250-atom bulk cell; there is no LAMMPS
+reference for ACE here (the build has no ML-PACE).
 
     .venv/bin/python scripts/bench_jacobian.py                 # all three cases
     .venv/bin/python scripts/bench_jacobian.py --cases wbe --repeats 5
@@ -130,14 +133,16 @@ def best_seconds(run, repeats: int) -> float:
     return min(times)
 
 
-def time_pair_jacobian(d, atoms: Atoms, route: str | None, repeats: int) -> float:
+def time_pair_jacobian(d, atoms: Atoms, route: str | None, repeats: int, method=None) -> float:
     """Seconds per atom of ``d.pair_jacobian`` (best of ``repeats``; pair list excluded); ``route`` ``sna`` or
-    ``torch`` for a bispectrum, None for other descriptors."""
+    ``torch`` for a bispectrum, None for other descriptors; ``method`` another implementation, called as
+    ``method(d, rij, pair_i, pair_j, species, num_atoms)``."""
     if route is not None:
         d.sna_jacobian = route == "sna"
     batch = make_batch([Configuration.from_ase(atoms)], d.elements, d.cutoff)
     rij = batch.rij().detach()
-    return best_seconds(lambda: d.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms),
+    jacobian = method or type(d).pair_jacobian
+    return best_seconds(lambda: jacobian(d, rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms),
                         repeats) / len(atoms)
 
 
@@ -176,20 +181,46 @@ def main() -> None:
 
 
 def ace_rows(elements: list[str], repeats: int) -> None:
-    """µs/atom of ACE.pair_jacobian (the mlearn study's basis) and of the bispectrum's at the study's SNAP
-    settings, per element."""
-    from mlearn_study.mlearn import bulk_cell, make_ace, make_bispectrum, study_settings
+    """µs/atom of ACE.pair_jacobian (forward mode through the product tree) for the mlearn study's two ACE
+    bases, against the K vector–Jacobian products of the generic ``Descriptor.pair_jacobian`` on the same
+    cell (the agreement printed), and of the bispectrum's at the study's SNAP settings, per element."""
+    from mlearn_study.mlearn import ACE_BASIS, ACE_TD_BASIS, bulk_cell, make_ace, make_bispectrum, study_settings
 
-    print("\n| element | atoms | ACE functions | ACE pair_jacobian µs/atom | SNAP 2Jmax | bispectrum (SNA) µs/atom |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| element | atoms | ACE functions | ACE pair_jacobian µs/atom | K backward passes µs/atom | speed-up "
+          "| max abs difference | SNAP 2Jmax | bispectrum (SNA) µs/atom |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for element in elements:
         atoms = bulk_cell(element, 250)
-        ace = make_ace(element)
-        ace_seconds = time_pair_jacobian(ace, atoms, None, repeats)
         rcut, twojmax = study_settings(element, "snap")
         snap = time_pair_jacobian(make_bispectrum(element, rcut, twojmax), atoms, "sna", repeats)
-        print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {ace_seconds * 1e6:.0f} | {twojmax} | "
-              f"{snap * 1e6:.0f} |", flush=True)
+        for basis in (ACE_BASIS, ACE_TD_BASIS):
+            ace = make_ace(element, rcut, basis)
+            ours = time_pair_jacobian(ace, atoms, None, repeats)
+            generic = time_pair_jacobian(ace, atoms, None, 1, backward_pass_jacobian)
+            difference = pair_jacobian_difference(ace, atoms)
+            print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {ours * 1e6:.0f} | {generic * 1e6:.0f} | "
+                  f"{generic / ours:.1f} | {difference:.1e} | {twojmax} | {snap * 1e6:.0f} |", flush=True)
+
+
+def backward_pass_jacobian(d, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
+                           num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B and dB (npairs, 3, K) by K backward passes of ``Σ_i B_ik`` through the whole descriptor, one at a time
+    (the vmap-batched form of ``Descriptor.pair_jacobian`` needs K copies of the graph: 24 GB for 1004
+    functions on 256 atoms)."""
+    rij = rij.detach().requires_grad_(True)
+    with torch.enable_grad():
+        total = d(rij, pair_i, pair_j, species, num_atoms)
+        columns = [torch.autograd.grad(total[:, k].sum(), rij, retain_graph=True)[0] for k in range(total.shape[1])]
+    return total.detach(), torch.stack(columns, dim=2)
+
+
+def pair_jacobian_difference(ace, atoms: Atoms) -> float:
+    """Largest |dB| difference between ``ACE.pair_jacobian`` and :func:`backward_pass_jacobian`."""
+    batch = make_batch([Configuration.from_ase(atoms)], ace.elements, ace.cutoff, dtype=torch.float64)
+    args = (batch.rij().detach(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
+    _, ours = ace.pair_jacobian(*args)
+    _, generic = backward_pass_jacobian(ace, *args)
+    return float((ours - generic).abs().max())
 
 
 if __name__ == "__main__":

@@ -402,61 +402,85 @@ class ACE(Descriptor):
             Be = torch.zeros((self._num_descriptors, A1e.shape[1]), dtype=dtype, device=device)
             rank1 = A1e.index_select(0, getattr(self, f"rank1_{e}_index")) * getattr(self, f"rank1_{e}_coefficient").to(dtype)
             Be = Be.index_add(0, getattr(self, f"rank1_{e}_column"), rank1)
-            level = {1: Ae}
-            for k in self._levels[e]:
-                level[k] = (level[k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_left")) *
-                            level[k - k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_right")))
-                if k in self._ranks[e]:
-                    terms = level[k].index_select(0, getattr(self, f"table_{e}_{k}_node"))
-                    coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(dtype)
-                    Be = Be.index_add(0, getattr(self, f"table_{e}_{k}_column"), terms * coefficient)
+            level = self._tree_levels(e, Ae)
+            for k in self._ranks[e]:
+                terms = level[k].index_select(0, getattr(self, f"table_{e}_{k}_node"))
+                coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(dtype)
+                Be = Be.index_add(0, getattr(self, f"table_{e}_{k}_column"), terms * coefficient)
             out = Be if rows is None else out.index_copy(1, rows, Be)
         return out.T
 
+    def _tree_levels(self, e: int, Ae: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The product-tree nodes of central element ``e``: level k (nodes_k, n) from level 1 = Ae
+        (nel·nradmax·(lmax+1)², n), descriptor-major (one column per atom or pair)."""
+        level = {1: Ae}
+        for k in self._levels[e]:
+            level[k] = (level[k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_left")) *
+                        level[k - k // 2].index_select(0, getattr(self, f"tree_{e}_{k}_right")))
+        return level
+
+    def _b_tangent(self, e: int, level: dict[int, torch.Tensor], tangent1: torch.Tensor,
+                   tangent: torch.Tensor) -> torch.Tensor:
+        """(K, n, 3) derivatives of the B functions of central element ``e`` along the tangents of A1
+        (nel·nradbase, n, 3) and A (nel·nradmax·(lmax+1)², n, 3), at the product-tree nodes ``level``
+        (:meth:`_tree_levels`, level k (nodes_k, n)): the product rule, node by node."""
+        out = tangent1.new_zeros((self._num_descriptors,) + tuple(tangent1.shape[1:]))
+        coefficient1 = getattr(self, f"rank1_{e}_coefficient").to(tangent1.dtype)[:, :, None]
+        out.index_add_(0, getattr(self, f"rank1_{e}_column"),
+                       tangent1.index_select(0, getattr(self, f"rank1_{e}_index")) * coefficient1)
+        slope = {1: tangent}
+        for k in self._levels[e]:
+            left, right = getattr(self, f"tree_{e}_{k}_left"), getattr(self, f"tree_{e}_{k}_right")
+            a, b = k // 2, k - k // 2
+            slope[k] = torch.addcmul(slope[a].index_select(0, left) * level[b].index_select(0, right)[:, :, None],
+                                     level[a].index_select(0, left)[:, :, None], slope[b].index_select(0, right))
+            if k in self._ranks[e]:
+                coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(tangent.dtype)[:, :, None]
+                out.index_add_(0, getattr(self, f"table_{e}_{k}_column"),
+                               slope[k].index_select(0, getattr(self, f"table_{e}_{k}_node")) * coefficient)
+        return out
+
     @torch.no_grad()
     def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
-                      num_atoms: int, atom_chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+                      num_atoms: int, pair_chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Descriptors B (num_atoms, K) and their per-pair Jacobian dB (npairs, 3, K), ``dB[p, :, k] =
-        ∂B_k(pair_i[p]) / ∂rij[p]``, by the chain rule through the atomic bases.
+        ∂B_k(pair_i[p]) / ∂rij[p]``, in forward mode through the atomic bases.
 
-        A pair enters B only through its own terms of A: ``∂B_i/∂r_p = ∂B_i/∂A_i · ∂A_p/∂r_p``. The
-        first factor (num_atoms, K, width) costs K backward passes over atoms (not pairs), the second
-        three forward-mode passes over the per-pair terms; their product is one batched matrix product
-        per chunk of ``atom_chunk`` atoms (each atom's pairs padded to the chunk's largest count).
+        A pair enters B only through its own terms of A: ``∂B_i/∂r_p = ∂B_i/∂A_i · ∂A_p/∂r_p``. For each
+        pair, the three tangents ``∂A_p/∂r_p`` (forward mode over the pair's terms, nonzero only in the
+        neighbour's element block) go through the product tree of its central atom (:meth:`_b_tangent`),
+        ``pair_chunk`` pairs at a time. The cost grows with the number of pairs and tree nodes, not with K.
         """
         nel, num_atoms = len(self.elements), int(num_atoms)
         centers = species[:num_atoms]
         si, sj = species[pair_i], species[pair_j]
-        with torch.enable_grad():
-            A1, A = (t.detach().requires_grad_(True) for t in self.atomic_base(rij, pair_i, pair_j, species, num_atoms))
-            B = self._b_from_base(A1, A, centers)
-            K = B.shape[1]
-            inputs = (A1, A) if any(self._ranks) else (A1,)
-            columns = [torch.autograd.grad(B[:, k].sum(), inputs, retain_graph=k < K - 1, allow_unused=True,
-                                           materialize_grads=True) for k in range(K)]
-        blocks = [torch.stack([c[m] for c in columns], dim=1).view(num_atoms, K, nel, -1) for m in range(len(inputs))]
-        jac = torch.cat(blocks, dim=3)                                       # (atoms, K, nel, width)
-        width = jac.shape[3]
-        jac = jac.reshape(num_atoms, K, nel * width)
-        dB = rij.new_zeros((rij.shape[0], 3, K))
-        order = torch.argsort(pair_i, stable=True)                          # pairs grouped by central atom
-        pi = pair_i[order]
-        starts = torch.searchsorted(pi, torch.arange(num_atoms + 1, device=rij.device))
-        slot = torch.arange(pi.shape[0], device=rij.device) - starts[pi]
-        for a0 in range(0, num_atoms, atom_chunk):
-            n = min(atom_chunk, num_atoms - a0)
-            p0, p1 = int(starts[a0]), int(starts[a0 + n])
-            if p1 == p0:
-                continue
-            sel = order[p0:p1]
-            dphi = self._pair_features_jacobian(rij[sel], si[sel], sj[sel])          # (p, width, 3)
-            local, s = pi[p0:p1] - a0, slot[p0:p1]
-            nmax = int(s.max()) + 1
-            padded = rij.new_zeros((n, nel, width, nmax, 3))
-            padded[local, sj[sel], :, s, :] = dphi
-            out = torch.bmm(jac[a0:a0 + n], padded.view(n, nel * width, nmax * 3)).view(n, K, nmax, 3)
-            dB[sel] = out[local, :, s, :].transpose(1, 2)
-        return B.detach(), dB
+        A1, A = self.atomic_base(rij, pair_i, pair_j, species, num_atoms)
+        B = self._b_from_base(A1, A, centers)
+        nb, nv = A1.shape[1] // nel, A.shape[1] // nel
+        At = A.T.contiguous()
+        dB = rij.new_zeros((rij.shape[0], 3, B.shape[1]))
+        for e in range(nel):
+            atoms = torch.nonzero(centers == e).squeeze(1)
+            local = torch.full((num_atoms,), -1, dtype=torch.int64, device=rij.device)
+            local[atoms] = torch.arange(atoms.shape[0], device=rij.device)
+            level = self._tree_levels(e, At.index_select(1, atoms))
+            pairs = torch.nonzero(si == e).squeeze(1)
+            slopes = self._pair_features_jacobian(rij[pairs], si[pairs], sj[pairs])          # (pairs, nb + nv, 3)
+            for start in range(0, pairs.shape[0], pair_chunk):
+                chunk = pairs[start:start + pair_chunk]
+                centre, neighbour, n = local[pair_i[chunk]], sj[chunk], chunk.shape[0]
+                dphi = slopes[start:start + n]
+                rows = torch.arange(n, device=rij.device)
+                tangent1 = rij.new_zeros((n, nel, nb, 3))
+                tangent1[rows, neighbour] = dphi[:, :nb]
+                tangent = rij.new_zeros((n, nel, nv, 3))
+                if any(self._ranks):  # else A is zero and has no per-pair terms
+                    tangent[rows, neighbour] = dphi[:, nb:]
+                values = {k: v.index_select(1, centre) for k, v in level.items()}
+                out = self._b_tangent(e, values, tangent1.permute(1, 2, 0, 3).reshape(nel * nb, n, 3),
+                                      tangent.permute(1, 2, 0, 3).reshape(nel * nv, n, 3))
+                dB[chunk] = out.permute(1, 2, 0)
+        return B, dB
 
     def _pair_features_jacobian(self, rij: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """(npairs, width, 3) derivatives of the per-pair terms ``[g, R·Y]`` of :meth:`_pair_features` by
