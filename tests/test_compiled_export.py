@@ -178,7 +178,11 @@ def test_separate_weights_compile_once(package_dir, tmp_path):
     inputs = _inputs(2, 7, 20, 150, 10, seed=4)
     # as packaged: the first model's weights; after load_constants: the second's
     _close(package(*inputs)[0], _eager(first, *inputs)[0], 1e-10)
+    # the compile check (tolerance 1e-6 relative) tells the first model's constants from the second's
+    module = compiled.exportable_module(second, "float64")
+    assert not compiled._matches(package, module, "float64")
     package.load_constants(values, check_full_update=True)
+    assert compiled._matches(package, module, "float64")
     energies, grad = package(*inputs)
     expected_e, expected_g = _eager(second, *inputs)
     _close(energies, expected_e, 1e-10)

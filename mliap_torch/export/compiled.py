@@ -340,8 +340,15 @@ def constants(module: CompiledPotential, names: list[str]) -> dict[str, torch.Te
 
 
 def _matches(package: Any, module: CompiledPotential, dtype: str) -> bool:
-    """The package (with the model's constants loaded) reproduces ``module`` on example inputs."""
-    rtol = 1e-8 if dtype == "float64" else 1e-4
+    """The package (with the model's constants loaded) reproduces ``module`` on example inputs.
+
+    The check is for constants left unreplaced, which move the outputs at the size of the weights'
+    differences; its tolerance (relative to the largest output) leaves room for the compiled kernels'
+    own rounding. The random example inputs lie far from any training configuration, where a network
+    head on standardised descriptors sums large terms: Mo ACE+NN of the mlearn study differs from eager
+    by 1.4e-8 relative in float64 with its own compile-time constants.
+    """
+    rtol = 1e-6 if dtype == "float64" else 1e-4
     args = example_inputs(module, DTYPES[dtype], num_atoms=4, num_all=9, num_pairs=24, seed=1)
     got = package(*args)
     expected = module(*args)
