@@ -2,7 +2,7 @@
 
 For descriptors LAMMPS cannot compute here (ACE: this LAMMPS build has no ML-PACE), the per-pair
 Jacobian ``∂B_{i(p)}/∂r_p`` comes from :func:`mliap_torch.fitting.design.descriptor_and_pair_jacobian`
-(K batched vector–Jacobian products) and gives the rows of a linear model ``E_i = β0 + β·B_i``
+(for ACE, forward mode through its product tree) and gives the rows of a linear model ``E_i = β0 + β·B_i``
 (:class:`~mlearn_study.snap_rows.SnapRows`: energy per atom, forces, stress in the ASE convention).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from mliap_torch.data.batch import make_batch
 from mliap_torch.data.configuration import Configuration
 from mliap_torch.fitting.design import descriptor_and_pair_jacobian
-from mliap_torch.models.potential import voigt
+from mliap_torch.fitting.feature_gradients import virial_sums
 
 from .snap_rows import SnapRows
 
@@ -56,11 +56,9 @@ def torch_rows(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 
         natoms, K = B.shape
         # force rows: F_a = Σ_{p: i(p)=a} dB_p − Σ_{p: j(p)=a} dB_p (per unit coefficient)
         frows = torch.zeros((natoms, 3, K), dtype=dtype).index_add(0, batch.pair_i, dB).index_add(0, batch.pair_j, -dB)
-        # strain derivative per column: Σ_p r_p ⊗ dB_p, per configuration
-        outer = torch.einsum("pa,pbk->pkab", rij, dB)
-        strain = torch.zeros((len(part), K, 3, 3), dtype=dtype).index_add(0, batch.pair_config, outer)
-        volume = batch.volume()
-        srows = voigt(strain) / volume[:, None, None]                          # (nconfigs, K, 6)
+        # strain derivative per column: sym(Σ_p r_p ⊗ dB_p), per configuration, in Voigt order
+        strain = virial_sums(dB, rij, torch.zeros_like(batch.pair_i), batch.pair_config, len(part), 1)[:, 0]
+        srows = strain.transpose(1, 2) / batch.volume()[:, None, None]         # (nconfigs, K, 6)
         offsets = np.cumsum([0] + [c.num_atoms for c in part])
         for local in range(len(part)):
             a0, a1 = int(offsets[local]), int(offsets[local + 1])
