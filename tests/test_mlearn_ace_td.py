@@ -1,6 +1,6 @@
 """The mlearn benchmark's large ACE (total-degree basis, smoothness prior chosen by cross-validation) on a
-small Li subset: the fit is the prior-weighted ridge solution of its rows, its power is the one the
-cross-validation preferred, and the package's exact fit (the Hydra route) reproduces it."""
+small Li subset: the fit is the prior-weighted ridge solution of its rows with its per-group row weights, its
+power is the one the cross-validation preferred, and the package's exact fit (the Hydra route) reproduces it."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,10 +33,18 @@ def li_cell():
     from mliap_torch.data.readers import read_mlearn
 
     folder = shared_data / "mlearn" / "Li"
-    train = read_mlearn(folder / "training.json")[:14]
+    full = read_mlearn(folder / "training.json")
+    train = [c for g in sorted({c.group for c in full}) for c in [x for x in full if x.group == g][:3]]
     test = read_mlearn(folder / "test.json")[:4]
     cell, potential = fit_ace_td_cell("Li", train, test, 5.1, basis=BASIS, powers=(0.0, 2.0, 6.0), grid=GRID, folds=3)
+    # on these 12 configurations (3 per group) the per-group weights win on both fold splits
+    assert cell.settings["group_search"]["kept"] == "groups"
     return train, cell, potential
+
+
+def weights_of(cell, group: str) -> list[float]:
+    """The cell's (energy, force, stress GPa) row weights of a group: per group when the search kept them."""
+    return list((cell.settings.get("group_weights") or {}).get(group, cell.weights))
 
 
 def test_large_ace_fit_is_the_prior_weighted_ridge_solution_of_its_rows(li_cell):
@@ -46,9 +54,11 @@ def test_large_ace_fit_is_the_prior_weighted_ridge_solution_of_its_rows(li_cell)
     assert set(scores) == {0.0, 2.0, 6.0} and s["prior_power"] == min(scores, key=scores.get)
     assert min(scores.values()) >= 2.0 - 1e-12                 # E/min E + F/min F over all candidates
     rows = RowSet.build(train, torch_rows(train, potential.descriptor))
-    we, wf, ws = cell.weights
+    weights = np.array([weights_of(cell, g) for g in rows.group_names]).T                # (3, ngroups)
+    we, wf, ws = (weights[k][rows.config_group[c]][:, None] for k, c in
+                  enumerate((rows.energy_config, rows.force_config, rows.stress_config)))
     A = np.concatenate([we * rows.energy, wf * rows.force, ws * rows.stress])
-    b = np.concatenate([we * rows.energy_target, wf * rows.force_target, ws * rows.stress_target])
+    b = np.concatenate([we[:, 0] * rows.energy_target, wf[:, 0] * rows.force_target, ws[:, 0] * rows.stress_target])
     scale = 1 / np.linalg.norm(A, axis=0)
     n = A.shape[1]
     prior = smoothness_prior(potential.descriptor, s["prior_power"])
@@ -66,9 +76,10 @@ def test_package_exact_fit_reproduces_the_large_ace_cell(li_cell):
     (stress per eV/Å³), ridge, prior power and unit-norm columns, on the package's own design rows."""
     train, cell, potential = li_cell
     s = cell.settings
-    we, wf, ws = cell.weights
-    weighted = [dataclasses.replace(c, energy_weight=we, force_weight=wf, stress_weight=ws * EV_PER_A3_IN_GPA)
-                for c in train]
+    weighted = []
+    for c in train:
+        we, wf, ws = weights_of(cell, c.group)
+        weighted.append(dataclasses.replace(c, energy_weight=we, force_weight=wf, stress_weight=ws * EV_PER_A3_IN_GPA))
     descriptor = ACE(["Li"], rcut=s["rcut"], **s["basis"])
     model = Potential(descriptor, LinearHead(1, descriptor.num_descriptors))
     options = {"solver": "ridge", "alpha": s["ridge_alpha"], "scale_columns": True}

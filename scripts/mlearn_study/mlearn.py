@@ -747,8 +747,8 @@ ACE_TD_BASIS = {"nradmax_by_orders": [20, 16, 12, 10, 8], "lmax_by_orders": [0, 
 #: Smoothness-prior powers tried for the large ACE (0: a plain ridge) and its ridge grid (relative to
 #: each unit-norm column, for the column of the largest degree).
 ACE_TD_PRIOR_POWERS = (0.0, 2.0, 4.0)
-ACE_TD_GRID = tuple((we, 1.0, ws, rr) for we in (100.0, 300.0, 1000.0) for ws in (0.0, 0.3, 1.0)
-                    for rr in (1e-10, 1e-8, 1e-6))
+ACE_TD_GRID = tuple((we, 1.0, ws, rr) for we in (30.0, 100.0, 300.0, 1000.0) for ws in (0.0, 0.3, 1.0)
+                    for rr in (1e-12, 1e-10, 1e-8))
 
 
 def smoothness_prior(descriptor, power: float) -> np.ndarray | None:
@@ -761,10 +761,12 @@ def smoothness_prior(descriptor, power: float) -> np.ndarray | None:
 def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], rcut: float, *,
                     basis: dict | None = None, powers: Sequence[float] = ACE_TD_PRIOR_POWERS,
                     grid: Sequence[tuple[float, float, float, float]] = ACE_TD_GRID, folds: int = 5,
-                    seed: int = 0) -> tuple[CellResult, Potential]:
-    """Linear ACE on the large total-degree basis (:data:`ACE_TD_BASIS`) at cutoff ``rcut``: row weights,
-    ridge and smoothness-prior power chosen together by cross-validation on the training set, every
-    (power, weights, ridge) candidate scored ``E/min E + F/min F`` over all of them."""
+                    seed: int = 0, group_weights: bool = True) -> tuple[CellResult, Potential]:
+    """Linear ACE on the large total-degree basis (:data:`ACE_TD_BASIS`) at cutoff ``rcut``, everything chosen
+    by cross-validation on the training set: the smoothness-prior power with one row weight per kind (every
+    (power, weights, ridge) candidate scored ``E/min E + F/min F`` over all of them), then, at that power,
+    the grid again and with ``group_weights`` per-group weights (:func:`exact_fit`, as for SNAP: kept only if
+    they also win on a second fold split)."""
     t0 = time.perf_counter()
     from .torch_rows import torch_rows
 
@@ -776,12 +778,18 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
     min_e, min_f = min(r[4] for r in pooled), min(r[5] for r in pooled)
     prior_scores = {p: min(r[4] / min_e + r[5] / min_f for r in fit.selection.table) for p, fit in fits.items()}
     power = min(prior_scores, key=prior_scores.get)
+    fit = fits[power]
+    if group_weights:
+        fit = exact_fit(rows, len(train), None, grid, folds, seed, group_weights=True,
+                        prior=smoothness_prior(descriptor, power))
     potential = Potential(descriptor, LinearHead(1, descriptor.num_descriptors))
     s = descriptor.settings()
     settings = {"rcut": float(np.max(s["rcut"])), "basis": {k: s.get(k) for k in ACE_TD_BASIS},
                 "num_functions": descriptor.num_descriptors, "cv_score": "E/min E + F/min F",
-                "prior_power": power, "prior_cv_scores": {str(p): v for p, v in prior_scores.items()}}
-    return _exact_cell(element, "ace_td", potential, fits[power], test, settings, t0), potential
+                "prior_power": power, "prior_cv_scores": {str(p): v for p, v in prior_scores.items()},
+                "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv,
+                "group_search": fit.selection.group_search}
+    return _exact_cell(element, "ace_td", potential, fit, test, settings, t0), potential
 
 
 def bulk_cell(element: str, atoms: int = 1500):
