@@ -423,11 +423,11 @@ class ACE(Descriptor):
                    tangent: torch.Tensor) -> torch.Tensor:
         """(K, n, 3) derivatives of the B functions of central element ``e`` along the tangents of A1
         (nel·nradbase, n, 3) and A (nel·nradmax·(lmax+1)², n, 3), at the product-tree nodes ``level``
-        (:meth:`_tree_levels`, level k (nodes_k, n)): the product rule, node by node, and the coupling
-        of each rank as one sparse (K, nodes_k) matrix product (:meth:`_coupling_matrices`)."""
-        n = tangent1.shape[1]
-        coupling = self._coupling_matrices(e, tangent1.dtype, tangent1.device)
-        out = torch.sparse.mm(coupling[1], tangent1.reshape(tangent1.shape[0], -1))
+        (:meth:`_tree_levels`, level k (nodes_k, n)): the product rule, node by node."""
+        out = tangent1.new_zeros((self._num_descriptors,) + tuple(tangent1.shape[1:]))
+        coefficient1 = getattr(self, f"rank1_{e}_coefficient").to(tangent1.dtype)[:, :, None]
+        out.index_add_(0, getattr(self, f"rank1_{e}_column"),
+                       tangent1.index_select(0, getattr(self, f"rank1_{e}_index")) * coefficient1)
         slope = {1: tangent}
         for k in self._levels[e]:
             left, right = getattr(self, f"tree_{e}_{k}_left"), getattr(self, f"tree_{e}_{k}_right")
@@ -435,29 +435,10 @@ class ACE(Descriptor):
             slope[k] = torch.addcmul(slope[a].index_select(0, left) * level[b].index_select(0, right)[:, :, None],
                                      level[a].index_select(0, left)[:, :, None], slope[b].index_select(0, right))
             if k in self._ranks[e]:
-                out += torch.sparse.mm(coupling[k], slope[k].view(slope[k].shape[0], -1))
-        return out.view(-1, n, 3)
-
-    def _coupling_matrices(self, e: int, dtype: torch.dtype, device: torch.device) -> dict[int, torch.Tensor]:
-        """Sparse (COO) matrices of central element ``e``, by rank: (K, nel·nradbase) for rank 1 (its A1
-        entries) and (K, nodes_k) for rank k ≥ 2 (the coupling coefficients of the level-k tree nodes),
-        so that B = Σ_k M_k · level_k. Built from the buffers at first use, per dtype and device."""
-        key = (e, dtype, device)
-        cache = self.__dict__.setdefault("_coupling_cache", {})
-        if key not in cache:
-            K = self._num_descriptors
-            def matrix(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, width: int) -> torch.Tensor:
-                return torch.sparse_coo_tensor(torch.stack([rows, columns]), values.reshape(-1).to(dtype), (K, width),
-                                               device=device, check_invariants=False).coalesce()
-            nel = len(self.elements)
-            matrices = {1: matrix(getattr(self, f"rank1_{e}_column"), getattr(self, f"rank1_{e}_index"),
-                                  getattr(self, f"rank1_{e}_coefficient"), nel * self.nradbase)}
-            for k in self._ranks[e]:
-                width = self._a_width if k == 1 else int(getattr(self, f"tree_{e}_{k}_left").shape[0])
-                matrices[k] = matrix(getattr(self, f"table_{e}_{k}_column"), getattr(self, f"table_{e}_{k}_node"),
-                                     getattr(self, f"table_{e}_{k}_coefficient"), width)
-            cache[key] = matrices
-        return cache[key]
+                coefficient = getattr(self, f"table_{e}_{k}_coefficient").to(tangent.dtype)[:, :, None]
+                out.index_add_(0, getattr(self, f"table_{e}_{k}_column"),
+                               slope[k].index_select(0, getattr(self, f"table_{e}_{k}_node")) * coefficient)
+        return out
 
     @torch.no_grad()
     def pair_jacobian(self, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, species: torch.Tensor,
