@@ -20,9 +20,8 @@ With ``--ace`` it also times ``ACE.pair_jacobian`` for the mlearn study's two AC
 ``mlearn_study.mlearn.ACE_BASIS``, 77 functions; total degree, ``ACE_TD_BASIS``, 1004 functions; at the
 element's SNAP cutoff) against K backward passes through the whole descriptor, one per function (the
 generic ``Descriptor.pair_jacobian`` in its simplest form; the largest difference of the two is printed),
-next to the bispectrum's
-(the study's SNAP settings, LAMMPS' SNA route) on each element's 250-atom bulk cell; there is no LAMMPS
-reference for ACE here (the build has no ML-PACE).
+next to the bispectrum's (the study's SNAP settings, LAMMPS' SNA route) on each element's 250-atom bulk
+cell; there is no LAMMPS reference for ACE here (the build has no ML-PACE).
 
     .venv/bin/python scripts/bench_jacobian.py                 # all three cases
     .venv/bin/python scripts/bench_jacobian.py --cases wbe --repeats 5
@@ -133,16 +132,14 @@ def best_seconds(run, repeats: int) -> float:
     return min(times)
 
 
-def time_pair_jacobian(d, atoms: Atoms, route: str | None, repeats: int, method=None) -> float:
+def time_pair_jacobian(d, atoms: Atoms, route: str | None, repeats: int) -> float:
     """Seconds per atom of ``d.pair_jacobian`` (best of ``repeats``; pair list excluded); ``route`` ``sna`` or
-    ``torch`` for a bispectrum, None for other descriptors; ``method`` another implementation, called as
-    ``method(d, rij, pair_i, pair_j, species, num_atoms)``."""
+    ``torch`` for a bispectrum, None for other descriptors."""
     if route is not None:
         d.sna_jacobian = route == "sna"
     batch = make_batch([Configuration.from_ase(atoms)], d.elements, d.cutoff)
     rij = batch.rij().detach()
-    jacobian = method or type(d).pair_jacobian
-    return best_seconds(lambda: jacobian(d, rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms),
+    return best_seconds(lambda: d.pair_jacobian(rij, batch.pair_i, batch.pair_j, batch.species, batch.total_atoms),
                         repeats) / len(atoms)
 
 
@@ -182,8 +179,8 @@ def main() -> None:
 
 def ace_rows(elements: list[str], repeats: int) -> None:
     """µs/atom of ACE.pair_jacobian (forward mode through the product tree) for the mlearn study's two ACE
-    bases, against the K vector–Jacobian products of the generic ``Descriptor.pair_jacobian`` on the same
-    cell (the agreement printed), and of the bispectrum's at the study's SNAP settings, per element."""
+    bases, against K backward passes on the same cell (:func:`backward_pass_comparison`, the agreement
+    printed), and of the bispectrum's at the study's SNAP settings, per element."""
     from mlearn_study.mlearn import ACE_BASIS, ACE_TD_BASIS, bulk_cell, make_ace, make_bispectrum, study_settings
 
     print("\n| element | atoms | ACE functions | ACE pair_jacobian µs/atom | K backward passes µs/atom | speed-up "
@@ -196,8 +193,7 @@ def ace_rows(elements: list[str], repeats: int) -> None:
         for basis in (ACE_BASIS, ACE_TD_BASIS):
             ace = make_ace(element, rcut, basis)
             ours = time_pair_jacobian(ace, atoms, None, repeats)
-            generic = time_pair_jacobian(ace, atoms, None, 1, backward_pass_jacobian)
-            difference = pair_jacobian_difference(ace, atoms)
+            generic, difference = backward_pass_comparison(ace, atoms)
             print(f"| {element} | {len(atoms)} | {ace.num_descriptors} | {ours * 1e6:.0f} | {generic * 1e6:.0f} | "
                   f"{generic / ours:.1f} | {difference:.1e} | {twojmax} | {snap * 1e6:.0f} |", flush=True)
 
@@ -214,13 +210,16 @@ def backward_pass_jacobian(d, rij: torch.Tensor, pair_i: torch.Tensor, pair_j: t
     return total.detach(), torch.stack(columns, dim=2)
 
 
-def pair_jacobian_difference(ace, atoms: Atoms) -> float:
-    """Largest |dB| difference between ``ACE.pair_jacobian`` and :func:`backward_pass_jacobian`."""
-    batch = make_batch([Configuration.from_ase(atoms)], ace.elements, ace.cutoff, dtype=torch.float64)
+def backward_pass_comparison(ace, atoms: Atoms) -> tuple[float, float]:
+    """Seconds per atom of one :func:`backward_pass_jacobian` (pair list excluded) and the largest |dB|
+    difference between it and ``ACE.pair_jacobian``."""
+    batch = make_batch([Configuration.from_ase(atoms)], ace.elements, ace.cutoff)
     args = (batch.rij().detach(), batch.pair_i, batch.pair_j, batch.species, batch.total_atoms)
-    _, ours = ace.pair_jacobian(*args)
+    t0 = time.perf_counter()
     _, generic = backward_pass_jacobian(ace, *args)
-    return float((ours - generic).abs().max())
+    seconds = time.perf_counter() - t0
+    _, ours = ace.pair_jacobian(*args)
+    return seconds / len(atoms), float((ours - generic).abs().max())
 
 
 if __name__ == "__main__":
