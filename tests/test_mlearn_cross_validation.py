@@ -93,6 +93,21 @@ def test_cv_errors_equal_a_direct_solve_of_every_fold(weights, ridge, cv_path):
     np.testing.assert_allclose(ours, _direct_errors(rs, cv.fold_of, weights, ridge, cv_path), rtol=1e-9)
 
 
+def test_candidates_scored_one_after_another_each_equal_a_direct_solve(cv_path):
+    """The normal equations are summed into matrices kept between candidates (and solved in place): no
+    candidate may see what the one before left there, so a sequence of candidates — uniform, per group,
+    uniform again — scores each as a fresh solve does, and the repeat exactly as the first time."""
+    rs = _rowset(7)
+    cv = CrossValidation(rs, 24, folds=4, seed=5)
+    candidates = [(uniform_weights((30.0, 1.0, 0.5), 3), 1e-3),
+                  (np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]]), 1e-6),
+                  (uniform_weights((30.0, 1.0, 0.5), 3), 1e-3)]
+    scored = [cv.errors(w, r) for w, r in candidates]
+    for (w, r), ours in zip(candidates, scored):
+        np.testing.assert_allclose(ours, _direct_errors(rs, cv.fold_of, w, r, cv_path), rtol=1e-9)
+    assert scored[2] == scored[0]
+
+
 def test_exact_cv_scores_plain_least_squares_where_the_normal_equations_cannot():
     """Two columns equal to 1e-9: the normal equations (condition number ~1e18) need the ridge floor, which
     then regularises; the exact path scores the least-squares fit itself, as numpy's lstsq of every fold."""
