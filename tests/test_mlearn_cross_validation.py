@@ -139,9 +139,11 @@ def test_cv_errors_do_not_depend_on_the_units_of_a_column(cv_path):
     np.testing.assert_allclose(fit_small.x * np.array([1, 1, 1, 1e-6, 1]), fit.x, rtol=1e-8)
 
 
-def test_r_factor_gives_the_weighted_fit_of_all_rows():
+def test_r_factor_gives_the_weighted_fit_of_all_rows(cv_path):
+    """Also where the normal equations score the candidates and the factors are kept merged over folds."""
     rs = _rowset(1)
     cv = CrossValidation(rs, 24, folds=3)
+    assert len(cv.factors) == (27 if cv_path == "exact" else 9)
     weights = np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]])
     r = cv.r_factor(weights).numpy()
     gram = r.T @ r

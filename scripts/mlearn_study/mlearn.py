@@ -232,8 +232,10 @@ class CrossValidation:
     ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one solve per
     fold: up to :data:`EXACT_MAX_COLUMNS` columns an exact one (:func:`solve_scaled` of the QR of the
     fold's weighted training factors, combined once per (kind, group)), beyond that one of the normal
-    equations (:func:`_gram_solve`). ``folds=1`` builds the factors only (no held-out scoring). ``prior``:
-    per-column weights of the ridge (a smoothness prior, :func:`solve_scaled`) of every candidate.
+    equations (:func:`_gram_solve`) from the blocks' Gram matrices, and the factors are kept merged over
+    folds, per (kind, group), for :meth:`r_factor` only. ``folds=1`` builds the factors only (no held-out
+    scoring). ``prior``: per-column weights of the ridge (a smoothness prior, :func:`solve_scaled`) of every
+    candidate.
     """
 
     def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0,
@@ -244,28 +246,36 @@ class CrossValidation:
         self.group_names = rowset.group_names
         ngroups = len(rowset.group_names)
         kinds = rowset.kinds()
+        self.num_columns = kinds["energy"][0].shape[1]
+        self.exact = self.num_columns <= EXACT_MAX_COLUMNS
+        scored = self.folds > 1
+        normal_equations = scored and not self.exact
+        # R factors of the (kind, fold, group) blocks; for the normal equations, which need only the blocks'
+        # Gram matrices, merged over folds (fold -1): the final fit's factor needs no more, and at thousands
+        # of columns 60 factors besides 60 Gram matrices are gigabytes
         self.factors: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._gram: dict[tuple[int, int, int], torch.Tensor] = {}
         self.held_out: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for k, kind in enumerate(KINDS):
             A, b, cfg = kinds[kind]
             fold, group = self.fold_of[cfg], rowset.config_group[cfg]
-            for f in range(self.folds):
-                for g in range(ngroups):
-                    sel = (fold == f) & (group == g)
-                    self.factors[k, f, g] = _factor(A[sel], b[sel])
-                if kind != "stress":
-                    self.held_out[k, f] = (A[fold == f], b[fold == f])
-        self.num_columns = kinds["energy"][0].shape[1]
-        self.exact = self.num_columns <= EXACT_MAX_COLUMNS
-        scored = self.folds > 1
+            for g in range(ngroups):
+                blocks = {f: _factor(A[(fold == f) & (group == g)], b[(fold == f) & (group == g)])
+                          for f in range(self.folds)}
+                if normal_equations:
+                    self._gram.update({(k, f, g): r.T @ r for f, r in blocks.items() if bool(r.any())})
+                    self.factors[k, -1, g] = combine_r_factors(list(blocks.values()))
+                else:
+                    self.factors.update({(k, f, g): r for f, r in blocks.items()})
+            if kind != "stress":
+                self.held_out.update({(k, f): (A[fold == f], b[fold == f]) for f in range(self.folds)})
+        self._gram = dict(sorted(self._gram.items()))      # (kind, fold, group) order: the order of every sum
         # exact: the factor of each (kind, group)'s training rows of every fold, (k, g, fold left out)
         self._training = ({(k, g, f): combine_r_factors([self.factors[k, ff, g] for ff in range(self.folds) if ff != f])
                            for k in range(len(KINDS)) for g in range(ngroups) for f in range(self.folds)}
                           if scored and self.exact else {})
-        # normal equations: Gram matrices of the non-empty blocks, and their sums over folds (per kind and
-        # group) and over groups (per kind and fold, per kind) for the candidates of uniform weights
-        self._gram = ({key: r.T @ r for key, r in self.factors.items() if bool(r.any())}
-                      if scored and not self.exact else {})
+        # normal equations: sums of the Gram matrices over folds (per kind and group) and over groups (per
+        # kind and fold, per kind) for the candidates of uniform weights
         self._by_kind_group = _sum_by(self._gram, lambda key: (key[0], key[2]))
         self._by_kind_fold = _sum_by(self._gram, lambda key: (key[0], key[1]))
         self._by_kind = _sum_by(self._gram, lambda key: key[0])
