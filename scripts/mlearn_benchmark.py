@@ -16,7 +16,6 @@ cell), so a long run can be split; the table, the plot and the generated block o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -26,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -458,18 +457,19 @@ def lane_options(args: argparse.Namespace) -> list[str]:
 
 
 def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start: float) -> dict[str, dict]:
-    """Fit the cells of ``args`` in processes of this script: first the exact fits (SNAP, qSNAP, linear ACE),
-    one process per element, ``args.jobs`` at a time; then the networks, one lane per form (SNAP+NN,
-    ACE+NN) that fits one element per process, so each frees its descriptor Jacobians when it ends. Large
-    training sets (:data:`LARGE_TRAINING_ATOMS`) are fitted one at a time. Each network takes its element's
-    new linear fit (:data:`~mlearn_study.experiment.LINEAR_OF`). Lane results files and logs go to
-    ``<models-dir>/lanes``. Returns the new entries (no costs)."""
+    """Fit the cells of ``args`` in processes of this script, ``args.jobs`` at a time (:func:`run_lanes`): the
+    exact fits (SNAP, qSNAP, linear and large ACE) in one process per element, and each network (SNAP+NN,
+    ACE+NN) in one process per form and element, so each frees its descriptor Jacobians when it ends. A
+    free slot starts the next element's exact fits while any are left, else the network of an element
+    whose exact fits are done (it takes that element's new linear fit,
+    :data:`~mlearn_study.experiment.LINEAR_OF`). Large training sets (:data:`LARGE_TRAINING_ATOMS`) run
+    one at a time. Lane results files and logs go to ``<models-dir>/lanes``. Returns the new entries (no
+    costs)."""
     work = args.models_dir / "lanes"
     work.mkdir(parents=True, exist_ok=True)
     order = sorted(args.elements, key=lambda el: el != "Si")         # the slowest element first
     large = {el for el in order if sum(c.num_atoms for c in load_split(args.data, el, args.max_configs)[0])
              > LARGE_TRAINING_ATOMS}
-    one_large_at_a_time = threading.Lock()
     fresh: dict[str, dict] = {}
 
     def lane(models: list[str], element: str) -> dict[str, dict]:
@@ -482,9 +482,8 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
         path.write_text(json.dumps(inputs))
         command = [sys.executable, str(Path(__file__).resolve()), "--elements", element, "--models", *models,
                    "--results", str(path), "--plot", str(stem.with_suffix(".png")), *lane_options(args)]
-        with one_large_at_a_time if element in large else contextlib.nullcontext():
-            with open(stem.with_suffix(".log"), "w") as log:
-                done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        with open(stem.with_suffix(".log"), "w") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(models)} fits of {element} failed (exit {done.returncode}"
                                f"{', killed: out of memory?' if done.returncode == -9 else ''}); see {stem.with_suffix('.log')}")
@@ -496,16 +495,74 @@ def fit_in_processes(args: argparse.Namespace, results: dict[str, dict], t_start
 
     linear = [m for m in args.models if m in LINEAR_FORMS]
     networks = [m for m in args.models if m in NN_FORMS]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        if linear:
-            for entries in pool.map(lambda el: lane(linear, el), order):
-                fresh.update(entries)
-        # the first network lane fits the large elements first, the second last: they seldom wait for each other
-        lanes = [sorted(order, key=lambda el: (el in large) == (k % 2 == 1)) for k in range(len(networks))]
-        for entries in pool.map(lambda form, els: {k: v for el in els for k, v in lane([form], el).items()},
-                                networks, lanes):
-            fresh.update(entries)
+    # the exact fits first; each element's networks as soon as its exact fits are done
+    tasks = [LaneTask(tuple(linear), el, frozenset(), el in large) for el in order] if linear else []
+    tasks += [LaneTask((form,), el, frozenset({(tuple(linear), el)} if linear else ()), el in large)
+              for el in order for form in networks]
+    run_lanes(tasks, lambda task: fresh.update(lane(list(task.models), task.element)), args.jobs)
     return fresh
+
+
+@dataclasses.dataclass(frozen=True)
+class LaneTask:
+    """One lane process of :func:`fit_in_processes`: the ``models`` of ``element``, to start only once the
+    lanes ``after`` (their (models, element)) are done; ``large``: of a large training set, which runs only
+    while no other large one does (:data:`LARGE_TRAINING_ATOMS`)."""
+
+    models: tuple[str, ...]
+    element: str
+    after: frozenset[tuple[tuple[str, ...], str]]
+    large: bool = False
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], str]:
+        return self.models, self.element
+
+
+def run_lanes(tasks: list[LaneTask], run: Callable[[LaneTask], None], jobs: int) -> None:
+    """Run ``tasks`` in ``jobs`` threads: a free thread takes the first task, in list order, whose ``after``
+    lanes are all done and, if it is large, while no large one runs (it waits while none is ready but some
+    run). The first exception stops the start of further tasks and is raised once the running ones end;
+    tasks that wait for a lane not in the list are an error."""
+    pending, done, failures = list(tasks), set(), []
+    running, large_running = 0, False
+    ready = threading.Condition()
+
+    def worker() -> None:
+        nonlocal running, large_running
+        while True:
+            with ready:
+                while True:
+                    if failures or not pending:
+                        return
+                    task = next((t for t in pending if t.after <= done and not (t.large and large_running)), None)
+                    if task is not None:
+                        pending.remove(task)
+                        running += 1
+                        large_running |= task.large
+                        break
+                    if running == 0:
+                        return
+                    ready.wait()
+            try:
+                run(task)
+            except BaseException as exc:            # noqa: BLE001 - re-raised below, in the caller's thread
+                failures.append(exc)
+            with ready:
+                done.add(task.key)
+                running -= 1
+                large_running &= not task.large
+                ready.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    if pending:
+        raise RuntimeError(f"lanes never ready: {[t.key for t in pending]} wait for lanes that are not in the list")
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.lammps, pytest.mark.shared_data]
 def _script(name: str = "mlearn_benchmark"):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module          # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -142,6 +145,69 @@ def test_jobs_fit_elements_in_processes_as_one_process_does(run, shared_data):
             got[f"{el}/snap"]["settings"]["twojmax"]
     assert json.loads((tmp / "jobs.json").read_text()) == got
     assert f"{got['Li/snap_nn']['energy_mae']:.2f}" in (tmp / "jobs.md").read_text()
+
+
+def _lane(models: str, element: str, after: tuple[str, ...] = (), large: bool = False):
+    return _script().LaneTask((models,), element, frozenset(((a,), element) for a in after), large)
+
+
+def test_lanes_start_a_network_as_soon_as_its_exact_fits_are_done():
+    """Two slots: B's exact fits can only finish once A's network has started, which the scheduler must start
+    in the slot A's exact fits free (not after every exact fit); every lane starts after those it waits for."""
+    network_of_a_started = threading.Event()
+    events: list[tuple[str, tuple]] = []
+
+    def run(task) -> None:
+        events.append(("start", task.key))
+        if task.key == (("snap",), "B"):
+            assert network_of_a_started.wait(timeout=60), "A's network did not start while B's exact fits ran"
+        if task.key == (("snap_nn",), "A"):
+            network_of_a_started.set()
+        events.append(("end", task.key))
+
+    tasks = [_lane("snap", "A"), _lane("snap", "B"), _lane("snap_nn", "A", ("snap",)), _lane("snap_nn", "B", ("snap",))]
+    _script().run_lanes(tasks, run, 2)
+    assert sorted(key for what, key in events if what == "end") == sorted(t.key for t in tasks)
+    for task in tasks:
+        for needed in task.after:
+            assert events.index(("end", needed)) < events.index(("start", task.key))
+
+
+def test_lanes_of_large_training_sets_never_run_together():
+    """Ni and Cu are large: while one runs, the free slot takes the small Mo instead of the other."""
+    lock = threading.Lock()
+    large_running, most = 0, 0
+    mo_started = threading.Event()
+
+    def run(task) -> None:
+        nonlocal large_running, most
+        with lock:
+            large_running += task.large
+            most = max(most, large_running)
+        if task.element == "Mo":
+            mo_started.set()
+        elif task.element == "Ni":
+            assert mo_started.wait(timeout=60), "the second slot did not start Mo while Ni ran"
+        with lock:
+            large_running -= task.large
+
+    _script().run_lanes([_lane("snap", "Ni", large=True), _lane("snap", "Cu", large=True), _lane("snap", "Mo")], run, 2)
+    assert most == 1
+
+
+def test_lanes_stop_starting_after_a_failure_and_refuse_lanes_that_wait_for_none():
+    started = []
+
+    def run(task) -> None:
+        started.append(task.element)
+        if task.element == "Mo":
+            raise RuntimeError("snap fits of Mo failed")
+
+    with pytest.raises(RuntimeError, match="of Mo failed"):
+        _script().run_lanes([_lane("snap", "Mo"), _lane("snap", "Li")], run, 1)
+    assert started == ["Mo"]
+    with pytest.raises(RuntimeError, match="never ready"):
+        _script().run_lanes([_lane("snap_nn", "Li", ("snap",))], run, 2)
 
 
 def test_network_cell_is_the_run_of_its_experiment_config(run, shared_data, tmp_path):
@@ -255,6 +321,34 @@ def test_snap_rows_match_torch_potential(shared_data):
                                out["forces"].detach().numpy().reshape(-1), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(np.stack([r.stress @ c for r in rows]), out["stress"].detach().numpy(),
                                rtol=1e-9, atol=1e-11)
+
+
+def test_union_rows_predict_the_sum_of_an_ace_and_a_qsnap_potential(shared_data):
+    """The union probe's rows ``[1, ACE, qSNAP features]`` times ``[β0, β_ACE, β_q]`` are the energies, forces
+    and stresses of a linear ACE potential (constant β0) plus a quadratic SNAP one (constant 0), each
+    evaluated by its own torch potential."""
+    from mliap_torch.models.heads import LinearHead
+    from mlearn_study.mlearn import make_ace
+
+    configs = read_mlearn(shared_data / "mlearn" / "Si" / "test.json", element="Si")[:2]
+    ace, bispectrum = make_ace("Si", 5.0), make_bispectrum("Si", 4.2, 4)
+    torch.manual_seed(1)
+    parts = [Potential(ace, LinearHead(1, ace.num_descriptors)),
+             Potential(bispectrum, QuadraticHead(1, bispectrum.num_descriptors))]
+    coefficients = [torch.randn(1, 1 + p.head.num_features) for p in parts]
+    coefficients[1][0, 0] = 0.0
+    for potential, c in zip(parts, coefficients):
+        potential.head.set_coefficients(c)
+    x = np.concatenate([coefficients[0][0].numpy(), coefficients[1][0, 1:].numpy()])
+    rows = _script("mlearn_union_probe").union_rows(configs, ace, bispectrum)
+    assert rows[0].forces.shape[1] == x.shape[0]
+    outs = [p(make_batch(configs, ["Si"], 5.0), forces=True, stress=True) for p in parts]
+    n = np.array([c.num_atoms for c in configs])
+    total = {k: sum(o[k].detach().numpy() for o in outs) for k in ("energy", "forces", "stress")}
+    np.testing.assert_allclose([r.energy @ x for r in rows], total["energy"] / n, rtol=1e-9)
+    np.testing.assert_allclose(np.concatenate([r.forces @ x for r in rows]), total["forces"].reshape(-1),
+                               rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(np.stack([r.stress @ x for r in rows]), total["stress"], rtol=1e-8, atol=1e-11)
 
 
 def test_twojmax_candidates_below_two_or_beyond_the_coefficient_cap_are_skipped(shared_data):
