@@ -40,6 +40,14 @@ class SnapRows:
     stress: np.ndarray
 
 
+def joined_columns(first: SnapRows, second: SnapRows) -> SnapRows:
+    """Rows of the sum of two linear models of the same configuration: ``first``'s columns (constant
+    included), then ``second``'s without its constant (one constant for the sum)."""
+    return SnapRows(np.concatenate([first.energy, second.energy[1:]]),
+                    np.concatenate([first.forces, second.forces[:, 1:]], axis=1),
+                    np.concatenate([first.stress, second.stress[:, 1:]], axis=1))
+
+
 def _settings(descriptor) -> dict:
     s = descriptor.settings()
     if len(s["elements"]) != 1:
