@@ -1,6 +1,6 @@
 """Probe of the next mlearn model form: one linear fit on the union of the large ACE's and qSNAP's columns.
 
-    .venv/bin/python scripts/mlearn_union_probe.py --elements Ge Mo     # about 15 min per element here
+    .venv/bin/python scripts/mlearn_union_probe.py --elements Ge Mo     # 12–17 min per element here, one thread
 
 For each element the two descriptors are the table's own (``docs/mlearn_benchmark/results.json``): the large
 ACE (``ace_td``: 1004 functions at its cutoff) and qSNAP (its cross-validated cutoff and 2Jmax). Their

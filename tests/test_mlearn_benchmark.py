@@ -327,8 +327,8 @@ def test_union_rows_predict_the_sum_of_an_ace_and_a_qsnap_potential(shared_data)
     """The union probe's rows ``[1, ACE, qSNAP features]`` times ``[β0, β_ACE, β_q]`` are the energies, forces
     and stresses of a linear ACE potential (constant β0) plus a quadratic SNAP one (constant 0), each
     evaluated by its own torch potential."""
-    from mliap_torch.models.heads import LinearHead
     from mlearn_study.mlearn import make_ace
+    from mliap_torch.models.heads import LinearHead
 
     configs = read_mlearn(shared_data / "mlearn" / "Si" / "test.json", element="Si")[:2]
     ace, bispectrum = make_ace("Si", 5.0), make_bispectrum("Si", 4.2, 4)
