@@ -27,6 +27,7 @@ BUILTIN_MODULES = (
     "mliap_torch.descriptors.bispectrum",
     "mliap_torch.descriptors.ace",
     "mliap_torch.descriptors.so3",
+    "mliap_torch.descriptors.concatenated",
     "mliap_torch.models.heads",
     "mliap_torch.models.embedding",
     "mliap_torch.models.zbl",

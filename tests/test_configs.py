@@ -64,7 +64,8 @@ def test_every_option_composes_and_validates(group, tmp_path):
             assert section["type"] == option
         elif group == "model":
             assert cfg.model.name == option
-            assert cfg.descriptor["type"] == ("ace" if option.startswith("ace") else "bispectrum")
+            expected = "concatenated" if option == "ace_qsnap" else "ace" if option.startswith("ace") else "bispectrum"
+            assert cfg.descriptor["type"] == expected
         else:
             raw = OmegaConf.load(CONFIGS / "trainer" / f"{option}.yaml")
             assert cfg.trainer.accelerator == raw.get("accelerator", "cpu")

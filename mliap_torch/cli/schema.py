@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config_checks import at_least as _at_least
@@ -82,6 +82,7 @@ class ModelConfig:
     hidden: list = field(default_factory=list)
     activation: str = "silu"
     linear_term: bool = False
+    blocks: list = field(default_factory=list)   # head=blocks: one head type per descriptor part
     fit: str = "exact"
     refine: bool = False
     solver: dict = field(default_factory=dict)
@@ -193,30 +194,45 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"Configuration error: '{key}' is {value!r}; choose one of {', '.join(allowed)}.")
 
 
-def _check_descriptor(desc: Any) -> dict:
-    """The ``descriptor`` section as a plain dict, checked against its registered class: typed by its
-    ``config_schema`` when it has one, else its keys against the signature of ``__init__``; then its
-    ``check_config`` ranges."""
+def _check_descriptor(desc: Any, section: str = "descriptor") -> dict:
+    """The ``descriptor`` section (or one of a composite descriptor's ``parts``, named ``section``) as a plain
+    dict, checked against its registered class: typed by its ``config_schema`` when it has one, else its keys
+    against the signature of ``__init__``; then its ``check_config`` ranges, and each part of a composite one."""
     known = " or ".join(names("descriptor"))
     if not isinstance(desc, DictConfig) or "type" not in desc:
-        raise ConfigError(f"Configuration error in 'descriptor': it needs a 'type' ({known}); pick one "
+        raise ConfigError(f"Configuration error in '{section}': it needs a 'type' ({known}); pick one "
                           f"with descriptor=<type>.")
     kind = desc["type"]
     try:
         cls = descriptor_class(kind)
     except ValueError:
-        raise ConfigError(f"Configuration error: 'descriptor.type' is {kind!r}; choose {known}.") from None
+        raise ConfigError(f"Configuration error: '{section}.type' is {kind!r}; choose {known}.") from None
+    if getattr(cls, "composite", False):
+        parts = desc.get("parts")
+        if not isinstance(parts, ListConfig) or not parts:
+            raise ConfigError(f"Configuration error in '{section}.parts': a {kind} descriptor needs a list of "
+                              "descriptor sections, each with its 'type'.")
+        composite: dict[str, Any] = {"type": kind, "elements": desc.get("elements"), "options": {},
+                                     "parts": [_check_descriptor(part, f"{section}.parts[{k}]") for k, part in enumerate(parts)]}
+        unknown = sorted({str(k) for k in desc.keys()} - set(composite))
+        if unknown:
+            raise ConfigError(f"Configuration error in '{section}': {unknown} are not keys of a {kind} descriptor; "
+                              "valid: type, elements, parts.")
+        return composite
     if cls.config_schema is not None:
-        values = asdict(_typed("descriptor", cls.config_schema, desc))
+        values = asdict(_typed(section, cls.config_schema, desc))
     else:
         values = cast(dict[str, Any], OmegaConf.to_container(desc, resolve=True))  # a DictConfig gives a dict
         values.setdefault("options", {})
         params = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(values) - params - {"type", "elements", "options"})
         if unknown:
-            raise ConfigError(f"Configuration error in 'descriptor': {unknown} are not parameters of "
+            raise ConfigError(f"Configuration error in '{section}': {unknown} are not parameters of "
                               f"{cls.__name__}; valid: {', '.join(sorted(params))}.")
-    cls.check_config(values)
+    try:
+        cls.check_config(values)
+    except ConfigError as exc:  # the classes name their keys 'descriptor.<key>'; a part's are under its section
+        raise ConfigError(str(exc).replace("'descriptor.", f"'{section}.")) from None
     return values
 
 
@@ -260,7 +276,8 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         raise ConfigError(f"Configuration error: 'model.fit' is 'exact' but an {model.head} head has no "
                           "least-squares solution; use model.fit=gradient.")
     try:
-        head.check_options({"hidden": model.hidden, "activation": model.activation, "linear_term": model.linear_term})
+        head.check_options({"hidden": model.hidden, "activation": model.activation, "linear_term": model.linear_term,
+                            "blocks": model.blocks, "num_parts": len(descriptor.get("parts") or [descriptor])})
     except ValueError as exc:
         raise ConfigError(f"Configuration error: {exc}") from None
     for name, value in (("data.val_fraction", data.val_fraction), ("data.test_fraction", data.test_fraction)):

@@ -13,6 +13,9 @@ Routes:
 - ``pace``: ``pair_style pace`` + ``pair_coeff * * <name>.yace <elements>`` (LAMMPS' ML-PACE) — ACE models that
   pacemaker files can hold (:func:`~mliap_torch.export.pace_files.pace_export_problem`: a linear or PACE embedding
   head, PACE's core repulsion inside the ``.yace``); needs ``pyace`` to write the file.
+- ``overlay``: ``pair_style hybrid/overlay`` of the parts of a model on a concatenated descriptor with a blocks head
+  (:func:`~mliap_torch.models.parts.potential_parts`), each part in the first of ``snap``, ``pace``, ``plugin`` that
+  holds it (files ``<name>.part<k>.*``): e.g. ``hybrid/overlay pace snap`` for linear ACE + qSNAP.
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 A linear or quadratic bispectrum model with an active set also gets ``<name>.gamma.lammps``: its per-atom
@@ -23,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..lammps import installed_plugin_path, plugin_library
+from ..lammps import installed_plugin_path, lammps_has_package, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
+from ..models.parts import potential_parts
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
 from .gamma_variables import gamma_variables_supported, write_gamma_variables
@@ -33,13 +37,14 @@ from .mliap_unified import write_mliap_unified
 from .pace_files import pace_export_problem, write_pace
 from .plugin_files import PAIR_STYLE, plugin_supported, snap_plugin_supported, write_plugin_files
 
-ROUTES = ("unified", "snap", "mliap", "plugin", "pace")
+ROUTES = ("unified", "snap", "mliap", "plugin", "pace", "overlay")
 """Every LAMMPS route, in the order they are written."""
 
 ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with linear or quadratic heads",
                 "mliap": "bispectrum and SO3 descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
                 "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads, ACE also with PACE embedding heads",
-                "pace": "ACE descriptors with linear or PACE embedding heads (and PACE's core repulsion), with pyace"}
+                "pace": "ACE descriptors with linear or PACE embedding heads (and PACE's core repulsion), with pyace",
+                "overlay": "concatenated descriptors with a blocks head whose parts the snap, pace or plugin route can each hold"}
 """What each route can express, for messages."""
 
 
@@ -51,6 +56,8 @@ class LammpsRoute:
     files: list[Path]
     pair_commands: list[str]
     include_file: Path
+    requires: set[str] = field(default_factory=set)
+    """What LAMMPS needs beyond ML-SNAP and ML-IAP: ``"plugin"`` (the built plugin), ``"pace"`` (ML-PACE)."""
 
 
 @dataclass
@@ -62,6 +69,12 @@ class ExportResult:
     gamma_include: Path | None = None
     """``<name>.gamma.lammps``: per-atom γ as LAMMPS variables for any route (linear and quadratic bispectrum
     models with an active set; :mod:`mliap_torch.export.gamma_variables`), else None."""
+
+
+def route_available(route: LammpsRoute) -> bool:
+    """True when this LAMMPS can run ``route``: the plugin is built when it needs it, ML-PACE is in when it needs it."""
+    return (("plugin" not in route.requires or plugin_library() is not None)
+            and ("pace" not in route.requires or lammps_has_package("ML-PACE")))
 
 
 def native_snap_supported(potential: Potential) -> bool:
@@ -106,11 +119,29 @@ def pace_supported(potential: Potential) -> bool:
     return True
 
 
+OVERLAY_PART_ROUTES = ("snap", "pace", "plugin")
+"""The routes that the ``overlay`` route writes each part with, the first that holds it."""
+
+
+def overlay_parts(potential: Potential) -> list[tuple[str, Potential]] | None:
+    """``(route, part)`` of each part of ``potential`` (:func:`~mliap_torch.models.parts.potential_parts`) with the
+    first route of :data:`OVERLAY_PART_ROUTES` that holds it; None when the model has no parts, a part fits none
+    of them, or its reference is not one LAMMPS overlays (ZBL)."""
+    parts = potential_parts(potential)
+    if parts is None or not overlaid_in_lammps(potential.reference):
+        return None
+    holds = {"snap": native_snap_supported, "pace": pace_supported, "plugin": plugin_supported}
+    routes = [next((r for r in OVERLAY_PART_ROUTES if holds[r](part)), None) for part in parts]
+    if any(r is None for r in routes):
+        return None
+    return [(str(r), part) for r, part in zip(routes, parts)]
+
+
 def unsupported_routes(potential: Potential, routes: tuple[str, ...]) -> list[str]:
     """The routes among ``routes`` that cannot express ``potential`` (``export_lammps`` skips them)."""
     supported = {"unified": True, "snap": native_snap_supported(potential),
                  "mliap": native_mliap_supported(potential), "plugin": plugin_supported(potential),
-                 "pace": pace_supported(potential)}
+                 "pace": pace_supported(potential), "overlay": overlay_parts(potential) is not None}
     return [r for r in routes if not supported.get(r, True)]
 
 
@@ -181,6 +212,28 @@ def _mliap_styles(native: Potential, folder: Path, name: str, elements: str) -> 
     return styles, files
 
 
+def _route_styles(route: str, native: Potential, folder: Path, name: str, elements: str,
+                  plugin_library: str | Path | None, plugin_dtype: str) -> tuple[list[tuple[str, str]], list[Path], list[str]]:
+    """The pair styles (style with its arguments, ``pair_coeff`` arguments after ``* *``) of one native route
+    (``snap``, ``mliap``, ``plugin``, ``pace``) of ``native`` (:func:`model_part`), the files written for them, and
+    the commands that must come before ``pair_style`` (``plugin load``)."""
+    if route == "snap":
+        from .snap_files import write_snap
+
+        coeff, param = write_snap(native, folder / name)
+        return [("snap", f"{Path(coeff).name} {Path(param).name} {elements}")], [Path(coeff), Path(param)], []
+    if route == "mliap":
+        styles, files = _mliap_styles(native, folder, name, elements)
+        return styles, files, []
+    if route == "plugin":
+        files = write_plugin_files(native, folder / f"{name}.plugin", dtype=plugin_dtype)
+        return [(f"{PAIR_STYLE} {files[0].name}", elements)], files, [plugin_load_command(plugin_library)]
+    if route == "pace":
+        yace = write_pace(native, folder / f"{name}.yace")  # with PACE's core repulsion
+        return [("pace", f"{yace.name} {elements}")], [yace], []
+    raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
+
+
 def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
                   routes: tuple[str, ...] = ROUTES, plugin_library: str | Path | None = None,
                   plugin_dtype: str = "float64") -> ExportResult:
@@ -201,39 +254,35 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
         if route in skipped:
             continue
         comments = ""  # for the include file only, not the pair commands
+        requires: set[str] = set()
         if route == "unified":
             pkl = write_mliap_unified(potential, folder / f"{name}.mliap_unified.pkl")
             files = [pkl]
             lines = [f"pair_style mliap unified {pkl.name} 0", f"pair_coeff * * {elements}"]
-        elif route == "snap":
-            from .snap_files import write_snap
-
-            coeff, param = write_snap(native, folder / name)
-            files = [Path(coeff), Path(param)]
-            lines = _pair_lines(potential, [("snap", f"{Path(coeff).name} {Path(param).name} {elements}")])
-        elif route == "mliap":
-            styles, files = _mliap_styles(native, folder, name, elements)
-            lines = _pair_lines(potential, styles)
-        elif route == "plugin":
-            plugin_native = native
-            if potential.active_set is not None and snap_plugin_supported(native):
-                # the .pt file carries the active set: per-atom γ through fix pair (docs/uncertainty.md)
-                plugin_native = Potential(potential.descriptor, potential.head)
-                plugin_native.active_set = potential.active_set
-            files = write_plugin_files(plugin_native, folder / f"{name}.plugin", dtype=plugin_dtype)
-            if plugin_native.active_set is not None:
-                comments = GAMMA_MONITOR
-            model = files[0]
-            lines = [plugin_load_command(plugin_library), *_pair_lines(potential, [(f"{PAIR_STYLE} {model.name}", elements)])]
-        elif route == "pace":
-            yace = write_pace(native, folder / f"{name}.yace")  # with PACE's core repulsion
-            files = [yace]
-            lines = _pair_lines(potential, [("pace", f"{yace.name} {elements}")])
+        elif route == "overlay":
+            styles, files, preamble = [], [], []
+            for k, (part_route, part) in enumerate(overlay_parts(potential) or []):
+                part_styles, part_files, part_preamble = _route_styles(part_route, part, folder, f"{name}.part{k}",
+                                                                       elements, plugin_library, plugin_dtype)
+                styles += part_styles
+                files += part_files
+                preamble += [c for c in part_preamble if c not in preamble]
+                requires.add(part_route)
+            lines = [*preamble, *_pair_lines(potential, styles)]
         else:
-            raise ValueError(f"unknown LAMMPS route {route!r}; choose from {', '.join(ROUTES)}")
+            route_native = native
+            if route == "plugin" and potential.active_set is not None and snap_plugin_supported(native):
+                # the .pt file carries the active set: per-atom γ through fix pair (docs/uncertainty.md)
+                route_native = Potential(potential.descriptor, potential.head)
+                route_native.active_set = potential.active_set
+                comments = GAMMA_MONITOR
+            styles, files, preamble = _route_styles(route, route_native, folder, name, elements, plugin_library,
+                                                    plugin_dtype)
+            lines = [*preamble, *_pair_lines(potential, styles)]
+            requires.add(route)
         include = folder / f"{name}.{route}.pair.lammps"
         include.write_text("\n".join(lines) + "\n" + comments)
-        result.routes[route] = LammpsRoute(route, files, lines, include)
+        result.routes[route] = LammpsRoute(route, files, lines, include, requires & {"plugin", "pace"})
     if gamma_variables_supported(potential):
         result.gamma_include = write_gamma_variables(potential, folder / f"{name}.gamma.lammps")
     return result

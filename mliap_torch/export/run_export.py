@@ -12,7 +12,7 @@ from ..data.configuration import Configuration
 from ..lammps import lammps_has_package, lammps_status, plugin_library
 from ..models.potential import Potential
 from ..mpi import lammps_mpi_library, mpi_status
-from .lammps_export import export_lammps
+from .lammps_export import export_lammps, route_available
 from .md_input import run_md, write_md_input
 from .md_structures import md_structure, write_lammps_data
 from .rank_check import RankCase, rank_check
@@ -21,14 +21,16 @@ from .verify import lammps_torch_differences
 
 def deploy_route(routes: Mapping[str, Any]) -> str:
     """The fastest route written: native snap, else the plugin (when built here), else ``pair_style pace`` (when
-    LAMMPS has ML-PACE), else LAMMPS' own ML-IAP model (e.g. ``mliap model nn``, ``descriptor so3``), else
-    unified."""
+    LAMMPS has ML-PACE), else the parts of a concatenated model overlaid (when LAMMPS has what they need), else
+    LAMMPS' own ML-IAP model (e.g. ``mliap model nn``, ``descriptor so3``), else unified."""
     if "snap" in routes:
         return "snap"
     if "plugin" in routes and plugin_library() is not None:
         return "plugin"
     if "pace" in routes and lammps_has_package("ML-PACE"):
         return "pace"
+    if "overlay" in routes and route_available(routes["overlay"]):
+        return "overlay"
     if "mliap" in routes:
         return "mliap"
     return "unified"

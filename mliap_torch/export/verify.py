@@ -21,7 +21,8 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
 
     Returns ``{route: {"energy_per_atom": eV, "atomic_energy": eV, "force": eV/Å, "stress": eV/Å³,
     "force_relative": |ΔF|max / |F|max, "configurations": n}}``; ``{"skipped": reason}`` for the plugin
-    route when the plugin has not been built and for the pace route when LAMMPS lacks ML-PACE.
+    route (or an overlay with a plugin part) when the plugin has not been built and for the pace route (or an overlay
+    with a pace part) when LAMMPS lacks ML-PACE.
     """
     periodic = [c for c in configs if c.pbc.all() and np.linalg.det(c.cell) > 0]
     if not periodic:
@@ -34,10 +35,10 @@ def lammps_torch_differences(potential: Potential, export: ExportResult, configs
     offsets = np.concatenate([[0], np.cumsum([c.num_atoms for c in periodic])])
     report: dict[str, dict[str, Any]] = {}
     for name, route in export.routes.items():
-        if name == "plugin" and plugin_library() is None:
+        if "plugin" in route.requires and plugin_library() is None:
             report[name] = {"skipped": f"the LAMMPS plugin is not built; {PLUGIN_HINT}"}
             continue
-        if name == "pace" and not lammps_has_package("ML-PACE"):
+        if "pace" in route.requires and not lammps_has_package("ML-PACE"):
             report[name] = {"skipped": f"LAMMPS lacks the ML-PACE package (pair_style pace); {BUILD_HINT}"}
             continue
         results = evaluate_in_lammps(periodic, potential.elements, route.pair_commands,

@@ -38,7 +38,6 @@ import torch
 from ..data.batch import AtomsBatch, collate, process_configuration
 from ..data.configuration import Configuration
 from ..descriptors.base import Descriptor
-from ..models.heads import LinearHead, QuadraticHead
 from ..models.potential import Potential, forces_and_virial_from_pair_gradient, voigt
 from ..models.reference import require_additive
 from .feature_gradients import feature_gradient_rows
@@ -124,9 +123,9 @@ class DesignMatrixBuilder:
     def __init__(self, potential: Potential, *, bias: bool | None = None, energy: bool = True, forces: bool = True,
                  stress: bool = True, stress_scale: float = 1.0, stress_target_scale: float | None = None):
         head = potential.head
-        if not isinstance(head, LinearHead):
+        if not getattr(head, "linear_in_parameters", False):
             raise TypeError(f"{type(head).__name__} is not linear in its coefficients; exact fits need a "
-                            "LinearHead or QuadraticHead")
+                            "linear, quadratic or blocks head")
         self.potential = potential
         self.bias = (not bool(getattr(potential.descriptor, "bzeroflag", False))) if bias is None else bool(bias)
         self.energy, self.forces, self.stress = energy, forces, stress
@@ -156,11 +155,15 @@ class DesignMatrixBuilder:
         if not callable(function_degrees):
             raise ValueError(f"a smoothness prior needs the polynomial degree of every feature; "
                              f"{type(descriptor).__name__} does not define one (ACE does)")
-        degrees = function_degrees().to(torch.float64)                       # (nelements, K)
-        if isinstance(self.potential.head, QuadraticHead):
-            K = degrees.shape[1]
-            a, b = torch.triu_indices(K, K)
-            degrees = torch.cat([degrees, degrees[:, a] + degrees[:, b]], dim=1)
+        of_descriptors = function_degrees().to(torch.float64)                # (nelements, K)
+        pieces = []
+        for block in self.potential.head.feature_blocks():
+            degrees = of_descriptors[:, block.start:block.stop]
+            pieces.append(degrees)
+            if block.quadratic:
+                a, b = torch.triu_indices(degrees.shape[1], degrees.shape[1])
+                pieces.append(degrees[:, a] + degrees[:, b])
+        degrees = torch.cat(pieces, dim=1)
         if self.bias:
             degrees = torch.cat([degrees.new_zeros(self.num_elements, 1), degrees], dim=1)
         return degrees.reshape(-1)
@@ -255,10 +258,15 @@ class DesignMatrixBuilder:
 
     def _gradient_rows(self, batch: AtomsBatch, rij: torch.Tensor, B: torch.Tensor,
                        dB: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Force rows (natoms, 3, nel, M) and strain derivatives (nconfigs, 6, nel, M) of the features."""
-        return feature_gradient_rows(B, dB, rij, batch.pair_i, batch.pair_j, batch.species, batch.pair_config,
-                                     batch.num_configs, self.num_elements,
-                                     quadratic=isinstance(self.potential.head, QuadraticHead))
+        """Force rows (natoms, 3, nel, M) and strain derivatives (nconfigs, 6, nel, M) of the features, block by
+        block of the head's :meth:`feature_blocks`."""
+        rows = [feature_gradient_rows(B[:, b.start:b.stop], dB[:, :, b.start:b.stop], rij, batch.pair_i, batch.pair_j,
+                                      batch.species, batch.pair_config, batch.num_configs, self.num_elements,
+                                      quadratic=b.quadratic)
+                for b in self.potential.head.feature_blocks()]
+        if len(rows) == 1:
+            return rows[0]
+        return torch.cat([f for f, _ in rows], dim=-1), torch.cat([v for _, v in rows], dim=-1)
 
     def _reference(self, batch: AtomsBatch, rij: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reference-potential energies (nconfigs,), forces (natoms, 3) and ASE stress (nconfigs, 6)."""

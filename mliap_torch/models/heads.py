@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
@@ -27,14 +28,30 @@ def quadratic_features(B: torch.Tensor) -> torch.Tensor:
     return B[:, a] * B[:, b] * scale
 
 
+@dataclass(frozen=True)
+class FeatureBlock:
+    """A run of a linear-in-parameters head's features: ``B[:, start:stop]`` (K_b columns), followed, when
+    ``quadratic``, by :func:`quadratic_features` of it (K_b(K_b+1)/2 more); a head's features are its
+    blocks' features side by side (what the exact fit's force and stress rows are built from)."""
+
+    start: int
+    stop: int
+    quadratic: bool
+
+    @property
+    def num_features(self) -> int:
+        k = self.stop - self.start
+        return k + (k * (k + 1) // 2 if self.quadratic else 0)
+
+
 class Head(nn.Module):
     """The interface of per-element energy heads ``E_i = head(B_i, s_i)``, eV.
 
     Subclasses implement ``forward(B, species)`` (B: (natoms, K) descriptors, species: (natoms,)
     element indices → (natoms,) energies, eV) and :meth:`settings`, and are registered with
     :func:`~mliap_torch.registry.register_head`. A head that is linear in its parameters
-    (``linear_in_parameters``) also implements ``num_features``, ``features``, ``coefficients``
-    and ``set_coefficients``, and can then be fitted exactly by least squares. A head with per-atom features
+    (``linear_in_parameters``) also implements ``num_features``, ``features``, ``coefficients``,
+    ``set_coefficients`` and ``feature_blocks``, and can then be fitted exactly by least squares. A head with per-atom features
     for the extrapolation grade overrides :meth:`grade_features` (default: none).
     """
 
@@ -50,7 +67,8 @@ class Head(nn.Module):
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
         """ValueError naming the ``model.<key>`` when the training config's head ``options`` (``hidden``,
-        ``activation``, ``linear_term``) cannot build this head; the default accepts any."""
+        ``activation``, ``linear_term``, ``blocks``; ``num_parts``: the descriptor's number of parts) cannot build
+        this head; the default accepts any."""
 
     @classmethod
     def for_training(cls, num_elements: int, num_descriptors: int, options: dict[str, Any]) -> Head:
@@ -96,6 +114,10 @@ class LinearHead(Head):
         features = self.features(B)
         return torch.cat([features.new_ones(len(features), 1), features], dim=1)
 
+    def feature_blocks(self) -> list[FeatureBlock]:
+        """How :meth:`features` are made from B: one block, B itself."""
+        return [FeatureBlock(0, self.num_descriptors, quadratic=False)]
+
     def coefficients(self) -> torch.Tensor:
         """(nelements, 1 + num_features) ``[β0, β...]`` as in ``.snapcoeff``."""
         return torch.cat([self.bias[:, None], self.weight], dim=1)
@@ -133,6 +155,9 @@ class QuadraticHead(LinearHead):
     def features(self, B: torch.Tensor) -> torch.Tensor:
         return torch.cat([B, quadratic_features(B)], dim=1)
 
+    def feature_blocks(self) -> list[FeatureBlock]:
+        return [FeatureBlock(0, self.num_descriptors, quadratic=True)]
+
     def coefficients(self) -> torch.Tensor:
         return torch.cat([self.bias[:, None], self.weight, self.quadratic], dim=1)
 
@@ -143,6 +168,117 @@ class QuadraticHead(LinearHead):
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         linear = super().forward(B, species)
         return linear + (quadratic_features(B) * self.quadratic[species]).sum(-1)
+
+
+@register_head("blocks")
+class BlockHead(Head):
+    """One linear-in-parameters head per block of consecutive descriptors: ``E_i = Σ_b head_b(B_i[block b])``.
+
+    The blocks are the parts of a :class:`~mliap_torch.descriptors.concatenated.ConcatenatedDescriptor` (e.g. a
+    linear head on a large ACE and a quadratic one on a bispectrum), fitted together by one least-squares fit
+    with one constant per element, held by the first block's head (the others' constants are zero after
+    :meth:`set_coefficients`). Each block with its part of the descriptor is a potential of its own
+    (how LAMMPS runs it, overlaid).
+
+    Args:
+        num_elements: number of elements.
+        num_descriptors: K, the sum of ``sizes``.
+        heads: registered head type of each block, linear in its parameters (``linear``, ``quadratic``).
+        sizes: K_b of each block, in column order.
+    """
+
+    linear_in_parameters = True
+
+    def __init__(self, num_elements: int, num_descriptors: int, heads: Sequence[str], sizes: Sequence[int]):
+        super().__init__(num_elements, num_descriptors)
+        if len(heads) != len(sizes) or not heads:
+            raise ValueError(f"a blocks head needs one head per block: {len(heads)} heads for {len(sizes)} blocks")
+        if sum(int(k) for k in sizes) != num_descriptors:
+            raise ValueError(f"the blocks' sizes {list(sizes)} add up to {sum(sizes)}, not to the {num_descriptors} "
+                             "descriptors")
+        self.head_types = [str(h) for h in heads]
+        self.sizes = [int(k) for k in sizes]
+        blocks = []
+        for name, size in zip(self.head_types, self.sizes):
+            sub = build("head", {"type": name, "num_elements": num_elements, "num_descriptors": size})
+            if not isinstance(sub, LinearHead):
+                raise ValueError(f"a block's head must be linear in its parameters (linear, quadratic), not {name!r}")
+            blocks.append(sub)
+        self.blocks = nn.ModuleList(blocks)
+
+    def block_heads(self) -> list[LinearHead]:
+        """The heads of the blocks, in column order."""
+        return [cast(LinearHead, h) for h in self.blocks]
+
+    def _slices(self) -> list[slice]:
+        bounds = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        blocks = options.get("blocks") or []
+        if not blocks:
+            raise ValueError("'model.blocks' is empty; a blocks head needs one head per part of the concatenated "
+                             "descriptor, e.g. model.blocks=[linear,quadratic].")
+        for name in blocks:
+            if name not in ("linear", "quadratic"):
+                raise ValueError(f"'model.blocks' names {name!r}; each block's head is linear or quadratic.")
+        parts = options.get("num_parts")
+        if parts is not None and parts != len(blocks):
+            raise ValueError(f"'model.blocks' names {len(blocks)} heads but the descriptor has {parts} parts; give one "
+                             "head per part (descriptor=concatenated with 'parts').")
+
+    @classmethod
+    def for_training(cls, num_elements: int, num_descriptors: int, options: dict[str, Any]) -> Head:
+        """Needs ``options["blocks"]`` (head types) and ``options["part_sizes"]`` (the concatenated descriptor's
+        :meth:`~mliap_torch.descriptors.concatenated.ConcatenatedDescriptor.part_sizes`)."""
+        sizes = list(options.get("part_sizes") or [num_descriptors])
+        cls.check_options({**options, "num_parts": len(sizes)})
+        return cls(num_elements, num_descriptors, heads=options["blocks"], sizes=sizes)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "heads": list(self.head_types), "sizes": list(self.sizes)}
+
+    @property
+    def num_features(self) -> int:
+        return sum(h.num_features for h in self.block_heads())
+
+    def features(self, B: torch.Tensor) -> torch.Tensor:
+        """(natoms, num_features) the blocks' features side by side."""
+        return torch.cat([h.features(B[:, s]) for h, s in zip(self.block_heads(), self._slices())], dim=1)
+
+    def feature_blocks(self) -> list[FeatureBlock]:
+        return [FeatureBlock(b.start + s.start, b.stop + s.start, b.quadratic)
+                for h, s in zip(self.block_heads(), self._slices()) for b in h.feature_blocks()]
+
+    def grade_features(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """``[1, features(B)]`` (natoms, 1 + num_features)."""
+        features = self.features(B)
+        return torch.cat([features.new_ones(len(features), 1), features], dim=1)
+
+    def coefficients(self) -> torch.Tensor:
+        """(nelements, 1 + num_features) ``[β0, block 1's β..., block 2's β..., ...]``; β0 the sum of the blocks' constants."""
+        heads = self.block_heads()
+        bias = torch.stack([h.bias for h in heads]).sum(0)
+        return torch.cat([bias[:, None], *[h.coefficients()[:, 1:] for h in heads]], dim=1)
+
+    @torch.no_grad()
+    def set_coefficients(self, coeffs: torch.Tensor) -> None:
+        """Set from (nelements, 1 + num_features) :meth:`coefficients`-ordered values; the constant goes to the
+        first block."""
+        heads = self.block_heads()
+        coeffs = torch.as_tensor(coeffs, dtype=heads[0].bias.dtype, device=heads[0].bias.device)
+        start = 1
+        for k, h in enumerate(heads):
+            stop = start + h.num_features
+            constant = coeffs[:, :1] if k == 0 else torch.zeros_like(coeffs[:, :1])
+            h.set_coefficients(torch.cat([constant, coeffs[:, start:stop]], dim=1))
+            start = stop
+
+    def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies (natoms,) eV: the sum of the blocks' heads on their columns of B (natoms, K)."""
+        return sum((h(B[:, s], species) for h, s in zip(self.block_heads(), self._slices())),
+                   B.new_zeros(len(B)))
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,

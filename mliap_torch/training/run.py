@@ -27,7 +27,7 @@ from .datamodule import AtomsDataModule
 from .module import PotentialModule
 from .precompute import descriptor_is_frozen
 from .ranks import is_global_zero
-from .setup import build_potential, data_elements, initialize_embedding, initialize_mlp
+from .setup import build_model_potential, data_elements, initialize_embedding, initialize_mlp
 from .trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def _build_potential(cfg: Any, elements: list[str]) -> Potential:
     """The configured potential; settings that its constructors reject become a ConfigError."""
     m = cfg.model
     try:
-        return build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference, m.linear_term)
+        return build_model_potential(cfg.descriptor, m, elements)
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"Configuration error in 'descriptor'/'model' for elements {elements}: "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

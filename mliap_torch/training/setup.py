@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from ..data.configuration import Configuration
 from ..data.dataset import ConfigurationDataset, collate_processed
 from ..descriptors.base import Descriptor
+from ..descriptors.concatenated import ConcatenatedDescriptor
 from ..fitting.options import FitOptions
 from ..models.embedding import EmbeddingHead
 from ..models.heads import LinearHead, MLPHead
@@ -51,13 +52,22 @@ def build_reference(settings: dict[str, Any] | None, elements: Sequence[str]) ->
 
 def build_potential(descriptor: dict[str, Any], head: str, elements: Sequence[str], hidden: Sequence[int] = (),
                     activation: str = "silu", reference: dict[str, Any] | None = None,
-                    linear_term: bool = False) -> Potential:
-    """Descriptor + ``head`` (a registered head type: linear, quadratic, mlp, ...; ``hidden``, ``activation``
-    and ``linear_term`` go to :meth:`~mliap_torch.models.heads.Head.for_training`) + optional reference, in float64."""
+                    linear_term: bool = False, blocks: Sequence[str] = ()) -> Potential:
+    """Descriptor + ``head`` (a registered head type: linear, quadratic, mlp, blocks, ...; ``hidden``,
+    ``activation``, ``linear_term``, ``blocks`` and a concatenated descriptor's ``part_sizes`` go to
+    :meth:`~mliap_torch.models.heads.Head.for_training`) + optional reference, in float64."""
     desc = build_descriptor(descriptor, elements)
-    options = {"hidden": list(hidden), "activation": activation, "linear_term": linear_term}
+    options = {"hidden": list(hidden), "activation": activation, "linear_term": linear_term, "blocks": list(blocks),
+               "part_sizes": desc.part_sizes() if isinstance(desc, ConcatenatedDescriptor) else [desc.num_descriptors]}
     h = head_class(head).for_training(len(elements), desc.num_descriptors, options)
     return Potential(desc, h, build_reference(reference, elements)).to(torch.float64)
+
+
+def build_model_potential(descriptor: dict[str, Any], model: Any, elements: Sequence[str]) -> Potential:
+    """:func:`build_potential` from the ``descriptor`` section and the ``model`` section (its ``head``, ``hidden``,
+    ``activation``, ``reference``, ``linear_term`` and ``blocks``)."""
+    return build_potential(descriptor, model.head, elements, model.hidden, model.activation, model.reference,
+                           model.linear_term, model.blocks)
 
 
 def _loader(potential: Potential, configs: Sequence[Configuration], batch_size: int) -> DataLoader:

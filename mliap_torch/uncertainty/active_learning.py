@@ -153,7 +153,7 @@ def setup_from_config(overrides: Sequence[str] = ("model=snap_quadratic",)) -> L
     from ..cli.schema import FitConfig, fit_options, validate
     from ..cli.train import CONFIG_DIR
     from ..training.data import group_specs, load_split_data
-    from ..training.setup import build_potential, data_elements
+    from ..training.setup import build_model_potential, data_elements
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = validate(compose("train", overrides=list(overrides)))
@@ -166,7 +166,7 @@ def setup_from_config(overrides: Sequence[str] = ("model=snap_quadratic",)) -> L
     weights = (specs[0].eweight, specs[0].fweight, specs[0].vweight)
 
     def make_potential() -> Potential:
-        return build_potential(cfg.descriptor, m.head, elements, m.hidden, m.activation, m.reference, m.linear_term)
+        return build_model_potential(cfg.descriptor, m, elements)
 
     options = fit_options(m, cfg.fit or FitConfig())
     options = dataclasses.replace(options, progress=False)
