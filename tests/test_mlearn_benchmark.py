@@ -7,6 +7,7 @@ torch potential's energies, forces and stresses.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -28,6 +29,9 @@ from mliap_torch.models.io import load
 from mliap_torch.models.potential import Potential
 
 ROOT = Path(__file__).resolve().parent.parent
+SMALL_ACE = {"nradmax_by_orders": [6, 2, 1], "lmax_by_orders": [0, 2, 1], "radial_basis": "ChebExpCos",
+             "radial_parameters": 5.25, "dcut": 0.01}
+"""A small ACE basis for the ACE+qSNAP tests (the table's has 1004 functions)."""
 pytestmark = [pytest.mark.lammps, pytest.mark.shared_data]
 
 
@@ -323,32 +327,65 @@ def test_snap_rows_match_torch_potential(shared_data):
                                rtol=1e-9, atol=1e-11)
 
 
-def test_union_rows_predict_the_sum_of_an_ace_and_a_qsnap_potential(shared_data):
-    """The union probe's rows ``[1, ACE, qSNAP features]`` times ``[β0, β_ACE, β_q]`` are the energies, forces
-    and stresses of a linear ACE potential (constant β0) plus a quadratic SNAP one (constant 0), each
-    evaluated by its own torch potential."""
-    from mlearn_study.mlearn import make_ace
-    from mliap_torch.models.heads import LinearHead
+def test_union_rows_are_the_ace_qsnap_potentials_predictions(shared_data):
+    """ACE+qSNAP's rows ``[1, ACE, qSNAP features]`` (ACE's from torch, qSNAP's from LAMMPS ``compute snap``) times
+    the blocks head's coefficients are the energies, forces and stresses of the torch potential, and of its two
+    parts added."""
+    from mlearn_study.mlearn import make_ace_qsnap, union_rows
+    from mliap_torch.models.parts import potential_parts
 
     configs = read_mlearn(shared_data / "mlearn" / "Si" / "test.json", element="Si")[:2]
-    ace, bispectrum = make_ace("Si", 5.0), make_bispectrum("Si", 4.2, 4)
+    potential = make_ace_qsnap("Si", 5.0, 4.2, 4, basis=SMALL_ACE)
     torch.manual_seed(1)
-    parts = [Potential(ace, LinearHead(1, ace.num_descriptors)),
-             Potential(bispectrum, QuadraticHead(1, bispectrum.num_descriptors))]
-    coefficients = [torch.randn(1, 1 + p.head.num_features) for p in parts]
-    coefficients[1][0, 0] = 0.0
-    for potential, c in zip(parts, coefficients):
-        potential.head.set_coefficients(c)
-    x = np.concatenate([coefficients[0][0].numpy(), coefficients[1][0, 1:].numpy()])
-    rows = _script("mlearn_union_probe").union_rows(configs, ace, bispectrum)
+    coefficients = torch.randn(1, 1 + potential.head.num_features)
+    potential.head.set_coefficients(coefficients)
+    x = coefficients[0].numpy()
+    rows = union_rows(configs, potential)
     assert rows[0].forces.shape[1] == x.shape[0]
-    outs = [p(make_batch(configs, ["Si"], 5.0), forces=True, stress=True) for p in parts]
+    batch = make_batch(configs, ["Si"], 5.0)
+    out = potential(batch)
+    parts = [p(batch) for p in potential_parts(potential)]
     n = np.array([c.num_atoms for c in configs])
-    total = {k: sum(o[k].detach().numpy() for o in outs) for k in ("energy", "forces", "stress")}
-    np.testing.assert_allclose([r.energy @ x for r in rows], total["energy"] / n, rtol=1e-9)
-    np.testing.assert_allclose(np.concatenate([r.forces @ x for r in rows]), total["forces"].reshape(-1),
-                               rtol=1e-8, atol=1e-9)
-    np.testing.assert_allclose(np.stack([r.stress @ x for r in rows]), total["stress"], rtol=1e-8, atol=1e-11)
+    for total in (out, {k: sum(p[k] for p in parts) for k in ("energy", "forces", "stress")}):
+        np.testing.assert_allclose([r.energy @ x for r in rows], total["energy"].detach().numpy() / n, rtol=1e-9)
+        np.testing.assert_allclose(np.concatenate([r.forces @ x for r in rows]),
+                                   total["forces"].detach().numpy().reshape(-1), rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(np.stack([r.stress @ x for r in rows]), total["stress"].detach().numpy(),
+                                   rtol=1e-8, atol=1e-11)
+
+
+def test_ace_qsnap_cell_is_the_cross_validated_fit_of_its_parts_descriptors(shared_data, tmp_path):
+    """An ACE+qSNAP cell (small ACE basis, 10 Mo configurations) takes the cutoffs and 2Jmax it is given, its
+    weights are the best-scoring candidate of its cross-validation, its test errors are its potential's, and its
+    experiment config composes to the same descriptor, weights and ridge."""
+    from hydra import compose, initialize_config_dir
+
+    from mlearn_study.mlearn import fit_ace_qsnap_cell, score_on_test
+    from mliap_torch.cli.schema import validate
+
+    train = read_mlearn(shared_data / "mlearn" / "Mo" / "training.json", element="Mo")[:10]
+    test = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:4]
+    grid = ((100.0, 1.0, 0.0, 1e-10), (300.0, 1.0, 0.0, 1e-8))
+    cell, potential = fit_ace_qsnap_cell("Mo", train, test, 4.6, 4.3, 4, basis=SMALL_ACE, grid=grid, folds=2)
+    ace, snap = potential.descriptor.part_descriptors()
+    assert (ace.cutoff, snap.cutoff, snap.twojmax) == (4.6, 4.3, 4)
+    assert cell.num_parameters == 1 + potential.head.num_features
+    scores = score_on_test(potential, test)
+    assert cell.energy_mae == pytest.approx(scores["energy_mae"], rel=1e-12)
+    best = min(cell.cv_table, key=lambda r: r[6])
+    assert tuple(best[:3]) == tuple(cell.weights) and best[3] == cell.settings["ridge_relative"]
+    script = _script()
+    entry = json.loads(json.dumps(dataclasses.asdict(cell)))
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "mlearn_mo_ace_qsnap.yaml").write_text(script.experiment_config(entry))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "experiment=mlearn_mo_ace_qsnap"])
+    cfg = validate(cfg)
+    parts = cfg.descriptor["parts"]
+    assert [p["type"] for p in parts] == ["ace", "bispectrum"] and cfg.model.blocks == ["linear", "quadratic"]
+    assert (parts[0]["rcut"], parts[1]["rcutfac"], parts[1]["twojmax"]) == (4.6, 4.3, 4)
+    assert cfg.model.solver["alpha"] == pytest.approx(cell.settings["ridge_alpha"], rel=1e-12)
 
 
 def test_twojmax_candidates_below_two_or_beyond_the_coefficient_cap_are_skipped(shared_data):
@@ -425,7 +462,13 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             cfg = validate(compose("train", overrides=[f"experiment={path.stem}"]))
         assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
         descriptor = dict(cfg.descriptor)
-        if model == "ace_td":                         # linear ACE's cross-validated cutoff, the prior's power
+        if model == "ace_qsnap":                      # the large ACE's cutoff and basis, qSNAP's cutoff and 2Jmax
+            ace, qsnap = (results[f"{el.capitalize()}/{m}"]["settings"] for m in ("ace_td", "qsnap"))
+            parts = descriptor["parts"]
+            assert [p["type"] for p in parts] == ["ace", "bispectrum"] and cfg.model.blocks == ["linear", "quadratic"]
+            assert parts[0]["rcut"] == ace["rcut"] and {k: parts[0][k] for k in ace["basis"]} == ace["basis"]
+            assert (parts[1]["rcutfac"], parts[1]["twojmax"]) == (qsnap["rcut"], qsnap["twojmax"])
+        elif model == "ace_td":                       # linear ACE's cross-validated cutoff, the prior's power
             assert descriptor["rcut"] == entry["settings"]["rcut"] == results[f"{el.capitalize()}/ace"]["settings"]["rcut"]
             assert {k: descriptor[k] for k in entry["settings"]["basis"]} == entry["settings"]["basis"]
             scores = {float(k): v for k, v in entry["settings"]["prior_cv_scores"].items()}
@@ -462,7 +505,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             assert descriptor["rcutfac"] == pytest.approx(min(by_rcut, key=by_rcut.get))
             assert (descriptor["radelem"], descriptor["rfac0"], descriptor["rmin0"], descriptor["bzeroflag"]) == \
                 (0.5, 0.99363, 0.0, False)
-        if model in ("snap", "qsnap", "ace", "ace_td"):
+        if model in ("snap", "qsnap", "ace", "ace_td", "ace_qsnap"):
             per_group = entry["settings"].get("group_weights") or {}
             for group in ("AIMD-NVT", "Elastic", "Surface", "Vacancy"):
                 we, wf, ws = per_group.get(group, entry["weights"])

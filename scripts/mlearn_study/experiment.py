@@ -32,7 +32,7 @@ GROUPS = ("AIMD-NVT", "Elastic", "Surface", "Vacancy")
 """The configuration groups of the mlearn data."""
 
 BASE_MODEL = {"snap": "snap_linear", "qsnap": "snap_quadratic", "snap_nn": "snap_nn", "ace": "ace_linear",
-              "ace_nn": "ace_nn", "ace_td": "ace_linear"}
+              "ace_nn": "ace_nn", "ace_td": "ace_linear", "ace_qsnap": "ace_qsnap"}
 """The ``model`` config group each benchmark form overrides."""
 
 LINEAR_OF = {"snap_nn": "snap", "ace_nn": "ace"}
@@ -66,8 +66,13 @@ def config_group_weights(entry: dict) -> dict[str, list[float]]:
 
 def descriptor_section(entry: dict) -> dict[str, Any]:
     """The ``descriptor`` section of a result's experiment: ACE's basis and cutoff, or the bispectrum's
-    2Jmax, cutoff and the study's conventions (radelem 0.5, so rcutfac is the cutoff)."""
+    2Jmax, cutoff and the study's conventions (radelem 0.5, so rcutfac is the cutoff), or for ACE+qSNAP both as the
+    ``parts`` of a concatenated descriptor."""
     s = entry["settings"]
+    if entry["model"] == "ace_qsnap":
+        return {"parts": [{"type": "ace", **s["basis"], "rcut": s["ace_rcut"]},
+                          {"type": "bispectrum", "twojmax": s["twojmax"], "rcutfac": s["qsnap_rcut"], "radelem": s["radelem"],
+                           "rfac0": s["rfac0"], "rmin0": s["rmin0"], "bzeroflag": False}]}
     if "basis" in s:
         return {**s["basis"], "rcut": s["rcut"]}
     return {"twojmax": s["twojmax"], "rcutfac": s["rcut"], "radelem": s["radelem"], "rfac0": s["rfac0"],
@@ -82,7 +87,7 @@ def solver_section(entry: dict) -> dict[str, Any]:
     out: dict[str, Any] = {"solver": "ridge", "alpha": alpha} if alpha else {"solver": "qr"}
     if alpha and s.get("prior_power"):
         out["prior_power"] = s["prior_power"]
-    if alpha and entry["model"] == "ace_td":
+    if alpha and entry["model"] in ("ace_td", "ace_qsnap"):
         out["chunk_atoms"] = 500
     if s.get("scale_columns"):
         out["scale_columns"] = True
@@ -96,11 +101,17 @@ def _flow(value: Any) -> str:
 
 def yaml_lines(sections: dict[str, Any], indent: int = 0) -> list[str]:
     """``sections`` as YAML lines in their order: mappings as blocks down to the values that hold no
-    mapping (sections of scalars included), which are written in flow style (``rcut: 5.2``, ``hidden: [64, 64]``)."""
+    mapping (sections of scalars included), which are written in flow style (``rcut: 5.2``, ``hidden: [64, 64]``);
+    lists of mappings as block sequences (a concatenated descriptor's ``parts``)."""
     pad = "  " * indent
     lines = []
     for key, value in sections.items():
-        if isinstance(value, dict) and (indent == 0 or any(isinstance(v, dict) or isinstance(v, list)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{pad}{key}:")
+            for item in value:            # a block sequence: "- " in place of the item's first indent
+                first, *rest = yaml_lines(item, indent + 2)
+                lines += [f"{pad}  - {first.lstrip()}", *rest]
+        elif isinstance(value, dict) and (indent == 0 or any(isinstance(v, dict) or isinstance(v, list)
                                                             for v in value.values())):
             lines += [f"{pad}{key}:", *yaml_lines(value, indent + 1)]
         else:

@@ -46,7 +46,7 @@ EV_PER_A3_IN_GPA = 160.21766208
 
 LINEAR_MODELS = ("snap", "qsnap")
 MODEL_LABELS = {"snap": "SNAP", "qsnap": "qSNAP", "snap_nn": "SNAP+NN", "ace": "ACE (linear)", "ace_nn": "ACE+NN",
-                "ace_td": "ACE (total degree)"}
+                "ace_td": "ACE (total degree)", "ace_qsnap": "ACE+qSNAP"}
 
 #: Candidate (energy, force, stress, ridge) settings: row weights of energy rows (eV/atom), force rows
 #: (eV/Å) and stress rows (GPa) — the weights multiply the rows, FitSNAP's convention — and a ridge
@@ -824,6 +824,53 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
     return _exact_cell(element, "ace_td", potential, fit, test, settings, t0), potential
 
 
+def make_ace_qsnap(element: str, ace_rcut: float, qsnap_rcut: float, twojmax: int, basis: dict | None = None) -> Potential:
+    """An ACE (``basis``, default the large :data:`ACE_TD_BASIS`, at ``ace_rcut``) and a qSNAP bispectrum
+    (``twojmax`` at ``qsnap_rcut``, :func:`make_bispectrum`) side by side, a linear head on the first and a
+    quadratic one on the second; zero coefficients."""
+    from mliap_torch.descriptors.concatenated import ConcatenatedDescriptor
+    from mliap_torch.models.heads import BlockHead
+
+    descriptor = ConcatenatedDescriptor([make_ace(element, ace_rcut, basis or ACE_TD_BASIS),
+                                         make_bispectrum(element, qsnap_rcut, twojmax)])
+    return Potential(descriptor, BlockHead(1, descriptor.num_descriptors, ["linear", "quadratic"], descriptor.part_sizes()))
+
+
+def union_rows(configs: Sequence[Configuration], potential: Potential) -> list[SnapRows]:
+    """Rows ``[1, ACE, qSNAP features]`` of every configuration for a :func:`make_ace_qsnap` potential: the ACE
+    part's from torch (:func:`~mlearn_study.torch_rows.torch_rows`), the bispectrum part's from LAMMPS
+    ``compute snap`` (:func:`~mlearn_study.snap_rows.snap_rows`), joined with one constant."""
+    from .snap_rows import joined_columns
+    from .torch_rows import torch_rows
+
+    ace, bispectrum = potential.descriptor.part_descriptors()
+    return [joined_columns(a, q) for a, q in zip(torch_rows(list(configs), ace), snap_rows(list(configs), bispectrum, True))]
+
+
+def fit_ace_qsnap_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], ace_rcut: float,
+                       qsnap_rcut: float, twojmax: int, *, basis: dict | None = None,
+                       grid: Sequence[tuple[float, float, float, float]] = ACE_TD_GRID, folds: int = 5,
+                       seed: int = 0) -> tuple[CellResult, Potential]:
+    """Linear large ACE + qSNAP in one exact fit (:func:`make_ace_qsnap`, the element's own ``ace_td`` cutoff and
+    ``qsnap`` cutoff and 2Jmax): the large ACE's grid of weights and ridge and per-group weights
+    (:func:`exact_fit`), all by cross-validation on the training set, scored ``max(E/E_bar, F/F_bar)`` against
+    the better of GAP and MTP (:func:`~mlearn_study.mlearn_published.bar`), as SNAP and qSNAP are. ``basis``:
+    another ACE basis (tests)."""
+    t0 = time.perf_counter()
+    potential = make_ace_qsnap(element, ace_rcut, qsnap_rcut, twojmax, basis)
+    rows = RowSet.build(train, union_rows(train, potential))
+    reference = published.bar(element)
+    fit = exact_fit(rows, len(train), reference, grid, folds, seed, group_weights=True)
+    ace, bispectrum = potential.descriptor.part_descriptors()
+    settings = {"rcut": max(ace_rcut, qsnap_rcut), "ace_rcut": ace_rcut, "qsnap_rcut": qsnap_rcut, "twojmax": twojmax,
+                "basis": {k: ace.settings().get(k) for k in basis or ACE_TD_BASIS}, "num_functions": ace.num_descriptors,
+                "num_bispectrum": bispectrum.num_descriptors, "radelem": published.RADELEM, "rfac0": published.RFAC0,
+                "rmin0": published.RMIN0, "cv_score": "max(E/E_bar, F/F_bar)", "reference": list(reference),
+                "group_weights": fit.selection.group_weights, "group_cv": fit.selection.group_cv,
+                "group_search": fit.selection.group_search}
+    return _exact_cell(element, "ace_qsnap", potential, fit, test, settings, t0), potential
+
+
 def bulk_cell(element: str, atoms: int = 1500):
     """A cubic bulk supercell of ``element`` (ASE's reference lattice) with about ``atoms`` atoms, rattled."""
     unit = bulk(element, cubic=True)
@@ -836,15 +883,17 @@ def bulk_cell(element: str, atoms: int = 1500):
 def deploy_route(potential: Potential) -> str:
     """The LAMMPS route a user deploys: native ``pair_style snap`` for linear/quadratic bispectrum
     models, ``pair_style pace`` for ACE that PACE can hold (linear ACE; C++, about 4× faster than the
-    unified route on the 77-function basis), the compiled plugin (``scripts/build_plugin.sh``: C++
+    unified route on the 77-function basis), their ``hybrid/overlay`` for ACE+qSNAP, the compiled plugin (``scripts/build_plugin.sh``: C++
     descriptor, TorchScript head) for the networks when it is built, ML-IAP unified otherwise."""
-    from mliap_torch.export.lammps_export import native_snap_supported, pace_supported, plugin_supported
+    from mliap_torch.export.lammps_export import native_snap_supported, overlay_parts, pace_supported, plugin_supported
     from mliap_torch.lammps import plugin_library
 
     if native_snap_supported(potential):
         return "snap"
     if pace_supported(potential):
         return "pace"
+    if overlay_parts(potential) is not None:
+        return "overlay"
     return "plugin" if plugin_library() is not None and plugin_supported(potential) else "unified"
 
 

@@ -42,3 +42,9 @@ SNAP_SETTINGS: dict[str, dict[str, tuple[float, int]]] = {
 RFAC0 = 0.99363
 RMIN0 = 0.0
 RADELEM = 0.5
+
+
+def bar(element: str) -> tuple[float, float]:
+    """The accuracy bar of ``element``: the better of GAP's and MTP's test energy MAE (meV/atom) and the low
+    end of the paper's GAP/MTP force MAE (eV/Å), which it publishes to two decimals."""
+    return min(ENERGY_MAE[m][element] for m in ("GAP", "MTP")), FORCE_MAE_RANGE[element][0]
