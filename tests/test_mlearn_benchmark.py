@@ -378,9 +378,9 @@ def test_ace_qsnap_cell_is_the_cross_validated_fit_of_its_parts_descriptors(shar
     entry = json.loads(json.dumps(dataclasses.asdict(cell)))
     folder = tmp_path / "experiment"
     folder.mkdir()
-    (folder / "mlearn_mo_ace_qsnap.yaml").write_text(script.experiment_config(entry))
+    (folder / "cell_under_test.yaml").write_text(script.experiment_config(entry))   # not the package's own
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "experiment=mlearn_mo_ace_qsnap"])
+        cfg = compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "experiment=cell_under_test"])
     cfg = validate(cfg)
     parts = cfg.descriptor["parts"]
     assert [p["type"] for p in parts] == ["ace", "bispectrum"] and cfg.model.blocks == ["linear", "quadratic"]
