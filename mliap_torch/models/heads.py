@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, ClassVar, cast
 
 import torch
@@ -211,7 +212,7 @@ class BlockHead(Head):
         return [cast(LinearHead, h) for h in self.blocks]
 
     def _slices(self) -> list[slice]:
-        bounds = [0, *torch.tensor(self.sizes).cumsum(0).tolist()]
+        bounds = [0, *accumulate(self.sizes)]
         return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
     @classmethod
