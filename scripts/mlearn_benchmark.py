@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                         help="epochs of the networks' cosine learning-rate decay (the best validation epoch is kept)")
     parser.add_argument("--nn-hidden", type=int, nargs="+", default=[64, 64], help="MLP hidden layer widths")
     parser.add_argument("--md-atoms", type=int, default=1500)
-    parser.add_argument("--md-steps", type=int, default=50, help="MD steps of the compiled routes (snap, pace, plugin)")
+    parser.add_argument("--md-steps", type=int, default=20, help="MD steps of the compiled routes (snap, pace, plugin, overlay)")
     parser.add_argument("--md-steps-unified", type=int, default=5, help="MD steps of the ML-IAP unified route")
     parser.add_argument("--no-cost", action="store_true", help="skip the LAMMPS MD timing")
     parser.add_argument("--cost-only", action="store_true",

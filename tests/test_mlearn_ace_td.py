@@ -114,3 +114,19 @@ def test_torch_rows_are_the_linear_potentials_energies_forces_and_stresses(li_ce
         stress = pred["stress"][k].detach().numpy()
         np.testing.assert_allclose(rows.stress @ x, stress, rtol=0, atol=1e-12 * np.abs(stress).max())
         assert np.abs(forces).max() > 1e-3 and np.abs(stress).max() > 1e-5
+
+
+def test_torch_rows_are_reused_only_for_the_same_configurations_and_descriptor(li_cell):
+    """A lane asks for the large ACE's rows twice (its own fit, then ACE+qSNAP's): the second call returns
+    the first's rows; other configurations or another descriptor get rows of their own, equal to a fresh
+    computation."""
+    train = li_cell[0][:3]
+    descriptor = ACE(["Li"], rcut=5.1, **BASIS)
+    first = torch_rows(train, descriptor)
+    assert torch_rows(list(train), ACE(["Li"], rcut=5.1, **BASIS)) is first
+    other = torch_rows(train[:2], descriptor)
+    assert other is not first and len(other) == 2
+    np.testing.assert_array_equal(other[1].forces, first[1].forces)
+    shorter = ACE(["Li"], rcut=4.6, **BASIS)
+    rows = torch_rows(train, shorter)
+    assert rows is not first and not np.allclose(rows[0].forces, first[0].forces)

@@ -153,6 +153,19 @@ def test_r_factor_gives_the_weighted_fit_of_all_rows(cv_path):
     np.testing.assert_allclose(gram, direct.T @ direct, rtol=1e-10, atol=1e-8 * np.abs(gram).max())
 
 
+def test_a_split_without_factors_scores_as_one_with_them(cv_path):
+    """The second fold split of the per-group search only scores: beyond the exact path it computes no R
+    factors (the exact path needs them to score), and its CV errors are those of a full cross-validation."""
+    rs = _rowset(6)
+    weights = np.array([[30.0, 100.0, 10.0], [1.0, 0.5, 2.0], [0.5, 3.0, 1.0]])
+    scoring = CrossValidation(rs, 24, folds=4, seed=3, with_factors=False)
+    assert (len(scoring.factors) == 0) == (cv_path != "exact")
+    np.testing.assert_allclose(scoring.errors(weights, 1e-6), CrossValidation(rs, 24, folds=4, seed=3).errors(weights, 1e-6),
+                               rtol=1e-12)
+    np.testing.assert_allclose(scoring.errors(weights, 1e-6), _direct_errors(rs, scoring.fold_of, weights, 1e-6, cv_path),
+                               rtol=1e-9)
+
+
 def test_group_refinement_improves_the_search_split_and_is_checked_on_another():
     rs = _rowset(2, configs=40)
     grid = [(we, 1.0, ws, 0.0) for we in (3.0, 30.0) for ws in (0.0, 1.0)]

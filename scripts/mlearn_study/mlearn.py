@@ -136,6 +136,16 @@ def _factor(A: np.ndarray, b: np.ndarray, chunk_rows: int = 20000) -> torch.Tens
     return r
 
 
+def _gram(A: np.ndarray, b: np.ndarray, chunk_rows: int = 20000) -> torch.Tensor:
+    """(n+1)×(n+1) Gram matrix ``[A|b]ᵀ[A|b]``, ``chunk_rows`` rows at a time (``rows × n²`` flops: for the
+    few thousand rows of a cross-validation block far less than its QR and ``RᵀR``, ``n³`` each)."""
+    gram = torch.zeros(A.shape[1] + 1, A.shape[1] + 1, dtype=torch.float64)
+    for start in range(0, A.shape[0], chunk_rows):
+        rows = torch.from_numpy(np.concatenate([A[start:start + chunk_rows], b[start:start + chunk_rows, None]], axis=1))
+        gram.addmm_(rows.T, rows)
+    return gram
+
+
 def _mae(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
     return float(np.abs(A @ x - b).mean()) if A.shape[0] else float("nan")
 
@@ -228,18 +238,19 @@ def _sum_by(grams: dict, key_of) -> dict:
 class CrossValidation:
     """k-fold cross-validation, by configuration, of weighted least-squares fits of a :class:`RowSet`.
 
-    The R factor of every (row kind, fold, group) block is computed once; a candidate — row weights
-    ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge — then costs one solve per
-    fold: up to :data:`EXACT_MAX_COLUMNS` columns an exact one (:func:`solve_scaled` of the QR of the
-    fold's weighted training factors, combined once per (kind, group)), beyond that one of the normal
-    equations (:func:`_gram_solve`) from the blocks' Gram matrices, and the factors are kept merged over
-    folds, per (kind, group), for :meth:`r_factor` only. ``folds=1`` builds the factors only (no held-out
-    scoring). ``prior``: per-column weights of the ridge (a smoothness prior, :func:`solve_scaled`) of every
-    candidate.
+    A candidate — row weights ``(3, ngroups)`` per kind (:data:`KINDS`) and group, and a relative ridge —
+    costs one solve per fold. Up to :data:`EXACT_MAX_COLUMNS` columns the R factor of every (row kind,
+    fold, group) block is computed once and the solve is exact (:func:`solve_scaled` of the QR of the
+    fold's weighted training factors, combined once per (kind, group)). Beyond that the Gram matrix of
+    every block is computed once (:func:`_gram`), the solve is one of the normal equations
+    (:func:`_gram_solve`), and the R factor of each (kind, group)'s rows is kept for :meth:`r_factor` only
+    (``with_factors=False``: not computed, for a split that only scores). ``folds=1`` builds the factors
+    only (no held-out scoring). ``prior``: per-column weights of the ridge (a smoothness prior,
+    :func:`solve_scaled`) of every candidate.
     """
 
     def __init__(self, rowset: RowSet, num_configs: int, folds: int = 5, seed: int = 0,
-                 prior: np.ndarray | None = None):
+                 prior: np.ndarray | None = None, with_factors: bool = True):
         self.folds = max(1, folds)
         self.prior = prior
         self.fold_of = np.random.default_rng(seed).permutation(num_configs) % self.folds
@@ -250,9 +261,8 @@ class CrossValidation:
         self.exact = self.num_columns <= EXACT_MAX_COLUMNS
         scored = self.folds > 1
         normal_equations = scored and not self.exact
-        # R factors of the (kind, fold, group) blocks; for the normal equations, which need only the blocks'
-        # Gram matrices, merged over folds (fold -1): the final fit's factor needs no more, and at thousands
-        # of columns 60 factors besides 60 Gram matrices are gigabytes
+        # exact: R factors of the (kind, fold, group) blocks; normal equations: the blocks' Gram matrices and
+        # the factors of the (kind, group) rows of all folds (fold -1), all the final fit's factor needs
         self.factors: dict[tuple[int, int, int], torch.Tensor] = {}
         self._gram: dict[tuple[int, int, int], torch.Tensor] = {}
         self.held_out: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -260,13 +270,15 @@ class CrossValidation:
             A, b, cfg = kinds[kind]
             fold, group = self.fold_of[cfg], rowset.config_group[cfg]
             for g in range(ngroups):
-                blocks = {f: _factor(A[(fold == f) & (group == g)], b[(fold == f) & (group == g)])
-                          for f in range(self.folds)}
                 if normal_equations:
-                    self._gram.update({(k, f, g): r.T @ r for f, r in blocks.items() if bool(r.any())})
-                    self.factors[k, -1, g] = combine_r_factors(list(blocks.values()))
+                    in_group = group == g
+                    self._gram.update({(k, f, g): _gram(A[in_group & (fold == f)], b[in_group & (fold == f)])
+                                       for f in range(self.folds) if np.any(in_group & (fold == f))})
+                    if with_factors:
+                        self.factors[k, -1, g] = _factor(A[in_group], b[in_group])
                 else:
-                    self.factors.update({(k, f, g): r for f, r in blocks.items()})
+                    self.factors.update({(k, f, g): _factor(A[(fold == f) & (group == g)], b[(fold == f) & (group == g)])
+                                         for f in range(self.folds)})
             if kind != "stress":
                 self.held_out.update({(k, f): (A[fold == f], b[fold == f]) for f in range(self.folds)})
         self._gram = dict(sorted(self._gram.items()))      # (kind, fold, group) order: the order of every sum
@@ -451,7 +463,7 @@ def select_weights(rowset: RowSet, num_configs: int, grid: Sequence[tuple[float,
     if group_weights:
         refined, searched = refine_group_weights(cv, selection.weights, selection.ridge, score)
         cv.release_grams()
-        check = CrossValidation(rowset, num_configs, folds, seed + 1, prior)
+        check = CrossValidation(rowset, num_configs, folds, seed + 1, prior, with_factors=False)
         uniform = uniform_weights(selection.weights, cv.num_groups)
         on_check = {}
         for name, w in (("uniform", uniform), ("groups", refined)):

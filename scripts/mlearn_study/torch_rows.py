@@ -7,6 +7,7 @@ Jacobian ``∂B_{i(p)}/∂r_p`` comes from :func:`mliap_torch.fitting.design.des
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,8 +34,16 @@ def _chunks(configs: Sequence[Configuration], chunk_atoms: int) -> list[list[int
     return out
 
 
+#: The last call's (descriptor settings, chunk size), configurations and rows (:func:`torch_rows`).
+_last: list[tuple[str, tuple[Configuration, ...], list[SnapRows]]] = []
+
+
 def torch_rows(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 500) -> list[SnapRows]:
     """Rows of a linear one-element model of every configuration, in the configuration's frame.
+
+    The last call's rows are kept and returned again (the same list) for the same configuration objects and
+    descriptor settings: an element's exact-fit lane asks for the large ACE's training rows twice, for its
+    own fit and for ACE+qSNAP's (1–5 min per element). Callers must not modify them.
 
     Args:
         configs: configurations of the descriptor's single element.
@@ -44,6 +53,11 @@ def torch_rows(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 
     elements = list(descriptor.settings().get("elements") or [])
     if len(elements) != 1:
         raise ValueError(f"torch_rows: one element expected, the descriptor has {elements}")
+    key = f"{json.dumps(descriptor.settings(), sort_keys=True, default=str)} {chunk_atoms}"
+    if _last and _last[0][0] == key and len(_last[0][1]) == len(configs) and all(
+            a is b for a, b in zip(_last[0][1], configs)):
+        return _last[0][2]
+    _last.clear()
     dtype = torch.float64
     rows: list[SnapRows] = []
     for chunk in _chunks(configs, chunk_atoms):
@@ -69,4 +83,5 @@ def torch_rows(configs: Sequence[Configuration], descriptor, chunk_atoms: int = 
             stress = np.zeros((6, K + 1))
             stress[:, 1:] = srows[local].T.numpy()
             rows.append(SnapRows(energy, forces, stress))
+    _last.append((key, tuple(configs), rows))
     return rows
