@@ -836,6 +836,12 @@ def fit_ace_td_cell(element: str, train: Sequence[Configuration], test: Sequence
     return _exact_cell(element, "ace_td", potential, fit, test, settings, t0), potential
 
 
+#: ACE+qSNAP's grid: the large ACE's row weights, and its ridges and two decades more (with the large ACE's
+#: three, Ni and Mo chose 1e-8, the largest).
+ACE_QSNAP_GRID = tuple((we, 1.0, ws, rr) for we in (30.0, 100.0, 300.0, 1000.0) for ws in (0.0, 0.3, 1.0)
+                       for rr in (1e-12, 1e-10, 1e-8, 1e-6, 1e-4))
+
+
 def make_ace_qsnap(element: str, ace_rcut: float, qsnap_rcut: float, twojmax: int, basis: dict | None = None) -> Potential:
     """An ACE (``basis``, default the large :data:`ACE_TD_BASIS`, at ``ace_rcut``) and a qSNAP bispectrum
     (``twojmax`` at ``qsnap_rcut``, :func:`make_bispectrum`) side by side, a linear head on the first and a
@@ -861,10 +867,10 @@ def union_rows(configs: Sequence[Configuration], potential: Potential) -> list[S
 
 def fit_ace_qsnap_cell(element: str, train: Sequence[Configuration], test: Sequence[Configuration], ace_rcut: float,
                        qsnap_rcut: float, twojmax: int, *, basis: dict | None = None,
-                       grid: Sequence[tuple[float, float, float, float]] = ACE_TD_GRID, folds: int = 5,
+                       grid: Sequence[tuple[float, float, float, float]] = ACE_QSNAP_GRID, folds: int = 5,
                        seed: int = 0) -> tuple[CellResult, Potential]:
     """Linear large ACE + qSNAP in one exact fit (:func:`make_ace_qsnap`, the element's own ``ace_td`` cutoff and
-    ``qsnap`` cutoff and 2Jmax): the large ACE's grid of weights and ridge and per-group weights
+    ``qsnap`` cutoff and 2Jmax): the grid :data:`ACE_QSNAP_GRID` of weights and ridge and per-group weights
     (:func:`exact_fit`), all by cross-validation on the training set, scored ``max(E/E_bar, F/F_bar)`` against
     the better of GAP and MTP (:func:`~mlearn_study.mlearn_published.bar`), as SNAP and qSNAP are. ``basis``:
     another ACE basis (tests)."""
