@@ -5,7 +5,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Calculator", "Potential", "load", "save", "read_snap", "read_mliap", "write_mliap", "read_pace", "write_pace",
+__all__ = ["Calculator", "Potential", "average_potentials", "load", "save", "read_snap", "read_mliap", "write_mliap", "read_pace", "write_pace",
            "__version__"]
 
 
@@ -17,6 +17,9 @@ def __getattr__(name: str) -> Any:
     if name == "Potential":
         from .models.potential import Potential
         return Potential
+    if name == "average_potentials":
+        from .models.ensemble import average_potentials
+        return average_potentials
     if name in ("load", "save"):
         from .models import io
         return getattr(io, name)

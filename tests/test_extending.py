@@ -24,7 +24,7 @@ def test_the_builtin_components_are_registered():
     from mliap_torch.models.zbl import ZBL
 
     assert {"bispectrum", "ace"} <= set(names("descriptor"))
-    assert names("head") == ["blocks", "linear", "mlp", "pace_embedding", "quadratic"]
+    assert names("head") == ["blocks", "linear", "mlp", "pace_embedding", "quadratic", "weighted_blocks"]
     assert names("reference potential") == ["pace_core", "zbl"]
     assert (descriptor_class("bispectrum"), head_class("mlp"), reference_class("zbl")) == (Bispectrum, MLPHead, ZBL)
     assert Bispectrum.type_name == "bispectrum" and MLPHead.type_name == "mlp" and ZBL.type_name == "zbl"

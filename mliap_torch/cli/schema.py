@@ -150,6 +150,17 @@ class ActiveSetConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    """A run that trains the experiments ``members`` (each in ``<run>/members/<name>``, with ``member_overrides``
+    and without their LAMMPS step) and keeps their weighted mean (:func:`mliap_torch.average_potentials`; ``weights``
+    one per member, summing to 1, default equal), scored on this config's data. Empty ``members``: a plain run."""
+
+    members: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+    member_overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     """The validated configuration; ``descriptor`` stays a plain dict (its keys depend on its type)."""
 
@@ -164,6 +175,7 @@ class TrainConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     active_set: ActiveSetConfig = field(default_factory=ActiveSetConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     experiment: Any | None = None
     plugins: list = field(default_factory=list)
 
@@ -260,6 +272,8 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
     export = _typed("export", ExportConfig, cfg.export) if "export" in cfg else ExportConfig()
     fit = _typed("fit", FitConfig, cfg.fit) if "fit" in cfg else FitConfig()
     active_set = _typed("active_set", ActiveSetConfig, cfg.active_set) if "active_set" in cfg else ActiveSetConfig()
+    ensemble = _typed("ensemble", EnsembleConfig, cfg.ensemble) if "ensemble" in cfg else EnsembleConfig()
+    _check_ensemble(ensemble)
     try:
         scalars = {k: cfg[k] for k in ("seed", "dtype", "ckpt_path", "plots") if k in cfg}
     except OmegaConfBaseException as exc:
@@ -300,8 +314,25 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> TrainConfig:
         out.ckpt_path = _existing_path("ckpt_path", out.ckpt_path, required=False)
     return TrainConfig(data=data, descriptor=descriptor, model=model, trainer=trainer, seed=out.seed,
                        dtype=out.dtype, ckpt_path=out.ckpt_path, plots=out.plots, export=export, fit=fit,
-                       active_set=active_set,
+                       active_set=active_set, ensemble=ensemble,
                        experiment=cfg.get("experiment"), plugins=plugins)
+
+
+def _check_ensemble(ensemble: EnsembleConfig) -> None:
+    """ConfigError naming the ``ensemble.<key>`` when the members and weights cannot make an average."""
+    members = ensemble.members
+    if not members:
+        if ensemble.weights is not None:
+            raise ConfigError("Configuration error: 'ensemble.weights' is set but 'ensemble.members' is empty; name "
+                              "the member experiments, e.g. ensemble.members=[mlearn_si_ace_qsnap,mlearn_si_snap_nn].")
+        return
+    if len(members) < 2 or len(set(members)) != len(members):
+        raise ConfigError(f"Configuration error: 'ensemble.members' is {members}; an average needs at least two "
+                          "different experiments.")
+    weights = ensemble.weights
+    if weights is not None and (len(weights) != len(members) or abs(sum(weights) - 1.0) > 1e-12):
+        raise ConfigError(f"Configuration error: 'ensemble.weights' is {weights}; give one weight per member of "
+                          f"'ensemble.members' ({len(members)}), summing to 1.")
 
 
 def fit_options(model: ModelConfig, fit: FitConfig) -> FitOptions:

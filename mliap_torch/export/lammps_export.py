@@ -15,7 +15,9 @@ Routes:
   head, PACE's core repulsion inside the ``.yace``); needs ``pyace`` to write the file.
 - ``overlay``: ``pair_style hybrid/overlay`` of the parts of a model on a concatenated descriptor with a blocks head
   (:func:`~mliap_torch.models.parts.potential_parts`), each part in the first of ``snap``, ``pace``, ``plugin`` that
-  holds it (files ``<name>.part<k>.*``): e.g. ``hybrid/overlay pace snap`` for linear ACE + qSNAP.
+  holds it (files ``<name>.part<k>.*``): e.g. ``hybrid/overlay pace snap`` for linear ACE + qSNAP; the mean of
+  several potentials (:func:`~mliap_torch.models.ensemble.average_potentials`) becomes ``hybrid/scaled`` with each
+  part's weight.
 A ZBL reference becomes ``pair_style hybrid/overlay zbl <inner> <outer> ...`` for the native routes
 (written also as an include file ``<name>.<route>.pair.lammps``); the unified route evaluates it in torch.
 A linear or quadratic bispectrum model with an active set also gets ``<name>.gamma.lammps``: its per-atom
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from ..lammps import installed_plugin_path, lammps_has_package, plugin_library
 from ..models.heads import LinearHead, MLPHead, QuadraticHead
-from ..models.parts import potential_parts
+from ..models.parts import part_weights, potential_parts
 from ..models.potential import Potential
 from ..models.reference import overlaid_in_lammps
 from .gamma_variables import gamma_variables_supported, write_gamma_variables
@@ -44,7 +46,8 @@ ROUTE_MODELS = {"unified": "any model", "snap": "bispectrum descriptors with lin
                 "mliap": "bispectrum and SO3 descriptors with linear or quadratic heads, or MLP heads LAMMPS' nn can hold",
                 "plugin": "bispectrum (without chemflag) and ACE descriptors with linear, quadratic or MLP heads, ACE also with PACE embedding heads",
                 "pace": "ACE descriptors with linear or PACE embedding heads (and PACE's core repulsion), with pyace",
-                "overlay": "concatenated descriptors with a blocks head whose parts the snap, pace or plugin route can each hold"}
+                "overlay": "concatenated descriptors with a blocks or weighted blocks head (an average of potentials) whose "
+                           "parts the snap, pace or plugin route can each hold"}
 """What each route can express, for messages."""
 
 
@@ -164,28 +167,30 @@ def plugin_load_command(library: str | Path | None = None) -> str:
     return f"plugin load {plugin_library() or installed_plugin_path()}"
 
 
-def _pair_lines(potential: Potential, styles: list[tuple[str, str]]) -> list[str]:
+def _pair_lines(potential: Potential, styles: list[tuple[str, str]], factors: list[float] | None = None) -> list[str]:
     """``pair_style``/``pair_coeff`` lines for ``styles`` ((style with its arguments, pair_coeff arguments
     after ``* *``), alone or overlaid on each other and on the ZBL reference (a style keyword used twice
     gets its index in ``pair_coeff``, as ``hybrid/overlay`` asks). A reference that is not additive is part of the
-    model's own style (the plugin's compiled models, PACE), not overlaid."""
+    model's own style (the plugin's compiled models, PACE), not overlaid. ``factors`` (one per style) other than 1
+    make it ``hybrid/scaled``, each style prefixed with its factor."""
     ref = potential.reference if potential.reference is not None and potential.reference.additive else None
-    if ref is None and len(styles) == 1:
+    scaled = factors is not None and any(f != 1.0 for f in factors)
+    if ref is None and len(styles) == 1 and not scaled:
         style, coeff = styles[0]
         return [f"pair_style {style}", f"pair_coeff * * {coeff}"]
     keywords = [style.split()[0] for style, _ in styles]
-    head = "pair_style hybrid/overlay"
+    head = "pair_style hybrid/scaled" if scaled else "pair_style hybrid/overlay"
     lines = []
     if ref is not None:
         if ref.type_name != "zbl":
             raise ValueError(f"LAMMPS pair styles hold the ZBL reference potential only, not {ref.type_name!r}")
         s = ref.settings()
-        head += f" zbl {s['inner']!r} {s['outer']!r}"
+        head += f"{' 1.0' if scaled else ''} zbl {s['inner']!r} {s['outer']!r}"
         z = s["z"]
         n = len(potential.elements)
         lines += [f"pair_coeff {a + 1} {b + 1} zbl {z[a]!r} {z[b]!r}" for a in range(n) for b in range(a, n)]
     for k, ((style, coeff), keyword) in enumerate(zip(styles, keywords)):
-        head += f" {style}"
+        head += f" {factors[k]!r} {style}" if scaled and factors is not None else f" {style}"
         index = f" {keywords[:k + 1].count(keyword)}" if keywords.count(keyword) > 1 else ""
         lines.append(f"pair_coeff * * {keyword}{index} {coeff}")
     return [head, *lines]
@@ -260,15 +265,17 @@ def export_lammps(potential: Potential, folder: str | Path, name: str = "model",
             files = [pkl]
             lines = [f"pair_style mliap unified {pkl.name} 0", f"pair_coeff * * {elements}"]
         elif route == "overlay":
-            styles, files, preamble = [], [], []
+            styles, files, preamble, factors = [], [], [], []
+            weights = part_weights(potential) or []
             for k, (part_route, part) in enumerate(overlay_parts(potential) or []):
                 part_styles, part_files, part_preamble = _route_styles(part_route, part, folder, f"{name}.part{k}",
                                                                        elements, plugin_library, plugin_dtype)
                 styles += part_styles
+                factors += [weights[k]] * len(part_styles)
                 files += part_files
                 preamble += [c for c in part_preamble if c not in preamble]
                 requires.add(part_route)
-            lines = [*preamble, *_pair_lines(potential, styles)]
+            lines = [*preamble, *_pair_lines(potential, styles, factors)]
         else:
             route_native = native
             if route == "plugin" and potential.active_set is not None and snap_plugin_supported(native):

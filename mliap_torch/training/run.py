@@ -67,10 +67,76 @@ def _build_potential(cfg: Any, elements: list[str]) -> Potential:
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+def compose_member(name: str, overrides: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """The validated config and its resolved plain-dict form of ``experiment=<name>`` with ``overrides``, as an
+    ensemble member runs it (no LAMMPS step: the ensemble exports the mean). ConfigError naming
+    ``ensemble.members`` when the experiment does not compose or is itself an ensemble."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from ..cli.schema import validate
+    from ..cli.train import CONFIG_DIR
+
+    args = [f"experiment={name}", *overrides, "export.lammps=false"]
+    try:
+        if GlobalHydra.instance().is_initialized():
+            cfg = compose("train", overrides=args)
+        else:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose("train", overrides=args)
+    except HydraException as exc:
+        raise ConfigError(f"Configuration error in 'ensemble.members': the member {name!r} does not compose with "
+                          f"overrides {list(overrides)} ({str(exc).splitlines()[0]}); members are experiment names, "
+                          f"files mliap_torch/configs/experiment/<name>.yaml.") from None
+    typed = validate(cfg)
+    if typed.ensemble.members:
+        raise ConfigError(f"Configuration error in 'ensemble.members': the member {name!r} is itself an ensemble; "
+                          "name its members instead.")
+    return typed, cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+
+def _run_ensemble(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> RunResult | None:
+    """Train every member of ``cfg.ensemble`` in ``run_dir/members/<name>``, then score and save their weighted mean
+    (:func:`~mliap_torch.models.ensemble.average_potentials`) on ``cfg.data`` as any run's potential."""
+    from ..models.ensemble import average_potentials
+    from .data import load_split_data
+    from .report import evaluate_and_report, write_config
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    members, timings = [], {}
+    for name in cfg.ensemble.members:
+        member_cfg, member_resolved = compose_member(name, cfg.ensemble.member_overrides)
+        log.info("ensemble member %s → %s", name, run_dir / "members" / name)
+        result = run(member_cfg, run_dir / "members" / name, member_resolved)
+        if result is None:
+            return None
+        members.append(result.potential)
+        timings[f"member_{name}_s"] = result.timings.get("total_training_s", float("nan"))
+    try:
+        potential = average_potentials(members, cfg.ensemble.weights)
+    except ValueError as exc:
+        raise ConfigError(f"Configuration error in 'ensemble.members' {list(cfg.ensemble.members)}: {exc}") from None
+    timings["total_training_s"] = time.perf_counter() - t0
+    data = load_split_data(cfg.data, cfg.seed)
+    if resolved_config is not None:
+        write_config(resolved_config, run_dir / "config.yaml")
+    data.save(run_dir)
+    metrics = evaluate_and_report(potential, data.train, data.test, run_dir, data.group_names,
+                                  batch_size=cfg.data.batch_size, plots=cfg.plots, timings=timings)
+    if cfg.export.lammps:
+        metrics["lammps"] = export_to_lammps(cfg.export, potential, data.test or data.train, run_dir)
+    return RunResult(potential, run_dir, metrics, timings)
+
+
 def _run(cfg: Any, run_dir: Path, resolved_config: dict[str, Any] | None) -> RunResult | None:
     from .data import load_split_data
     from .report import evaluate_and_report, write_config
 
+    if cfg.ensemble.members:
+        return _run_ensemble(cfg, run_dir, resolved_config)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.model.fit == "gradient" or cfg.model.refine:
         require_accelerator(cfg.trainer.accelerator)
