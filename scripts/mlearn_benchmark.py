@@ -52,6 +52,7 @@ from mlearn_study.experiment import (  # noqa: E402
 )
 from mlearn_study.mlearn import (  # noqa: E402
     ACE_CUTOFF_OFFSETS,
+    ENSEMBLE_MEMBERS,
     EV_PER_A3_IN_GPA,
     MODEL_LABELS,
     SNAP_CUTOFF_OFFSETS,
@@ -59,6 +60,7 @@ from mlearn_study.mlearn import (  # noqa: E402
     CellResult,
     bulk_cell,
     deploy_route,
+    ensemble_cell,
     fit_ace_cell,
     fit_ace_qsnap_cell,
     fit_ace_td_cell,
@@ -73,7 +75,7 @@ from mliap_torch.data.readers import read_mlearn  # noqa: E402
 from mliap_torch.models.io import load, save  # noqa: E402
 from mliap_torch.models.potential import Potential  # noqa: E402
 
-MODELS = ("snap", "qsnap", "snap_nn", "ace", "ace_nn", "ace_td", "ace_qsnap")
+MODELS = ("snap", "qsnap", "snap_nn", "ace", "ace_nn", "ace_td", "ace_qsnap", "ensemble")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mlearn"
 DEFAULT_RESULTS = ROOT / "docs" / "mlearn_benchmark" / "results.json"
 DEFAULT_PLOT = ROOT / "docs" / "mlearn_benchmark" / "pareto.png"
@@ -141,6 +143,14 @@ def run_cell(element: str, model: str, train, test, args: argparse.Namespace,
         ace, qsnap = (p["settings"] for p in parts)
         cell, potential = fit_ace_qsnap_cell(element, train, test, float(ace["rcut"]), float(qsnap["rcut"]),
                                              int(qsnap["twojmax"]), folds=args.folds)
+    elif model == "ensemble":
+        missing = [m for m in ENSEMBLE_MEMBERS if not known.get(f"{element}/{m}")]
+        if missing:
+            raise ValueError(f"{element}: the ensemble is the mean of the element's {' and '.join(ENSEMBLE_MEMBERS)}; fit "
+                             f"{', '.join(f'{element}/{m}' for m in missing)} first (--models {' '.join(missing)})")
+        members = [(known[f"{element}/{m}"], load(args.models_dir / f"mlearn_{element.lower()}_{m}.pt"))
+                   for m in ENSEMBLE_MEMBERS]
+        cell, potential = ensemble_cell(element, members, test)
     elif model == "ace_td":
         ace = known.get(f"{element}/ace")
         if args.rcut is None and not ace:
@@ -308,7 +318,8 @@ def pareto_plot(results: dict[str, dict], elements: list[str], models: list[str]
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-    markers = {"snap": "o", "qsnap": "s", "snap_nn": "^", "ace": "D", "ace_nn": "v", "ace_td": "P", "ace_qsnap": "*"}
+    markers = {"snap": "o", "qsnap": "s", "snap_nn": "^", "ace": "D", "ace_nn": "v", "ace_td": "P", "ace_qsnap": "*",
+               "ensemble": "X"}
     colours = dict(zip(published.ELEMENTS, plt.get_cmap("tab10").colors))
     study = {"snap": "SNAP", "qsnap": "qSNAP"}
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -357,6 +368,8 @@ def experiment_config(entry: dict) -> str:
     pub = (f" Study's {study}: {published.ENERGY_MAE[study][el]} meV/atom, {published.FORCE_MAE[study][el]} eV/Å."
            if study else "")
     study_rcut, study_twojmax = study_settings(el, "qsnap" if model == "qsnap" else "snap")
+    if model == "ensemble":
+        return ensemble_config(entry)
     descriptor = s["experiment"]["descriptor"] if model in LINEAR_OF else descriptor_section(entry)
     if model == "ace_qsnap":
         what = (f"the large ACE ({s['num_functions']} functions, rcut {s['ace_rcut']} Å) and qSNAP (2Jmax {s['twojmax']}, "
@@ -391,6 +404,24 @@ def experiment_config(entry: dict) -> str:
     lines += [f"    {g}: [{we!r}, {wf!r}, {ws_gpa * EV_PER_A3_IN_GPA!r}]" for g, (we, wf, ws_gpa) in weights.items()]
     lines += yaml_lines({"descriptor": descriptor})
     lines += yaml_lines({"model": {"name": name, "solver": solver_section(entry)}})
+    return "\n".join(lines) + "\n"
+
+
+def ensemble_config(entry: dict) -> str:
+    """The Hydra experiment of an ``ensemble`` cell: the element's member experiments, trained and averaged
+    (``ensemble.members``)."""
+    el = entry["element"]
+    name = f"mlearn_{el.lower()}_ensemble"
+    members = [f"mlearn_{el.lower()}_{m}" for m in entry["settings"]["members"]]
+    lines = ["# @package _global_",
+             f"# {MODEL_LABELS['ensemble']} for {el} on the mlearn benchmark (Zuo et al., J. Phys. Chem. A 124, 731 (2020)): "
+             f"the experiments {' and '.join(members)}, each trained in <run>/members/, and the mean of their models; "
+             "in LAMMPS hybrid/scaled of their pair styles.",
+             f"# scripts/mlearn_benchmark.py: test E {entry['energy_mae']:.2f} meV/atom, F {entry['force_mae']:.3f} eV/Å.",
+             f"# python train.py experiment={name}", CONFIG_MARK,
+             "defaults:", "  - override /data: mlearn", "",
+             "data:", f"  element: {el}", "  val_fraction: 0.0"]
+    lines += yaml_lines({"ensemble": {"members": members}, "model": {"name": name}})
     return "\n".join(lines) + "\n"
 
 
@@ -442,6 +473,8 @@ def _relative(path: Path, folder: Path) -> str:
 
 LINEAR_FORMS = ("snap", "qsnap", "ace", "ace_td", "ace_qsnap")
 NN_FORMS = ("snap_nn", "ace_nn")
+#: The ensemble (``ensemble``) is no lane's: it is made in the main process from the lanes' saved members, before
+#: the cost pass.
 #: Training sets with more atoms than this (Ni and Cu, 27 000 atoms) are fitted by one process at a time:
 #: their descriptor Jacobians take 11 GB (SNAP+NN at 2Jmax 10) to 13 GB (ACE), two such processes more
 #: than this 24 GB machine has.
@@ -637,10 +670,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             save_results(args.results, results)
             args.cost_only = True                   # the timing pass below, alone on the machine
         for el in args.elements:
-            train, test = (None, None) if args.cost_only else load_split(args.data, el, args.max_configs)
+            combined = "ensemble" in args.models          # made from the saved members in every pass
+            train, test = ((None, None) if args.cost_only and not combined
+                           else load_split(args.data, el, args.max_configs))
             for model in args.models:
                 key = f"{el}/{model}"
-                if args.cost_only or args.rescore:
+                if (args.cost_only or args.rescore) and model != "ensemble":
                     if key not in results:
                         print(f"{key}: no saved result (fit it first)", flush=True)
                         continue

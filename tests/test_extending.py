@@ -28,7 +28,7 @@ def test_the_builtin_components_are_registered():
     assert names("reference potential") == ["pace_core", "zbl"]
     assert (descriptor_class("bispectrum"), head_class("mlp"), reference_class("zbl")) == (Bispectrum, MLPHead, ZBL)
     assert Bispectrum.type_name == "bispectrum" and MLPHead.type_name == "mlp" and ZBL.type_name == "zbl"
-    with pytest.raises(ValueError, match=r"unknown head type 'cubic'; known: \['blocks', 'linear', 'mlp', 'pace_embedding', 'quadratic'\]"):
+    with pytest.raises(ValueError, match=r"unknown head type 'cubic'; known: \['blocks', 'linear', 'mlp', 'pace_embedding', 'quadratic', 'weighted_blocks'\]"):
         head_class("cubic")
 
 

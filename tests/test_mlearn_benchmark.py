@@ -244,6 +244,38 @@ def test_network_cell_is_the_run_of_its_experiment_config(run, shared_data, tmp_
     assert scores["energy_mae"] != pytest.approx(linear["energy_mae"], rel=1e-6)      # the network trained
 
 
+def test_ensemble_cell_is_the_mean_of_its_members_and_its_config_trains_them(run, shared_data):
+    """The ensemble cell scores the equally weighted mean of two fitted cells (here the fixture's SNAP and qSNAP):
+    its test errors are those of the members' predictions averaged, and its experiment names the members."""
+    from hydra import compose, initialize_config_dir
+
+    from mlearn_study.mlearn import ensemble_cell, evaluate
+    from mliap_torch.cli.schema import validate
+
+    tmp, results = run
+    test = read_mlearn(shared_data / "mlearn" / "Mo" / "test.json", element="Mo")[:10]
+    members = [(results[f"Mo/{m}"], load(tmp / "models" / f"mlearn_mo_{m}.pt")) for m in ("snap", "qsnap")]
+    cell, potential = ensemble_cell("Mo", members, test)
+    predictions = [evaluate(p, test) for _, p in members]
+    energy = (predictions[0]["energy"] + predictions[1]["energy"]) / 2
+    forces = (predictions[0]["forces"] + predictions[1]["forces"]) / 2
+    assert cell.energy_mae == pytest.approx(1000 * np.abs(energy - predictions[0]["energy_ref"]).mean(), rel=1e-10)
+    assert cell.force_mae == pytest.approx(np.abs(forces - predictions[0]["forces_ref"]).mean(), rel=1e-10)
+    assert cell.fit_seconds == pytest.approx(sum(entry["fit_seconds"] for entry, _ in members))
+    assert cell.num_parameters == sum(entry["num_parameters"] for entry, _ in members)
+    assert potential.head.type_name == "weighted_blocks" and cell.train_energy_mae is None
+    entry = json.loads(json.dumps(dataclasses.asdict(cell)))
+    assert "| — | — |" in _script().table_markdown({"Mo/ensemble": entry}, ["Mo"], ["ensemble"])
+    path = CONFIG_DIR / "experiment" / "mlearn_test_ensemble_probe.yaml"
+    path.write_text(_script().ensemble_config(entry))
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = validate(compose("train", overrides=["experiment=mlearn_test_ensemble_probe"]))
+    finally:
+        path.unlink()
+    assert cfg.ensemble.members == ["mlearn_mo_snap", "mlearn_mo_qsnap"] and cfg.data.element == "Mo"
+
+
 def test_ablation_runs_a_variant_in_its_own_process_and_tabulates_it(run, shared_data):
     """scripts/mlearn_ablation.py: the study-settings variant (one cutoff, one 2Jmax, one weight per kind)
     fitted by a benchmark process equals fit_snap_cell called directly with those settings; the table's
@@ -442,6 +474,7 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
     )
     from mlearn_study.mlearn import (
         ACE_CUTOFF_OFFSETS,
+        ENSEMBLE_MEMBERS,
         EV_PER_A3_IN_GPA,
         SNAP_CUTOFF_OFFSETS,
         SNAP_TWOJMAX_OFFSETS,
@@ -462,6 +495,12 @@ def test_experiment_configs_record_the_benchmark_choices(shared_data):
             cfg = validate(compose("train", overrides=[f"experiment={path.stem}"]))
         assert cfg.data.element == entry["element"] and cfg.model.name == path.stem
         descriptor = dict(cfg.descriptor)
+        if model == "ensemble":                       # the element's member experiments, equal weights
+            assert cfg.ensemble.members == [f"mlearn_{el}_{m}" for m in ENSEMBLE_MEMBERS] == \
+                [f"mlearn_{el}_{m}" for m in entry["settings"]["members"]]
+            assert cfg.ensemble.weights is None and entry["settings"]["member_weights"] == [0.5, 0.5]
+            assert all((CONFIG_DIR / "experiment" / f"{m}.yaml").is_file() for m in cfg.ensemble.members)
+            continue
         if model == "ace_qsnap":                      # the large ACE's cutoff and basis, qSNAP's cutoff and 2Jmax
             ace, qsnap = (results[f"{el.capitalize()}/{m}"]["settings"] for m in ("ace_td", "qsnap"))
             parts = descriptor["parts"]
@@ -587,6 +626,6 @@ def test_best_experiment_reproduces_the_table(element, tmp_path):
                    timeout=3500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     test = metrics(tmp_path)["test"]["all"]
-    tolerance = 0.02 if entry["model"] in ("snap_nn", "ace_nn") else 1e-6
+    tolerance = 0.02 if entry["model"] in ("snap_nn", "ace_nn", "ensemble") else 1e-6
     assert 1000 * test["energy_mae"] == pytest.approx(entry["energy_mae"], rel=tolerance)
     assert test["force_mae"] == pytest.approx(entry["force_mae"], rel=tolerance)
