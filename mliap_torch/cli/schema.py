@@ -8,6 +8,7 @@ single clear paragraph instead of a traceback.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +20,10 @@ from ..config_checks import at_least as _at_least
 from ..data.formats import TRAINING_FORMATS
 from ..errors import ConfigError
 from ..registry import descriptor_class, head_class, import_plugins, names
+
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", PACKAGE_CONFIG_DIR))
+"""Where Hydra composes training configs from: the package's ``configs/``, or ``$MLIAP_TORCH_CONFIGS``."""
 
 if TYPE_CHECKING:
     from ..fitting.options import FitOptions

@@ -9,7 +9,6 @@ else is a bug and keeps its traceback (status 1).
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -19,12 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mliap_torch.cli.run_dir import discard_if_unused, register_resolver
-from mliap_torch.cli.schema import validate
+from mliap_torch.cli.schema import CONFIG_DIR, PACKAGE_CONFIG_DIR, validate
 from mliap_torch.errors import USER_ERROR_STATUS, UserError
 
-PACKAGE_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIG_DIR = Path(os.environ.get("MLIAP_TORCH_CONFIGS", PACKAGE_CONFIG_DIR))
-
+__all__ = ["CONFIG_DIR", "PACKAGE_CONFIG_DIR", "hydra_main", "main"]
 
 register_resolver()
 _task_started = False

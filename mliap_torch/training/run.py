@@ -76,8 +76,7 @@ def compose_member(name: str, overrides: Sequence[str]) -> tuple[Any, dict[str, 
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from ..cli.schema import validate
-    from ..cli.train import CONFIG_DIR
+    from ..cli.schema import CONFIG_DIR, validate
 
     args = [f"experiment={name}", *overrides, "export.lammps=false"]
     try:

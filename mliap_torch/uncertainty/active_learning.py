@@ -150,8 +150,7 @@ def setup_from_config(overrides: Sequence[str] = ("model=snap_quadratic",)) -> L
     group weights of unlisted groups (``data.group_weights["*"]``) for the new labels."""
     from hydra import compose, initialize_config_dir
 
-    from ..cli.schema import FitConfig, fit_options, validate
-    from ..cli.train import CONFIG_DIR
+    from ..cli.schema import CONFIG_DIR, FitConfig, fit_options, validate
     from ..training.data import group_specs, load_split_data
     from ..training.setup import build_model_potential, data_elements
 
