@@ -30,7 +30,6 @@ BUILTIN_MODULES = (
     "mliap_torch.descriptors.concatenated",
     "mliap_torch.models.heads",
     "mliap_torch.models.embedding",
-    "mliap_torch.models.ensemble",
     "mliap_torch.models.zbl",
     "mliap_torch.models.pace_core",
 )

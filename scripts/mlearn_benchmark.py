@@ -473,8 +473,7 @@ def _relative(path: Path, folder: Path) -> str:
 
 LINEAR_FORMS = ("snap", "qsnap", "ace", "ace_td", "ace_qsnap")
 NN_FORMS = ("snap_nn", "ace_nn")
-#: The ensemble (``ensemble``) is no lane's: it is made in the main process from the lanes' saved members, before
-#: the cost pass.
+# The ensemble is in neither: it is made in the main process from the lanes' saved members, before the cost pass.
 #: Training sets with more atoms than this (Ni and Cu, 27 000 atoms) are fitted by one process at a time:
 #: their descriptor Jacobians take 11 GB (SNAP+NN at 2Jmax 10) to 13 GB (ACE), two such processes more
 #: than this 24 GB machine has.

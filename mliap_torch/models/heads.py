@@ -1,6 +1,7 @@
 """Per-element energy heads: E_i = head(B_i, species_i)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -279,6 +280,60 @@ class BlockHead(Head):
     def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Per-atom energies (natoms,) eV: the sum of the blocks' heads on their columns of B (natoms, K)."""
         return sum((h(B[:, s], species) for h, s in zip(self.block_heads(), self._slices())),
+                   B.new_zeros(len(B)))
+
+
+@register_head("weighted_blocks")
+class WeightedBlocksHead(Head):
+    """``E_i = Σ_b w_b · head_b(B_i[block b])``: any registered head per block of consecutive descriptors, scaled.
+
+    Args:
+        num_elements: number of elements.
+        num_descriptors: K, the sum of the blocks' ``num_descriptors``.
+        heads: each block's head, or its settings (``{"type": ..., **settings}`` as :meth:`Head.settings` gives),
+            in column order.
+        weights: w_b of each block, dimensionless.
+    """
+
+    def __init__(self, num_elements: int, num_descriptors: int, heads: Sequence[Head | dict[str, Any]],
+                 weights: Sequence[float]):
+        super().__init__(num_elements, num_descriptors)
+        built = [h if isinstance(h, Head) else cast(Head, build("head", dict(h))) for h in heads]
+        if not built or len(built) != len(weights):
+            raise ValueError(f"a weighted blocks head needs one weight per head: {len(weights)} weights for "
+                             f"{len(built)} heads")
+        sizes = [h.num_descriptors for h in built]
+        if sum(sizes) != num_descriptors:
+            raise ValueError(f"the blocks' sizes {sizes} add up to {sum(sizes)}, not to the {num_descriptors} descriptors")
+        for k, h in enumerate(built):
+            if h.num_elements != num_elements:
+                raise ValueError(f"block {k}'s head ({h.type_name}) has {h.num_elements} elements, not {num_elements}")
+        self.weights = [float(w) for w in weights]
+        if not all(math.isfinite(w) for w in self.weights):
+            raise ValueError(f"the blocks' weights must be finite numbers, not {self.weights}")
+        self.blocks = nn.ModuleList(built)
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        raise ValueError("'model.head' is weighted_blocks, which is not trained from a config: it is the mean of "
+                         "fitted potentials, made by mliap_torch.average_potentials or by an experiment's "
+                         "'ensemble.members'.")
+
+    def block_heads(self) -> list[Head]:
+        """The heads of the blocks, in column order (unscaled)."""
+        return [cast(Head, h) for h in self.blocks]
+
+    def _slices(self) -> list[slice]:
+        bounds = [0, *accumulate(h.num_descriptors for h in self.block_heads())]
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "heads": [h.settings() for h in self.block_heads()],
+                "weights": list(self.weights)}
+
+    def forward(self, B: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies (natoms,) eV: the weighted sum of the blocks' heads on their columns of B (natoms, K)."""
+        return sum((w * h(B[:, s], species) for w, h, s in zip(self.weights, self.block_heads(), self._slices())),
                    B.new_zeros(len(B)))
 
 

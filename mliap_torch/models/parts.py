@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from ..descriptors.concatenated import ConcatenatedDescriptor
-from .ensemble import WeightedBlocksHead
-from .heads import BlockHead
+from .heads import BlockHead, WeightedBlocksHead
 from .potential import Potential
 
 
@@ -11,7 +10,7 @@ def potential_parts(potential: Potential) -> list[Potential] | None:
     """``[Potential(part_k, head_k), ...]`` whose energies, forces and stresses, each scaled by its
     :func:`part_weights`, add up to those of ``potential`` without its reference: one per part of a
     :class:`ConcatenatedDescriptor` under a :class:`BlockHead` or a
-    :class:`~mliap_torch.models.ensemble.WeightedBlocksHead` with one head per part; None for any other model."""
+    :class:`~mliap_torch.models.heads.WeightedBlocksHead` with one head per part; None for any other model."""
     descriptor, head = potential.descriptor, potential.head
     if not isinstance(descriptor, ConcatenatedDescriptor) or not isinstance(head, (BlockHead, WeightedBlocksHead)):
         return None
